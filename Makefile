@@ -1,0 +1,58 @@
+# Estrade — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export ESTRADE_DATA_DIR ?= $(CURDIR)/data
+PG_BIN ?= /usr/lib/postgresql/15/bin
+# Screenshots and other artefacts written by the tests.
+ARTIFACTS ?= $(CURDIR)/artifacts
+export ESTRADE_ARTIFACTS := $(ARTIFACTS)
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@scripts/need $(PYTHON):python3 gcc:gcc
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || scripts/need /usr/lib/python3/dist-packages/ensurepip:python3-venv
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test,lint]"
+	touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install Estrade with its test and lint tools
+
+.PHONY: run
+run: $(STAMP) ## Migrate, seed the demo room and serve on http://127.0.0.1:8000 (SQLite in ./data)
+	ESTRADE_DEMO=true $(BIN)/estrade serve
+
+.PHONY: system-deps
+system-deps: ## Install the system packages the tests need (as root on Debian)
+	@scripts/need $(PG_BIN)/pg_ctl:postgresql-15
+
+.PHONY: test
+test: $(STAMP) system-deps ## Run every test (SQLite and PostgreSQL)
+	PATH="$(PG_BIN):$$PATH" $(BIN)/pytest -p no:cacheprovider
+
+.PHONY: lint
+lint: $(STAMP) ## Ruff lint and format check, mypy on appliance/
+	$(BIN)/ruff check appliance tests benchmarks
+	$(BIN)/ruff format --check appliance tests benchmarks
+	$(BIN)/mypy
+
+.PHONY: format
+format: $(STAMP) ## Apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix appliance tests benchmarks
+	$(BIN)/ruff format appliance tests benchmarks
+
+.PHONY: bench
+bench: $(STAMP) ## Run the benchmarks (one JSON line each)
+	@for b in benchmarks/*.py; do [ -e "$$b" ] || continue; $(BIN)/python $$b || exit 1; done
+
+.PHONY: clean
+clean: ## Remove the virtualenv and caches (keeps ./data)
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

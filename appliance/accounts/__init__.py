@@ -1,0 +1,1 @@
+"""Users, cohorts, enrolments, class sessions and join links."""

@@ -1,0 +1,139 @@
+"""The application factory. Nothing here reads the environment: settings come in as an argument."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.security.session_auth import SessionAuth
+from litestar.stores.registry import StoreRegistry
+
+from appliance import __version__, db
+from appliance.accounts.controllers import (
+    AdminCohortController,
+    AdminUserController,
+    MyCohortsController,
+)
+from appliance.auth.controllers import AuthController, LoginLimiter
+from appliance.auth.guards import user_from_connection
+from appliance.auth.sessions import build_session_config, build_session_store
+from appliance.settings import Settings
+from appliance.system import SystemController
+
+__all__ = ["create_app", "secret_key"]
+
+log = logging.getLogger("estrade")
+
+AUTH_EXCLUDE = [
+    "^/health$",
+    "^/ready$",
+    "^/schema",
+    "^/static/",
+    "^/join/",
+    "^/$",
+    "^/login$",
+    "^/link-problem$",
+    "^/favicon.ico$",
+    "^/api/auth/csrf$",
+]
+
+
+def secret_key(settings: Settings) -> str:
+    """The configured secret, or one generated on first start and kept in the data folder."""
+    if settings.secret_key:
+        return settings.secret_key
+    path = Path(settings.data_dir) / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(key)
+    return key
+
+
+def _json_errors(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Every client error as JSON ``{status_code, detail, extra?}``."""
+    body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
+    if exc.extra:
+        body["extra"] = exc.extra
+    return Response(body, status_code=exc.status_code, headers=exc.headers)
+
+
+def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litestar:
+    """Build the Litestar application for ``settings``.
+
+    Args:
+        settings: validated settings (see :func:`appliance.settings.load_settings`).
+        migrate_on_start: run pending migrations before serving (``estrade serve`` does this
+            for a new data folder; tests migrate explicitly).
+    """
+    engine = db.bind(settings)
+    session_config = build_session_config(settings)
+    auth = SessionAuth[Any, Any](
+        retrieve_user_handler=user_from_connection,
+        session_backend_config=session_config,
+        exclude=AUTH_EXCLUDE,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await db.start(engine, settings.database_pool_size)
+        try:
+            if migrate_on_start:
+                ran = await db.migrate()
+                if ran:
+                    log.info("ran %d migration(s)", len(ran))
+            yield
+        finally:
+            await db.close(engine)
+
+    state = State(
+        {
+            "settings": settings,
+            "engine": engine,
+            "login_limiter": LoginLimiter(
+                settings.login_attempts_per_address,
+                settings.login_attempts_per_account,
+                settings.login_window_s,
+            ),
+        }
+    )
+    return Litestar(
+        route_handlers=[
+            SystemController,
+            AuthController,
+            AdminUserController,
+            AdminCohortController,
+            MyCohortsController,
+        ],
+        on_app_init=[auth.on_app_init],
+        csrf_config=CSRFConfig(
+            secret=secret_key(settings),
+            cookie_secure=settings.cookies_secure,
+            cookie_samesite="lax",
+            exclude=["^/health$", "^/ready$"],
+        ),
+        stores=StoreRegistry(stores={"sessions": build_session_store(settings)}),
+        openapi_config=OpenAPIConfig(
+            title="Estrade",
+            version=__version__,
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+        ),
+        exception_handlers={HTTPException: _json_errors},
+        request_max_body_size=settings.max_request_bytes,
+        lifespan=[lifespan],
+        state=state,
+        debug=False,
+    )

@@ -1,0 +1,153 @@
+"""Staff sign-in and sign-out, learners' join links, and ``/api/me``."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import NotAuthorizedException
+from litestar.params import FromPath, JSONBody
+from litestar.response import Redirect
+from litestar.status_codes import HTTP_200_OK, HTTP_429_TOO_MANY_REQUESTS
+
+from appliance.accounts import services
+from appliance.accounts.tables import Role, User
+from appliance.auth.passwords import verify_password
+from appliance.auth.ratelimit import SlidingWindow
+from appliance.auth.schemas import JoinPassword, LoginIn, Me
+from appliance.auth.sessions import renew_session_id
+
+__all__ = ["AuthController", "LoginLimiter"]
+
+
+class LoginLimiter:
+    """Failed sign-ins, counted per client address and per account."""
+
+    def __init__(self, per_address: int, per_account: int, window_s: int) -> None:
+        self.by_address = SlidingWindow(per_address, window_s)
+        self.by_account = SlidingWindow(per_account, window_s)
+
+    def retry_after(self, address: str, account: str) -> int:
+        return max(self.by_address.retry_after(address), self.by_account.retry_after(account))
+
+    def failed(self, address: str, account: str) -> None:
+        self.by_address.hit(address)
+        self.by_account.hit(account)
+
+
+def _client(request: Request[Any, Any, Any]) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _me(user: User) -> Me:
+    return Me(
+        id=user.id,
+        email=user.email,
+        display_name=user.display_name,
+        role=user.role,
+        locale=user.locale,
+    )
+
+
+def _too_many(retry_after: int) -> Response[dict[str, Any]]:
+    return Response(
+        {
+            "status_code": 429,
+            "detail": "too many failed sign-ins, try again later",
+            "retry_after": retry_after,
+        },
+        status_code=HTTP_429_TOO_MANY_REQUESTS,
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+class AuthController(Controller):
+    tags = ["auth"]
+
+    @post("/api/auth/login", exclude_from_auth=True, status_code=HTTP_200_OK)
+    async def login(
+        self, request: Request[Any, Any, Any], data: JSONBody[LoginIn]
+    ) -> Response[Any]:
+        """Staff sign-in by email and password (learners use their join link)."""
+        limiter: LoginLimiter = request.app.state.login_limiter
+        email = data.email.strip().lower()
+        address = _client(request)
+        wait = limiter.retry_after(address, email)
+        if wait:
+            return _too_many(wait)
+        user = await User.objects().where(User.email == email).first()
+        ok = verify_password(user.password_hash if user else None, data.password)
+        if not ok or user is None or not user.active:
+            limiter.failed(address, email)
+            raise NotAuthorizedException(detail="wrong email or password")
+        limiter.by_account.reset(email)
+        request.clear_session()
+        renew_session_id(request)
+        request.set_session({"uid": user.id})
+        return Response(_me(user))
+
+    @get("/api/auth/csrf", exclude_from_auth=True)
+    async def csrf(self) -> dict[str, str]:
+        """Set the ``csrftoken`` cookie: send it back as ``X-CSRFToken`` on unsafe methods."""
+        return {"header": "X-CSRFToken", "cookie": "csrftoken"}
+
+    @post("/api/auth/logout", status_code=HTTP_200_OK)
+    async def logout(self, request: Request[Any, Any, Any]) -> dict[str, str]:
+        request.clear_session()
+        return {"status": "signed out"}
+
+    @get("/api/me")
+    async def me(self, request: Request[User, Any, Any]) -> Me:
+        return _me(request.user)
+
+    @get("/join/{secret:str}", exclude_from_auth=True, include_in_schema=False)
+    async def join(self, request: Request[Any, Any, Any], secret: FromPath[str]) -> Response[Any]:
+        """A learner's personal link: opens a session and lands in the classroom."""
+        return await self._join(request, secret, password=None)
+
+    @post("/join/{secret:str}", exclude_from_auth=True, status_code=HTTP_200_OK)
+    async def join_with_password(
+        self, request: Request[Any, Any, Any], secret: FromPath[str], data: JSONBody[JoinPassword]
+    ) -> Response[Any]:
+        """Join with a personal link whose learner has a password."""
+        return await self._join(request, secret, password=data.password)
+
+    async def _join(
+        self, request: Request[Any, Any, Any], secret: str, password: str | None
+    ) -> Response[Any]:
+        link = await services.resolve_link(secret)
+        now = dt.datetime.now(dt.UTC)
+        if link is None:
+            return _link_problem(request, "unknown", 404)
+        if link.revoked_at is not None:
+            return _link_problem(request, "revoked", 410)
+        if link.expires_at <= now:
+            return _link_problem(request, "expired", 410)
+        user = await User.objects().where(User.id == link.user).first()
+        if user is None or not user.active or user.role != Role.learner.value:
+            return _link_problem(request, "revoked", 410)
+        if user.password_hash:
+            limiter: LoginLimiter = request.app.state.login_limiter
+            key = f"link:{link.id}"
+            wait = limiter.retry_after(_client(request), key)
+            if wait:
+                return _too_many(wait)
+            if password is None:
+                return _link_problem(request, "password_required", 401)
+            if not verify_password(user.password_hash, password):
+                limiter.failed(_client(request), key)
+                return _link_problem(request, "wrong_password", 401)
+        request.clear_session()
+        renew_session_id(request)
+        request.set_session({"uid": user.id, "link": link.id})
+        target = f"/classroom/{link.cohort}"
+        if password is None:
+            return Redirect(path=target, status_code=303)
+        return Response({"status": "joined", "next": target})
+
+
+def _link_problem(request: Request[Any, Any, Any], reason: str, status: int) -> Response[Any]:
+    if "text/html" in request.headers.get("accept", "") and request.method == "GET":
+        return Redirect(path=f"/link-problem?reason={reason}", status_code=303)
+    return Response({"status_code": status, "detail": reason}, status_code=status)

@@ -1,0 +1,97 @@
+"""Who may do what: one place for role and cohort checks, used by routes and socket messages.
+
+Policy (docs/security.md): an unauthenticated request gets 401; a signed-in user asking for a
+role-restricted route gets 403; a cohort the user does not belong to answers 404, so cohort ids
+do not leak; a cohort the user can see but where their role may not act answers 403.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from appliance.accounts.tables import Cohort, Enrolment, JoinLink, Role, User
+
+__all__ = ["Access", "cohort_access", "require_roles", "user_from_connection"]
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """The outcome of a cohort check: who acts, on which cohort, in which capacity."""
+
+    user: User
+    cohort: Cohort
+    capacity: Role
+
+    @property
+    def is_staff_of_cohort(self) -> bool:
+        return self.capacity in (Role.admin, Role.trainer)
+
+
+async def user_from_connection(
+    session: dict[str, Any], connection: ASGIConnection[Any, Any, Any, Any]
+) -> User | None:
+    """Load the signed-in user from the session; ``None`` (401) when it is no longer valid."""
+    uid = session.get("uid")
+    if not isinstance(uid, int):
+        return None
+    user = await User.objects().where((User.id == uid) & (User.active.eq(True))).first()
+    if user is None:
+        return None
+    link_id = session.get("link")
+    if link_id is not None:
+        # A learner who came in through a join link keeps the session only while the link holds.
+        now = dt.datetime.now(dt.UTC)
+        link = await JoinLink.objects().where(JoinLink.id == link_id).first()
+        if link is None or link.revoked_at is not None or link.expires_at <= now:
+            return None
+    return user
+
+
+def require_roles(*roles: Role):
+    """A route guard: the signed-in user's role must be one of ``roles`` (else 403)."""
+    allowed = {r.value for r in roles}
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        user = connection.user
+        if user is None or user.role not in allowed:
+            raise PermissionDeniedException(detail="your role may not do this")
+
+    guard.__name__ = f"require_{'_or_'.join(sorted(allowed))}"
+    return guard
+
+
+async def cohort_access(user: User, cohort_id: int, allow: frozenset[Role] | set[Role]) -> Access:
+    """Check that ``user`` may act on ``cohort_id`` in one of the ``allow`` capacities.
+
+    Admins and operators see every cohort (as admin / operator); trainers and learners see the
+    cohorts they are enrolled in. Learners do not see archived cohorts.
+
+    Raises:
+        NotFoundException: the cohort does not exist or the user is not part of it.
+        PermissionDeniedException: the user is part of it but not in an allowed capacity.
+    """
+    cohort = await Cohort.objects().where(Cohort.id == cohort_id).first()
+    if cohort is None:
+        raise NotFoundException(detail="cohort not found")
+    role = Role(user.role)
+    capacity: Role
+    if role in (Role.admin, Role.operator):
+        capacity = role
+    else:
+        enrolment = (
+            await Enrolment.select(Enrolment.role)
+            .where((Enrolment.cohort == cohort_id) & (Enrolment.user == user.id))
+            .first()
+        )
+        if enrolment is None or (role is Role.learner and cohort.archived):
+            raise NotFoundException(detail="cohort not found")
+        capacity = Role(enrolment["role"])
+    if capacity not in allow:
+        raise PermissionDeniedException(detail="your role in this cohort may not do this")
+    return Access(user=user, cohort=cohort, capacity=capacity)

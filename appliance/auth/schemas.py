@@ -1,0 +1,22 @@
+from typing import Annotated
+
+import msgspec
+
+__all__ = ["JoinPassword", "LoginIn", "Me"]
+
+
+class LoginIn(msgspec.Struct, forbid_unknown_fields=True):
+    email: Annotated[str, msgspec.Meta(min_length=1, max_length=254)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class JoinPassword(msgspec.Struct, forbid_unknown_fields=True):
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class Me(msgspec.Struct):
+    id: int
+    email: str
+    display_name: str
+    role: str
+    locale: str

@@ -1,0 +1,128 @@
+"""Database engine: built from the settings, bound to every Piccolo table, migrated."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from urllib.parse import urlsplit
+
+from piccolo.apps.migrations.commands.base import BaseMigrationManager
+from piccolo.apps.migrations.commands.forwards import run_forwards
+from piccolo.apps.migrations.tables import Migration
+from piccolo.conf.apps import Finder
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine
+
+from appliance import piccolo_conf
+from appliance.settings import Settings
+
+__all__ = ["bind", "close", "migrate", "pending_migrations", "ping"]
+
+PICCOLO_CONF_MODULE = "appliance.piccolo_conf"
+log = logging.getLogger("estrade.db")
+
+
+class MigrationError(RuntimeError):
+    """A migration failed; the database is left at the last good migration."""
+
+
+def build_engine(settings: Settings) -> Engine:
+    if settings.uses_postgres:
+        parts = urlsplit(settings.database_url)
+        config = {
+            "host": parts.hostname or "127.0.0.1",
+            "port": parts.port or 5432,
+            "user": parts.username,
+            "password": parts.password,
+            "database": parts.path.lstrip("/") or "estrade",
+        }
+        return PostgresEngine(config={k: v for k, v in config.items() if v is not None})
+    if settings.database_url.startswith("sqlite://"):
+        path = settings.database_url.removeprefix("sqlite://")
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path = str(settings.sqlite_path)
+    # A generous timeout: SQLite serialises writers; a short busy wait beats an error.
+    return SQLiteEngine(path=path, timeout=30)
+
+
+def _all_tables() -> list[type]:
+    tables: list[type] = [Migration]
+    for app_config in Finder().get_app_configs():
+        tables.extend(app_config.table_classes)
+    return tables
+
+
+def bind(settings: Settings) -> Engine:
+    """Build the engine and make every table (and Piccolo's migration runner) use it."""
+    os.environ["PICCOLO_CONF"] = PICCOLO_CONF_MODULE
+    engine = build_engine(settings)
+    piccolo_conf.DB = engine
+    for table in _all_tables():
+        table._meta.db = engine  # type: ignore[attr-defined]
+    return engine
+
+
+async def start(engine: Engine, pool_size: int = 10) -> None:
+    """Open the pool (PostgreSQL) or switch to WAL (SQLite).
+
+    A database that does not answer yet is not fatal: the process serves ``/health`` and
+    ``/ready`` answers 503 until it does.
+    """
+    try:
+        if isinstance(engine, PostgresEngine) and pool_size > 0:
+            await engine.start_connection_pool(min_size=1, max_size=pool_size)
+        elif isinstance(engine, SQLiteEngine):
+            await engine.run_ddl("PRAGMA journal_mode=WAL")
+    except Exception as exc:
+        log.warning("database not available at start: %s", exc)
+
+
+async def close(engine: Engine) -> None:
+    if isinstance(engine, PostgresEngine) and engine.pool is not None:
+        with contextlib.suppress(Exception):
+            await engine.close_connection_pool()
+
+
+async def ping(engine: Engine) -> bool:
+    try:
+        await engine.run_ddl("SELECT 1")
+    except Exception:
+        return False
+    return True
+
+
+async def pending_migrations() -> list[str]:
+    """Ids of migrations that exist in the code but have not run on this database."""
+    manager = BaseMigrationManager()
+    pending: list[str] = []
+    if not await Migration.table_exists().run():
+        ran: set[str] = set()
+    for app_config in Finder().get_app_configs():
+        modules = manager.get_migration_modules(app_config.resolved_migrations_folder_path)
+        ids = manager.get_migration_ids(modules)
+        if await Migration.table_exists().run():
+            ran = set(await Migration.get_migrations_which_ran(app_name=app_config.app_name))
+        pending.extend(f"{app_config.app_name}:{i}" for i in ids if i not in ran)
+    return pending
+
+
+async def migrate(*, quiet: bool = True) -> list[str]:
+    """Run every pending migration; returns the ids that ran.
+
+    Each migration runs in its own transaction (Piccolo's default), so a failing one leaves
+    the database at the last good migration and raises :class:`MigrationError`.
+    """
+    before = await pending_migrations()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out) if quiet else contextlib.nullcontext():
+        try:
+            result = await run_forwards(app_name="all")
+        except Exception as exc:
+            raise MigrationError(f"{type(exc).__name__}: {exc}") from exc
+    if not result.success:
+        raise MigrationError(result.message or out.getvalue())
+    return before

@@ -1,0 +1,239 @@
+"""Settings: read once, from ``ESTRADE_*`` variables and an optional TOML file.
+
+Nothing here runs at import time: :func:`load_settings` is called by the CLI (or a test)
+and the result is passed to :func:`appliance.app.create_app`.
+
+Precedence: built-in defaults < TOML file < environment variables.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_CONFIG_PATH", "Settings", "SettingsError", "load_settings"]
+
+DEFAULT_CONFIG_PATH = Path("/etc/estrade/estrade.toml")
+ENV_PREFIX = "ESTRADE_"
+
+
+class SettingsError(ValueError):
+    """A setting has a bad value. The message names the key and the value."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of the appliance. The environment variable is ``ESTRADE_`` + upper name."""
+
+    data_dir: Path = Path("data")
+    """Folder for the SQLite database, documents, sessions and the generated secret key."""
+    database_url: str = ""
+    """Empty for SQLite in ``data_dir``; ``postgresql://user:pass@host:port/db`` for PostgreSQL."""
+    database_pool_size: int = 10
+    """PostgreSQL connections kept open (0: a new connection per query)."""
+    host: str = "127.0.0.1"
+    """Address the HTTP server binds."""
+    port: int = 8000
+    """Port the HTTP server binds."""
+    public_url: str = ""
+    """Base URL people use (``https://classe.example.org``); default ``http://host:port``."""
+    secret_key: str = ""
+    """Secret for CSRF tokens; empty: generated once and kept in ``data_dir/secret_key``."""
+    secure_cookies: bool | None = None
+    """Mark cookies Secure; default: true when ``public_url`` starts with https."""
+    session_max_age_s: int = 12 * 3600
+    """Lifetime of a sign-in session, in seconds."""
+    session_store: str = "file"
+    """Where sessions live: ``file`` (in ``data_dir``), ``memory`` or a ``redis://`` URL."""
+    max_request_bytes: int = 1024 * 1024
+    """Largest accepted JSON/CSV request body, in bytes (documents have their own limit)."""
+    login_attempts_per_address: int = 20
+    """Failed sign-ins allowed per client address per ``login_window_s``."""
+    login_attempts_per_account: int = 5
+    """Failed sign-ins allowed per account per ``login_window_s``."""
+    login_window_s: int = 900
+    """Window of the sign-in rate limits, in seconds."""
+    join_link_ttl_days: int = 180
+    """Validity of a learner's personal join link, in days."""
+    forwarded_allow_ips: str = "127.0.0.1"
+    """Proxies whose X-Forwarded-For is trusted (comma-separated, as uvicorn takes it)."""
+    log_level: str = "info"
+    """One of debug, info, warning, error."""
+    demo: bool = False
+    """Seed a demo cohort when the data folder is new (``make run`` sets it)."""
+
+    @property
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def cookies_secure(self) -> bool:
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return self.resolved_public_url.startswith("https://")
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url.startswith(("postgres://", "postgresql://"))
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "estrade.sqlite3"
+
+
+_LOG_LEVELS = {"debug", "info", "warning", "error"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(name: str, raw: Any, annotation: Any) -> Any:
+    """Turn a raw TOML or environment value into the annotated type, or raise SettingsError."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in args if a is not type(None)]
+        if raw is None or (isinstance(raw, str) and raw.strip().lower() in {"", "auto"}):
+            return None
+        return _coerce(name, raw, inner[0])
+    if annotation is bool:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in _TRUE | _FALSE:
+            return raw.strip().lower() in _TRUE
+        raise SettingsError(f"setting {name!r}: {raw!r} is not a boolean (use true or false)")
+    if annotation is int:
+        if isinstance(raw, bool):
+            raise SettingsError(f"setting {name!r}: {raw!r} is not an integer")
+        if isinstance(raw, int):
+            return raw
+        try:
+            return int(str(raw).strip())
+        except ValueError:
+            raise SettingsError(f"setting {name!r}: {raw!r} is not an integer") from None
+    if annotation is Path:
+        if not isinstance(raw, str) or not raw:
+            raise SettingsError(f"setting {name!r}: {raw!r} is not a path")
+        return Path(raw)
+    if annotation is str:
+        if not isinstance(raw, str):
+            raise SettingsError(f"setting {name!r}: {raw!r} is not a string")
+        return raw
+    raise SettingsError(f"setting {name!r}: unsupported type {annotation!r}")  # pragma: no cover
+
+
+def _validate(s: Settings) -> None:
+    def bad(key: str, value: Any, why: str) -> SettingsError:
+        return SettingsError(f"setting {key!r}: {value!r} {why}")
+
+    if not 1 <= s.port <= 65535:
+        raise bad("port", s.port, "is not a TCP port (1-65535)")
+    if s.database_url and not (s.uses_postgres or s.database_url.startswith("sqlite://")):
+        raise bad("database_url", s.database_url, "must start with postgresql:// or sqlite://")
+    if s.public_url and not s.public_url.startswith(("http://", "https://")):
+        raise bad("public_url", s.public_url, "must start with http:// or https://")
+    if s.secret_key and len(s.secret_key) < 32:
+        raise bad("secret_key", "***", "is too short (at least 32 characters)")
+    if s.log_level not in _LOG_LEVELS:
+        raise bad("log_level", s.log_level, f"is not one of {sorted(_LOG_LEVELS)}")
+    if s.session_store not in {"file", "memory"} and not s.session_store.startswith(
+        ("redis://", "rediss://")
+    ):
+        raise bad("session_store", s.session_store, "must be file, memory or a redis:// URL")
+    if s.database_pool_size < 0:
+        raise bad("database_pool_size", s.database_pool_size, "must be 0 or more")
+    for key in (
+        "session_max_age_s",
+        "max_request_bytes",
+        "login_attempts_per_address",
+        "login_attempts_per_account",
+        "login_window_s",
+        "join_link_ttl_days",
+    ):
+        if getattr(s, key) <= 0:
+            raise bad(key, getattr(s, key), "must be positive")
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build validated settings.
+
+    Args:
+        env: the environment to read (default ``os.environ``).
+        config_path: a TOML file; default ``$ESTRADE_CONFIG``, else
+            ``/etc/estrade/estrade.toml`` when it exists.
+        overrides: values that win over everything (used by tests and the CLI).
+
+    Raises:
+        SettingsError: naming the bad key and its value.
+    """
+    env = os.environ if env is None else env
+    hints = typing.get_type_hints(Settings)
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    raw: dict[str, Any] = {}
+
+    if config_path is None:
+        if env.get("ESTRADE_CONFIG"):
+            config_path = Path(env["ESTRADE_CONFIG"])
+            if not config_path.is_file():
+                raise SettingsError(f"setting 'ESTRADE_CONFIG': {str(config_path)!r} not found")
+        elif DEFAULT_CONFIG_PATH.is_file():
+            config_path = DEFAULT_CONFIG_PATH
+    if config_path is not None:
+        try:
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise SettingsError(f"config file {str(config_path)!r}: {exc}") from None
+        for key, value in data.items():
+            if key not in fields:
+                raise SettingsError(f"config file {str(config_path)!r}: unknown key {key!r}")
+            raw[key] = value
+
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX) or var == "ESTRADE_CONFIG":
+            continue
+        key = var[len(ENV_PREFIX) :].lower()
+        if key not in fields:
+            raise SettingsError(f"setting {var!r}: unknown variable (value {value!r})")
+        raw[key] = value
+    raw.update(overrides)
+
+    values = {key: _coerce(key, value, hints[key]) for key, value in raw.items()}
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def settings_table() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting, for docs and ``estrade check``."""
+    import ast
+    import inspect
+
+    source = inspect.getsource(Settings)
+    tree = ast.parse(source)
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, [*body[1:], None], strict=True):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(nxt, ast.Expr)
+            and isinstance(nxt.value, ast.Constant)
+        ):
+            docs[node.target.id] = str(nxt.value.value)
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default if f.default is not dataclasses.MISSING else ""
+        rows.append((ENV_PREFIX + f.name.upper(), repr(default), docs.get(f.name, "")))
+    return rows

@@ -1,0 +1,3 @@
+from appliance.system.controllers import SystemController
+
+__all__ = ["SystemController"]

@@ -1,0 +1,198 @@
+"""Shared fixtures: every database test runs on SQLite and on a throwaway PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from appliance import db
+from appliance.accounts import schemas as s
+from appliance.accounts import services
+from appliance.app import create_app
+from appliance.settings import Settings, load_settings
+from tests.pg import PgServer, start_postgres
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated database, one per backend for the whole run; tables are emptied per test."""
+    if request.param == "sqlite":
+        url = f"sqlite://{tmp_path_factory.mktemp('sqlite') / 'estrade.sqlite3'}"
+    else:
+        server: PgServer = request.getfixturevalue("pg_server")
+        url = server.create_database("estrade_test")
+    settings = make_settings(tmp_path_factory.mktemp("d"), database_url=url)
+
+    async def migrate() -> None:
+        engine = db.bind(settings)
+        await db.start(engine, 0)
+        await db.migrate()
+        await db.close(engine)
+
+    asyncio.run(migrate())
+    return url
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "data_dir": str(tmp_path / "data"),
+        "session_store": "memory",
+        # The test client runs the app's lifespan on another event loop than the test:
+        # a pool would be shared across loops, so tests connect per query.
+        "database_pool_size": 0,
+        "public_url": "http://testserver.local",
+    }
+    base.update(overrides)
+    return load_settings(env={}, **base)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path, database_url=database_url)
+
+
+async def _empty_tables() -> None:
+    from appliance.db import _all_tables
+
+    engine = db.piccolo_conf.DB
+    tables = [t for t in _all_tables() if t._meta.tablename != "migration"]
+    if engine.engine_type == "postgres":
+        names = ", ".join(f'"{t._meta.tablename}"' for t in tables)
+        await engine.run_ddl(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    else:
+        for t in reversed(tables):
+            await engine.run_ddl(f'DELETE FROM "{t._meta.tablename}"')
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Litestar]:
+    application = create_app(settings)
+    engine = db.piccolo_conf.DB
+    await db.start(engine, 0)
+    await _empty_tables()
+    await db.close(engine)
+    yield application
+
+
+class Client(AsyncTestClient):  # type: ignore[type-arg]
+    """A test client that carries the CSRF token like the web UI does (and shows redirects)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.follow_redirects = False
+
+    async def prime_csrf(self) -> None:
+        r = await self.get("/api/auth/csrf")
+        assert r.status_code == 200
+        self.headers["x-csrftoken"] = self.cookies["csrftoken"]
+
+    async def login(self, email: str, password: str = PASSWORD) -> None:
+        await self.prime_csrf()
+        r = await self.post("/api/auth/login", json={"email": email, "password": password})
+        assert r.status_code == 200, r.text
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[Client]:
+    async with Client(app=app, base_url="http://testserver.local") as c:
+        await c.prime_csrf()
+        yield c
+
+
+def new_client(app: Litestar) -> Client:
+    return Client(app=app, base_url="http://testserver.local")
+
+
+class World:
+    """A small world: one admin, one operator, two cohorts with a trainer and learners each."""
+
+    admin: s.UserOut
+    operator: s.UserOut
+    trainer: s.UserOut
+    other_trainer: s.UserOut
+    learner: s.UserOut
+    other_learner: s.UserOut
+    cohort: s.CohortOut
+    other_cohort: s.CohortOut
+
+
+_HASH: list[str] = []
+
+
+async def _user(email: str, role: str, password: str | None = PASSWORD) -> s.UserOut:
+    """Insert a user; the argon2 hash of PASSWORD is computed once per run (slow on purpose)."""
+    from appliance.accounts.tables import User
+    from appliance.auth.passwords import hash_password
+
+    if not _HASH:
+        _HASH.append(hash_password(PASSWORD))
+    u = User(
+        email=email,
+        display_name=email.split("@")[0].title(),
+        role=role,
+        password_hash=_HASH[0] if password else None,
+    )
+    await u.save()
+    return services.user_out(u)
+
+
+@pytest.fixture
+async def world(client: Client) -> World:
+    import datetime as dt
+
+    w = World()
+    w.admin = await _user("admin@example.org", "admin")
+    w.operator = await _user("operator@example.org", "operator")
+    w.trainer = await _user("trainer@example.org", "trainer")
+    w.other_trainer = await _user("trainer2@example.org", "trainer")
+    w.learner = await _user("learner@example.org", "learner", password=None)
+    w.other_learner = await _user("learner2@example.org", "learner", password=None)
+    today = dt.date(2026, 11, 2)
+    w.cohort = services.cohort_out(
+        await services.create_cohort(
+            s.CohortIn(name="Dev web", first_day=today, last_day=today + dt.timedelta(days=60))
+        )
+    )
+    w.other_cohort = services.cohort_out(
+        await services.create_cohort(
+            s.CohortIn(name="Réseaux", first_day=today, last_day=today + dt.timedelta(days=60))
+        )
+    )
+    await services.enrol(w.cohort.id, w.trainer.id)
+    await services.enrol(w.cohort.id, w.learner.id)
+    await services.enrol(w.other_cohort.id, w.other_trainer.id)
+    await services.enrol(w.other_cohort.id, w.other_learner.id)
+    return w
+
+
+ROLES = ("anonymous", "learner", "trainer", "operator", "admin")
+
+
+async def sign_in_as(client: Client, world: World, role: str) -> None:
+    """Sign ``client`` in as ``role`` (learners through their join link)."""
+    if role == "anonymous":
+        return
+    if role == "learner":
+        link = await services.issue_link(
+            world.cohort.id, world.learner.id, base_url="http://testserver.local", ttl_days=30
+        )
+        r = await client.get(link.url.removeprefix("http://testserver.local"))
+        assert r.status_code == 303, r.text
+        await client.prime_csrf()
+        return
+    await client.login(getattr(world, role).email)

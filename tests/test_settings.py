@@ -1,0 +1,77 @@
+from pathlib import Path
+
+import pytest
+
+from appliance.settings import Settings, SettingsError, load_settings, settings_table
+
+
+def test_defaults_without_environment() -> None:
+    s = load_settings(env={})
+    assert s.port == 8000
+    assert s.host == "127.0.0.1"
+    assert s.resolved_public_url == "http://127.0.0.1:8000"
+    assert not s.cookies_secure
+    assert not s.uses_postgres
+
+
+def test_environment_variables_are_read_and_typed() -> None:
+    s = load_settings(
+        env={"ESTRADE_PORT": "9001", "ESTRADE_DEMO": "yes", "ESTRADE_DATA_DIR": "/tmp/x"}
+    )
+    assert s.port == 9001
+    assert s.demo is True
+    assert s.data_dir == Path("/tmp/x")
+
+
+def test_toml_file_then_environment_wins(tmp_path: Path) -> None:
+    cfg = tmp_path / "estrade.toml"
+    cfg.write_text('port = 8100\npublic_url = "https://classe.example.org"\n')
+    s = load_settings(env={"ESTRADE_CONFIG": str(cfg)})
+    assert s.port == 8100
+    assert s.cookies_secure  # https public URL -> Secure cookies
+    s2 = load_settings(env={"ESTRADE_CONFIG": str(cfg), "ESTRADE_PORT": "8200"})
+    assert s2.port == 8200
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"ESTRADE_PORT": "eighty"}, "'port': 'eighty'"),
+        ({"ESTRADE_PORT": "70000"}, "'port': 70000"),
+        ({"ESTRADE_DEMO": "maybe"}, "'demo': 'maybe'"),
+        ({"ESTRADE_DATABASE_URL": "mysql://x"}, "'database_url': 'mysql://x'"),
+        ({"ESTRADE_LOG_LEVEL": "loud"}, "'log_level': 'loud'"),
+        ({"ESTRADE_SESSION_STORE": "disk"}, "'session_store': 'disk'"),
+        ({"ESTRADE_NOPE": "1"}, "'ESTRADE_NOPE'"),
+        ({"ESTRADE_SECRET_KEY": "short"}, "'secret_key'"),
+    ],
+)
+def test_bad_values_name_the_key_and_value(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(env=env)
+    assert named in str(err.value)
+
+
+def test_unknown_key_in_toml(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("prot = 1\n")
+    with pytest.raises(SettingsError, match="unknown key 'prot'"):
+        load_settings(env={"ESTRADE_CONFIG": str(cfg)})
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="not found"):
+        load_settings(env={"ESTRADE_CONFIG": str(tmp_path / "nope.toml")})
+
+
+def test_every_setting_is_documented_in_readme() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for var, _default, doc in settings_table():
+        assert doc, f"{var} has no docstring"
+        assert var in readme, f"{var} is missing from README.md"
+
+
+def test_settings_are_immutable() -> None:
+    s = Settings()
+    with pytest.raises(AttributeError):
+        s.port = 1  # type: ignore[misc]
