@@ -51,7 +51,9 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 
 .PHONY: bench
 bench: $(STAMP) ## Run the benchmarks (one JSON line each)
-	@for b in benchmarks/*.py; do [ -e "$$b" ] || continue; $(BIN)/python $$b || exit 1; done
+	@scripts/need wrk:wrk
+	@$(BIN)/pip install -q -e ".[bench]"
+	@for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 .PHONY: clean
 clean: ## Remove the virtualenv and caches (keeps ./data)

@@ -30,7 +30,7 @@ from appliance.auth.sessions import build_session_config, build_session_store
 from appliance.settings import Settings
 from appliance.system import SystemController
 
-__all__ = ["create_app", "secret_key"]
+__all__ = ["create_app", "create_app_from_env", "secret_key"]
 
 log = logging.getLogger("estrade")
 
@@ -137,3 +137,10 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         state=state,
         debug=False,
     )
+
+
+def create_app_from_env() -> Litestar:
+    """Factory for ASGI servers run on their own (`uvicorn --factory`, `granian --factory`)."""
+    from appliance.settings import load_settings
+
+    return create_app(load_settings(), migrate_on_start=True)

@@ -22,6 +22,8 @@ __all__ = ["DEFAULT_CONFIG_PATH", "Settings", "SettingsError", "load_settings"]
 
 DEFAULT_CONFIG_PATH = Path("/etc/estrade/estrade.toml")
 ENV_PREFIX = "ESTRADE_"
+# ESTRADE_* variables that are read by commands, not settings.
+NOT_SETTINGS = frozenset({"ESTRADE_CONFIG", "ESTRADE_ADMIN_PASSWORD", "ESTRADE_ARTIFACTS"})
 
 
 class SettingsError(ValueError):
@@ -201,11 +203,12 @@ def load_settings(
             raw[key] = value
 
     for var, value in env.items():
-        if not var.startswith(ENV_PREFIX) or var == "ESTRADE_CONFIG":
+        if not var.startswith(ENV_PREFIX) or var in NOT_SETTINGS:
             continue
         key = var[len(ENV_PREFIX) :].lower()
         if key not in fields:
-            raise SettingsError(f"setting {var!r}: unknown variable (value {value!r})")
+            # The value is not echoed: a mistyped variable may well hold a secret.
+            raise SettingsError(f"setting {var!r}: unknown variable")
         raw[key] = value
     raw.update(overrides)
 
