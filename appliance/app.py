@@ -32,7 +32,7 @@ from appliance.metrics import (
     MetricsAccess,
     MetricsController,
     OperatorController,
-    prometheus_config,
+    request_metrics,
 )
 from appliance.settings import Settings
 from appliance.system import SystemController
@@ -133,8 +133,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             MetricsController,
             OperatorController,
         ],
-        middleware=[prometheus_config(metrics).middleware],
-        on_app_init=[auth.on_app_init],
+        on_app_init=[auth.on_app_init, request_metrics(metrics)],
         csrf_config=CSRFConfig(
             secret=secret_key(settings),
             cookie_secure=settings.cookies_secure,

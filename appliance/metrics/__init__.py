@@ -11,6 +11,7 @@ from appliance.metrics.http import (
     MetricsController,
     metrics_access_guard,
     prometheus_config,
+    request_metrics,
 )
 from appliance.metrics.operator import OperatorController
 from appliance.metrics.sources import (
@@ -42,4 +43,5 @@ __all__ = [
     "capacity_model",
     "metrics_access_guard",
     "prometheus_config",
+    "request_metrics",
 ]

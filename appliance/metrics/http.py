@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from litestar import Request, get
+from litestar.config.app import AppConfig
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
@@ -23,6 +25,7 @@ from litestar.plugins.prometheus import (
     PrometheusMiddleware,
 )
 from litestar.response import Response
+from litestar.types import ASGIApp
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from appliance.metrics.core import Metrics
@@ -33,6 +36,7 @@ __all__ = [
     "MetricsController",
     "metrics_access_guard",
     "prometheus_config",
+    "request_metrics",
 ]
 
 # Paths of WebSocket routes: a socket lives for a whole class, so timing it as one request
@@ -46,7 +50,18 @@ class EstradePrometheusConfig(PrometheusConfig):
 
 
 class EstradePrometheusMiddleware(PrometheusMiddleware):
-    """Records into the app's :class:`Metrics` instead of the class-wide default registry."""
+    """Records into the app's :class:`Metrics` instead of the class-wide default registry.
+
+    It runs outermost (see :func:`request_metrics`), so a request refused by the
+    authentication middleware is counted too; errors raised inside are turned into responses
+    here (as Litestar does between route middleware) so the status recorded is the one sent.
+    """
+
+    def __init__(self, app: ASGIApp, config: PrometheusConfig) -> None:
+        # Private helper, pinned with litestar==2.25.*; test_metrics_http checks 401s are counted.
+        from litestar._asgi.utils import wrap_in_exception_handler
+
+        super().__init__(wrap_in_exception_handler(app), config)
 
     def _app_metrics(self) -> Metrics:
         metrics = cast("EstradePrometheusConfig", self._config).metrics
@@ -64,6 +79,16 @@ class EstradePrometheusMiddleware(PrometheusMiddleware):
 
     def requests_error_count(self, labels: dict[str, str | int | float]) -> Counter:
         return self._app_metrics().http_errors
+
+
+def request_metrics(metrics: Metrics) -> Callable[[AppConfig], AppConfig]:
+    """An ``on_app_init`` hook putting the request-metrics middleware outermost (after auth's)."""
+
+    def on_app_init(app_config: AppConfig) -> AppConfig:
+        app_config.middleware.insert(0, prometheus_config(metrics).middleware)
+        return app_config
+
+    return on_app_init
 
 
 def prometheus_config(metrics: Metrics) -> EstradePrometheusConfig:
