@@ -201,3 +201,12 @@ async def test_operator_overview_without_sources(client: Client, world: World) -
     assert r.status_code == 200
     body = r.json()
     assert body["rooms"] == [] and body["documents"] is None and body["sources"] == {}
+
+
+async def test_lifespan_runs_the_loop_monitor(tmp_path: Path) -> None:
+    app = create_app(make_settings(tmp_path))
+    metrics: Metrics = app.state.metrics
+    assert not metrics.loop_monitor.running
+    async with AsyncTestClient(app=app):
+        assert metrics.loop_monitor.running
+    assert not metrics.loop_monitor.running

@@ -36,6 +36,10 @@ class LoopMonitor:
             if self._on_tick is not None:
                 self._on_tick()
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
