@@ -33,6 +33,7 @@ run: $(STAMP) ## Migrate, seed the demo room and serve on http://127.0.0.1:8000 
 .PHONY: system-deps
 system-deps: ## Install the system packages the tests need (as root on Debian)
 	@scripts/need $(PG_BIN)/pg_ctl:postgresql-15
+	@scripts/need promtool:prometheus prometheus:prometheus
 
 .PHONY: test
 test: $(STAMP) system-deps ## Run every test (SQLite and PostgreSQL)

@@ -27,6 +27,13 @@ from appliance.accounts.controllers import (
 from appliance.auth.controllers import AuthController, LoginLimiter
 from appliance.auth.guards import user_from_connection
 from appliance.auth.sessions import build_session_config, build_session_store
+from appliance.metrics import (
+    Metrics,
+    MetricsAccess,
+    MetricsController,
+    OperatorController,
+    request_metrics,
+)
 from appliance.settings import Settings
 from appliance.system import SystemController
 
@@ -45,6 +52,7 @@ AUTH_EXCLUDE = [
     "^/link-problem$",
     "^/favicon.ico$",
     "^/api/auth/csrf$",
+    "^/metrics$",  # guarded by address and token instead (metrics_access_guard)
 ]
 
 
@@ -86,9 +94,12 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         exclude=AUTH_EXCLUDE,
     )
 
+    metrics = Metrics.for_app(settings)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await db.start(engine, settings.database_pool_size)
+        metrics.loop_monitor.start()
         try:
             if migrate_on_start:
                 ran = await db.migrate()
@@ -96,12 +107,15 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
                     log.info("ran %d migration(s)", len(ran))
             yield
         finally:
+            await metrics.loop_monitor.stop()
             await db.close(engine)
 
     state = State(
         {
             "settings": settings,
             "engine": engine,
+            "metrics": metrics,
+            "metrics_access": MetricsAccess.from_settings(settings),
             "login_limiter": LoginLimiter(
                 settings.login_attempts_per_address,
                 settings.login_attempts_per_account,
@@ -116,8 +130,10 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             AdminUserController,
             AdminCohortController,
             MyCohortsController,
+            MetricsController,
+            OperatorController,
         ],
-        on_app_init=[auth.on_app_init],
+        on_app_init=[auth.on_app_init, request_metrics(metrics)],
         csrf_config=CSRFConfig(
             secret=secret_key(settings),
             cookie_secure=settings.cookies_secure,

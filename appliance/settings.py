@@ -70,6 +70,18 @@ class Settings:
     """One of debug, info, warning, error."""
     demo: bool = False
     """Seed a demo cohort when the data folder is new (``make run`` sets it)."""
+    metrics_allow_cidrs: str = "127.0.0.1/32,::1/128"
+    """Client networks allowed to read ``/metrics`` (comma-separated CIDRs; ``0.0.0.0/0``: any)."""
+    metrics_token: str = ""
+    """When set, ``/metrics`` also needs ``Authorization: Bearer <token>`` (16+ characters)."""
+    capacity_learner_cpu: float = 0.002
+    """CPU-seconds per second one learner costs besides video (signalling, audio; placeholder)."""
+    capacity_video_track_cpu: float = 0.015
+    """CPU-seconds per second relaying one video track to one learner costs (placeholder)."""
+    capacity_video_tracks: int = 2
+    """Video tracks a class is planned with (camera and screen), for the capacity estimate."""
+    capacity_cpu_target: float = 0.8
+    """Share of the machine's cores the appliance may use before it counts as full (0-1]."""
 
     @property
     def resolved_public_url(self) -> str:
@@ -121,6 +133,15 @@ def _coerce(name: str, raw: Any, annotation: Any) -> Any:
             return int(str(raw).strip())
         except ValueError:
             raise SettingsError(f"setting {name!r}: {raw!r} is not an integer") from None
+    if annotation is float:
+        if isinstance(raw, bool):
+            raise SettingsError(f"setting {name!r}: {raw!r} is not a number")
+        if isinstance(raw, int | float):
+            return float(raw)
+        try:
+            return float(str(raw).strip())
+        except ValueError:
+            raise SettingsError(f"setting {name!r}: {raw!r} is not a number") from None
     if annotation is Path:
         if not isinstance(raw, str) or not raw:
             raise SettingsError(f"setting {name!r}: {raw!r} is not a path")
@@ -152,6 +173,7 @@ def _validate(s: Settings) -> None:
         raise bad("session_store", s.session_store, "must be file, memory or a redis:// URL")
     if s.database_pool_size < 0:
         raise bad("database_pool_size", s.database_pool_size, "must be 0 or more")
+    _validate_metrics(s, bad)
     for key in (
         "session_max_age_s",
         "max_request_bytes",
@@ -162,6 +184,27 @@ def _validate(s: Settings) -> None:
     ):
         if getattr(s, key) <= 0:
             raise bad(key, getattr(s, key), "must be positive")
+
+
+def _validate_metrics(s: Settings, bad: Any) -> None:
+    import ipaddress
+
+    for cidr in (c.strip() for c in s.metrics_allow_cidrs.split(",")):
+        if not cidr:
+            continue
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise bad("metrics_allow_cidrs", cidr, "is not an address or network (CIDR)") from None
+    if s.metrics_token and len(s.metrics_token) < 16:
+        raise bad("metrics_token", "***", "is too short (at least 16 characters)")
+    for key in ("capacity_learner_cpu", "capacity_video_track_cpu"):
+        if not 0 < getattr(s, key) < 64:
+            raise bad(key, getattr(s, key), "must be a positive number of CPU-seconds per second")
+    if s.capacity_video_tracks < 0:
+        raise bad("capacity_video_tracks", s.capacity_video_tracks, "must be 0 or more")
+    if not 0 < s.capacity_cpu_target <= 1:
+        raise bad("capacity_cpu_target", s.capacity_cpu_target, "must be in (0, 1]")
 
 
 def load_settings(
