@@ -24,9 +24,12 @@ from appliance.accounts.controllers import (
     AdminUserController,
     MyCohortsController,
 )
+from appliance.attendance.controllers import AttendanceController
 from appliance.auth.controllers import AuthController, LoginLimiter
 from appliance.auth.guards import user_from_connection
 from appliance.auth.sessions import build_session_config, build_session_store
+from appliance.live import classroom_socket, live_plugin
+from appliance.polls.controllers import PollController
 from appliance.settings import Settings
 from appliance.system import SystemController
 
@@ -96,10 +99,13 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
                     log.info("ran %d migration(s)", len(ran))
             yield
         finally:
+            live.close()
             await db.close(engine)
 
+    channels, live = live_plugin(settings)
     state = State(
         {
+            "live": live,
             "settings": settings,
             "engine": engine,
             "login_limiter": LoginLimiter(
@@ -116,7 +122,11 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             AdminUserController,
             AdminCohortController,
             MyCohortsController,
+            AttendanceController,
+            PollController,
+            classroom_socket,
         ],
+        plugins=[channels],
         on_app_init=[auth.on_app_init],
         csrf_config=CSRFConfig(
             secret=secret_key(settings),
