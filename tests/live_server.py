@@ -98,7 +98,7 @@ class Peer:
     async def send(self, type_: str, **fields: Any) -> None:
         await self.ws.send(json.dumps({"type": type_, **fields}))
 
-    async def expect(self, type_: str, timeout: float = 5, **match: Any) -> dict[str, Any]:
+    async def expect(self, type_: str, timeout: float = 5, **match: Any) -> dict[str, Any]:  # noqa: ASYNC109
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             left = deadline - asyncio.get_running_loop().time()
