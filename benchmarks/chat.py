@@ -99,7 +99,7 @@ async def run(args: argparse.Namespace) -> dict:
         "ESTRADE_LOG_LEVEL": "warning",
         "ESTRADE_PUBLIC_URL": base,
     }
-    server = subprocess.Popen(
+    server = subprocess.Popen(  # noqa: ASYNC220 (started once, before timing)
         [sys.executable, "-m", "appliance", "serve"],
         env=env,
         cwd=ROOT,
@@ -175,7 +175,7 @@ async def run(args: argparse.Namespace) -> dict:
             sent += 1
         expected = sent * args.learners
         deadline = time.monotonic() + 10
-        while sum(received) < expected and time.monotonic() < deadline:
+        while sum(received) < expected and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - t0
         cpu = cpu_seconds(server.pid) - cpu0

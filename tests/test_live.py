@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from tests.conftest import World
 from tests.live_server import LiveServer
-
-
-@pytest.fixture
-async def live(app: Any, world: World, settings: Any) -> AsyncIterator[LiveServer]:
-    server = LiveServer(settings).start()
-    yield server
-    server.stop()
 
 
 async def join(live: LiveServer, world: World, role: str, **params: Any):

@@ -11,7 +11,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import World
 from tests.live_server import LiveServer
-from tests.test_live import _http, join, live  # noqa: F401  (fixture)
+from tests.test_live import _http, join
 
 
 async def _closed_with(peer: Any) -> int:
