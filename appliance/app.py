@@ -24,9 +24,11 @@ from appliance.accounts.controllers import (
     AdminUserController,
     MyCohortsController,
 )
+from appliance.attendance.controllers import AttendanceController
 from appliance.auth.controllers import AuthController, LoginLimiter
 from appliance.auth.guards import user_from_connection
 from appliance.auth.sessions import build_session_config, build_session_store
+from appliance.live import classroom_socket, live_plugin
 from appliance.metrics import (
     Metrics,
     MetricsAccess,
@@ -34,6 +36,7 @@ from appliance.metrics import (
     OperatorController,
     request_metrics,
 )
+from appliance.polls.controllers import PollController
 from appliance.settings import Settings
 from appliance.system import SystemController
 
@@ -108,10 +111,15 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             yield
         finally:
             await metrics.loop_monitor.stop()
+            live.close()
             await db.close(engine)
 
+    channels, live = live_plugin(settings)
+    live.metrics = metrics
+    metrics.attach(live=live)
     state = State(
         {
+            "live": live,
             "settings": settings,
             "engine": engine,
             "metrics": metrics,
@@ -132,7 +140,11 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             MyCohortsController,
             MetricsController,
             OperatorController,
+            AttendanceController,
+            PollController,
+            classroom_socket,
         ],
+        plugins=[channels],
         on_app_init=[auth.on_app_init, request_metrics(metrics)],
         csrf_config=CSRFConfig(
             secret=secret_key(settings),

@@ -82,6 +82,24 @@ class Settings:
     """Video tracks a class is planned with (camera and screen), for the capacity estimate."""
     capacity_cpu_target: float = 0.8
     """Share of the machine's cores the appliance may use before it counts as full (0-1]."""
+    ws_max_frame_bytes: int = 64 * 1024
+    """Largest classroom-socket frame accepted; a bigger one closes the socket (code 1009)."""
+    ws_malformed_limit: int = 10
+    """Malformed frames tolerated per socket; the next closes it (code 1008)."""
+    chat_max_chars: int = 2000
+    """Longest chat message or question, in characters."""
+    chat_rate_limit: int = 5
+    """Chat messages a learner may send per ``chat_rate_window_s`` (more: ``rate_limited``)."""
+    chat_rate_window_s: int = 10
+    """Window of the learners' chat rate limit, in seconds."""
+    chat_history: int = 100
+    """Recent chat messages sent to a participant when they join."""
+    live_resume_events: int = 1000
+    """Events kept per cohort for resuming after a reconnect (beyond: the client reloads)."""
+    reaction_window_s: int = 60
+    """Quick reactions are counted over this many seconds for the trainer."""
+    signing_window_minutes: int = 15
+    """Default length of an attendance signing window, in minutes."""
 
     @property
     def resolved_public_url(self) -> str:
@@ -181,6 +199,15 @@ def _validate(s: Settings) -> None:
         "login_attempts_per_account",
         "login_window_s",
         "join_link_ttl_days",
+        "ws_max_frame_bytes",
+        "ws_malformed_limit",
+        "chat_max_chars",
+        "chat_rate_limit",
+        "chat_rate_window_s",
+        "chat_history",
+        "live_resume_events",
+        "reaction_window_s",
+        "signing_window_minutes",
     ):
         if getattr(s, key) <= 0:
             raise bad(key, getattr(s, key), "must be positive")
