@@ -27,6 +27,7 @@ from appliance.accounts.controllers import (
 from appliance.auth.controllers import AuthController, LoginLimiter
 from appliance.auth.guards import user_from_connection
 from appliance.auth.sessions import build_session_config, build_session_store
+from appliance.documents import BlobStore, DocumentController, NullNotifier
 from appliance.settings import Settings
 from appliance.system import SystemController
 
@@ -86,8 +87,11 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         exclude=AUTH_EXCLUDE,
     )
 
+    document_store = BlobStore(settings.data_dir)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        document_store.sweep()
         await db.start(engine, settings.database_pool_size)
         try:
             if migrate_on_start:
@@ -102,6 +106,9 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         {
             "settings": settings,
             "engine": engine,
+            "document_store": document_store,
+            # The classroom replaces this with its own DocumentNotifier.
+            "document_notifier": NullNotifier(),
             "login_limiter": LoginLimiter(
                 settings.login_attempts_per_address,
                 settings.login_attempts_per_account,
@@ -116,6 +123,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             AdminUserController,
             AdminCohortController,
             MyCohortsController,
+            DocumentController,
         ],
         on_app_init=[auth.on_app_init],
         csrf_config=CSRFConfig(

@@ -14,5 +14,6 @@ DB: Engine = SQLiteEngine(path="estrade-dev.sqlite3")
 APP_REGISTRY = AppRegistry(
     apps=[
         "appliance.accounts.piccolo_app",
+        "appliance.documents.piccolo_app",
     ]
 )
