@@ -29,8 +29,11 @@ def clean_name(raw: str) -> str:
 
 
 def _ascii_fallback(name: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", name)
-    ascii_only = decomposed.encode("ascii", "ignore").decode("ascii")
+    # "é" becomes "e"; a character without an ASCII base becomes "_".
+    ascii_only = "".join(
+        unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode("ascii") or "_"
+        for ch in name
+    )
     safe = re.sub(r"[^A-Za-z0-9 ._()\[\]+,;=@!#$&\'-]", "_", ascii_only).strip()
     return safe or "document"
 

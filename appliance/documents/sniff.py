@@ -35,7 +35,8 @@ def _k(media_type: str, *extensions: str, previewable: bool = False) -> Kind:
 _OOXML = "application/vnd.openxmlformats-officedocument."
 _ODF = "application/vnd.oasis.opendocument."
 TEXT = _k(
-    "text/plain; charset=utf-8",
+    # Served with "; charset=utf-8" (Litestar adds it to text/* types).
+    "text/plain",
     *[
         "txt",
         "text",

@@ -109,5 +109,5 @@ ALLOWED: dict[str, tuple[bytes, str]] = {
     "notes.ods": (_odf("spreadsheet"), ODF + "spreadsheet"),
     "slides.odp": (_odf("presentation"), ODF + "presentation"),
     "exercice.zip": (plain_zip(), "application/zip"),
-    "lisez-moi.txt": ("Énoncé : écrire un programme.\n".encode(), "text/plain; charset=utf-8"),
+    "lisez-moi.txt": ("Énoncé : écrire un programme.\n".encode(), "text/plain"),
 }

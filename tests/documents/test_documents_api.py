@@ -409,7 +409,7 @@ async def test_download_headers(client: Client, world: World, app: Litestar) -> 
     r = await client.get(doc["download_url"])
     assert r.status_code == 200
     assert r.content == content
-    assert r.headers["content-type"] == media_type
+    assert r.headers["content-type"] == f"{media_type}; charset=utf-8"
     assert r.headers["content-length"] == str(len(content))
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["accept-ranges"] == "bytes"
