@@ -28,7 +28,10 @@ from appliance.attendance.controllers import AttendanceController
 from appliance.auth.controllers import AuthController, LoginLimiter
 from appliance.auth.guards import user_from_connection
 from appliance.auth.sessions import build_session_config, build_session_store
+from appliance.documents import BlobStore, DocumentController
+from appliance.documents.services import DocumentTotals
 from appliance.live import classroom_socket, live_plugin
+from appliance.live.documents import LiveDocumentNotifier
 from appliance.metrics import (
     Metrics,
     MetricsAccess,
@@ -98,9 +101,11 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
     )
 
     metrics = Metrics.for_app(settings)
+    document_store = BlobStore(settings.data_dir)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        document_store.sweep()
         await db.start(engine, settings.database_pool_size)
         metrics.loop_monitor.start()
         try:
@@ -108,6 +113,10 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
                 ran = await db.migrate()
                 if ran:
                     log.info("ran %d migration(s)", len(ran))
+            try:
+                await document_totals.refresh()
+            except Exception as exc:  # the database may not answer yet: /ready tells
+                log.warning("documents totals not available: %s", exc)
             yield
         finally:
             await metrics.loop_monitor.stop()
@@ -116,7 +125,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
 
     channels, live = live_plugin(settings)
     live.metrics = metrics
-    metrics.attach(live=live)
+    document_totals = DocumentTotals()
+    metrics.attach(live=live, documents=document_totals)
     state = State(
         {
             "live": live,
@@ -124,6 +134,9 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             "engine": engine,
             "metrics": metrics,
             "metrics_access": MetricsAccess.from_settings(settings),
+            "document_store": document_store,
+            "document_notifier": LiveDocumentNotifier(live),
+            "document_totals": document_totals,
             "login_limiter": LoginLimiter(
                 settings.login_attempts_per_address,
                 settings.login_attempts_per_account,
@@ -143,6 +156,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             AttendanceController,
             PollController,
             classroom_socket,
+            DocumentController,
         ],
         plugins=[channels],
         on_app_init=[auth.on_app_init, request_metrics(metrics)],

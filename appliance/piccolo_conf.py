@@ -17,5 +17,6 @@ APP_REGISTRY = AppRegistry(
         "appliance.chat.piccolo_app",
         "appliance.polls.piccolo_app",
         "appliance.attendance.piccolo_app",
+        "appliance.documents.piccolo_app",
     ]
 )

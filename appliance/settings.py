@@ -56,6 +56,10 @@ class Settings:
     """Where sessions live: ``file`` (in ``data_dir``), ``memory`` or a ``redis://`` URL."""
     max_request_bytes: int = 1024 * 1024
     """Largest accepted JSON/CSV request body, in bytes (documents have their own limit)."""
+    document_max_bytes: int = 200 * 1024 * 1024
+    """Largest document a trainer may upload, in bytes (413 above it)."""
+    document_quota_bytes: int = 5 * 1024 * 1024 * 1024
+    """Total size of the documents of one cohort, in bytes (413 when an upload would pass it)."""
     login_attempts_per_address: int = 20
     """Failed sign-ins allowed per client address per ``login_window_s``."""
     login_attempts_per_account: int = 5
@@ -195,6 +199,8 @@ def _validate(s: Settings) -> None:
     for key in (
         "session_max_age_s",
         "max_request_bytes",
+        "document_max_bytes",
+        "document_quota_bytes",
         "login_attempts_per_address",
         "login_attempts_per_account",
         "login_window_s",

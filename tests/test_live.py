@@ -298,3 +298,35 @@ async def test_classroom_events_are_counted_in_metrics(live: LiveServer, world: 
             break
         await asyncio.sleep(0.05)
     assert value("estrade_websocket_connections") == 0
+
+
+async def test_pushed_document_reaches_learners_and_metrics(live: LiveServer, world: World) -> None:
+    """The trainer uploads then pushes a document: learners get a notice with a working link."""
+    import httpx
+
+    learner = await join(live, world, "learner")
+    cookie = await live.cookie(world, "trainer")
+    csrf = cookie.split("csrftoken=")[1].split(";")[0]
+    headers = {"Cookie": cookie, "x-csrftoken": csrf}
+    registry = live.app.state.metrics.registry
+    async with httpx.AsyncClient(base_url=live.base, headers=headers) as http:
+        r = await http.post(
+            f"/api/cohorts/{world.cohort.id}/documents",
+            params={"filename": "Énoncé <b onclick=x>TP.txt"},
+            content=b"Exercice 1\n",
+        )
+        assert r.status_code == 201, r.text
+        doc = r.json()
+        assert registry.get_sample_value("estrade_document_uploads_total") == 1
+        assert registry.get_sample_value("estrade_documents_stored") == 1
+        r = await http.post(f"/api/cohorts/{world.cohort.id}/documents/{doc['id']}/push")
+        assert r.status_code == 200, r.text
+    notice = await learner.expect("document_pushed")
+    assert notice["document"]["original_name"] == "Énoncé <b onclick=x>TP.txt"
+    learner_cookie = await live.cookie(world, "learner")
+    async with httpx.AsyncClient(base_url=live.base, headers={"Cookie": learner_cookie}) as http:
+        r = await http.get(notice["document"]["download_url"])
+        assert r.status_code == 200
+        assert r.content == b"Exercice 1\n"
+    assert registry.get_sample_value("estrade_document_downloads_total") == 1
+    await learner.close()

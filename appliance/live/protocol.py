@@ -317,6 +317,20 @@ class AttendanceSigned(Event, tag="attendance_signed"):
     signed_at: dt.datetime
 
 
+class DocumentNotice(msgspec.Struct, kw_only=True):
+    id: int
+    title: str
+    original_name: str
+    media_type: str
+    size: int
+    download_url: str
+    preview_url: str | None
+
+
+class DocumentPushed(Event, tag="document_pushed"):
+    document: DocumentNotice
+
+
 SERVER_MESSAGES: tuple[type[Any], ...] = (
     Welcome,
     Reload,
@@ -344,6 +358,7 @@ SERVER_MESSAGES: tuple[type[Any], ...] = (
     SigningOpened,
     SigningClosed,
     AttendanceSigned,
+    DocumentPushed,
 )
 
 
