@@ -29,6 +29,7 @@ from appliance.auth.guards import user_from_connection
 from appliance.auth.sessions import build_session_config, build_session_store
 from appliance.settings import Settings
 from appliance.system import SystemController
+from appliance.web import PageController, static_files_router
 
 __all__ = ["create_app", "create_app_from_env", "secret_key"]
 
@@ -116,6 +117,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             AdminUserController,
             AdminCohortController,
             MyCohortsController,
+            PageController,
+            static_files_router(),
         ],
         on_app_init=[auth.on_app_init],
         csrf_config=CSRFConfig(
