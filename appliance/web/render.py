@@ -59,7 +59,8 @@ def render_page(
         fragment: the HTML fragment to use when it differs from ``page``.
     """
     attrs = " ".join(
-        f'data-{html.escape(k)}="{html.escape(str(v))}"' for k, v in (data or {}).items()
+        f'data-{html.escape(k.replace("_", "-"))}="{html.escape(str(v))}"'
+        for k, v in (data or {}).items()
     )
     main = _read(f"{fragment or page}.html")
     body = Template(_read("base.html")).substitute(

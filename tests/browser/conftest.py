@@ -216,7 +216,10 @@ def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
     page.locator("#email").fill(email)
     page.locator("#password").fill(password)
     page.locator("#login-form button[type=submit]").click()
-    page.wait_for_url(lambda url: "/login" not in url)
+    try:
+        page.wait_for_url(lambda url: "/login" not in url)
+    except Exception:
+        pytest.fail(f"sign-in as {email} failed: {page.locator('#login-error').inner_text()!r}")
 
 
 def axe_violations(page: Any, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:

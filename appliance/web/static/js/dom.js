@@ -31,3 +31,14 @@ export function clear(el) {
   el.replaceChildren();
   return el;
 }
+
+/** Label each body cell with its column's heading (narrow screens show tables as cards). */
+export function labelCells(table) {
+  const headings = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+  table.classList.add("stack");
+  for (const row of table.tBodies[0].rows) {
+    [...row.cells].forEach((cell, i) => {
+      if (headings[i]) cell.dataset.label = headings[i];
+    });
+  }
+}

@@ -1,6 +1,6 @@
 // Admin: one cohort — details, trainers, learners and their join links, CSV import.
 import { api } from "../api.js";
-import { $, clear, h } from "../dom.js";
+import { $, clear, h, labelCells } from "../dom.js";
 import * as i18n from "../i18n.js";
 import { boot, busy, notify, showError, t } from "../ui.js";
 
@@ -120,6 +120,7 @@ function renderLearners() {
       ),
     );
   }
+  labelCells($("#learner-table"));
   $("#learners-empty").hidden = cohort.learners.length > 0;
 }
 
@@ -256,6 +257,7 @@ function renderReport({ report, fileName }) {
       ),
     );
   }
+  labelCells($("#import-table"));
 }
 
 $("#export-links").addEventListener("click", async (event) => {

@@ -1,6 +1,6 @@
 // Admin: the list of cohorts and the form that creates one.
 import { api } from "../api.js";
-import { $, clear, h } from "../dom.js";
+import { $, clear, h, labelCells } from "../dom.js";
 import * as i18n from "../i18n.js";
 import { boot, busy, notify, showError, t } from "../ui.js";
 
@@ -34,6 +34,7 @@ function render() {
       ),
     );
   }
+  labelCells($("#cohort-table"));
   $("#cohort-empty").hidden = cohorts.length > 0;
 }
 

@@ -1,6 +1,6 @@
 // Admin: trainers, learners and other accounts.
 import { api } from "../api.js";
-import { $, clear, h } from "../dom.js";
+import { $, clear, h, labelCells } from "../dom.js";
 import * as i18n from "../i18n.js";
 import { boot, busy, notify, showError, t } from "../ui.js";
 
@@ -41,6 +41,7 @@ function render() {
       ),
     );
   }
+  labelCells($("#people-table"));
 }
 
 async function deactivate(button, user) {

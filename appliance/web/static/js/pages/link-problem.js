@@ -26,6 +26,7 @@ i18n.onChange(render);
 
 if (canAskPassword) {
   form.hidden = false;
+  form.querySelector("button[type=submit]").disabled = false;
   $("#join-password").focus();
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
