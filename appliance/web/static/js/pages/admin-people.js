@@ -2,7 +2,7 @@
 import { api } from "../api.js";
 import { $, clear, h, labelCells } from "../dom.js";
 import * as i18n from "../i18n.js";
-import { boot, busy, notify, showError, t } from "../ui.js";
+import { boot, busy, currentUser, notify, showError, t } from "../ui.js";
 
 await boot({ title: "people.title", signedIn: true });
 
@@ -20,7 +20,8 @@ async function refresh() {
 function render() {
   const body = clear($("#people-table tbody"));
   for (const u of people) {
-    const archive = u.active
+    // No button to lock oneself out.
+    const archive = u.active && u.id !== currentUser()?.id
       ? h("button", {
           type: "button",
           class: "small",
