@@ -29,7 +29,7 @@ from appliance.auth.guards import user_from_connection
 from appliance.auth.sessions import build_session_config, build_session_store
 from appliance.settings import Settings
 from appliance.system import SystemController
-from appliance.web import PageController, static_files_router
+from appliance.web import PageController, html_not_found, static_files_router
 
 __all__ = ["create_app", "create_app_from_env", "secret_key"]
 
@@ -64,7 +64,9 @@ def secret_key(settings: Settings) -> str:
 
 
 def _json_errors(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    """Every client error as JSON ``{status_code, detail, extra?}``."""
+    """Every client error as JSON ``{status_code, detail, extra?}`` (a browser's 404: a page)."""
+    if exc.status_code == 404 and (page := html_not_found(request)) is not None:
+        return page
     body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
     if exc.extra:
         body["extra"] = exc.extra

@@ -155,3 +155,14 @@ def test_every_string_is_translated() -> None:
     assert sorted(used - fr.keys()) == []
     assert all(value.strip() for value in fr.values())
     assert all(value.strip() for value in en.values())
+
+
+async def test_unknown_page_is_a_page_for_browsers_and_json_for_the_api(client: Client) -> None:
+    r = await client.get("/nowhere", headers={"accept": "text/html"})
+    assert r.status_code == 404
+    assert 'data-page="error"' in r.text
+    r = await client.get("/api/nowhere", headers={"accept": "text/html"})
+    assert r.status_code == 404
+    assert r.json()["status_code"] == 404
+    r = await client.get("/nowhere")
+    assert r.json()["status_code"] == 404

@@ -23,7 +23,7 @@ from appliance.accounts.tables import JoinLink, Role, User
 from appliance.auth.guards import cohort_access, user_from_connection
 from appliance.web.render import pick_language, render_page
 
-__all__ = ["LINK_PROBLEMS", "PageController", "static_files_router"]
+__all__ = ["LINK_PROBLEMS", "PageController", "html_not_found", "static_files_router"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 LINK_PROBLEMS = ("unknown", "revoked", "expired", "password_required", "wrong_password")
@@ -56,6 +56,16 @@ def _page(request: AnyRequest, page: str, **kwargs: Any) -> Response[str]:
 
 def _error(request: AnyRequest, status: int) -> Response[str]:
     return _page(request, "error", data={"status": status}, status_code=status)
+
+
+def html_not_found(request: AnyRequest) -> Response[str] | None:
+    """The 404 page for a browser asking for an unknown page (API clients keep their JSON)."""
+    path = request.url.path
+    if request.method != "GET" or path.startswith(("/api/", "/static/", "/schema")):
+        return None
+    if "text/html" not in request.headers.get("accept", ""):
+        return None
+    return _error(request, 404)
 
 
 def _to_login(request: AnyRequest) -> Redirect:

@@ -160,3 +160,60 @@ def test_the_accessibility_check_can_fail(new_page: Any, world: dict[str, Any]) 
     found = " ".join(axe_violations(page))
     assert "label" in found
     assert "color-contrast" in found
+
+
+FOCUS_WALK = """(steps) => {
+  // Facts about the element that has the keyboard focus now.
+  const el = document.activeElement;
+  const style = getComputedStyle(el);
+  const label = el.getAttribute("aria-label") || el.labels?.[0]?.textContent;
+  const name = (label || el.textContent || "").trim();
+  return {
+    tag: el.tagName.toLowerCase(),
+    id: el.id,
+    name,
+    outline: style.outlineStyle !== "none" && parseFloat(style.outlineWidth) >= 2,
+  };
+}"""
+
+
+def _tab_through(page: Any, limit: int = 60) -> list[dict[str, Any]]:
+    """Every stop of the Tab key from the top of the page, with its focus style and name."""
+    page.locator(".skip-link").focus()
+    seen: list[dict[str, Any]] = [page.evaluate(FOCUS_WALK)]
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        info = page.evaluate(FOCUS_WALK)
+        if info["tag"] == "body" or (seen and info == seen[0]):
+            break
+        seen.append(info)
+    return seen
+
+
+def test_keyboard_only_sign_in_with_visible_focus(new_page: Any, world: dict[str, Any]) -> None:
+    page = new_page()
+    page.goto("/login")
+    expect(page.locator("html.ready")).to_have_count(1)
+    stops = _tab_through(page)
+    names = [s["name"] for s in stops]
+    assert names[:3] == ["Skip to content", "Estrade", "Passer en français"], names
+    assert all(s["outline"] for s in stops), [s for s in stops if not s["outline"]]
+    assert all(s["name"] for s in stops), stops
+    # Type and send with the keyboard alone.
+    page.locator("#email").focus()
+    page.keyboard.type(ADMIN_EMAIL)
+    page.keyboard.press("Tab")
+    page.keyboard.type("correct horse battery")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/admin")
+
+
+def test_every_admin_control_shows_its_focus(new_page: Any, world: dict[str, Any]) -> None:
+    page = new_page(locale="fr-FR")
+    sign_in(page, ADMIN_EMAIL)
+    page.goto(f"/admin/cohorts/{world['cohort']['id']}")
+    expect(page.locator("#learner-table tbody tr").nth(1)).to_be_visible()
+    stops = _tab_through(page, limit=80)
+    assert len(stops) > 20
+    assert all(s["outline"] for s in stops), [s for s in stops if not s["outline"]]
+    assert all(s["name"] for s in stops), [s for s in stops if not s["name"]]
