@@ -151,6 +151,9 @@ def test_every_string_is_translated() -> None:
     used |= {f"link.status.{s}" for s in ("none", "active", "expired", "revoked")}
     used |= {f"import.status.{s}" for s in ("created", "existing", "already_enrolled", "error")}
     used |= {f"error.page.{s}.{p}" for s in (403, 404) for p in ("title", "text")}
+    used |= {
+        "import.err." + e for e in ("columns", "name_empty", "name_long", "email", "twice", "role")
+    }
     assert len(used) > 100
     assert sorted(used - fr.keys()) == []
     assert all(value.strip() for value in fr.values())

@@ -99,7 +99,7 @@ def test_cohort_people_import_and_links(
     report = page.locator("#import-table tbody tr")
     expect(report).to_have_count(2)
     expect(report.nth(1)).to_contain_text("not-an-email")
-    expect(report.nth(1)).to_contain_text("Error")
+    expect(report.nth(1)).to_contain_text("Error: this is not an email address")
     expect(page.locator("#import-caption")).to_have_text(f"Report for {XSS_FILE}")
     expect(page.locator("#learners-empty")).to_be_visible()
 

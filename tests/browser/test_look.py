@@ -134,6 +134,11 @@ def test_screenshots(new_page: Any, world: dict[str, Any], width: int) -> None:
         overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"{name} is {overflow}px too wide at {width}px"
         shoot(page, f"{name}-{width}")
+    dark = new_page(locale="en-GB", width=width, height=800, color_scheme="dark")
+    sign_in(dark, ADMIN_EMAIL)
+    dark.goto(f"/admin/cohorts/{world['cohort']['id']}")
+    expect(dark.locator("#learner-table tbody tr").nth(1)).to_be_visible()
+    shoot(dark, f"admin-cohort-dark-en-{width}")
     learner = new_page(locale="fr-FR", width=width, height=800, color_scheme="dark")
     url = world["api"].link(world["cohort"]["id"], world["learner"]["id"])
     learner.goto(url)

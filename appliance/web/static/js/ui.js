@@ -36,7 +36,8 @@ export async function boot({ title, signedIn = false }) {
   titleKey = title;
   await i18n.load(i18n.preferredLanguage());
   i18n.apply();
-  if (signedIn || document.body.dataset.role) {
+  // Error pages do not know who asks: they look, so the way back (top bar) is there.
+  if (signedIn || document.body.dataset.role || document.documentElement.dataset.page === "error") {
     try {
       me = await api("GET", "/api/me", { allow401: !signedIn });
     } catch (err) {

@@ -234,6 +234,24 @@ $("#import-form").addEventListener("submit", async (event) => {
   });
 });
 
+// The server's reasons for refusing a line (English), said in the page's language.
+const IMPORT_ERRORS = [
+  [/too many columns/, "import.err.columns"],
+  [/name is empty/, "import.err.name_empty"],
+  [/name is longer/, "import.err.name_long"],
+  [/is not an email address/, "import.err.email"],
+  [/appears twice/, "import.err.twice"],
+  [/belongs to an? (\w+)/, "import.err.role"],
+];
+
+function importError(message) {
+  for (const [pattern, key] of IMPORT_ERRORS) {
+    const match = pattern.exec(message);
+    if (match) return t(key, { role: match[1] ? t(`role.${match[1]}`) : "" });
+  }
+  return message;
+}
+
 function renderReport({ report, fileName }) {
   $("#import-result").hidden = false;
   const summary = $("#import-summary");
@@ -245,7 +263,8 @@ function renderReport({ report, fileName }) {
   $("#import-caption").textContent = t("import.caption", { file: fileName });
   const body = clear($("#import-table tbody"));
   for (const row of report.rows) {
-    const statusText = row.status === "error" ? t("import.status.error", { error: row.error || "" }) : t(`import.status.${row.status}`);
+    const statusText =
+      row.status === "error" ? t("import.status.error", { error: importError(row.error || "") }) : t(`import.status.${row.status}`);
     body.append(
       h(
         "tr",
