@@ -169,3 +169,12 @@ async def test_unknown_page_is_a_page_for_browsers_and_json_for_the_api(client: 
     assert r.json()["status_code"] == 404
     r = await client.get("/nowhere")
     assert r.json()["status_code"] == 404
+
+
+async def test_a_learner_whose_link_ends_is_told_why(client: Client, world: World) -> None:
+    await sign_in_as(client, world, "learner")
+    await services.revoke_links(world.cohort.id, world.learner.id)
+    for path in ("/", f"/classroom/{world.cohort.id}"):
+        r = await client.get(path, headers={"accept": "text/html"})
+        assert r.status_code == 303
+        assert r.headers["location"] == "/link-problem?reason=revoked"

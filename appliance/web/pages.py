@@ -68,7 +68,14 @@ def html_not_found(request: AnyRequest) -> Response[str] | None:
     return _error(request, 404)
 
 
-def _to_login(request: AnyRequest) -> Redirect:
+async def _to_login(request: AnyRequest) -> Redirect:
+    """Staff go to sign in; a learner whose link stopped working is told why instead."""
+    link_id = _session(request).get("link")
+    if link_id is not None:
+        link = await JoinLink.objects().where(JoinLink.id == link_id).first()
+        expired = link is not None and link.revoked_at is None
+        reason = "expired" if expired else "revoked"
+        return Redirect(path=f"/link-problem?reason={reason}", status_code=303)
     return Redirect(path=f"/login?next={quote(request.url.path)}", status_code=303)
 
 
@@ -102,6 +109,8 @@ class PageController(Controller):
         """Send each visitor where their role works: sign-in, admin, operator, cohorts, class."""
         user = await _visitor(request)
         if user is None:
+            if _session(request).get("link") is not None:
+                return await _to_login(request)
             return Redirect(path="/login", status_code=303)
         role = Role(user.role)
         target = HOME.get(role) or await _learner_home(request, user)
@@ -125,7 +134,7 @@ class PageController(Controller):
     ) -> Response[Any]:
         user = await _visitor(request)
         if user is None:
-            return _to_login(request)
+            return await _to_login(request)
         if Role(user.role) not in roles:
             return _error(request, 403)
         return _page(request, page, data={"role": user.role, **data})
@@ -156,7 +165,7 @@ class PageController(Controller):
     ) -> Response[Any]:
         user = await _visitor(request)
         if user is None:
-            return _to_login(request)
+            return await _to_login(request)
         try:
             access = await cohort_access(user, cohort_id, allow)
         except NotFoundException:
