@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,26 @@ def test_cohort_people_import_and_links(
     page.get_by_role("button", name="Save").click()
     expect(page.locator("#edit-error")).to_contain_text("Time zone")
     page.get_by_label("Time zone").fill("Europe/Paris")
+
+    # Schedule classes: times are the cohort's wall clock (Paris), winter and summer.
+    for day in ("2027-01-11", "2027-06-14"):
+        page.get_by_label("Day", exact=True).fill(day)
+        page.get_by_label("Start", exact=True).fill("09:00")
+        page.get_by_label("End", exact=True).fill("12:30")
+        page.get_by_role("button", name="Schedule").click()
+        expect(page.locator("#session-table tbody tr", has_text=day[:4])).not_to_have_count(0)
+    expect(page.locator("#session-table tbody tr")).to_have_count(2)
+    expect(page.locator("#session-table")).to_contain_text("9:00")
+    cohort_id = cohort_path.rsplit("/", 1)[1]
+    scheduled = live_server.api().call("GET", f"/api/admin/cohorts/{cohort_id}/sessions")
+    starts = [dt.datetime.fromisoformat(c["scheduled_start"]) for c in scheduled]
+    assert starts == [
+        dt.datetime(2027, 1, 11, 8, 0, tzinfo=dt.UTC),
+        dt.datetime(2027, 6, 14, 7, 0, tzinfo=dt.UTC),
+    ]
+    page.get_by_label("End", exact=True).fill("08:00")
+    page.get_by_role("button", name="Schedule").click()
+    expect(page.locator("#session-error")).to_have_text("The end must come after the start.")
 
     # A trainer account, created on the people page, then enrolled.
     page.get_by_role("link", name="Create trainers and learners").click()

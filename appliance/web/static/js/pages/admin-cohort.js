@@ -3,6 +3,7 @@ import { api } from "../api.js";
 import { $, clear, h, labelCells } from "../dom.js";
 import * as i18n from "../i18n.js";
 import { boot, busy, notify, showError, t } from "../ui.js";
+import { inZone, zonedIso } from "../zones.js";
 
 await boot({ title: "cohort.page_title", signedIn: true });
 
@@ -12,13 +13,16 @@ let cohort = null;
 let links = [];
 let candidates = [];
 let lastReport = null;
+let sessions = [];
 
 async function refresh() {
-  const [detail, statuses, users] = await Promise.all([
+  const [detail, statuses, users, classSessions] = await Promise.all([
     api("GET", base),
     api("GET", `${base}/join-links`),
     api("GET", "/api/admin/users"),
+    api("GET", `${base}/sessions`),
   ]);
+  sessions = classSessions;
   cohort = detail;
   links = statuses;
   const enrolled = new Set([...detail.trainers, ...detail.learners].map((m) => m.id));
@@ -41,6 +45,7 @@ function render() {
   renderTrainers();
   renderCandidates();
   renderLearners();
+  renderSessions();
   if (lastReport) renderReport(lastReport);
 }
 
@@ -123,6 +128,55 @@ function renderLearners() {
   labelCells($("#learner-table"));
   $("#learners-empty").hidden = cohort.learners.length > 0;
 }
+
+function sessionState(cs) {
+  if (cs.ended_at) return "ended";
+  if (cs.started_at) return "live";
+  return "scheduled";
+}
+
+function renderSessions() {
+  const zone = cohort.time_zone;
+  const lang = i18n.language();
+  $("#sessions-zone").textContent = t("sessions.zone", { zone });
+  const body = clear($("#session-table tbody"));
+  for (const cs of sessions) {
+    const day = inZone(cs.scheduled_start, zone, lang, { weekday: "long", day: "numeric", month: "long", year: "numeric" });
+    const hours = t("sessions.range", {
+      from: inZone(cs.scheduled_start, zone, lang, { timeStyle: "short" }),
+      to: inZone(cs.scheduled_end, zone, lang, { timeStyle: "short" }),
+    });
+    const state = sessionState(cs);
+    body.append(
+      h("tr", {}, h("td", { text: day }), h("td", { text: hours }), h("td", {}, h("span", { class: `state state-${state}`, text: t(`sessions.${state}`) }))),
+    );
+  }
+  labelCells($("#session-table"));
+  $("#sessions-empty").hidden = sessions.length > 0;
+}
+
+$("#session-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const errorEl = $("#session-error");
+  const { day, start, end } = Object.fromEntries(new FormData(form));
+  if (!day || !start || !end) {
+    errorEl.textContent = t("form.required");
+    return;
+  }
+  if (end <= start) {
+    errorEl.textContent = t("sessions.end_before_start");
+    return;
+  }
+  await busy(form.querySelector("button[type=submit]"), errorEl, async () => {
+    const zone = cohort.time_zone;
+    await api("POST", `${base}/sessions`, {
+      json: { scheduled_start: zonedIso(day, start, zone), scheduled_end: zonedIso(day, end, zone) },
+    });
+    notify(t("sessions.scheduled_done"));
+    await refresh();
+  });
+});
 
 async function issue(button, member) {
   await busy(button, null, async () => {
