@@ -127,6 +127,7 @@ function renderLearners() {
   }
   labelCells($("#learner-table"));
   $("#learners-empty").hidden = cohort.learners.length > 0;
+  $("#learner-table").hidden = cohort.learners.length === 0;
 }
 
 function sessionState(cs) {
@@ -153,6 +154,7 @@ function renderSessions() {
   }
   labelCells($("#session-table"));
   $("#sessions-empty").hidden = sessions.length > 0;
+  $("#session-table").hidden = sessions.length === 0;
 }
 
 $("#session-form").addEventListener("submit", async (event) => {

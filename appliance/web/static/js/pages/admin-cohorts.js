@@ -36,6 +36,7 @@ function render() {
   }
   labelCells($("#cohort-table"));
   $("#cohort-empty").hidden = cohorts.length > 0;
+  $("#cohort-table").hidden = cohorts.length === 0;
 }
 
 showArchived.addEventListener("change", refresh);
