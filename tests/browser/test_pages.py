@@ -169,3 +169,30 @@ def test_link_with_password_asks_for_it(new_page: Any, world: dict[str, Any]) ->
     page.get_by_role("button", name="Join the class").click()
     page.wait_for_url(f"**/classroom/{world['cohort']['id']}")
     expect(page.locator("h1")).to_have_text("Classroom")
+
+
+def test_sign_in_goes_back_only_to_this_site(new_page: Any, world: dict[str, Any]) -> None:
+    page = new_page()
+    page.goto("/login?next=//evil.example/x")
+    expect(page.locator("html.ready")).to_have_count(1)
+    verdicts = page.evaluate(
+        """async (cases) => {
+          const { safeNext } = await import("/static/js/api.js");
+          return cases.map((c) => safeNext(c));
+        }""",
+        [
+            "/cohorts/1/console",
+            "//evil.example",
+            "/\t/evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "/\n/evil.example",
+            "",
+        ],
+    )
+    assert verdicts == ["/cohorts/1/console"] + ["/"] * 7
+    page.locator("#email").fill("trainer@example.org")
+    page.locator("#password").fill("correct horse battery")
+    page.locator("#login-form button[type=submit]").click()
+    page.wait_for_url(f"{page.url.split('/login')[0]}/cohorts")

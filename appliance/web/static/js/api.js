@@ -68,6 +68,7 @@ export async function api(method, path, options = {}) {
 /** Keep `next` only when it is a path on this site (no open redirect). */
 export function safeNext(next, fallback = "/") {
   if (typeof next !== "string" || !next.startsWith("/") || next.startsWith("//")) return fallback;
-  if (next.includes("\\")) return fallback;
+  // Browsers drop tabs and newlines and read a backslash as "/": "/\t/evil" would become "//evil".
+  if (/[\\\s\u0000-\u001f]/.test(next)) return fallback;
   return next;
 }
