@@ -178,3 +178,15 @@ async def test_a_learner_whose_link_ends_is_told_why(client: Client, world: Worl
         r = await client.get(path, headers={"accept": "text/html"})
         assert r.status_code == 303
         assert r.headers["location"] == "/link-problem?reason=revoked"
+
+
+def test_scripts_never_parse_strings_as_html() -> None:
+    """Data goes into the page as text: no HTML-parsing sink in any module (see dom.js)."""
+    sinks = re.compile(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(")
+    offenders = [
+        f"{m.relative_to(WEB)}:{n}"
+        for m in (WEB / "static" / "js").rglob("*.js")
+        for n, line in enumerate(m.read_text().splitlines(), 1)
+        if sinks.search(line)
+    ]
+    assert offenders == []

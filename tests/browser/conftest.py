@@ -171,6 +171,10 @@ def browser() -> Iterator[Any]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail('playwright is missing: pip install -e ".[browser]" (make test does it)')
+    from playwright.sync_api import expect
+
+    # The machine is shared: give a busy moment room before an expectation fails.
+    expect.set_options(timeout=10_000)
     pw = sync_playwright().start()
     b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
     yield b
