@@ -42,6 +42,7 @@ from appliance.metrics import (
 from appliance.polls.controllers import PollController
 from appliance.settings import Settings
 from appliance.system import SystemController
+from appliance.web import PageController, html_not_found, static_files_router
 
 __all__ = ["create_app", "create_app_from_env", "secret_key"]
 
@@ -77,7 +78,9 @@ def secret_key(settings: Settings) -> str:
 
 
 def _json_errors(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    """Every client error as JSON ``{status_code, detail, extra?}``."""
+    """Every client error as JSON ``{status_code, detail, extra?}`` (a browser's 404: a page)."""
+    if exc.status_code == 404 and (page := html_not_found(request)) is not None:
+        return page
     body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
     if exc.extra:
         body["extra"] = exc.extra
@@ -157,6 +160,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             PollController,
             classroom_socket,
             DocumentController,
+            PageController,
+            static_files_router(),
         ],
         plugins=[channels],
         on_app_init=[auth.on_app_init, request_metrics(metrics)],
