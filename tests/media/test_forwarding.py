@@ -1,0 +1,77 @@
+"""Publisher -> relay -> learners, with real aiortc peers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+
+from appliance.media import MediaServer, TracksChanged
+
+from .peers import Learner, Trainer, wait_for
+
+
+async def test_two_learners_decode_the_trainers_frames(server: MediaServer, events: list) -> None:
+    room = server.room(1)
+    trainer = Trainer()
+    a, b = Learner(), Learner()
+    try:
+        await trainer.publish(room)
+        assert TracksChanged(1, ("audio", "camera")) in events
+        await a.join(room, 10)
+        await b.join(room, 11)
+        await wait_for(lambda: min(a.frames["video"], b.frames["video"]) >= 30)
+        await wait_for(lambda: min(a.frames["audio"], b.frames["audio"]) >= 20)
+        assert set(a.sizes) == {(320, 240)} == set(b.sizes)
+        stats = server.stats()["by_room"][1]
+        assert stats["learners"] == 2
+        assert stats["tracks_published"] == ["audio", "camera"]
+        assert stats["frames_forwarded"] > 0
+        assert all(0 < t < 2 for t in stats["join_to_first_frame_s"])
+    finally:
+        for peer in (trainer, a, b):
+            await peer.close()
+
+
+async def test_a_late_learner_starts_at_a_keyframe(server: MediaServer) -> None:
+    room = server.room(1)
+    trainer = Trainer()
+    early, late = Learner(), Learner()
+    try:
+        await trainer.publish(room)
+        await early.join(room, 10)
+        await wait_for(lambda: early.frames["video"] >= 10)
+        await asyncio.sleep(1.0)  # mid-class: the publisher is far from its first keyframe
+        await late.join(room, 11)
+        await wait_for(lambda: late.frames["video"] >= 5)
+        assert late.assembled_keyframes[0] is True
+        assert not any(late.assembled_keyframes[1:5])  # then ordinary delta frames
+        assert trainer.plis_received >= 1  # the relay asked the trainer for that keyframe
+        assert late.first_frame_at is not None
+        assert late.first_frame_at - late.started_at < 1.5
+    finally:
+        for peer in (trainer, early, late):
+            await peer.close()
+
+
+async def test_learner_plis_are_coalesced_and_reach_the_trainer(server: MediaServer) -> None:
+    room = server.room(1)
+    trainer = Trainer()
+    learner = Learner()
+    try:
+        await trainer.publish(room)
+        await learner.join(room, 10)
+        await wait_for(lambda: learner.frames["video"] >= 10)
+        await asyncio.sleep(0.5)
+        before = trainer.plis_received
+        stats_before = room.stats()
+        for _ in range(10):
+            await learner.send_pli()
+        await wait_for(lambda: trainer.plis_received > before)
+        await asyncio.sleep(0.2)
+        stats = room.stats()
+        assert stats["plis_in"] - stats_before["plis_in"] == 10
+        # ten requests within the coalescing window -> one PLI upstream
+        assert stats["plis_out"] - stats_before["plis_out"] == 1
+        assert trainer.plis_received - before == 1
+    finally:
+        for peer in (trainer, learner):
+            await peer.close()
