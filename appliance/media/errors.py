@@ -37,7 +37,10 @@ class QualityChanged:
 
 @dataclass(frozen=True, slots=True)
 class LearnerClosed:
-    """A learner's peer connection closed (``reason``: left, ice_failed, room_closed)."""
+    """A learner's peer connection closed.
+
+    ``reason``: left, replaced, failed, ice_failed, connection_lost or room_closed.
+    """
 
     cohort_id: int
     learner_id: int

@@ -113,6 +113,9 @@ class MediaRoom:
                     await pc.setLocalDescription(await pc.createAnswer())
             except (ValueError, AttributeError, KeyError) as exc:
                 raise MediaError("bad_sdp", f"the offer was refused: {exc}") from None
+            if "a=candidate:" not in pc.localDescription.sdp:
+                await self.unpublish()
+                raise self._no_port()
             before = self.live
             for transceiver in pc.getTransceivers():
                 slot = mapping.get(transceiver.mid or "")
@@ -145,8 +148,9 @@ class MediaRoom:
         return mapping
 
     def _publisher_state(self, pc: RTCPeerConnection) -> None:
-        if pc.connectionState == "failed" and pc is self._publisher:
-            self.server.counters["ice_failures"] += 1
+        if pc.connectionState in ("failed", "closed") and pc is self._publisher:
+            failed = pc.connectionState == "failed"
+            self.server.counters["ice_failures" if failed else "connections_lost"] += 1
             self.server.spawn(self.unpublish())
 
     async def unpublish(self) -> None:
@@ -196,6 +200,9 @@ class MediaRoom:
         except BaseException:
             await self.leave(learner_id, reason="failed")
             raise
+        if "a=candidate:" not in pc.localDescription.sdp:
+            await self.leave(learner_id, reason="failed")
+            raise self._no_port()
         mids = {t.mid or "": slot for t, (slot, _) in zip(pc.getTransceivers(), SLOTS, strict=True)}
         sdp = announce_address(pc.localDescription.sdp, self.server.public_address)
         return SubscribeOffer(sdp, mids)
@@ -252,15 +259,23 @@ class MediaRoom:
         del self._join_times[:-200]
 
     def _learner_state(self, learner: _Learner) -> None:
-        if learner.pc.connectionState == "failed" and self._learners.get(learner.learner_id):
-            self.server.counters["ice_failures"] += 1
-            self.server.spawn(self.leave(learner.learner_id, reason="ice_failed"))
+        state = learner.pc.connectionState
+        if state not in ("failed", "closed"):
+            return
+        if self._learners.get(learner.learner_id) is not learner:
+            return  # already left
+        # aiortc closes the connection itself when the peer closes DTLS or stops answering
+        # ICE consent checks (the network went away); "failed" is an ICE failure proper.
+        reason = "ice_failed" if state == "failed" else "connection_lost"
+        self.server.counters["ice_failures" if state == "failed" else "connections_lost"] += 1
+        self.server.spawn(self.leave(learner.learner_id, reason=reason))
 
     async def leave(self, learner_id: int, reason: str = "left") -> None:
         """Close a learner's connection (leave, socket closed, ICE failure). Idempotent."""
-        learner = self._learners.pop(learner_id, None)
+        learner = self._learners.get(learner_id)
         if learner is None:
             return
+        del self._learners[learner_id]
         for track in learner.tracks.values():
             track.stop()
         await learner.pc.close()
@@ -328,6 +343,11 @@ class MediaRoom:
         if learner is None:
             raise MediaError("not_subscribed", "this learner is not receiving media")
         return learner
+
+    def _no_port(self) -> MediaError:
+        scope = self.server.ice_scope
+        where = f"ports {scope.port_min}-{scope.port_max}" if scope.ports else "ports"
+        return MediaError("no_media_port", f"no free media port ({where} are all in use)")
 
     def _check_open(self) -> None:
         if self._closed:

@@ -120,5 +120,6 @@ class MediaServer:
         return {
             "rooms": len(self._rooms),
             "ice_failures": self.counters["ice_failures"],
+            "connections_lost": self.counters["connections_lost"],
             "by_room": {cohort_id: room.stats() for cohort_id, room in self._rooms.items()},
         }

@@ -88,6 +88,14 @@ class Trainer:
             self.transceivers["camera"] = t
             self._count_plis(t.sender)
 
+    def add_camera(self, **video_kw: Any) -> Any:
+        """Start the camera later (the caller renegotiates)."""
+        self.video = SyntheticVideo(**video_kw)
+        t = self.pc.addTransceiver(self.video, direction="sendonly")
+        self.transceivers["camera"] = t
+        self._count_plis(t.sender)
+        return t
+
     def _count_plis(self, sender: Any) -> None:
         handle = sender._handle_rtcp_packet
 
@@ -122,6 +130,8 @@ class Learner:
         self.frames: dict[str, int] = {"audio": 0, "video": 0}
         self.sizes: list[tuple[int, int]] = []
         self.assembled_keyframes: list[bool] = []
+        self.assembled: list[tuple[int, bool]] = []
+        self.last_packet_ts: int | None = None
         self.first_frame_at: float | None = None
         self.started_at = time.monotonic()
         self.loss = 0.0
@@ -161,8 +171,10 @@ class Learner:
 
     def _saw(self, packet: Any, frame: Any) -> None:
         self.video_ssrc = packet.ssrc
+        self.last_packet_ts = packet.timestamp
         if frame is not None:
             self.assembled_keyframes.append(frame.data[0] & 1 == 0)
+            self.assembled.append((frame.timestamp, frame.data[0] & 1 == 0))
             if self.first_frame_at is None:
                 self.first_frame_at = time.monotonic()
             if not self.decode:

@@ -1,0 +1,142 @@
+"""Refusals, limits and clean-up."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+
+import aioice.ice
+import pytest
+
+from appliance.media import LearnerClosed, MediaError, MediaServer
+from appliance.media.forward import ForwardTrack
+
+from .peers import Learner, Trainer, wait_for
+
+
+async def test_an_answer_that_sends_media_is_refused(server: MediaServer) -> None:
+    room = server.room(1)
+    trainer = Trainer()
+    honest, sneaky = Learner(), Learner()
+    try:
+        await trainer.publish(room)
+        await honest.join(room, 10)
+        offer = await room.subscribe(11)
+        answer = await sneaky.answer(offer.sdp)
+        forged = answer.replace("a=recvonly", "a=sendrecv")
+        with pytest.raises(MediaError) as err:
+            await room.accept_answer(11, forged)
+        assert err.value.code == "learner_cannot_publish"
+        assert "learners cannot send media" in err.value.message
+        # The honest learner is not disturbed.
+        before = honest.frames["video"]
+        await wait_for(lambda: honest.frames["video"] > before + 10)
+    finally:
+        for peer in (trainer, honest, sneaky):
+            await peer.close()
+
+
+async def test_an_answer_without_offer_and_a_bad_level_are_refused(server: MediaServer) -> None:
+    room = server.room(1)
+    with pytest.raises(MediaError, match="no media offer"):
+        await room.accept_answer(99, "v=0\r\n")
+    with pytest.raises(MediaError, match="not receiving media"):
+        room.set_quality(99, "audio")
+    await room.subscribe(5)
+    with pytest.raises(MediaError, match="quality must be one of full, screen, audio"):
+        room.set_quality(5, "ultra")
+    with pytest.raises(MediaError) as err:
+        await room.publish("v=0\r\n")
+    assert err.value.code == "bad_sdp"
+
+
+async def test_learners_over_the_limit_and_rooms_over_the_limit(make_server) -> None:
+    server = make_server(media_max_learners_per_room=2, media_max_rooms=1)
+    try:
+        room = server.room(1)
+        await room.subscribe(1)
+        await room.subscribe(2)
+        with pytest.raises(MediaError) as err:
+            await room.subscribe(3)
+        assert err.value.code == "room_full"
+        assert "already has 2 learners" in err.value.message
+        await room.subscribe(2)  # a reconnecting learner replaces its own connection
+        with pytest.raises(MediaError) as err:
+            server.room(2)
+        assert err.value.code == "too_many_rooms"
+        await room.leave(1)
+        await room.subscribe(3)
+    finally:
+        await server.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def test_many_joins_and_leaves_leave_nothing_behind(server: MediaServer, events) -> None:
+    room = server.room(1)
+    trainer = Trainer()
+    await trainer.publish(room)
+
+    async def cycle(n: int) -> None:
+        for i in range(n):
+            learner = Learner(decode=False)
+            await learner.join(room, 100 + i)
+            await wait_for(lambda lr=learner: lr.frames["video"] >= 2)
+            if i % 3 == 0:
+                await room.leave(100 + i)  # the learner leaves
+            else:
+                await learner.close()  # the socket closed: the handler calls leave
+                await room.leave(100 + i)
+            await learner.close()
+
+    try:
+        await cycle(3)  # warm up (codecs, thread pools, caches)
+        await asyncio.sleep(0.5)
+        gc.collect()
+        fds, tasks, rss = _open_fds(), len(asyncio.all_tasks()), _rss_kib()
+        await cycle(15)
+        await asyncio.sleep(1.0)
+        gc.collect()
+        assert room.learner_ids == ()
+        assert _open_fds() <= fds
+        assert len(asyncio.all_tasks()) <= tasks
+        assert not [o for o in gc.get_objects() if isinstance(o, ForwardTrack)]
+        assert _rss_kib() - rss < 30 * 1024  # no growth per cycle (a learner costs ~2 MiB)
+        assert sum(isinstance(e, LearnerClosed) for e in events) == 18
+        assert all(not s.tracks for s in room.sources.values())
+    finally:
+        await trainer.close()
+
+
+async def test_a_learner_whose_connection_is_lost_is_closed(
+    server: MediaServer, events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.1)  # as aiortc's tests shorten it
+    room = server.room(1)
+    trainer = Trainer()
+    gone, closing = Learner(), Learner()
+    try:
+        await trainer.publish(room)
+        await gone.join(room, 10)
+        await closing.join(room, 11)
+        await wait_for(lambda: min(gone.frames["video"], closing.frames["video"]) >= 2)
+        await closing.pc.close()  # the browser closes its connection (DTLS close_notify)
+        await wait_for(lambda: LearnerClosed(1, 11, "connection_lost") in events)
+        gone.drop_incoming(1.0)  # the network goes away: consent checks go unanswered
+        await wait_for(lambda: LearnerClosed(1, 10, "connection_lost") in events, within=20)
+        assert room.learner_ids == ()
+        assert server.stats()["connections_lost"] == 2
+    finally:
+        for peer in (trainer, gone, closing):
+            await peer.close()
