@@ -262,6 +262,8 @@ class TrackStats:
     frames_skipped_waiting_keyframe: int = 0
     overflows: int = 0
     first_frame_at: float | None = None
+    #: the source's ``frames_in`` when this track sent its first frame (for delivery ratios)
+    source_frames_at_first: int = 0
 
 
 class ForwardTrack(MediaStreamTrack):
@@ -328,6 +330,7 @@ class ForwardTrack(MediaStreamTrack):
         stats.bytes_sent += frame.size
         if stats.first_frame_at is None:
             stats.first_frame_at = time.monotonic()
+            stats.source_frames_at_first = self.source.stats.frames_in - len(self._queue) - 1
             if self._on_first_frame is not None:
                 self._on_first_frame(self)
         return frame.packet

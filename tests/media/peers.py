@@ -143,6 +143,8 @@ class Learner:
         for t in self.pc.getTransceivers():
             if t.receiver.track is track and track.kind == "video":
                 self._observe_frames(t.receiver)
+            elif t.receiver.track is track and not self.decode:
+                self._count_audio(t.receiver)
         if self.decode:
             self._tasks.append(asyncio.ensure_future(self._read(track)))
 
@@ -168,6 +170,16 @@ class Learner:
             return pli, frame
 
         real.add = observe
+
+    def _count_audio(self, receiver: Any) -> None:
+        learner = self
+
+        class Counting:
+            def add(self, packet: Any) -> tuple[bool, Any]:
+                learner.frames["audio"] += 1
+                return False, None
+
+        receiver._RTCRtpReceiver__jitter_buffer = Counting()
 
     def _saw(self, packet: Any, frame: Any) -> None:
         self.video_ssrc = packet.ssrc
