@@ -43,6 +43,10 @@ def check_private_hooks() -> None:
             "RTCRtpSender._retransmit",
             "await self._retransmit(" in inspect.getsource(RTCRtpSender._handle_rtcp_packet),
         ),
+        (
+            "RTCRtpSender packs non-av.Frame data",
+            "self.__encoder.pack(data)" in inspect.getsource(RTCRtpSender._next_encoded_frame),
+        ),
         ("Vp8Encoder.pack", hasattr(Vp8Encoder, "pack")),
         ("OpusEncoder.pack", hasattr(OpusEncoder, "pack")),
         ("RTCRtpTransceiver.currentDirection", hasattr(RTCRtpTransceiver, "currentDirection")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import time
@@ -68,6 +69,8 @@ class MediaRoom:
         self._tapped: set[int] = set()
         self._learners: dict[int, _Learner] = {}
         self._join_times: list[float] = []
+        # Totals that outlive the learners who caused them.
+        self._counters: collections.Counter[str] = collections.Counter()
         self._closed = False
         self._lock = asyncio.Lock()
 
@@ -212,6 +215,7 @@ class MediaRoom:
         # publisher instead (coalesced by the source).
         def keyframe() -> None:
             learner.plis_in += 1
+            self._counters["plis_in"] += 1
             source.request_keyframe()
 
         sender._send_keyframe = keyframe
@@ -219,6 +223,7 @@ class MediaRoom:
 
         async def counting_retransmit(seq: int) -> None:
             learner.nacks_in += 1
+            self._counters["nacks_in"] += 1
             await retransmit(seq)
 
         sender._retransmit = counting_retransmit
@@ -277,6 +282,9 @@ class MediaRoom:
             return
         del self._learners[learner_id]
         for track in learner.tracks.values():
+            self._counters["frames_forwarded"] += track.stats.frames_sent
+            self._counters["bytes_forwarded"] += track.stats.bytes_sent
+            self._counters["queue_overflows"] += track.stats.overflows
             track.stop()
         await learner.pc.close()
         self.server.emit(LearnerClosed(self.cohort_id, learner_id, reason))
@@ -378,13 +386,16 @@ class MediaRoom:
             "bytes_in": sum(s.stats.bytes_in for s in src),
             "frames_in": sum(s.stats.frames_in for s in src),
             "frames_dropped_incomplete": sum(s.stats.frames_dropped_incomplete for s in src),
-            "frames_forwarded": sum(t.stats.frames_sent for t in tracks),
-            "bytes_forwarded": sum(t.stats.bytes_sent for t in tracks),
-            "queue_overflows": sum(t.stats.overflows for t in tracks),
+            "frames_forwarded": self._counters["frames_forwarded"]
+            + sum(t.stats.frames_sent for t in tracks),
+            "bytes_forwarded": self._counters["bytes_forwarded"]
+            + sum(t.stats.bytes_sent for t in tracks),
+            "queue_overflows": self._counters["queue_overflows"]
+            + sum(t.stats.overflows for t in tracks),
             "keyframe_requests": sum(s.stats.keyframe_requests for s in src),
-            "plis_in": sum(lr.plis_in for lr in self._learners.values()),
+            "plis_in": self._counters["plis_in"],
             "plis_out": sum(s.stats.plis_out for s in src),
-            "nacks_in": sum(lr.nacks_in for lr in self._learners.values()),
+            "nacks_in": self._counters["nacks_in"],
             "nacks_out": sum(s.stats.nacks_out for s in src),
             "keyframe_wait_s_max": max(waits, default=0.0),
             "join_to_first_frame_s": list(self._join_times),
