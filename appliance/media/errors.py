@@ -39,7 +39,8 @@ class QualityChanged:
 class LearnerClosed:
     """A learner's peer connection closed.
 
-    ``reason``: left, replaced, failed, ice_failed, connection_lost or room_closed.
+    ``reason``: left, replaced, failed, ice_failed, connection_lost, connect_timeout (no
+    answer or no connection within ``MediaRoom.connect_timeout_s``) or room_closed.
     """
 
     cohort_id: int

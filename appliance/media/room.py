@@ -17,7 +17,7 @@ from .errors import LearnerClosed, MediaError, QualityChanged, TracksChanged
 from .forward import ForwardTrack, Source
 from .ladder import LEVEL_SLOTS, LEVELS, LadderState
 from .network import announce_address, ice_scope
-from .sdp import media_sections, pin_codecs, refuse_learner_media
+from .sdp import add_all_candidates, media_sections, pin_codecs, refuse_learner_media
 
 if TYPE_CHECKING:
     from .server import MediaServer
@@ -56,10 +56,14 @@ class _Learner:
     nacks_in: int = 0
     rtt_s: float | None = None
     loss: float | None = None
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class MediaRoom:
     """Media of one cohort. Created by :meth:`MediaServer.room`; every call is async-safe."""
+
+    #: a learner not connected this long after ``subscribe`` (no answer, ICE stuck) is closed
+    connect_timeout_s = 20.0
 
     def __init__(self, server: MediaServer, cohort_id: int) -> None:
         self.server = server
@@ -113,6 +117,7 @@ class MediaRoom:
                             # Before the receiver starts: __connect runs after our next await.
                             self.sources[slot].attach(receiver)
                             self._tapped.add(id(receiver))
+                    await add_all_candidates(pc, offer_sdp)
                     await pc.setLocalDescription(await pc.createAnswer())
             except (ValueError, AttributeError, KeyError) as exc:
                 raise MediaError("bad_sdp", f"the offer was refused: {exc}") from None
@@ -197,6 +202,7 @@ class MediaRoom:
             learner.senders[slot] = sender
         self._learners[learner_id] = learner
         pc.on("connectionstatechange", lambda: self._learner_state(learner))
+        self.server.spawn(self._connect_watchdog(learner))
         try:
             with ice_scope(self.server.ice_scope):
                 await pc.setLocalDescription(await pc.createOffer())
@@ -237,6 +243,7 @@ class MediaRoom:
         try:
             with ice_scope(self.server.ice_scope):
                 await learner.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+                await add_all_candidates(learner.pc, answer_sdp)
         except (ValueError, AttributeError, KeyError) as exc:
             await self.leave(learner_id, reason="failed")
             raise MediaError("bad_sdp", f"the answer was refused: {exc}") from None
@@ -263,8 +270,18 @@ class MediaRoom:
         self._join_times.append(learner.first_frame_s)
         del self._join_times[:-200]
 
+    async def _connect_watchdog(self, learner: _Learner) -> None:
+        try:
+            await asyncio.wait_for(learner.settled.wait(), self.connect_timeout_s)
+        except TimeoutError:
+            if self._learners.get(learner.learner_id) is learner:
+                self.server.counters["connect_timeouts"] += 1
+                await self.leave(learner.learner_id, reason="connect_timeout")
+
     def _learner_state(self, learner: _Learner) -> None:
         state = learner.pc.connectionState
+        if state == "connected":
+            learner.settled.set()
         if state not in ("failed", "closed"):
             return
         if self._learners.get(learner.learner_id) is not learner:
@@ -281,6 +298,7 @@ class MediaRoom:
         if learner is None:
             return
         del self._learners[learner_id]
+        learner.settled.set()
         for track in learner.tracks.values():
             self._counters["frames_forwarded"] += track.stats.frames_sent
             self._counters["bytes_forwarded"] += track.stats.bytes_sent

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from aiortc import RTCRtpSender
+from aiortc import RTCPeerConnection, RTCRtpSender
+from aiortc.sdp import candidate_from_sdp
 
 from .errors import MediaError
 
-__all__ = ["media_sections", "pin_codecs", "refuse_learner_media"]
+__all__ = ["add_all_candidates", "media_sections", "pin_codecs", "refuse_learner_media"]
 
 _PINNED = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
 _DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
@@ -49,3 +50,24 @@ def refuse_learner_media(sdp: str) -> None:
                 "learner_cannot_publish",
                 f"learners cannot send media (m-line {mid or '?'} is {direction} {kind})",
             )
+
+
+async def add_all_candidates(pc: RTCPeerConnection, sdp: str) -> None:
+    """Give the bundled ICE transport every candidate of the remote SDP.
+
+    aiortc takes a bundled transport's remote candidates from the *last* m-section only; an
+    answer whose last section has none (aiortc's own answers do that) would leave the relay
+    waiting for the peer's checks. Duplicates and late additions are ignored by aioice.
+    """
+    sections = media_sections(sdp)
+    if not sections:
+        return
+    first_mid = sections[0][1]
+    for line in dict.fromkeys(re.findall(r"^a=candidate:(\S.*?)\s*$", sdp, flags=re.MULTILINE)):
+        try:
+            candidate = candidate_from_sdp(line)
+        except (ValueError, IndexError):
+            continue  # a malformed candidate is skipped, like a browser would
+        candidate.sdpMid = first_mid
+        await pc.addIceCandidate(candidate)
+    await pc.addIceCandidate(None)

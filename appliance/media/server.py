@@ -121,5 +121,6 @@ class MediaServer:
             "rooms": len(self._rooms),
             "ice_failures": self.counters["ice_failures"],
             "connections_lost": self.counters["connections_lost"],
+            "connect_timeouts": self.counters["connect_timeouts"],
             "by_room": {cohort_id: room.stats() for cohort_id, room in self._rooms.items()},
         }

@@ -106,6 +106,23 @@ class Trainer:
 
         sender._handle_rtcp_packet = observe
 
+    def drop_outgoing(self, fraction: float, seed: int = 3) -> None:
+        """Lose ``fraction`` of the media datagrams this trainer sends (STUN checks pass)."""
+        rng = random.Random(seed)
+        for transceiver in self.pc.getTransceivers():
+            ice = transceiver.sender.transport.transport
+            for protocol in ice._connection._protocols:
+                if getattr(protocol, "_estrade_lossy", False):
+                    continue
+                real = protocol.send_data
+
+                async def lossy(data: bytes, addr: Any, real: Any = real) -> None:
+                    if rng.random() >= fraction:
+                        await real(data, addr)
+
+                protocol.send_data = lossy
+                protocol._estrade_lossy = True
+
     async def offer(self) -> str:
         with ice_scope(LOOPBACK):
             await self.pc.setLocalDescription(await self.pc.createOffer())

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 
 import aioice.ice
+import aioice.stun
 import pytest
 
-from appliance.media import LearnerClosed, MediaError, MediaServer
+from appliance.media import LearnerClosed, MediaError, MediaRoom, MediaServer
 from appliance.media.forward import ForwardTrack
 
 from .peers import Learner, Trainer, wait_for
@@ -140,3 +142,36 @@ async def test_a_learner_whose_connection_is_lost_is_closed(
     finally:
         for peer in (trainer, gone, closing):
             await peer.close()
+
+
+async def test_a_learner_whose_ice_fails_is_closed(
+    server: MediaServer, events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiortc's own tests shorten the STUN retransmissions the same way.
+    monkeypatch.setattr(aioice.stun, "RETRY_MAX", 1)
+    monkeypatch.setattr(aioice.stun, "RETRY_RTO", 0.1)
+    room = server.room(1)
+    learner = Learner()
+    try:
+        offer = await room.subscribe(10)
+        answer = await learner.answer(offer.sdp)
+        await learner.close()  # the browser is gone before ICE even starts
+        # Its only candidate points at a port where nobody answers.
+        unreachable = re.sub(r" 127\.0\.0\.1 \d+ typ host", " 127.0.0.1 9 typ host", answer)
+        await room.accept_answer(10, unreachable)
+        await wait_for(lambda: LearnerClosed(1, 10, "ice_failed") in events, within=10)
+        assert server.stats()["ice_failures"] == 1
+        assert room.learner_ids == ()
+    finally:
+        await learner.close()
+
+
+async def test_a_learner_who_never_answers_is_closed(
+    server: MediaServer, events, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(MediaRoom, "connect_timeout_s", 0.5)
+    room = server.room(1)
+    await room.subscribe(10)
+    await wait_for(lambda: LearnerClosed(1, 10, "connect_timeout") in events, within=5)
+    assert room.learner_ids == ()
+    assert server.stats()["connect_timeouts"] == 1

@@ -39,6 +39,30 @@ async def test_loss_on_one_leg_leaves_the_others_untouched(server: MediaServer) 
             await peer.close()
 
 
+async def test_loss_on_the_trainers_leg_is_repaired_by_nack_and_rtx(server: MediaServer) -> None:
+    room = server.room(1)
+    trainer = Trainer()
+    learner = Learner()
+    try:
+        await trainer.publish(room)
+        await learner.join(room, 10)
+        await wait_for(lambda: learner.frames["video"] >= 10)
+        trainer.drop_outgoing(0.05)
+        stats0, sent0 = room.stats(), trainer.video.frames_sent
+        start = learner.frames["video"]
+        await asyncio.sleep(4.0)
+        stats = room.stats()
+        sent = trainer.video.frames_sent - sent0
+        assert stats["nacks_out"] > stats0["nacks_out"]  # the relay asked the trainer
+        # Retransmissions filled the holes: nearly every frame reached the learner, decoded.
+        assert learner.frames["video"] - start >= 0.9 * sent, (learner.frames, sent)
+        dropped = stats["frames_dropped_incomplete"] - stats0["frames_dropped_incomplete"]
+        assert dropped <= 0.05 * sent
+    finally:
+        for peer in (trainer, learner):
+            await peer.close()
+
+
 async def test_learner_chooses_audio_only_and_back(server: MediaServer, events: list) -> None:
     room = server.room(1)
     trainer = Trainer()
