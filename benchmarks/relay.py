@@ -191,13 +191,12 @@ async def run(mode: str, learners: int, seconds: float, decoding: int) -> dict[s
         await wait_for(lambda: all(p.first_frame_at for p in peers), within=20)
         joins = sorted(p.first_frame_at - p.started_at for p in peers)  # type: ignore[operator]
         await asyncio.sleep(2.0)
+        audio0 = [p.frames["audio"] for p in peers]
         stats0 = await relay.call(op="stats")
-        sent0 = trainer.video.frames_sent
         busy = await cpu_rate(relay, seconds)
         stats1 = await relay.call(op="stats")
+        audio = [p.frames["audio"] - a for p, a in zip(peers, audio0, strict=True)]
         frames_in = stats1["video_frames_in"] - stats0["video_frames_in"]
-        if frames_in < 0:  # the transcoding relay does not count: use what the trainer sent
-            frames_in = trainer.video.frames_sent - sent0
         # Delivery: stop the trainer, let the queues drain, then compare each learner's frames
         # with what the relay received since that learner's first frame. aiortc's receiving
         # buffer holds the last frame back until the next one starts: +1 per learner.
@@ -224,6 +223,7 @@ async def run(mode: str, learners: int, seconds: float, decoding: int) -> dict[s
             / 1000
             / seconds,
             "video_fps": frames_in / seconds,
+            "audio_packets_per_learner_s_min": min(audio) / seconds,
             "packets_per_s": sum(
                 stats1.get(k, 0) - stats0.get(k, 0)
                 for k in ("video_packets_in", "audio_packets_in")
@@ -278,6 +278,7 @@ async def main() -> None:
                 "baseline_cpu_per_learner_s": round(base["cpu_per_learner_s"], 4),
                 "video_kbps": round(fwd["video_kbps_in"]),
                 "video_fps": round(fwd["video_fps"], 1),
+                "audio_packets_per_learner_s_min": round(fwd["audio_packets_per_learner_s_min"], 1),
                 "packets_in_per_s": round(fwd["packets_per_s"]),
                 "relay_us_per_packet_per_learner": round(
                     fwd["cpu_per_learner_s"] / max(fwd["packets_per_s"], 1) * 1e6, 1

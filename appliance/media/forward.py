@@ -78,6 +78,8 @@ class Source:
 
     def attach(self, receiver: Any) -> None:
         """Tap ``receiver`` (called before it starts, from the room's ``publish``)."""
+        if not hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
+            raise RuntimeError("media relay: RTCRtpReceiver has no __jitter_buffer (aiortc 1.16)")
         self._receiver = receiver
         self._media_ssrc = None
         tap: AudioTap | VideoTap = VideoTap(self) if self.kind == "video" else AudioTap(self)
@@ -306,7 +308,10 @@ class ForwardTrack(MediaStreamTrack):
             self.waiting_keyframe = False
         if len(self._queue) >= self.maxsize:
             self.stats.overflows += 1
-            self._queue.clear()
+            if self.kind == "audio":
+                self._queue.popleft()  # audio: drop the oldest packet, keep the voice current
+            else:
+                self._queue.clear()
             if self.kind == "video" and not frame.keyframe:
                 # A dropped delta frame would show as corruption: wait for a keyframe.
                 self.waiting_keyframe = True

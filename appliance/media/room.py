@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 #: The trainer's slots, in the order of the m-lines of every learner's offer.
 SLOTS = (("audio", "audio"), ("camera", "video"), ("screen", "video"))
-_AUDIO_QUEUE = 100  # Opus packets (2 s)
+_AUDIO_QUEUE = 25  # Opus packets (0.5 s): older ones are dropped, the voice stays current
 _VIDEO_QUEUE = 30  # VP8 frames (1 s at 30 fps)
 
 
