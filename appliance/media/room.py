@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError
 
 from .errors import LearnerClosed, MediaError, QualityChanged, TracksChanged
 from .forward import ForwardTrack, Source
@@ -28,6 +29,16 @@ logger = logging.getLogger(__name__)
 
 #: The trainer's slots, in the order of the m-lines of every learner's offer.
 SLOTS = (("audio", "audio"), ("camera", "video"), ("screen", "video"))
+# What aiortc raises for an SDP it cannot apply.
+_SDP_ERRORS = (
+    ValueError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    InternalError,
+    InvalidAccessError,
+    InvalidStateError,
+)
 _AUDIO_QUEUE = 25  # Opus packets (0.5 s): older ones are dropped, the voice stays current
 _VIDEO_QUEUE = 30  # VP8 frames (1 s at 30 fps)
 
@@ -70,6 +81,7 @@ class MediaRoom:
         self.cohort_id = cohort_id
         self.sources = {slot: Source(slot, kind) for slot, kind in SLOTS}
         self._publisher: RTCPeerConnection | None = None
+        self._publisher_id: int | None = None
         self._tapped: set[int] = set()
         self._learners: dict[int, _Learner] = {}
         self._join_times: list[float] = []
@@ -84,16 +96,30 @@ class MediaRoom:
     def live(self) -> tuple[str, ...]:
         return tuple(slot for slot, _ in SLOTS if self.sources[slot].live)
 
-    async def publish(self, offer_sdp: str, slots: Mapping[str, str] | None = None) -> str:
+    async def publish(
+        self,
+        offer_sdp: str,
+        slots: Mapping[str, str] | None = None,
+        trainer_id: int | None = None,
+    ) -> str:
         """Answer the trainer's offer (first one or a renegotiation); returns the answer SDP.
 
         Args:
             offer_sdp: the browser's complete offer (gathered candidates included).
             slots: mid -> ``audio`` | ``camera`` | ``screen``; by default the first audio
                 m-line is the microphone, the first video one the camera, the second the screen.
+            trainer_id: who publishes; while one trainer publishes, another one's offer is
+                refused (``already_publishing``) until ``unpublish``.
         """
         self._check_open()
         async with self._lock:
+            if (
+                self._publisher is not None
+                and trainer_id is not None
+                and self._publisher_id is not None
+                and trainer_id != self._publisher_id
+            ):
+                raise MediaError("already_publishing", "another trainer is already presenting")
             sections = media_sections(offer_sdp)
             if not sections:
                 raise MediaError("bad_sdp", "the offer has no media section")
@@ -101,6 +127,7 @@ class MediaRoom:
             pc = self._publisher
             if pc is None:
                 pc = self._publisher = self.server.new_peer_connection()
+                self._publisher_id = trainer_id
                 pc.on("connectionstatechange", lambda: self._publisher_state(pc))
             try:
                 with ice_scope(self.server.ice_scope):
@@ -119,7 +146,7 @@ class MediaRoom:
                             self._tapped.add(id(receiver))
                     await add_all_candidates(pc, offer_sdp)
                     await pc.setLocalDescription(await pc.createAnswer())
-            except (ValueError, AttributeError, KeyError) as exc:
+            except _SDP_ERRORS as exc:
                 raise MediaError("bad_sdp", f"the offer was refused: {exc}") from None
             if "a=candidate:" not in pc.localDescription.sdp:
                 await self.unpublish()
@@ -164,6 +191,7 @@ class MediaRoom:
     async def unpublish(self) -> None:
         """The trainer left (or the ICE failed): close their connection; learners stay."""
         pc, self._publisher = self._publisher, None
+        self._publisher_id = None
         self._tapped.clear()
         before = self.live
         for source in self.sources.values():
@@ -244,7 +272,7 @@ class MediaRoom:
             with ice_scope(self.server.ice_scope):
                 await learner.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
                 await add_all_candidates(learner.pc, answer_sdp)
-        except (ValueError, AttributeError, KeyError) as exc:
+        except _SDP_ERRORS as exc:
             await self.leave(learner_id, reason="failed")
             raise MediaError("bad_sdp", f"the answer was refused: {exc}") from None
         learner.answered = True

@@ -39,6 +39,22 @@ async def test_an_answer_that_sends_media_is_refused(server: MediaServer) -> Non
             await peer.close()
 
 
+async def test_a_second_trainer_cannot_take_over(server: MediaServer) -> None:
+    room = server.room(1)
+    first, second = Trainer(), Trainer()
+    try:
+        await first.answer(await room.publish(await first.offer(), trainer_id=1))
+        with pytest.raises(MediaError) as err:
+            await room.publish(await second.offer(), trainer_id=2)
+        assert err.value.code == "already_publishing"
+        await first.answer(await room.publish(await first.offer(), trainer_id=1))  # renegotiate
+        await room.unpublish()
+        await second.answer(await room.publish(await second.offer(), trainer_id=2))
+    finally:
+        for peer in (first, second):
+            await peer.close()
+
+
 async def test_an_answer_without_offer_and_a_bad_level_are_refused(server: MediaServer) -> None:
     room = server.room(1)
     with pytest.raises(MediaError, match="no media offer"):

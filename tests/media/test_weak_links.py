@@ -130,9 +130,14 @@ async def test_trainer_adds_then_stops_a_track(server: MediaServer, events: list
         await trainer.publish(room)  # renegotiation on the same connection
         assert TracksChanged(1, ("audio", "camera")) in events
         await wait_for(lambda: learner.frames["video"] >= 10)
+        trainer.add_camera()  # the second video m-line is the screen share
+        await trainer.publish(room)
+        assert events[-1] == TracksChanged(1, ("audio", "camera", "screen"))
         camera.direction = "inactive"
         await trainer.publish(room)
-        assert events[-1] == TracksChanged(1, ("audio",))
+        assert events[-1] == TracksChanged(1, ("audio", "screen"))
+        video = learner.frames["video"]
+        await wait_for(lambda: learner.frames["video"] > video + 10)  # the screen goes on
     finally:
         for peer in (trainer, learner):
             await peer.close()
