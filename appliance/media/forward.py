@@ -70,6 +70,7 @@ class Source:
         self._media_ssrc: int | None = None
         self._last_pli = -1e9
         self._pending_since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         # RTP timestamps pass through as pts; an offset keeps them continuous across SSRCs
         # (the trainer restarting a camera).
@@ -96,6 +97,7 @@ class Source:
         self._receiver = None
         self._media_ssrc = None
         self.live = False
+        self._cancel_timer()
 
     def pts(self, ssrc: int, timestamp: int) -> int:
         if ssrc != self._media_ssrc:
@@ -115,27 +117,48 @@ class Source:
                 self.stats.keyframe_waits_s.append(time.monotonic() - self._pending_since)
                 del self.stats.keyframe_waits_s[:-100]
                 self._pending_since = None
+                self._cancel_timer()
         for track in tuple(self.tracks):
             track.offer(frame)
 
     def request_keyframe(self) -> None:
-        """Ask the publisher for a keyframe: at most one PLI per ``pli_interval_s``."""
+        """Ask the publisher for a keyframe: at most one PLI per ``pli_interval_s``.
+
+        The request stays pending until a keyframe arrives: one held back by the coalescing
+        window is sent when the window ends, and a PLI that brought nothing (lost on the way)
+        is repeated after two windows.
+        """
         if self.kind != "video":
             return
         self.stats.keyframe_requests += 1
-        now = time.monotonic()
         if self._pending_since is None:
-            self._pending_since = now
-        if now - self._last_pli < self.pli_interval_s:
-            return
+            self._pending_since = time.monotonic()
+        self._send_pli_when_due()
+
+    def _send_pli_when_due(self) -> None:
         receiver, ssrc = self._receiver, self._media_ssrc
-        if receiver is None or ssrc is None:
+        if self._pending_since is None or receiver is None or ssrc is None:
             return
-        self._last_pli = now
-        self.stats.plis_out += 1
-        task = asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        now = time.monotonic()
+        wait = self._last_pli + self.pli_interval_s - now
+        if wait <= 0:
+            self._last_pli = now
+            self.stats.plis_out += 1
+            task = asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            wait = 2 * self.pli_interval_s
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(wait, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._send_pli_when_due()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def keyframe_pending(self) -> bool:
         return self._pending_since is not None

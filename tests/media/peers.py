@@ -61,6 +61,9 @@ class SyntheticVideo(VideoStreamTrack):
         if wait > 0:
             await asyncio.sleep(wait)
         frame = self._frames[self._count % len(self._frames)]
+        # The frames are reused: aiortc marks a frame I when a keyframe is requested, and
+        # that mark would make every later use of the same frame a keyframe.
+        frame.pict_type = av.video.frame.PictureType.NONE
         frame.pts = self._count * (90000 // self.fps)
         frame.time_base = fractions.Fraction(1, 90000)
         self.frames_sent += 1

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+from aiortc.codecs import vpx
+
 from appliance.media import MediaServer, TracksChanged
+from appliance.media.forward import Source
 
 from .peers import Learner, Trainer, wait_for
 
@@ -74,4 +77,32 @@ async def test_learner_plis_are_coalesced_and_reach_the_trainer(server: MediaSer
         assert trainer.plis_received - before == 1
     finally:
         for peer in (trainer, learner):
+            await peer.close()
+
+
+async def test_a_request_held_back_by_the_coalescing_window_is_sent_when_it_ends(
+    server: MediaServer, monkeypatch
+) -> None:
+    monkeypatch.setattr(Source, "pli_interval_s", 1.5)
+    # A constant bitrate: aiortc's VP8 encoder restarts (with a keyframe) when REMB moves it,
+    # and those keyframes would hide a request that never reaches the trainer.
+    for name in ("DEFAULT_BITRATE", "MIN_BITRATE", "MAX_BITRATE"):
+        monkeypatch.setattr(vpx, name, 500_000)
+    room = server.room(1)
+    trainer = Trainer()
+    first, second = Learner(), Learner()
+    try:
+        await trainer.publish(room)
+        await wait_for(lambda: room.stats()["frames_in"] > 10)  # the trainer is streaming
+        await first.join(room, 10)  # -> a PLI now
+        await wait_for(lambda: first.frames["video"] >= 5)  # its keyframe came: nothing pending
+        assert room.stats()["plis_out"] == 1
+        plis = trainer.plis_received
+        await second.join(room, 11)  # within the window of the first learner's PLI
+        await wait_for(lambda: second.frames["video"] >= 1, within=5)
+        assert second.first_frame_at - second.started_at > 0.5  # it did wait for the window
+        assert second.assembled_keyframes[0] is True
+        assert trainer.plis_received == plis + 1  # the deferred one, not two
+    finally:
+        for peer in (trainer, first, second):
             await peer.close()
