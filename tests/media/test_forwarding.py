@@ -7,7 +7,7 @@ import asyncio
 from aiortc.codecs import vpx
 
 from appliance.media import MediaServer, TracksChanged
-from appliance.media.forward import Source
+from appliance.media.forward import AudioTap, Source, VideoTap
 
 from .peers import Learner, Trainer, wait_for
 
@@ -29,6 +29,13 @@ async def test_two_learners_decode_the_trainers_frames(server: MediaServer, even
         assert stats["tracks_published"] == ["audio", "camera"]
         assert stats["frames_forwarded"] > 0
         assert all(0 < t < 2 for t in stats["join_to_first_frame_s"])
+        # Nothing was decoded on the relay: the decoder queues of the trainer's receivers
+        # never got a frame, and no decoded frame waits in their tracks.
+        for transceiver in room._publisher.getTransceivers():
+            receiver = transceiver.receiver
+            assert isinstance(receiver._RTCRtpReceiver__jitter_buffer, AudioTap | VideoTap)
+            assert receiver._RTCRtpReceiver__decoder_queue.qsize() == 0
+            assert receiver.track._queue.qsize() == 0
     finally:
         for peer in (trainer, a, b):
             await peer.close()
