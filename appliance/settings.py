@@ -78,10 +78,10 @@ class Settings:
     """Client networks allowed to read ``/metrics`` (comma-separated CIDRs; ``0.0.0.0/0``: any)."""
     metrics_token: str = ""
     """When set, ``/metrics`` also needs ``Authorization: Bearer <token>`` (16+ characters)."""
-    capacity_learner_cpu: float = 0.002
-    """CPU-seconds per second one learner costs besides video (signalling, audio; placeholder)."""
-    capacity_video_track_cpu: float = 0.015
-    """CPU-seconds per second relaying one video track to one learner costs (placeholder)."""
+    capacity_learner_cpu: float = 0.001
+    """CPU-seconds per second one learner costs besides video (signalling, audio; measured)."""
+    capacity_video_track_cpu: float = 0.004
+    """CPU-seconds per second relaying one video track to one learner (benchmarks/relay.py)."""
     capacity_video_tracks: int = 2
     """Video tracks a class is planned with (camera and screen), for the capacity estimate."""
     capacity_cpu_target: float = 0.8
@@ -104,6 +104,26 @@ class Settings:
     """Quick reactions are counted over this many seconds for the trainer."""
     signing_window_minutes: int = 15
     """Default length of an attendance signing window, in minutes."""
+    media_interface: str = ""
+    """IP address the media relay binds its UDP sockets to; empty: every non-loopback address."""
+    media_port_min: int = 0
+    """First UDP port of the media range (0 with ``media_port_max`` 0: any port)."""
+    media_port_max: int = 0
+    """Last UDP port of the media range (one port per learner and per trainer connection)."""
+    media_public_address: str = ""
+    """Public IPv4 address announced in SDP for a server behind 1:1 NAT; empty: none."""
+    stun_url: str = ""
+    """STUN server (``stun:host:3478``); empty: none, never a public one by default."""
+    turn_url: str = ""
+    """TURN server (``turn:host:3478?transport=udp`` or ``turns:host:443?transport=tcp``)."""
+    turn_secret: str = ""
+    """Shared secret of coturn's ``use-auth-secret``; required with ``turn_url``."""
+    turn_ttl_s: int = 12 * 3600
+    """Lifetime of the TURN credentials handed to each browser, in seconds."""
+    media_max_learners_per_room: int = 200
+    """Learners receiving media in one class; the next one is refused with a clear message."""
+    media_max_rooms: int = 2
+    """Classes relaying media at the same time on this server."""
 
     @property
     def resolved_public_url(self) -> str:
@@ -214,9 +234,39 @@ def _validate(s: Settings) -> None:
         "live_resume_events",
         "reaction_window_s",
         "signing_window_minutes",
+        "turn_ttl_s",
+        "media_max_learners_per_room",
+        "media_max_rooms",
     ):
         if getattr(s, key) <= 0:
             raise bad(key, getattr(s, key), "must be positive")
+    _validate_media(s, bad)
+
+
+def _validate_media(s: Settings, bad: Any) -> None:
+    import ipaddress
+
+    for key in ("media_interface", "media_public_address"):
+        value = getattr(s, key)
+        if value:
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise bad(key, value, "is not an IP address") from None
+    if (s.media_port_min == 0) != (s.media_port_max == 0):
+        raise bad("media_port_min", s.media_port_min, "and media_port_max must both be set")
+    if s.media_port_min and not 1024 <= s.media_port_min <= s.media_port_max <= 65535:
+        raise bad(
+            "media_port_min",
+            f"{s.media_port_min}-{s.media_port_max}",
+            "is not a UDP port range within 1024-65535",
+        )
+    if s.stun_url and not s.stun_url.startswith(("stun:", "stuns:")):
+        raise bad("stun_url", s.stun_url, "must start with stun: or stuns:")
+    if s.turn_url and not s.turn_url.startswith(("turn:", "turns:")):
+        raise bad("turn_url", s.turn_url, "must start with turn: or turns:")
+    if s.turn_url and not s.turn_secret:
+        raise bad("turn_secret", "", "is required with turn_url")
 
 
 def _validate_metrics(s: Settings, bad: Any) -> None:

@@ -1,0 +1,51 @@
+"""Errors and events of the media relay: plain data, so the socket layer can forward them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["LearnerClosed", "MediaError", "MediaEvent", "QualityChanged", "TracksChanged"]
+
+
+class MediaError(Exception):
+    """A refused media request. ``code`` is stable (for clients), ``message`` is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class TracksChanged:
+    """The trainer started or stopped a slot; ``live`` lists the slots now sending."""
+
+    cohort_id: int
+    live: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QualityChanged:
+    """A learner moved on the ladder (``full`` > ``screen`` > ``audio``)."""
+
+    cohort_id: int
+    learner_id: int
+    level: str
+    automatic: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerClosed:
+    """A learner's peer connection closed.
+
+    ``reason``: left, replaced, failed, ice_failed, connection_lost, connect_timeout (no
+    answer or no connection within ``MediaRoom.connect_timeout_s``) or room_closed.
+    """
+
+    cohort_id: int
+    learner_id: int
+    reason: str
+
+
+MediaEvent = TracksChanged | QualityChanged | LearnerClosed

@@ -1,0 +1,372 @@
+"""Forwarding encoded media: a tap in the publisher's receiver, a queue per learner and slot.
+
+Nothing here decodes or encodes. The tap replaces the receiver's jitter buffer (aiortc still
+does SRTP, statistics, RTX unwrapping, NACKs and depayloading before calling ``add``), assembles
+VP8 frames on the marker bit and hands each complete frame, as one shared ``av.Packet``, to the
+:class:`Source` of its slot, which offers it to every learner's :class:`ForwardTrack`. The
+learner's ``RTCRtpSender`` sees a non-``av.Frame`` and only packetizes it (``encoder.pack``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import fractions
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+
+__all__ = ["AudioTap", "ForwardTrack", "Frame", "Source", "VideoTap"]
+
+logger = logging.getLogger(__name__)
+
+VIDEO_CLOCK = 90000
+AUDIO_CLOCK = 48000
+_MASK32 = 0xFFFFFFFF
+
+
+@dataclass(slots=True)
+class Frame:
+    """One encoded frame (VP8) or packet (Opus), shared by every learner."""
+
+    packet: av.Packet
+    keyframe: bool
+    size: int
+
+
+@dataclass
+class SourceStats:
+    packets_in: int = 0
+    bytes_in: int = 0
+    frames_in: int = 0
+    frames_dropped_incomplete: int = 0
+    keyframes_in: int = 0
+    keyframe_requests: int = 0
+    plis_out: int = 0
+    nacks_out: int = 0
+    keyframe_waits_s: list[float] = field(default_factory=list)
+
+
+class Source:
+    """One published slot (audio, camera or screen) of a room: fan-out and keyframe requests."""
+
+    # Class attributes so tests can shorten them the way aiortc's tests shorten its timers.
+    pli_interval_s = 0.5
+
+    def __init__(self, slot: str, kind: str) -> None:
+        self.slot = slot
+        self.kind = kind
+        self.clock = VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK
+        self.tracks: set[ForwardTrack] = set()
+        self.stats = SourceStats()
+        self.live = False
+        self._receiver: Any = None
+        self._media_ssrc: int | None = None
+        self._last_pli = -1e9
+        self._pending_since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        # RTP timestamps pass through as pts; an offset keeps them continuous across SSRCs
+        # (the trainer restarting a camera).
+        self._ts_offset = 0
+        self._last_pts: int | None = None
+
+    def attach(self, receiver: Any) -> None:
+        """Tap ``receiver`` (called before it starts, from the room's ``publish``)."""
+        if not hasattr(receiver, "_RTCRtpReceiver__jitter_buffer"):
+            raise RuntimeError("media relay: RTCRtpReceiver has no __jitter_buffer (aiortc 1.16)")
+        self._receiver = receiver
+        self._media_ssrc = None
+        tap: AudioTap | VideoTap = VideoTap(self) if self.kind == "video" else AudioTap(self)
+        receiver._RTCRtpReceiver__jitter_buffer = tap
+        original_nack = receiver._send_rtcp_nack
+
+        async def counting_nack(media_ssrc: int, lost: list[int]) -> None:
+            self.stats.nacks_out += 1
+            await original_nack(media_ssrc, lost)
+
+        receiver._send_rtcp_nack = counting_nack
+
+    def detach(self) -> None:
+        self._receiver = None
+        self._media_ssrc = None
+        self.live = False
+        self._cancel_timer()
+
+    def pts(self, ssrc: int, timestamp: int) -> int:
+        if ssrc != self._media_ssrc:
+            self._media_ssrc = ssrc
+            step = self.clock // 50
+            target = 0 if self._last_pts is None else (self._last_pts + step) & _MASK32
+            self._ts_offset = (target - timestamp) & _MASK32
+        pts = (timestamp + self._ts_offset) & _MASK32
+        self._last_pts = pts
+        return pts
+
+    def deliver(self, frame: Frame) -> None:
+        self.stats.frames_in += 1
+        if frame.keyframe and self.kind == "video":
+            self.stats.keyframes_in += 1
+            if self._pending_since is not None:
+                self.stats.keyframe_waits_s.append(time.monotonic() - self._pending_since)
+                del self.stats.keyframe_waits_s[:-100]
+                self._pending_since = None
+                self._cancel_timer()
+        for track in tuple(self.tracks):
+            track.offer(frame)
+
+    def request_keyframe(self) -> None:
+        """Ask the publisher for a keyframe: at most one PLI per ``pli_interval_s``.
+
+        The request stays pending until a keyframe arrives: one held back by the coalescing
+        window is sent when the window ends, and a PLI that brought nothing (lost on the way)
+        is repeated after two windows.
+        """
+        if self.kind != "video":
+            return
+        self.stats.keyframe_requests += 1
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
+        self._send_pli_when_due()
+
+    def _send_pli_when_due(self) -> None:
+        receiver, ssrc = self._receiver, self._media_ssrc
+        if self._pending_since is None or receiver is None or ssrc is None:
+            return
+        now = time.monotonic()
+        wait = self._last_pli + self.pli_interval_s - now
+        if wait <= 0:
+            self._last_pli = now
+            self.stats.plis_out += 1
+            task = asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            wait = 2 * self.pli_interval_s
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(wait, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._send_pli_when_due()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def keyframe_pending(self) -> bool:
+        return self._pending_since is not None
+
+
+class AudioTap:
+    """Stands in for the audio jitter buffer: every Opus packet is forwarded at once."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self._time_base = fractions.Fraction(1, AUDIO_CLOCK)
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        data: bytes = packet._data
+        stats = self.source.stats
+        stats.packets_in += 1
+        stats.bytes_in += len(data)
+        if data:
+            av_packet = av.Packet(data)
+            av_packet.pts = self.source.pts(packet.ssrc, packet.timestamp)
+            av_packet.time_base = self._time_base
+            self.source.deliver(Frame(av_packet, True, len(data)))
+        return False, None
+
+
+class _PendingFrame:
+    __slots__ = ("end", "first_seen", "parts", "start")
+
+    def __init__(self, now: float) -> None:
+        self.first_seen = now
+        self.parts: dict[int, bytes] = {}
+        self.start: int | None = None
+        self.end: int | None = None
+
+    def assemble(self) -> bytes | None:
+        if self.start is None or self.end is None:
+            return None
+        count = ((self.end - self.start) & 0xFFFF) + 1
+        if len(self.parts) < count:
+            return None
+        try:
+            return b"".join(self.parts[(self.start + i) & 0xFFFF] for i in range(count))
+        except KeyError:
+            return None
+
+
+class VideoTap:
+    """Stands in for the video jitter buffer: VP8 frames released complete and in order.
+
+    A frame still incomplete ``giveup_s`` after its first packet (NACK/RTX had their chance) is
+    dropped; the following delta frames are dropped too until a keyframe arrives, and one is
+    requested, so learners never see corruption.
+    """
+
+    giveup_s = 0.25
+    max_pending = 16
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self._pending: dict[int, _PendingFrame] = {}
+        self._done: collections.deque[int] = collections.deque(maxlen=64)
+        self._broken = True  # until the first keyframe
+        self._ssrc: int | None = None
+        self._time_base = fractions.Fraction(1, VIDEO_CLOCK)
+
+    def add(self, packet: Any) -> tuple[bool, None]:
+        payload: bytes = packet.payload
+        data: bytes = packet._data
+        stats = self.source.stats
+        stats.packets_in += 1
+        stats.bytes_in += len(data)
+        if not data:
+            return False, None
+        if packet.ssrc != self._ssrc:  # new stream: forget the old one's frames
+            self._ssrc = packet.ssrc
+            self._pending.clear()
+            self._broken = True
+        ts = packet.timestamp
+        now = time.monotonic()
+        frame = self._pending.get(ts)
+        if frame is None:
+            if ts in self._done:
+                return False, None  # a late retransmission of a frame already released
+            frame = self._pending[ts] = _PendingFrame(now)
+        seq = packet.sequence_number
+        frame.parts[seq] = data
+        # VP8 payload descriptor: S bit set with partition index 0 starts a frame.
+        if payload[0] & 0x10 and payload[0] & 0x07 == 0:
+            frame.start = seq
+        if packet.marker:
+            frame.end = seq
+        self._drain(now, packet.ssrc)
+        return False, None
+
+    def _drain(self, now: float, ssrc: int) -> None:
+        while self._pending:
+            ts = next(iter(self._pending))
+            frame = self._pending[ts]
+            data = frame.assemble()
+            if data is None:
+                if now - frame.first_seen < self.giveup_s and len(self._pending) < self.max_pending:
+                    return
+                del self._pending[ts]
+                self._done.append(ts)
+                self.source.stats.frames_dropped_incomplete += 1
+                self._broken = True
+                self.source.request_keyframe()
+                continue
+            del self._pending[ts]
+            self._done.append(ts)
+            keyframe = data[0] & 0x01 == 0
+            if self._broken and not keyframe:
+                self.source.request_keyframe()
+                continue
+            self._broken = False
+            av_packet = av.Packet(data)
+            av_packet.pts = self.source.pts(ssrc, ts)
+            av_packet.time_base = self._time_base
+            self.source.deliver(Frame(av_packet, keyframe, len(data)))
+
+
+@dataclass
+class TrackStats:
+    frames_sent: int = 0
+    bytes_sent: int = 0
+    frames_skipped_waiting_keyframe: int = 0
+    overflows: int = 0
+    first_frame_at: float | None = None
+    #: the source's ``frames_in`` when this track sent its first frame (for delivery ratios)
+    source_frames_at_first: int = 0
+
+
+class ForwardTrack(MediaStreamTrack):
+    """What one learner's sender reads for one slot: pre-encoded ``av.Packet`` objects."""
+
+    def __init__(
+        self,
+        source: Source,
+        maxsize: int,
+        on_first_frame: Callable[[ForwardTrack], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self.source = source
+        self.maxsize = maxsize
+        self.enabled = True
+        self.waiting_keyframe = source.kind == "video"
+        self.stats = TrackStats()
+        self._queue: collections.deque[Frame] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_first_frame = on_first_frame
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Stop or resume this slot for the learner; a resumed video waits for a keyframe."""
+        if enabled == self.enabled:
+            return
+        self.enabled = enabled
+        self._queue.clear()
+        if enabled and self.kind == "video":
+            self.waiting_keyframe = True
+            self.source.request_keyframe()
+
+    def offer(self, frame: Frame) -> None:
+        if not self.enabled or self.readyState != "live":
+            return
+        if self.waiting_keyframe:
+            if not frame.keyframe:
+                self.stats.frames_skipped_waiting_keyframe += 1
+                return
+            self.waiting_keyframe = False
+        if len(self._queue) >= self.maxsize:
+            self.stats.overflows += 1
+            if self.kind == "audio":
+                self._queue.popleft()  # audio: drop the oldest packet, keep the voice current
+            else:
+                self._queue.clear()
+            if self.kind == "video" and not frame.keyframe:
+                # A dropped delta frame would show as corruption: wait for a keyframe.
+                self.waiting_keyframe = True
+                self.source.request_keyframe()
+                return
+        self._queue.append(frame)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def recv(self) -> av.Packet:
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+            self._waiter = None
+        frame = self._queue.popleft()
+        stats = self.stats
+        stats.frames_sent += 1
+        stats.bytes_sent += frame.size
+        if stats.first_frame_at is None:
+            stats.first_frame_at = time.monotonic()
+            stats.source_frames_at_first = self.source.stats.frames_in - len(self._queue) - 1
+            if self._on_first_frame is not None:
+                self._on_first_frame(self)
+        return frame.packet
+
+    def stop(self) -> None:
+        super().stop()
+        self.source.tracks.discard(self)
+        self._queue.clear()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)

@@ -1,0 +1,459 @@
+"""One cohort's media: the trainer's peer connection, the learners' ones, the slots between."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError
+
+from .errors import LearnerClosed, MediaError, QualityChanged, TracksChanged
+from .forward import ForwardTrack, Source
+from .ladder import LEVEL_SLOTS, LEVELS, LadderState
+from .network import announce_address, ice_scope
+from .sdp import add_all_candidates, media_sections, pin_codecs, refuse_learner_media
+
+if TYPE_CHECKING:
+    from .server import MediaServer
+
+__all__ = ["SLOTS", "MediaRoom", "SubscribeOffer"]
+
+logger = logging.getLogger(__name__)
+
+#: The trainer's slots, in the order of the m-lines of every learner's offer.
+SLOTS = (("audio", "audio"), ("camera", "video"), ("screen", "video"))
+# What aiortc raises for an SDP it cannot apply.
+_SDP_ERRORS = (
+    ValueError,
+    AttributeError,
+    KeyError,
+    IndexError,
+    InternalError,
+    InvalidAccessError,
+    InvalidStateError,
+)
+_AUDIO_QUEUE = 25  # Opus packets (0.5 s): older ones are dropped, the voice stays current
+_VIDEO_QUEUE = 30  # VP8 frames (1 s at 30 fps)
+
+
+@dataclass(frozen=True, slots=True)
+class SubscribeOffer:
+    """The relay's offer to a learner; ``slots`` maps each m-line's mid to its slot."""
+
+    sdp: str
+    slots: dict[str, str]
+
+
+@dataclass
+class _Learner:
+    learner_id: int
+    pc: RTCPeerConnection
+    tracks: dict[str, ForwardTrack]
+    senders: dict[str, Any]
+    joined_at: float
+    requested: str = "full"
+    level: str = "full"
+    ladder: LadderState = field(default_factory=LadderState)
+    answered: bool = False
+    first_frame_s: float | None = None
+    plis_in: int = 0
+    nacks_in: int = 0
+    rtt_s: float | None = None
+    loss: float | None = None
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class MediaRoom:
+    """Media of one cohort. Created by :meth:`MediaServer.room`; every call is async-safe."""
+
+    #: a learner not connected this long after ``subscribe`` (no answer, ICE stuck) is closed
+    connect_timeout_s = 20.0
+
+    def __init__(self, server: MediaServer, cohort_id: int) -> None:
+        self.server = server
+        self.cohort_id = cohort_id
+        self.sources = {slot: Source(slot, kind) for slot, kind in SLOTS}
+        self._publisher: RTCPeerConnection | None = None
+        self._publisher_id: int | None = None
+        self._tapped: set[int] = set()
+        self._learners: dict[int, _Learner] = {}
+        self._join_times: list[float] = []
+        # Totals that outlive the learners who caused them.
+        self._counters: collections.Counter[str] = collections.Counter()
+        self._closed = False
+        self._lock = asyncio.Lock()
+
+    # -- trainer ---------------------------------------------------------------------------
+
+    @property
+    def live(self) -> tuple[str, ...]:
+        return tuple(slot for slot, _ in SLOTS if self.sources[slot].live)
+
+    async def publish(
+        self,
+        offer_sdp: str,
+        slots: Mapping[str, str] | None = None,
+        trainer_id: int | None = None,
+    ) -> str:
+        """Answer the trainer's offer (first one or a renegotiation); returns the answer SDP.
+
+        Args:
+            offer_sdp: the browser's complete offer (gathered candidates included).
+            slots: mid -> ``audio`` | ``camera`` | ``screen``; by default the first audio
+                m-line is the microphone, the first video one the camera, the second the screen.
+            trainer_id: who publishes; while one trainer publishes, another one's offer is
+                refused (``already_publishing``) until ``unpublish``.
+        """
+        self._check_open()
+        async with self._lock:
+            if (
+                self._publisher is not None
+                and trainer_id is not None
+                and self._publisher_id is not None
+                and trainer_id != self._publisher_id
+            ):
+                raise MediaError("already_publishing", "another trainer is already presenting")
+            sections = media_sections(offer_sdp)
+            if not sections:
+                raise MediaError("bad_sdp", "the offer has no media section")
+            mapping = self._map_slots(sections, slots)
+            pc = self._publisher
+            if pc is None:
+                pc = self._publisher = self.server.new_peer_connection()
+                self._publisher_id = trainer_id
+                pc.on("connectionstatechange", lambda: self._publisher_state(pc))
+            try:
+                with ice_scope(self.server.ice_scope):
+                    await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+                    for transceiver in pc.getTransceivers():
+                        slot = mapping.get(transceiver.mid or "")
+                        if slot is None:
+                            transceiver.direction = "inactive"
+                            continue
+                        pin_codecs(transceiver)
+                        transceiver.direction = "recvonly"
+                        receiver = transceiver.receiver
+                        if id(receiver) not in self._tapped:
+                            # Before the receiver starts: __connect runs after our next await.
+                            self.sources[slot].attach(receiver)
+                            self._tapped.add(id(receiver))
+                    await add_all_candidates(pc, offer_sdp)
+                    await pc.setLocalDescription(await pc.createAnswer())
+            except _SDP_ERRORS as exc:
+                raise MediaError("bad_sdp", f"the offer was refused: {exc}") from None
+            if "a=candidate:" not in pc.localDescription.sdp:
+                await self.unpublish()
+                raise self._no_port()
+            before = self.live
+            for transceiver in pc.getTransceivers():
+                slot = mapping.get(transceiver.mid or "")
+                if slot is not None:
+                    self.sources[slot].live = transceiver.currentDirection in (
+                        "recvonly",
+                        "sendrecv",
+                    )
+            if self.live != before:
+                self.server.emit(TracksChanged(self.cohort_id, self.live))
+            return announce_address(pc.localDescription.sdp, self.server.public_address)
+
+    def _map_slots(
+        self, sections: list[tuple[str, str, str]], slots: Mapping[str, str] | None
+    ) -> dict[str, str]:
+        kinds = dict(SLOTS)
+        if slots is not None:
+            by_mid = {mid: kind for kind, mid, _ in sections}
+            for mid, slot in slots.items():
+                if slot not in kinds or by_mid.get(mid) != kinds[slot]:
+                    raise MediaError("bad_slots", f"m-line {mid!r} cannot be the {slot!r} slot")
+            if len(set(slots.values())) != len(slots):
+                raise MediaError("bad_slots", "two m-lines for the same slot")
+            return dict(slots)
+        mapping: dict[str, str] = {}
+        free = {"audio": ["audio"], "video": ["camera", "screen"]}
+        for kind, mid, _ in sections:
+            if free.get(kind):
+                mapping[mid] = free[kind].pop(0)
+        return mapping
+
+    def _publisher_state(self, pc: RTCPeerConnection) -> None:
+        if pc.connectionState in ("failed", "closed") and pc is self._publisher:
+            failed = pc.connectionState == "failed"
+            self.server.counters["ice_failures" if failed else "connections_lost"] += 1
+            self.server.spawn(self.unpublish())
+
+    async def unpublish(self) -> None:
+        """The trainer left (or the ICE failed): close their connection; learners stay."""
+        pc, self._publisher = self._publisher, None
+        self._publisher_id = None
+        self._tapped.clear()
+        before = self.live
+        for source in self.sources.values():
+            source.detach()
+        if pc is not None:
+            await pc.close()
+        if before:
+            self.server.emit(TracksChanged(self.cohort_id, ()))
+
+    # -- learners --------------------------------------------------------------------------
+
+    async def subscribe(self, learner_id: int) -> SubscribeOffer:
+        """Create the learner's connection (replacing an old one); returns the relay's offer."""
+        self._check_open()
+        if learner_id in self._learners:
+            await self.leave(learner_id, reason="replaced")
+        if len(self._learners) >= self.server.max_learners:
+            raise MediaError(
+                "room_full",
+                f"this class already has {self.server.max_learners} learners receiving media",
+            )
+        pc = self.server.new_peer_connection()
+        learner = _Learner(learner_id, pc, {}, {}, time.monotonic())
+        for slot, _kind in SLOTS:
+            source = self.sources[slot]
+            track = ForwardTrack(
+                source,
+                _AUDIO_QUEUE if source.kind == "audio" else _VIDEO_QUEUE,
+                functools.partial(self._first_frame, learner),
+            )
+            transceiver = pc.addTransceiver(track, direction="sendonly")
+            pin_codecs(transceiver)
+            sender = transceiver.sender
+            self._hook_sender(learner, sender, source)
+            learner.tracks[slot] = track
+            learner.senders[slot] = sender
+        self._learners[learner_id] = learner
+        pc.on("connectionstatechange", lambda: self._learner_state(learner))
+        self.server.spawn(self._connect_watchdog(learner))
+        try:
+            with ice_scope(self.server.ice_scope):
+                await pc.setLocalDescription(await pc.createOffer())
+        except BaseException:
+            await self.leave(learner_id, reason="failed")
+            raise
+        if "a=candidate:" not in pc.localDescription.sdp:
+            await self.leave(learner_id, reason="failed")
+            raise self._no_port()
+        mids = {t.mid or "": slot for t, (slot, _) in zip(pc.getTransceivers(), SLOTS, strict=True)}
+        sdp = announce_address(pc.localDescription.sdp, self.server.public_address)
+        return SubscribeOffer(sdp, mids)
+
+    def _hook_sender(self, learner: _Learner, sender: Any, source: Source) -> None:
+        # The sender answers PLI/FIR by forcing its encoder, which pack() ignores: ask the
+        # publisher instead (coalesced by the source).
+        def keyframe() -> None:
+            learner.plis_in += 1
+            self._counters["plis_in"] += 1
+            source.request_keyframe()
+
+        sender._send_keyframe = keyframe
+        retransmit = sender._retransmit
+
+        async def counting_retransmit(seq: int) -> None:
+            learner.nacks_in += 1
+            self._counters["nacks_in"] += 1
+            await retransmit(seq)
+
+        sender._retransmit = counting_retransmit
+
+    async def accept_answer(self, learner_id: int, answer_sdp: str) -> None:
+        """Apply the learner's answer. An answer that would send media is refused."""
+        learner = self._learners.get(learner_id)
+        if learner is None or learner.answered:
+            raise MediaError("no_offer", "no media offer is waiting for this learner's answer")
+        refuse_learner_media(answer_sdp)
+        try:
+            with ice_scope(self.server.ice_scope):
+                await learner.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+                await add_all_candidates(learner.pc, answer_sdp)
+        except _SDP_ERRORS as exc:
+            await self.leave(learner_id, reason="failed")
+            raise MediaError("bad_sdp", f"the answer was refused: {exc}") from None
+        learner.answered = True
+        allowed = LEVEL_SLOTS[learner.level]
+        for slot, track in learner.tracks.items():
+            track.enabled = slot in allowed
+            if track.enabled:
+                self.sources[slot].tracks.add(track)
+        # A learner joining mid-class starts at a keyframe: ask for one now.
+        for slot in ("camera", "screen"):
+            if slot in allowed:
+                self.sources[slot].request_keyframe()
+
+    def _first_frame(self, learner: _Learner, track: ForwardTrack) -> None:
+        if learner.first_frame_s is not None:
+            return
+        # Video when the trainer sends video, else the first audio packet.
+        if track.kind == "audio" and any(
+            self.sources[s].live and s in LEVEL_SLOTS[learner.level] for s in ("camera", "screen")
+        ):
+            return
+        learner.first_frame_s = time.monotonic() - learner.joined_at
+        self._join_times.append(learner.first_frame_s)
+        del self._join_times[:-200]
+
+    async def _connect_watchdog(self, learner: _Learner) -> None:
+        try:
+            await asyncio.wait_for(learner.settled.wait(), self.connect_timeout_s)
+        except TimeoutError:
+            if self._learners.get(learner.learner_id) is learner:
+                self.server.counters["connect_timeouts"] += 1
+                await self.leave(learner.learner_id, reason="connect_timeout")
+
+    def _learner_state(self, learner: _Learner) -> None:
+        state = learner.pc.connectionState
+        if state == "connected":
+            learner.settled.set()
+        if state not in ("failed", "closed"):
+            return
+        if self._learners.get(learner.learner_id) is not learner:
+            return  # already left
+        # aiortc closes the connection itself when the peer closes DTLS or stops answering
+        # ICE consent checks (the network went away); "failed" is an ICE failure proper.
+        reason = "ice_failed" if state == "failed" else "connection_lost"
+        self.server.counters["ice_failures" if state == "failed" else "connections_lost"] += 1
+        self.server.spawn(self.leave(learner.learner_id, reason=reason))
+
+    async def leave(self, learner_id: int, reason: str = "left") -> None:
+        """Close a learner's connection (leave, socket closed, ICE failure). Idempotent."""
+        learner = self._learners.get(learner_id)
+        if learner is None:
+            return
+        del self._learners[learner_id]
+        learner.settled.set()
+        for track in learner.tracks.values():
+            self._counters["frames_forwarded"] += track.stats.frames_sent
+            self._counters["bytes_forwarded"] += track.stats.bytes_sent
+            self._counters["queue_overflows"] += track.stats.overflows
+            track.stop()
+        await learner.pc.close()
+        self.server.emit(LearnerClosed(self.cohort_id, learner_id, reason))
+
+    # -- weak links ------------------------------------------------------------------------
+
+    def set_quality(self, learner_id: int, level: str) -> None:
+        """The learner asks for a level (``full``, ``screen`` or ``audio``); also its ceiling."""
+        if level not in LEVELS:
+            raise MediaError("bad_level", f"quality must be one of {', '.join(LEVELS)}")
+        learner = self._get(learner_id)
+        learner.requested = level
+        self._apply_level(learner, level, automatic=False, reason="requested")
+
+    def _apply_level(self, learner: _Learner, level: str, automatic: bool, reason: str) -> None:
+        if level == learner.level and automatic:
+            return
+        learner.level = level
+        learner.ladder = LadderState()
+        allowed = LEVEL_SLOTS[level]
+        for slot, track in learner.tracks.items():
+            on = slot in allowed
+            if learner.answered:
+                if on:
+                    self.sources[slot].tracks.add(track)
+                else:
+                    self.sources[slot].tracks.discard(track)
+            track.set_enabled(on)
+        event = QualityChanged(self.cohort_id, learner.learner_id, level, automatic, reason)
+        self.server.emit(event)
+
+    async def sample_links(self) -> None:
+        """Read each learner's RTCP receiver reports and move it on the ladder if needed."""
+        policy = self.server.ladder
+        for learner in list(self._learners.values()):
+            if learner.pc.connectionState != "connected":
+                continue
+            loss, rtt = 0.0, 0.0
+            seen = False
+            for slot, sender in learner.senders.items():
+                if not learner.tracks[slot].enabled:
+                    continue
+                report = await sender.getStats()
+                for stat in report.values():
+                    if getattr(stat, "type", "") == "remote-inbound-rtp":
+                        seen = True
+                        loss = max(loss, (stat.fractionLost or 0) / 256)
+                        rtt = max(rtt, stat.roundTripTime or 0.0)
+            if not seen:
+                continue
+            learner.loss, learner.rtt_s = loss, rtt
+            move, reason = learner.ladder.sample(policy, loss, rtt)
+            index = LEVELS.index(learner.level)
+            ceiling = LEVELS.index(learner.requested)
+            if move < 0 and index < len(LEVELS) - 1:
+                self._apply_level(learner, LEVELS[index + 1], automatic=True, reason=reason)
+            elif move > 0 and index > ceiling:
+                self._apply_level(learner, LEVELS[index - 1], automatic=True, reason=reason)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _get(self, learner_id: int) -> _Learner:
+        learner = self._learners.get(learner_id)
+        if learner is None:
+            raise MediaError("not_subscribed", "this learner is not receiving media")
+        return learner
+
+    def _no_port(self) -> MediaError:
+        scope = self.server.ice_scope
+        where = f"ports {scope.port_min}-{scope.port_max}" if scope.ports else "ports"
+        return MediaError("no_media_port", f"no free media port ({where} are all in use)")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise MediaError("room_closed", "this media room is closed")
+
+    @property
+    def learner_ids(self) -> tuple[int, ...]:
+        return tuple(self._learners)
+
+    def level(self, learner_id: int) -> str:
+        return self._get(learner_id).level
+
+    async def close(self) -> None:
+        self._closed = True
+        for learner_id in list(self._learners):
+            await self.leave(learner_id, reason="room_closed")
+        await self.unpublish()
+
+    def stats(self) -> dict[str, Any]:
+        """Figures for metrics and the operator (per-learner entries are keyed by learner id)."""
+        src = self.sources.values()
+        tracks = [t for lr in self._learners.values() for t in lr.tracks.values()]
+        waits = [w for s in src for w in s.stats.keyframe_waits_s]
+        return {
+            "tracks_published": list(self.live),
+            "learners": len(self._learners),
+            "packets_in": sum(s.stats.packets_in for s in src),
+            "bytes_in": sum(s.stats.bytes_in for s in src),
+            "frames_in": sum(s.stats.frames_in for s in src),
+            "frames_dropped_incomplete": sum(s.stats.frames_dropped_incomplete for s in src),
+            "frames_forwarded": self._counters["frames_forwarded"]
+            + sum(t.stats.frames_sent for t in tracks),
+            "bytes_forwarded": self._counters["bytes_forwarded"]
+            + sum(t.stats.bytes_sent for t in tracks),
+            "queue_overflows": self._counters["queue_overflows"]
+            + sum(t.stats.overflows for t in tracks),
+            "keyframe_requests": sum(s.stats.keyframe_requests for s in src),
+            "plis_in": self._counters["plis_in"],
+            "plis_out": sum(s.stats.plis_out for s in src),
+            "nacks_in": self._counters["nacks_in"],
+            "nacks_out": sum(s.stats.nacks_out for s in src),
+            "keyframe_wait_s_max": max(waits, default=0.0),
+            "join_to_first_frame_s": list(self._join_times),
+            "per_learner": {
+                lr.learner_id: {
+                    "level": lr.level,
+                    "requested": lr.requested,
+                    "rtt_s": lr.rtt_s,
+                    "loss": lr.loss,
+                    "first_frame_s": lr.first_frame_s,
+                    "connection": lr.pc.connectionState,
+                }
+                for lr in self._learners.values()
+            },
+        }

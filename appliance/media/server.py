@@ -1,0 +1,126 @@
+"""The relay of one process: settings, rooms, limits, the ladder's clock and the counters."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+from ..settings import Settings
+from .errors import MediaError, MediaEvent
+from .hooks import check_private_hooks
+from .ladder import LadderPolicy
+from .network import IceScope, browser_ice_servers, install_aioice_patch, rtc_configuration
+from .room import MediaRoom
+
+__all__ = ["MediaServer"]
+
+logger = logging.getLogger(__name__)
+
+
+class MediaServer:
+    """Entry point for the socket handlers: ``server.room(cohort_id)`` then the room's calls.
+
+    Args:
+        settings: the appliance settings (``media_*``, ``stun_url``, ``turn_*``).
+        on_event: called synchronously with each :data:`MediaEvent` (tracks changed, a
+            learner moved on the ladder, a learner's connection closed).
+        ladder: thresholds of the automatic ladder.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        on_event: Callable[[MediaEvent], None] | None = None,
+        ladder: LadderPolicy | None = None,
+    ) -> None:
+        check_private_hooks()
+        install_aioice_patch()
+        self.settings = settings
+        self.ice_scope = IceScope(
+            settings.media_interface, settings.media_port_min, settings.media_port_max
+        )
+        self.public_address = settings.media_public_address
+        self.max_learners = settings.media_max_learners_per_room
+        self.max_rooms = settings.media_max_rooms
+        self.ladder = ladder or LadderPolicy()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self._on_event = on_event
+        self._rooms: dict[int, MediaRoom] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._monitor: asyncio.Task[None] | None = None
+
+    def room(self, cohort_id: int) -> MediaRoom:
+        """The cohort's media room, created on first use (refused above ``media_max_rooms``)."""
+        room = self._rooms.get(cohort_id)
+        if room is not None:
+            return room
+        if len(self._rooms) >= self.max_rooms:
+            raise MediaError(
+                "too_many_rooms",
+                f"this server already relays {self.max_rooms} classes; try again later",
+            )
+        room = self._rooms[cohort_id] = MediaRoom(self, cohort_id)
+        if self._monitor is None:
+            self._monitor = asyncio.ensure_future(self._watch_links())
+        return room
+
+    async def close_room(self, cohort_id: int) -> None:
+        room = self._rooms.pop(cohort_id, None)
+        if room is not None:
+            await room.close()
+
+    async def close(self) -> None:
+        for cohort_id in list(self._rooms):
+            await self.close_room(cohort_id)
+        if self._monitor is not None:
+            self._monitor.cancel()
+            await asyncio.gather(self._monitor, return_exceptions=True)
+            self._monitor = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def ice_servers(self, user: str = "") -> list[dict[str, str]]:
+        """``iceServers`` for a browser, with fresh time-limited TURN credentials."""
+        s = self.settings
+        return browser_ice_servers(s.stun_url, s.turn_url, s.turn_secret, s.turn_ttl_s, user)
+
+    def new_peer_connection(self) -> RTCPeerConnection:
+        s = self.settings
+        return RTCPeerConnection(
+            rtc_configuration(s.stun_url, s.turn_url, s.turn_secret, s.turn_ttl_s)
+        )
+
+    def emit(self, event: MediaEvent) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                logger.exception("media event handler failed on %r", event)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch_links(self) -> None:
+        while True:
+            await asyncio.sleep(self.ladder.interval_s)
+            for room in list(self._rooms.values()):
+                try:
+                    await room.sample_links()
+                except Exception:
+                    logger.exception("ladder sampling failed in room %s", room.cohort_id)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "rooms": len(self._rooms),
+            "ice_failures": self.counters["ice_failures"],
+            "connections_lost": self.counters["connections_lost"],
+            "connect_timeouts": self.counters["connect_timeouts"],
+            "by_room": {cohort_id: room.stats() for cohort_id, room in self._rooms.items()},
+        }

@@ -1,0 +1,100 @@
+"""The frame assembler, the ladder and the start-up hook check, without the network."""
+
+from __future__ import annotations
+
+import time
+
+import aiortc
+import pytest
+from aiortc.rtp import RtpPacket
+
+from appliance.media import hooks
+from appliance.media.forward import Frame, Source, VideoTap
+from appliance.media.ladder import LadderPolicy, LadderState
+
+
+class Collect(Source):
+    def __init__(self) -> None:
+        super().__init__("camera", "video")
+        self.frames: list[Frame] = []
+        self.requests = 0
+
+    def deliver(self, frame: Frame) -> None:
+        self.frames.append(frame)
+
+    def request_keyframe(self) -> None:
+        self.requests += 1
+
+
+def vp8(seq: int, ts: int, start: bool, marker: bool, key: bool, body: bytes) -> RtpPacket:
+    packet = RtpPacket(payload_type=96, sequence_number=seq, timestamp=ts, ssrc=1234)
+    packet.marker = int(marker)
+    packet.payload = bytes([0x10 if start else 0x00]) + body  # VP8 descriptor: S bit, PID 0
+    first = bytes([0x00 if key else 0x01]) if start else b""
+    packet._data = first + body  # type: ignore[attr-defined]  # what aiortc's depayload sets
+    return packet
+
+
+def frame_packets(seq: int, ts: int, key: bool, parts: int = 3) -> list[RtpPacket]:
+    return [vp8(seq + i, ts, i == 0, i == parts - 1, key, bytes([i]) * 10) for i in range(parts)]
+
+
+def test_frames_are_assembled_in_order_even_out_of_order() -> None:
+    source = Collect()
+    tap = VideoTap(source)
+    key = frame_packets(100, 3000, key=True)
+    delta = frame_packets(103, 6000, key=False)
+    for packet in [key[0], key[2], delta[0], key[1], delta[2], delta[1]]:
+        assert tap.add(packet) == (False, None)
+    assert [f.keyframe for f in source.frames] == [True, False]
+    assert [f.packet.pts for f in source.frames] == [0, 3000]
+    assert bytes(source.frames[0].packet) == b"\x00" + b"\x00" * 10 + b"\x01" * 10 + b"\x02" * 10
+
+
+def test_delta_frames_wait_for_a_keyframe_after_a_lost_packet(monkeypatch) -> None:
+    monkeypatch.setattr(VideoTap, "giveup_s", 0.05)
+    source = Collect()
+    tap = VideoTap(source)
+    for packet in frame_packets(0, 3000, key=True):
+        tap.add(packet)
+    lost = frame_packets(3, 6000, key=False)
+    tap.add(lost[0])
+    tap.add(lost[2])  # lost[1] never comes (NACK/RTX had their chance)
+    time.sleep(0.06)
+    for packet in frame_packets(6, 9000, key=False):
+        tap.add(packet)  # complete, but it depends on the lost frame: dropped
+    assert [f.keyframe for f in source.frames] == [True]
+    assert source.requests >= 1
+    tap.add(lost[1])  # a late retransmission of a given-up frame is ignored
+    for packet in frame_packets(9, 12000, key=True):
+        tap.add(packet)
+    assert [f.keyframe for f in source.frames] == [True, True]
+    assert source.stats.frames_dropped_incomplete == 1
+
+
+def test_the_first_frame_released_is_a_keyframe() -> None:
+    source = Collect()
+    tap = VideoTap(source)
+    for packet in frame_packets(0, 3000, key=False) + frame_packets(3, 6000, key=True):
+        tap.add(packet)
+    assert [f.keyframe for f in source.frames] == [True]
+
+
+def test_ladder_goes_down_fast_and_up_slowly() -> None:
+    policy = LadderPolicy(down_after=2, up_after=3)
+    state = LadderState()
+    assert state.sample(policy, 0.2, 0.05) == (0, "")
+    assert state.sample(policy, 0.2, 0.05) == (-1, "loss 20%")
+    assert state.sample(policy, 0.0, 0.9) == (0, "")
+    assert state.sample(policy, 0.0, 0.9) == (-1, "rtt 0.90 s")
+    assert [state.sample(policy, 0.0, 0.05)[0] for _ in range(3)] == [0, 0, 1]
+    assert state.sample(policy, 0.05, 0.05) == (0, "")  # in between resets both counts
+
+
+def test_start_up_names_a_missing_hook(monkeypatch) -> None:
+    monkeypatch.setattr(hooks, "_CHECKED", False)
+    hooks.check_private_hooks()
+    monkeypatch.setattr(hooks, "_CHECKED", False)
+    monkeypatch.setattr(aiortc, "__version__", "1.17.0")
+    with pytest.raises(RuntimeError, match=r"hook missing: aiortc 1\.16\.\*"):
+        hooks.check_private_hooks()
