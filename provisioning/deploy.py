@@ -1,6 +1,6 @@
 """pyinfra deploy of an Estrade classroom server (the same server as site.yml).
 
-    make wheelhouse && .venv/bin/pyinfra provisioning/inventory.py provisioning/deploy.py
+make wheelhouse && .venv/bin/pyinfra provisioning/inventory.py provisioning/deploy.py
 """
 
 from pyinfra import host

@@ -88,7 +88,9 @@ def install_version(variables: Mapping[str, Any]) -> str:
 
     versions = [p.name.split("-")[1] for p in wheelhouse_path(variables).glob("estrade-*.whl")]
     if not versions:
-        raise FileNotFoundError(f"no estrade-*.whl in {wheelhouse_path(variables)}: make wheelhouse")
+        raise FileNotFoundError(
+            f"no estrade-*.whl in {wheelhouse_path(variables)}: make wheelhouse"
+        )
     return max(versions, key=Version)
 
 

@@ -18,7 +18,7 @@ echo "building $TARBALL (about a minute, once)" >&2
 mmdebstrap --variant=minbase --skip=cleanup/apt \
   --include=python3,python3-apt,systemd,systemd-sysv,dbus,openssh-server,ca-certificates,iproute2 \
   --customize-hook="mkdir -p \"\$1/root/.ssh\" && install -m 600 '$CACHE/id_ed25519.pub' \"\$1/root/.ssh/authorized_keys\"" \
-  --customize-hook="chroot \"\$1\" apt-get install -y -d -q $PKGS >/dev/null" \
+  --customize-hook="chroot \"\$1\" apt-get install -y -d -q -o APT::Install-Recommends=true $PKGS >/dev/null" \
   --customize-hook="echo estrade-test > \"\$1/etc/hostname\"" \
   bookworm "$CACHE/bookworm-root.new.tar" http://deb.debian.org/debian
 mv "$CACHE/bookworm-root.new.tar" "$TARBALL"

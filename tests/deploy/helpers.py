@@ -19,9 +19,7 @@ SITE_VARS = HERE / "site-vars.yml"
 
 
 def templates() -> list[tuple[str, str]]:
-    return sorted(
-        (p.parent.parent.name, p.name) for p in (REPO / "roles").glob("*/templates/*.j2")
-    )
+    return sorted((p.parent.parent.name, p.name) for p in (REPO / "roles").glob("*/templates/*.j2"))
 
 
 def tool(name: str) -> str:
@@ -57,9 +55,19 @@ def render_with_ansible(site_vars: Path, out: Path) -> None:
     extra_file = out / "extra.json"
     extra_file.write_text(json.dumps(extra))
     proc = subprocess.run(
-        [tool("ansible-playbook"), "-i", "localhost,", str(HERE / "render.yml"),
-         "-e", f"@{extra_file}"],
-        capture_output=True, text=True, env=ansible_env(), cwd=REPO, timeout=120,
+        [
+            tool("ansible-playbook"),
+            "-i",
+            "localhost,",
+            str(HERE / "render.yml"),
+            "-e",
+            f"@{extra_file}",
+        ],
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        cwd=REPO,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     extra_file.unlink()

@@ -51,7 +51,11 @@ def rendered(request, tmp_path_factory, minimal_vars) -> tuple[Path, Path, dict]
 def test_ansible_lint_production_profile_passes():
     proc = subprocess.run(
         [tool("ansible-lint"), "--offline", "--profile", "production", "--nocolor"],
-        capture_output=True, text=True, cwd=REPO, env=ansible_env(), timeout=180,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=ansible_env(),
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
 
@@ -59,7 +63,11 @@ def test_ansible_lint_production_profile_passes():
 def test_playbook_syntax_is_valid():
     proc = subprocess.run(
         [tool("ansible-playbook"), "-i", "inventories/example", "site.yml", "--syntax-check"],
-        capture_output=True, text=True, cwd=REPO, env=ansible_env(), timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=ansible_env(),
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -104,8 +112,9 @@ def test_rendered_config_is_valid_toml_the_appliance_accepts(rendered, tmp_path)
 def test_rendered_firewall_passes_nft_check(rendered):
     _, pyinfra_out, _ = rendered
     ruleset = pyinfra_out / "nftables" / "nftables.conf.j2"
-    proc = subprocess.run([_system("nft"), "-c", "-f", str(ruleset)], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [_system("nft"), "-c", "-f", str(ruleset)], capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
     text = ruleset.read_text()
     assert "policy drop" in text and "udp dport 49160-49999 accept" in text
@@ -126,16 +135,26 @@ def test_rendered_units_pass_systemd_analyze_verify(rendered, tmp_path):
     (unit_dir / "estrade-backup.service").write_text(
         backup.replace("/usr/local/sbin/estrade-backup", str(fake))
     )
-    shutil.copy(pyinfra_out / "estrade" / "estrade-backup.timer.j2",
-                unit_dir / "estrade-backup.timer")
+    shutil.copy(
+        pyinfra_out / "estrade" / "estrade-backup.timer.j2", unit_dir / "estrade-backup.timer"
+    )
     proc = subprocess.run(
-        [_system("systemd-analyze"), "verify", "--man=no",
-         *(str(unit_dir / u) for u in
-           ("estrade.service", "estrade-backup.service", "estrade-backup.timer"))],
-        capture_output=True, text=True, env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+        [
+            _system("systemd-analyze"),
+            "verify",
+            "--man=no",
+            *(
+                str(unit_dir / u)
+                for u in ("estrade.service", "estrade-backup.service", "estrade-backup.timer")
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
     )
     problems = [
-        line for line in proc.stderr.splitlines()
+        line
+        for line in proc.stderr.splitlines()
         if str(unit_dir) in line or "Unknown" in line or "Invalid" in line
     ]
     assert proc.returncode == 0 and not problems, proc.stderr
@@ -157,19 +176,22 @@ def test_rendered_proxy_passes_nginx_t(rendered, tmp_path):
     )
     proc = subprocess.run(
         [_system("nginx"), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     verify = subprocess.run(
         ["openssl", "verify", "-CAfile", str(tls / "ca.pem"), str(tls / "fullchain.pem")],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
-@pytest.mark.parametrize("name", ["estrade/estrade-backup.sh.j2", "nginx/estrade-internal-ca.sh.j2"])
+@pytest.mark.parametrize(
+    "name", ["estrade/estrade-backup.sh.j2", "nginx/estrade-internal-ca.sh.j2"]
+)
 def test_rendered_shell_scripts_parse(rendered, name):
     _, pyinfra_out, _ = rendered
     proc = subprocess.run(["sh", "-n", str(pyinfra_out / name)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-
