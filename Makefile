@@ -56,14 +56,14 @@ test-deploy: $(STAMP) system-deps wheelhouse ## Boot fresh Debian hosts (systemd
 
 .PHONY: lint
 lint: $(STAMP) ## Ruff lint and format check, mypy on appliance/
-	$(BIN)/ruff check appliance tests benchmarks
-	$(BIN)/ruff format --check appliance tests benchmarks
+	$(BIN)/ruff check appliance tests benchmarks provisioning
+	$(BIN)/ruff format --check appliance tests benchmarks provisioning
 	$(BIN)/mypy
 
 .PHONY: format
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix appliance tests benchmarks
-	$(BIN)/ruff format appliance tests benchmarks
+	$(BIN)/ruff check --fix appliance tests benchmarks provisioning
+	$(BIN)/ruff format appliance tests benchmarks provisioning
 
 .PHONY: bench
 bench: $(STAMP) ## Run the benchmarks (one JSON line each)

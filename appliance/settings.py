@@ -162,6 +162,10 @@ def _validate(s: Settings) -> None:
             raise bad(key, getattr(s, key), "must be positive")
 
 
+# ESTRADE_* variables read by the CLI itself, not settings.
+_NOT_SETTINGS = frozenset({"ESTRADE_CONFIG", "ESTRADE_ADMIN_PASSWORD"})
+
+
 def load_settings(
     env: Mapping[str, str] | None = None,
     config_path: Path | None = None,
@@ -201,7 +205,7 @@ def load_settings(
             raw[key] = value
 
     for var, value in env.items():
-        if not var.startswith(ENV_PREFIX) or var == "ESTRADE_CONFIG":
+        if not var.startswith(ENV_PREFIX) or var in _NOT_SETTINGS:
             continue
         key = var[len(ENV_PREFIX) :].lower()
         if key not in fields:

@@ -132,7 +132,7 @@ def nginx(v: dict[str, Any]) -> None:
         mode="640",
     )
     changes.append(
-        files.file(
+        files.link(
             name="Remove the distribution's default site",
             path="/etc/nginx/sites-enabled/default",
             present=False,
@@ -294,8 +294,12 @@ def coturn(v: dict[str, Any]) -> None:
         v, "coturn", "turnserver.conf.j2", "/etc/turnserver.conf", "644", user="root", group="root"
     )
     _packages("Install coturn", ["coturn"])
+    # dpkg puts the package's own file in place of a file it did not know: write ours again.
+    conf_again = _template(
+        v, "coturn", "turnserver.conf.j2", "/etc/turnserver.conf", "644", user="root", group="root"
+    )
     users = host.get_fact(Users)
-    changes = [conf]
+    changes = [conf, conf_again]
     if v["coturn_tls_group"] not in users.get("turnserver", {}).get("groups", []):
         changes.append(
             server.shell(

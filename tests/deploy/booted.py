@@ -226,12 +226,22 @@ def pyinfra(host: Host, inventory: Path) -> tuple[int, str]:
 
 
 def _pyinfra_changes(out: str) -> int:
-    # The results table: "127.0.0.1   <success>   <changed/errors...>"; pyinfra 3 prints
-    # "No changes" when nothing would change, otherwise per-operation "Success" lines.
-    match = re.search(r"127\.0\.0\.1\s+(\d+)\s+(\d+)\s+(\d+)", out)
-    if match:
-        return int(match.group(2))
-    raise AssertionError(f"cannot read pyinfra's results:\n{out[-3000:]}")
+    """Operations that changed something, from pyinfra's results table.
+
+    The table reads "Operation  Hosts  Success  Error  No Change", "-" for zero; an
+    operation with nothing to do counts under "No Change".
+    """
+    match = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    if not match:
+        raise AssertionError(f"cannot read pyinfra's results:\n{out[-3000:]}")
+    success, error = match.group(2), match.group(3)
+    assert error == "-", out[-3000:]
+    return 0 if success == "-" else int(success)
+
+
+def _pyinfra_changed_operations(out: str) -> str:
+    table = out[out.rindex("--> Results:") :]
+    return "\n".join(line for line in table.splitlines() if re.search(r"\s1\s+1\s+-\s+-\s*$", line))
 
 
 # --- what a converged host must offer ---------------------------------------------
@@ -370,7 +380,7 @@ def test_ansible_converges_a_fresh_host_then_pyinfra_agrees(tmp_path):
         changed, out = pyinfra(
             host, _pyinfra_inventory(tmp_path, {"estrade_wheelhouse": str(wheelhouse)})
         )
-        assert changed == 0, "pyinfra after Ansible changed something:\n" + out[-4000:]
+        assert changed == 0, "pyinfra after Ansible changed:\n" + _pyinfra_changed_operations(out)
 
 
 def test_pyinfra_converges_a_fresh_host(tmp_path):
@@ -379,7 +389,7 @@ def test_pyinfra_converges_a_fresh_host(tmp_path):
         changed, _ = pyinfra(host, inventory)
         assert changed > 0
         changed, out = pyinfra(host, inventory)
-        assert changed == 0, "second pyinfra run changed something:\n" + out[-4000:]
+        assert changed == 0, "second pyinfra run changed:\n" + _pyinfra_changed_operations(out)
         check_host(host)
         check_backup_and_restore(host)
 
