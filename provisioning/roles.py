@@ -217,7 +217,8 @@ def estrade(v: dict[str, Any]) -> None:
         mode="644",
         dir_mode="755",
     )
-    if not host.get_fact(File, path=f"{venv}/bin/python"):
+    # pyvenv.cfg, not bin/python: the File fact does not follow symlinks.
+    if not host.get_fact(File, path=f"{venv}/pyvenv.cfg"):
         server.shell(
             name="Create the virtualenv of this version",
             commands=[f"{v['estrade_python']} -m venv {venv}"],

@@ -195,14 +195,17 @@ def _pyinfra_inventory(tmp: Path, extra: dict | None = None) -> Path:
     return inv
 
 
-def ansible(host: Host, inventory: Path, *args: str) -> tuple[int, str]:
-    """Run site.yml; returns (changed count, output)."""
+def ansible(host: Host, inventory: Path, *args: str, fail: bool = False) -> tuple[int, str]:
+    """Run site.yml; returns (changed count, output). ``fail``: the run must fail."""
     started = time.monotonic()
     proc = host.net(
         tool("ansible-playbook"), "-i", str(inventory), "site.yml", *args, env=ansible_env()
     )
     out = proc.stdout + proc.stderr
     (ARTIFACTS / f"{host.name}-ansible-{int(started)}.log").write_text(out)
+    if fail:
+        assert proc.returncode != 0, out[-6000:]
+        return 0, out
     assert proc.returncode == 0, out[-6000:]
     recap = re.search(r"classroom\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=0\s+failed=0", out)
     assert recap, out[-3000:]
@@ -300,7 +303,7 @@ def check_backup_and_restore(host: Host) -> None:
         "python3",
         "-c",
         "import sqlite3; print(sorted(r[0] for r in sqlite3.connect("
-        "'/var/lib/estrade/estrade.sqlite3').execute('select email from \"user\"')))",
+        "'/var/lib/estrade/estrade.sqlite3').execute('select email from estrade_user')))",
     ).stdout
     assert "kept@example.org" in emails and "after-backup@example.org" not in emails, emails
     assert (
@@ -309,8 +312,31 @@ def check_backup_and_restore(host: Host) -> None:
     )
 
 
-def newer_wheelhouse(tmp: Path) -> tuple[Path, str]:
-    """dist/wheelhouse plus a wheel of this repository with a higher version."""
+BROKEN_MIGRATION = """
+from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+
+ID = "2099-01-01T00:00:00:000000"
+VERSION = "1.38.0"
+DESCRIPTION = "a migration that fails (provisioning test)"
+
+
+async def forwards():
+    manager = MigrationManager(migration_id=ID, app_name="accounts", description=DESCRIPTION)
+
+    async def fail() -> None:
+        raise RuntimeError("this migration fails on purpose")
+
+    manager.add_raw(fail)
+    return manager
+"""
+
+
+def newer_wheelhouse(tmp: Path, suffix: str, broken: bool = False) -> tuple[Path, str]:
+    """dist/wheelhouse plus a wheel of this repository with a higher version.
+
+    ``broken`` adds a migration that raises, to prove a failed upgrade keeps the old
+    version serving.
+    """
     src = tmp / "src"
     shutil.copytree(
         REPO,
@@ -319,12 +345,14 @@ def newer_wheelhouse(tmp: Path) -> tuple[Path, str]:
             ".venv", "dist", "data", "artifacts", ".git", "node_modules", "*.egg-info", "build"
         ),
     )
+    if broken:
+        migrations = src / "appliance" / "accounts" / "piccolo_migrations"
+        (migrations / "accounts_2099_01_01t00_00_00_000000.py").write_text(BROKEN_MIGRATION)
     pyproject = src / "pyproject.toml"
     old = re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.M).group(1)
-    new = old + ".post1"
-    pyproject.write_text(
-        pyproject.read_text().replace(f'version = "{old}"', f'version = "{new}"', 1)
-    )
+    new = old + suffix
+    text = pyproject.read_text().replace(f'version = "{old}"', f'version = "{new}"', 1)
+    pyproject.write_text(text)
     wheelhouse = tmp / "wheelhouse"
     shutil.copytree(REPO / "dist" / "wheelhouse", wheelhouse)
     subprocess.run(
@@ -333,7 +361,6 @@ def newer_wheelhouse(tmp: Path) -> tuple[Path, str]:
             "wheel",
             "-q",
             "--no-deps",
-            "--no-build-isolation",
             str(src),
             "-w",
             str(wheelhouse),
@@ -361,7 +388,7 @@ def test_ansible_converges_a_fresh_host_then_pyinfra_agrees(tmp_path):
         check_backup_and_restore(host)
 
         # Upgrade in place: a newer wheel, migrated before the switch, data kept.
-        wheelhouse, version = newer_wheelhouse(tmp_path)
+        wheelhouse, version = newer_wheelhouse(tmp_path / "upgrade", ".post1")
         upgraded = _ansible_inventory(tmp_path, {"estrade_wheelhouse": str(wheelhouse)})
         changed, _ = ansible(host, upgraded)
         assert changed > 0
@@ -372,9 +399,19 @@ def test_ansible_converges_a_fresh_host_then_pyinfra_agrees(tmp_path):
             "python3",
             "-c",
             "import sqlite3; print([r[0] for r in sqlite3.connect("
-            "'/var/lib/estrade/estrade.sqlite3').execute('select email from \"user\"')])",
+            "'/var/lib/estrade/estrade.sqlite3').execute('select email from estrade_user')])",
         ).stdout
         assert "kept@example.org" in emails
+
+        # A release whose migration fails: the run stops, the old version keeps serving.
+        broken, bad = newer_wheelhouse(tmp_path / "broken", ".post2", broken=True)
+        _, out = ansible(
+            host, _ansible_inventory(tmp_path, {"estrade_wheelhouse": str(broken)}), fail=True
+        )
+        assert "this migration fails on purpose" in out
+        assert (host.root / f"opt/estrade/venvs/{bad}/bin/estrade").exists()
+        assert os.readlink(host.root / "opt/estrade/current").endswith(f"/venvs/{version}")
+        check_host(host)
 
         # The other tool, same variables: nothing to change on a host Ansible built.
         changed, out = pyinfra(
