@@ -52,7 +52,7 @@ export ESTRADE_TEST_CACHE := $(DEPLOY_CACHE)
 test-deploy: $(STAMP) system-deps wheelhouse ## Boot fresh Debian hosts (systemd-nspawn), converge with Ansible and pyinfra
 	@scripts/need systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux
 	tests/deploy/build-root.sh
-	$(BIN)/pytest -p no:cacheprovider -v tests/deploy/booted.py
+	$(BIN)/pytest -p no:cacheprovider -v -s --durations=0 tests/deploy/booted.py
 
 .PHONY: lint
 lint: $(STAMP) ## Ruff lint and format check, mypy on appliance/

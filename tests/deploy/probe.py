@@ -3,6 +3,7 @@
     python3 probe.py https HOSTNAME CA_FILE PATH     GET https://127.0.0.1/PATH (SNI HOSTNAME)
     python3 probe.py stun                            STUN binding to 127.0.0.1:3478/udp
     python3 probe.py turn SECRET REALM               TURN allocation, REST-API credentials
+    python3 probe.py prometheus JOB...               those jobs' targets are up in Prometheus
 Each prints one line and exits 0 on success.
 """
 
@@ -121,6 +122,23 @@ def https(hostname: str, ca_file: str, path: str) -> None:
         time.sleep(1)
 
 
+def prometheus(*jobs: str) -> None:
+    import json
+    import urllib.request
+
+    deadline = time.monotonic() + 90
+    while True:
+        with urllib.request.urlopen("http://127.0.0.1:9090/api/v1/targets", timeout=5) as r:
+            targets = json.load(r)["data"]["activeTargets"]
+        health = {t["labels"]["job"]: t["health"] for t in targets}
+        if all(health.get(job) == "up" for job in jobs):
+            print("prometheus targets:", health)
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"prometheus targets not up: {health}")
+        time.sleep(2)
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"stun": stun, "turn": turn, "https": https}[command](*args)
+    {"stun": stun, "turn": turn, "https": https, "prometheus": prometheus}[command](*args)
