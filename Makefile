@@ -20,11 +20,11 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || scripts/need /usr/lib/python3/dist-packages/ensurepip:python3-venv
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test,lint,deploy]"
+	$(BIN)/pip install -q -e ".[test,lint,browser,deploy]"
 	touch $(STAMP)
 
 .PHONY: install
-install: $(STAMP) ## Create .venv and install Estrade with its test and lint tools
+install: $(STAMP) ## Create .venv and install Estrade with its test, lint and browser-test tools
 
 .PHONY: run
 run: $(STAMP) ## Migrate, seed the demo room and serve on http://127.0.0.1:8000 (SQLite in ./data)
@@ -32,7 +32,8 @@ run: $(STAMP) ## Migrate, seed the demo room and serve on http://127.0.0.1:8000 
 
 .PHONY: system-deps
 system-deps: ## Install the system packages the tests need (as root on Debian)
-	@scripts/need $(PG_BIN)/pg_ctl:postgresql-15
+	@scripts/need $(PG_BIN)/pg_ctl:postgresql-15 chromium:chromium
+	@scripts/need promtool:prometheus prometheus:prometheus
 	@scripts/need nft:nftables nginx:nginx-light systemd-analyze:systemd openssl:openssl
 
 .PHONY: test
@@ -67,7 +68,9 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 
 .PHONY: bench
 bench: $(STAMP) ## Run the benchmarks (one JSON line each)
-	@for b in benchmarks/*.py; do [ -e "$$b" ] || continue; $(BIN)/python $$b || exit 1; done
+	@scripts/need wrk:wrk
+	@$(BIN)/pip install -q -e ".[bench]"
+	@for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
 
 .PHONY: clean
 clean: ## Remove the virtualenv and caches (keeps ./data)

@@ -24,13 +24,27 @@ from appliance.accounts.controllers import (
     AdminUserController,
     MyCohortsController,
 )
+from appliance.attendance.controllers import AttendanceController
 from appliance.auth.controllers import AuthController, LoginLimiter
 from appliance.auth.guards import user_from_connection
 from appliance.auth.sessions import build_session_config, build_session_store
+from appliance.documents import BlobStore, DocumentController
+from appliance.documents.services import DocumentTotals
+from appliance.live import classroom_socket, live_plugin
+from appliance.live.documents import LiveDocumentNotifier
+from appliance.metrics import (
+    Metrics,
+    MetricsAccess,
+    MetricsController,
+    OperatorController,
+    request_metrics,
+)
+from appliance.polls.controllers import PollController
 from appliance.settings import Settings
 from appliance.system import SystemController
+from appliance.web import PageController, html_not_found, static_files_router
 
-__all__ = ["create_app", "secret_key"]
+__all__ = ["create_app", "create_app_from_env", "secret_key"]
 
 log = logging.getLogger("estrade")
 
@@ -45,6 +59,7 @@ AUTH_EXCLUDE = [
     "^/link-problem$",
     "^/favicon.ico$",
     "^/api/auth/csrf$",
+    "^/metrics$",  # guarded by address and token instead (metrics_access_guard)
 ]
 
 
@@ -63,7 +78,9 @@ def secret_key(settings: Settings) -> str:
 
 
 def _json_errors(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    """Every client error as JSON ``{status_code, detail, extra?}``."""
+    """Every client error as JSON ``{status_code, detail, extra?}`` (a browser's 404: a page)."""
+    if exc.status_code == 404 and (page := html_not_found(request)) is not None:
+        return page
     body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
     if exc.extra:
         body["extra"] = exc.extra
@@ -86,22 +103,43 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         exclude=AUTH_EXCLUDE,
     )
 
+    metrics = Metrics.for_app(settings)
+    document_store = BlobStore(settings.data_dir)
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        document_store.sweep()
         await db.start(engine, settings.database_pool_size)
+        metrics.loop_monitor.start()
         try:
             if migrate_on_start:
                 ran = await db.migrate()
                 if ran:
                     log.info("ran %d migration(s)", len(ran))
+            try:
+                await document_totals.refresh()
+            except Exception as exc:  # the database may not answer yet: /ready tells
+                log.warning("documents totals not available: %s", exc)
             yield
         finally:
+            await metrics.loop_monitor.stop()
+            live.close()
             await db.close(engine)
 
+    channels, live = live_plugin(settings)
+    live.metrics = metrics
+    document_totals = DocumentTotals()
+    metrics.attach(live=live, documents=document_totals)
     state = State(
         {
+            "live": live,
             "settings": settings,
             "engine": engine,
+            "metrics": metrics,
+            "metrics_access": MetricsAccess.from_settings(settings),
+            "document_store": document_store,
+            "document_notifier": LiveDocumentNotifier(live),
+            "document_totals": document_totals,
             "login_limiter": LoginLimiter(
                 settings.login_attempts_per_address,
                 settings.login_attempts_per_account,
@@ -116,8 +154,17 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             AdminUserController,
             AdminCohortController,
             MyCohortsController,
+            MetricsController,
+            OperatorController,
+            AttendanceController,
+            PollController,
+            classroom_socket,
+            DocumentController,
+            PageController,
+            static_files_router(),
         ],
-        on_app_init=[auth.on_app_init],
+        plugins=[channels],
+        on_app_init=[auth.on_app_init, request_metrics(metrics)],
         csrf_config=CSRFConfig(
             secret=secret_key(settings),
             cookie_secure=settings.cookies_secure,
@@ -137,3 +184,10 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         state=state,
         debug=False,
     )
+
+
+def create_app_from_env() -> Litestar:
+    """Factory for ASGI servers run on their own (`uvicorn --factory`, `granian --factory`)."""
+    from appliance.settings import load_settings
+
+    return create_app(load_settings(), migrate_on_start=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import os
 import sys
@@ -187,7 +188,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
     )
     print(f"estrade: serving on http://{settings.host}:{settings.port}", flush=True)
-    uvicorn.Server(config).run()
+    # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal it captured.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvicorn.Server(config).run()
+    print("estrade: stopped", flush=True)
     return 0
 
 

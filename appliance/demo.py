@@ -31,6 +31,9 @@ async def seed_demo(settings: Settings) -> DemoLinks:
     """Create the demo cohort if missing (fresh learner links either way)."""
     base = settings.resolved_public_url
     cohort = await Cohort.objects().where(Cohort.name == DEMO_COHORT).first()
+    # The demo trainer's password is kept (mode 0600) in the data folder so that every
+    # `make run` can print it again; it is a demo, not a production account.
+    password_file = settings.data_dir / "demo-trainer-password"
     password: str | None = None
     if cohort is None:
         today = dt.date.today()
@@ -38,6 +41,9 @@ async def seed_demo(settings: Settings) -> DemoLinks:
             s.CohortIn(name=DEMO_COHORT, first_day=today, last_day=today + dt.timedelta(days=90))
         )
         password = secrets.token_urlsafe(12)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        password_file.touch(mode=0o600)
+        password_file.write_text(password)
         trainer = await services.create_user(
             s.UserIn(
                 email=TRAINER_EMAIL,
@@ -54,6 +60,8 @@ async def seed_demo(settings: Settings) -> DemoLinks:
                 )
             )
             await services.enrol(cohort.id, learner.id)
+    elif password_file.exists():
+        password = password_file.read_text().strip()
     _, learners = await services.members(cohort.id)
     urls = []
     for m in learners:

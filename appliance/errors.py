@@ -2,7 +2,7 @@
 
 from litestar.exceptions import ClientException, ValidationException
 
-__all__ = ["conflict", "field_error"]
+__all__ = ["RuleViolation", "conflict", "field_error"]
 
 
 def field_error(key: str, message: str, status_code: int = 400) -> ClientException:
@@ -20,3 +20,17 @@ def field_error(key: str, message: str, status_code: int = 400) -> ClientExcepti
 
 def conflict(key: str, message: str) -> ClientException:
     return field_error(key, message, status_code=409)
+
+
+class RuleViolation(Exception):
+    """A domain rule refused an action (voting twice, a closed poll...).
+
+    Services raise it; the classroom socket turns it into an ``error`` event carrying ``code``
+    and ``detail``, HTTP routes into a 409 or 422.
+    """
+
+    def __init__(self, code: str, detail: str, status_code: int = 409) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.status_code = status_code

@@ -14,5 +14,9 @@ DB: Engine = SQLiteEngine(path="estrade-dev.sqlite3")
 APP_REGISTRY = AppRegistry(
     apps=[
         "appliance.accounts.piccolo_app",
+        "appliance.chat.piccolo_app",
+        "appliance.polls.piccolo_app",
+        "appliance.attendance.piccolo_app",
+        "appliance.documents.piccolo_app",
     ]
 )

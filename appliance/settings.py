@@ -22,6 +22,8 @@ __all__ = ["DEFAULT_CONFIG_PATH", "Settings", "SettingsError", "load_settings"]
 
 DEFAULT_CONFIG_PATH = Path("/etc/estrade/estrade.toml")
 ENV_PREFIX = "ESTRADE_"
+# ESTRADE_* variables that are read by commands, not settings.
+NOT_SETTINGS = frozenset({"ESTRADE_CONFIG", "ESTRADE_ADMIN_PASSWORD", "ESTRADE_ARTIFACTS"})
 
 
 class SettingsError(ValueError):
@@ -54,6 +56,10 @@ class Settings:
     """Where sessions live: ``file`` (in ``data_dir``), ``memory`` or a ``redis://`` URL."""
     max_request_bytes: int = 1024 * 1024
     """Largest accepted JSON/CSV request body, in bytes (documents have their own limit)."""
+    document_max_bytes: int = 200 * 1024 * 1024
+    """Largest document a trainer may upload, in bytes (413 above it)."""
+    document_quota_bytes: int = 5 * 1024 * 1024 * 1024
+    """Total size of the documents of one cohort, in bytes (413 when an upload would pass it)."""
     login_attempts_per_address: int = 20
     """Failed sign-ins allowed per client address per ``login_window_s``."""
     login_attempts_per_account: int = 5
@@ -68,6 +74,36 @@ class Settings:
     """One of debug, info, warning, error."""
     demo: bool = False
     """Seed a demo cohort when the data folder is new (``make run`` sets it)."""
+    metrics_allow_cidrs: str = "127.0.0.1/32,::1/128"
+    """Client networks allowed to read ``/metrics`` (comma-separated CIDRs; ``0.0.0.0/0``: any)."""
+    metrics_token: str = ""
+    """When set, ``/metrics`` also needs ``Authorization: Bearer <token>`` (16+ characters)."""
+    capacity_learner_cpu: float = 0.002
+    """CPU-seconds per second one learner costs besides video (signalling, audio; placeholder)."""
+    capacity_video_track_cpu: float = 0.015
+    """CPU-seconds per second relaying one video track to one learner costs (placeholder)."""
+    capacity_video_tracks: int = 2
+    """Video tracks a class is planned with (camera and screen), for the capacity estimate."""
+    capacity_cpu_target: float = 0.8
+    """Share of the machine's cores the appliance may use before it counts as full (0-1]."""
+    ws_max_frame_bytes: int = 64 * 1024
+    """Largest classroom-socket frame accepted; a bigger one closes the socket (code 1009)."""
+    ws_malformed_limit: int = 10
+    """Malformed frames tolerated per socket; the next closes it (code 1008)."""
+    chat_max_chars: int = 2000
+    """Longest chat message or question, in characters."""
+    chat_rate_limit: int = 5
+    """Chat messages a learner may send per ``chat_rate_window_s`` (more: ``rate_limited``)."""
+    chat_rate_window_s: int = 10
+    """Window of the learners' chat rate limit, in seconds."""
+    chat_history: int = 100
+    """Recent chat messages sent to a participant when they join."""
+    live_resume_events: int = 1000
+    """Events kept per cohort for resuming after a reconnect (beyond: the client reloads)."""
+    reaction_window_s: int = 60
+    """Quick reactions are counted over this many seconds for the trainer."""
+    signing_window_minutes: int = 15
+    """Default length of an attendance signing window, in minutes."""
 
     @property
     def resolved_public_url(self) -> str:
@@ -119,6 +155,15 @@ def _coerce(name: str, raw: Any, annotation: Any) -> Any:
             return int(str(raw).strip())
         except ValueError:
             raise SettingsError(f"setting {name!r}: {raw!r} is not an integer") from None
+    if annotation is float:
+        if isinstance(raw, bool):
+            raise SettingsError(f"setting {name!r}: {raw!r} is not a number")
+        if isinstance(raw, int | float):
+            return float(raw)
+        try:
+            return float(str(raw).strip())
+        except ValueError:
+            raise SettingsError(f"setting {name!r}: {raw!r} is not a number") from None
     if annotation is Path:
         if not isinstance(raw, str) or not raw:
             raise SettingsError(f"setting {name!r}: {raw!r} is not a path")
@@ -150,20 +195,49 @@ def _validate(s: Settings) -> None:
         raise bad("session_store", s.session_store, "must be file, memory or a redis:// URL")
     if s.database_pool_size < 0:
         raise bad("database_pool_size", s.database_pool_size, "must be 0 or more")
+    _validate_metrics(s, bad)
     for key in (
         "session_max_age_s",
         "max_request_bytes",
+        "document_max_bytes",
+        "document_quota_bytes",
         "login_attempts_per_address",
         "login_attempts_per_account",
         "login_window_s",
         "join_link_ttl_days",
+        "ws_max_frame_bytes",
+        "ws_malformed_limit",
+        "chat_max_chars",
+        "chat_rate_limit",
+        "chat_rate_window_s",
+        "chat_history",
+        "live_resume_events",
+        "reaction_window_s",
+        "signing_window_minutes",
     ):
         if getattr(s, key) <= 0:
             raise bad(key, getattr(s, key), "must be positive")
 
 
-# ESTRADE_* variables read by the CLI itself, not settings.
-_NOT_SETTINGS = frozenset({"ESTRADE_CONFIG", "ESTRADE_ADMIN_PASSWORD"})
+def _validate_metrics(s: Settings, bad: Any) -> None:
+    import ipaddress
+
+    for cidr in (c.strip() for c in s.metrics_allow_cidrs.split(",")):
+        if not cidr:
+            continue
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise bad("metrics_allow_cidrs", cidr, "is not an address or network (CIDR)") from None
+    if s.metrics_token and len(s.metrics_token) < 16:
+        raise bad("metrics_token", "***", "is too short (at least 16 characters)")
+    for key in ("capacity_learner_cpu", "capacity_video_track_cpu"):
+        if not 0 < getattr(s, key) < 64:
+            raise bad(key, getattr(s, key), "must be a positive number of CPU-seconds per second")
+    if s.capacity_video_tracks < 0:
+        raise bad("capacity_video_tracks", s.capacity_video_tracks, "must be 0 or more")
+    if not 0 < s.capacity_cpu_target <= 1:
+        raise bad("capacity_cpu_target", s.capacity_cpu_target, "must be in (0, 1]")
 
 
 def load_settings(
@@ -205,11 +279,12 @@ def load_settings(
             raw[key] = value
 
     for var, value in env.items():
-        if not var.startswith(ENV_PREFIX) or var in _NOT_SETTINGS:
+        if not var.startswith(ENV_PREFIX) or var in NOT_SETTINGS:
             continue
         key = var[len(ENV_PREFIX) :].lower()
         if key not in fields:
-            raise SettingsError(f"setting {var!r}: unknown variable (value {value!r})")
+            # The value is not echoed: a mistyped variable may well hold a secret.
+            raise SettingsError(f"setting {var!r}: unknown variable")
         raw[key] = value
     raw.update(overrides)
 

@@ -196,3 +196,13 @@ async def sign_in_as(client: Client, world: World, role: str) -> None:
         await client.prime_csrf()
         return
     await client.login(getattr(world, role).email)
+
+
+@pytest.fixture
+async def live(app: Litestar, world: World, settings: Settings) -> AsyncIterator[Any]:
+    """A real uvicorn server on 127.0.0.1 (tests/live_server.py) for classroom-socket tests."""
+    from tests.live_server import LiveServer
+
+    server = LiveServer(settings).start()
+    yield server
+    server.stop()

@@ -518,3 +518,55 @@ async def cohorts_of(user: User) -> list[Cohort]:
     if user.role == Role.learner.value:
         query = query.where(Cohort.archived.eq(False))
     return await query.order_by(Cohort.first_day)
+
+
+async def live_class_session(cohort_id: int) -> ClassSession | None:
+    """The cohort's class session that is started and not ended, if any."""
+    return (
+        await ClassSession.objects()
+        .where(
+            (ClassSession.cohort == cohort_id)
+            & ClassSession.started_at.is_not_null()
+            & ClassSession.ended_at.is_null()
+        )
+        .first()
+    )
+
+
+async def start_live_session(cohort_id: int) -> ClassSession:
+    """Start today's class session: the one scheduled today (cohort time), else a new one."""
+    from appliance.errors import RuleViolation
+
+    if await live_class_session(cohort_id) is not None:
+        raise RuleViolation("session_already_started", "the class session is already started")
+    cohort = await get_cohort(cohort_id)
+    tz = zoneinfo.ZoneInfo(cohort.time_zone)
+    now = utcnow()
+    today = now.astimezone(tz).date()
+    day_start = dt.datetime.combine(today, dt.time(), tz)
+    scheduled = (
+        await ClassSession.objects()
+        .where(
+            (ClassSession.cohort == cohort_id)
+            & ClassSession.started_at.is_null()
+            & (ClassSession.scheduled_start >= day_start)
+            & (ClassSession.scheduled_start < day_start + dt.timedelta(days=1))
+        )
+        .order_by(ClassSession.scheduled_start)
+        .first()
+    )
+    cs = scheduled or ClassSession(cohort=cohort_id)
+    cs.started_at = now
+    await cs.save()
+    return cs
+
+
+async def end_live_session(cohort_id: int) -> ClassSession:
+    from appliance.errors import RuleViolation
+
+    cs = await live_class_session(cohort_id)
+    if cs is None:
+        raise RuleViolation("session_not_started", "no class session is running")
+    cs.ended_at = utcnow()
+    await cs.save()
+    return cs

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.exceptions import NotAuthorizedException
 from litestar.params import FromPath, JSONBody
 from litestar.response import Redirect
@@ -15,7 +15,7 @@ from appliance.accounts import services
 from appliance.accounts.tables import Role, User
 from appliance.auth.passwords import verify_password
 from appliance.auth.ratelimit import SlidingWindow
-from appliance.auth.schemas import JoinPassword, LoginIn, Me
+from appliance.auth.schemas import JoinPassword, LoginIn, Me, MePatch
 from appliance.auth.sessions import renew_session_id
 
 __all__ = ["AuthController", "LoginLimiter"]
@@ -101,6 +101,14 @@ class AuthController(Controller):
     async def me(self, request: Request[User, Any, Any]) -> Me:
         return _me(request.user)
 
+    @patch("/api/me")
+    async def update_me(self, request: Request[User, Any, Any], data: JSONBody[MePatch]) -> Me:
+        """Change one's own preferences (the interface language)."""
+        user = request.user
+        user.locale = data.locale
+        await user.save([User.locale])
+        return _me(user)
+
     @get("/join/{secret:str}", exclude_from_auth=True, include_in_schema=False)
     async def join(self, request: Request[Any, Any, Any], secret: FromPath[str]) -> Response[Any]:
         """A learner's personal link: opens a session and lands in the classroom."""
@@ -134,7 +142,7 @@ class AuthController(Controller):
             if wait:
                 return _too_many(wait)
             if password is None:
-                return _link_problem(request, "password_required", 401)
+                return _link_problem(request, "password_required", 401, secret)
             if not verify_password(user.password_hash, password):
                 limiter.failed(_client(request), key)
                 return _link_problem(request, "wrong_password", 401)
@@ -147,7 +155,16 @@ class AuthController(Controller):
         return Response({"status": "joined", "next": target})
 
 
-def _link_problem(request: Request[Any, Any, Any], reason: str, status: int) -> Response[Any]:
+def _link_problem(
+    request: Request[Any, Any, Any], reason: str, status: int, secret: str = ""
+) -> Response[Any]:
+    """A JSON refusal, or for a browser opening the link, the page that explains it.
+
+    A learner whose link needs a password gets the page's password form; the secret travels in
+    the URL fragment, which browsers never send to a server nor put in a Referer, so the form
+    can post to ``/join/{secret}`` without the secret being written anywhere new.
+    """
     if "text/html" in request.headers.get("accept", "") and request.method == "GET":
-        return Redirect(path=f"/link-problem?reason={reason}", status_code=303)
+        fragment = f"#{secret}" if reason == "password_required" and secret else ""
+        return Redirect(path=f"/link-problem?reason={reason}{fragment}", status_code=303)
     return Response({"status_code": status, "detail": reason}, status_code=status)

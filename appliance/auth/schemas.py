@@ -1,8 +1,8 @@
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["JoinPassword", "LoginIn", "Me"]
+__all__ = ["JoinPassword", "LoginIn", "Me", "MePatch"]
 
 
 class LoginIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -20,3 +20,7 @@ class Me(msgspec.Struct):
     display_name: str
     role: str
     locale: str
+
+
+class MePatch(msgspec.Struct, forbid_unknown_fields=True):
+    locale: Literal["fr", "en"]

@@ -1,0 +1,3 @@
+"""Chat messages, questions with their +1 votes, and mutes."""
+
+__all__: list[str] = []

@@ -1,0 +1,215 @@
+"""The documents API: ``/api/cohorts/{cohort_id}/documents``.
+
+Trainers of the cohort and admins upload and manage; the cohort's learners list, download and
+preview published documents. Another cohort answers 404 (cohort ids do not leak).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.datastructures import ETag
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.response import File
+from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
+from litestar.types import FileSystemProtocol
+
+from appliance.accounts.tables import Role, User
+from appliance.auth.guards import Access, cohort_access
+from appliance.documents import services
+from appliance.documents.names import content_disposition
+from appliance.documents.notifier import DocumentNotifier
+from appliance.documents.ranges import BadRange, WindowFileSystem, etag_matches, parse_range
+from appliance.documents.schemas import CohortUsage, DocumentOut, DocumentPatch
+from appliance.documents.sniff import ALLOWED
+from appliance.documents.storage import BlobStore
+from appliance.documents.tables import Document
+from appliance.settings import Settings
+
+__all__ = ["DocumentController"]
+
+STAFF = frozenset({Role.admin, Role.trainer})
+MEMBERS = frozenset({Role.admin, Role.trainer, Role.learner})
+AnyRequest = Request[User, Any, Any]
+
+
+def _store(request: AnyRequest) -> BlobStore:
+    return request.app.state.document_store
+
+
+async def _document(request: AnyRequest, cohort_id: int, doc_id: int, staff: bool) -> Document:
+    access = await cohort_access(request.user, cohort_id, STAFF if staff else MEMBERS)
+    return await services.get_document(
+        cohort_id, doc_id, published_only=not access.is_staff_of_cohort
+    )
+
+
+class DocumentController(Controller):
+    path = "/api/cohorts/{cohort_id:int}/documents"
+    tags = ["documents"]
+
+    @post(
+        "/",
+        status_code=201,
+        # The app's small JSON limit does not apply here: the documents limit and the
+        # cohort's quota are enforced while the body streams (see services.upload).
+        request_max_body_size=None,
+        summary="Upload a document (raw body; ?filename=...&title=...)",
+    )
+    async def upload(
+        self,
+        request: AnyRequest,
+        cohort_id: FromPath[int],
+        filename: FromQuery[str],
+        title: FromQuery[str | None] = None,
+    ) -> DocumentOut:
+        """The request body is the file itself, streamed to disk; it stays unpublished."""
+        access: Access = await cohort_access(request.user, cohort_id, STAFF)
+        settings: Settings = request.app.state.settings
+        doc = await services.upload(
+            _store(request),
+            settings,
+            access,
+            request.stream(),
+            content_length=request.content_length,
+            filename=filename,
+            title=title,
+        )
+        request.app.state.metrics.document_uploaded(doc.size)
+        await request.app.state.document_totals.refresh()
+        return services.document_out(doc)
+
+    @get("/")
+    async def list_documents(
+        self, request: AnyRequest, cohort_id: FromPath[int]
+    ) -> list[DocumentOut]:
+        """All documents for the cohort's staff; published ones for its learners."""
+        access = await cohort_access(request.user, cohort_id, MEMBERS)
+        return await services.list_documents(
+            cohort_id, published_only=not access.is_staff_of_cohort
+        )
+
+    @get("/usage")
+    async def usage(self, request: AnyRequest, cohort_id: FromPath[int]) -> CohortUsage:
+        """Documents stored for the cohort, against its quota."""
+        await cohort_access(request.user, cohort_id, STAFF)
+        settings: Settings = request.app.state.settings
+        return await services.cohort_usage(cohort_id, settings.document_quota_bytes)
+
+    @get("/{doc_id:int}")
+    async def get_document(
+        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
+    ) -> DocumentOut:
+        return services.document_out(await _document(request, cohort_id, doc_id, staff=False))
+
+    @patch("/{doc_id:int}")
+    async def update_document(
+        self,
+        request: AnyRequest,
+        cohort_id: FromPath[int],
+        doc_id: FromPath[int],
+        data: JSONBody[DocumentPatch],
+    ) -> DocumentOut:
+        """Rename, publish or hide."""
+        doc = await _document(request, cohort_id, doc_id, staff=True)
+        return services.document_out(await services.update_document(doc, data))
+
+    @post("/{doc_id:int}/publish", status_code=HTTP_200_OK)
+    async def publish(
+        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
+    ) -> DocumentOut:
+        doc = await _document(request, cohort_id, doc_id, staff=True)
+        patch_ = DocumentPatch(published=True)
+        return services.document_out(await services.update_document(doc, patch_))
+
+    @post("/{doc_id:int}/hide", status_code=HTTP_200_OK)
+    async def hide(
+        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
+    ) -> DocumentOut:
+        doc = await _document(request, cohort_id, doc_id, staff=True)
+        patch_ = DocumentPatch(published=False)
+        return services.document_out(await services.update_document(doc, patch_))
+
+    @post("/{doc_id:int}/push", status_code=HTTP_200_OK)
+    async def push(
+        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
+    ) -> DocumentOut:
+        """Publish and show the document to the learners in class now."""
+        doc = await _document(request, cohort_id, doc_id, staff=True)
+        notifier: DocumentNotifier = request.app.state.document_notifier
+        return await services.push_document(notifier, doc)
+
+    @delete("/{doc_id:int}", status_code=HTTP_204_NO_CONTENT)
+    async def delete_document(
+        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
+    ) -> None:
+        doc = await _document(request, cohort_id, doc_id, staff=True)
+        await services.delete_document(_store(request), doc)
+        await request.app.state.document_totals.refresh()
+
+    @get("/{doc_id:int}/download")
+    async def download(
+        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
+    ) -> Response[Any]:
+        """The file as an attachment; ``ETag``/``If-None-Match`` and single ``Range``."""
+        doc = await _document(request, cohort_id, doc_id, staff=False)
+        response = _serve(request, doc, "attachment")
+        if response.status_code != 304:  # a full file or a resumed part
+            request.app.state.metrics.document_downloaded(doc.size)
+        return response
+
+    @get("/{doc_id:int}/preview")
+    async def preview(
+        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
+    ) -> Response[Any]:
+        """PDFs and images, inline for the browser's viewer."""
+        doc = await _document(request, cohort_id, doc_id, staff=False)
+        kind = ALLOWED.get(doc.media_type)
+        if kind is None or not kind.previewable:
+            raise NotFoundException(detail="no inline preview for this type of document")
+        return _serve(request, doc, "inline")
+
+
+def _serve(request: AnyRequest, doc: Document, disposition: str) -> Response[Any]:
+    path = services.open_for_download(_store(request), doc)
+    etag = f'"{doc.sha256}"'
+    headers = {
+        "Content-Disposition": content_disposition(disposition, doc.original_name),
+        "X-Content-Type-Options": "nosniff",
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, no-cache",
+    }
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match is not None and etag_matches(if_none_match, etag):
+        return Response(None, status_code=304, headers={**headers, "ETag": etag})
+    window = None
+    range_header = request.headers.get("range")
+    if_range = request.headers.get("if-range")
+    # A client resuming an older version (If-Range differs) gets the whole current file.
+    if range_header is not None and (if_range is None or if_range.strip() == etag):
+        try:
+            window = parse_range(range_header, doc.size)
+        except BadRange as exc:
+            raise ClientException(
+                detail=str(exc),
+                status_code=416,
+                headers={"Content-Range": f"bytes */{doc.size}"},
+            ) from None
+    if window is None:
+        return File(
+            path,
+            media_type=doc.media_type,
+            etag=ETag(value=doc.sha256),
+            headers=headers,
+        )
+    return File(
+        path,
+        media_type=doc.media_type,
+        etag=ETag(value=doc.sha256),
+        headers={**headers, "Content-Range": window.content_range(doc.size)},
+        status_code=206,
+        # Structurally a file system; its open() returns a byte window, not an AsyncFile.
+        file_system=cast(FileSystemProtocol, WindowFileSystem(window)),
+    )

@@ -1,0 +1,64 @@
+"""Chat: send, delete, mute, unmute."""
+
+from appliance.accounts.tables import Enrolment, Role
+from appliance.chat import services as chat
+from appliance.errors import RuleViolation
+from appliance.live import protocol as p
+from appliance.live.dispatch import Context, Dispatcher
+from appliance.live.room import TRAINERS
+
+WRITERS = frozenset({Role.learner, Role.trainer, Role.admin})
+
+
+async def send(ctx: Context, msg: p.ChatSend) -> None:
+    room, conn = ctx.room, ctx.conn
+    async with room.lock:
+        out = await chat.post_message(
+            cohort_id=room.cohort_id,
+            session_id=room.session_id,
+            author_id=conn.user_id,
+            author_name=conn.display_name,
+            text=msg.text,
+            question=msg.question,
+            max_chars=ctx.settings.chat_max_chars,
+        )
+        room.publish(p.ChatMessage(message=out))
+
+
+async def delete(ctx: Context, msg: p.ChatDelete) -> None:
+    room = ctx.room
+    async with room.lock:
+        await chat.delete_message(room.cohort_id, msg.message_id, ctx.conn.user_id)
+        room.publish(p.ChatDeleted(message_id=msg.message_id))
+
+
+async def _learner(cohort_id: int, user_id: int) -> None:
+    ok = await Enrolment.exists().where(
+        (Enrolment.cohort == cohort_id)
+        & (Enrolment.user == user_id)
+        & (Enrolment.role == Role.learner.value)
+    )
+    if not ok:
+        raise RuleViolation("no_such_learner", f"user {user_id} is not a learner here", 404)
+
+
+async def mute(ctx: Context, msg: p.ChatMute) -> None:
+    room = ctx.room
+    async with room.lock:
+        await _learner(room.cohort_id, msg.user_id)
+        await chat.mute(room.cohort_id, room.session_id, msg.user_id, ctx.conn.user_id)
+        room.publish(p.ChatMuted(user_id=msg.user_id))
+
+
+async def unmute(ctx: Context, msg: p.ChatUnmute) -> None:
+    room = ctx.room
+    async with room.lock:
+        await chat.unmute(room.cohort_id, room.session_id, msg.user_id)
+        room.publish(p.ChatUnmuted(user_id=msg.user_id))
+
+
+def register(d: Dispatcher) -> None:
+    d.register(p.ChatSend, WRITERS, send, rate_limited=True)
+    d.register(p.ChatDelete, TRAINERS, delete)
+    d.register(p.ChatMute, TRAINERS, mute)
+    d.register(p.ChatUnmute, TRAINERS, unmute)

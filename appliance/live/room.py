@@ -1,0 +1,306 @@
+"""One owner object per cohort (:class:`CohortRoom`) and the registry that holds them.
+
+Every mutation of a cohort's live state goes through its room, so a later step can pin a
+cohort to one worker process. Events are fanned out with Litestar's channels: one channel for
+the whole cohort and one for its staff. Each payload published on a channel is the event's
+sequence number (8 bytes, big endian) followed by its JSON; the ring of recent payloads serves
+clients that resume after a reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from litestar.channels import ChannelsPlugin
+
+from appliance.accounts import services as accounts
+from appliance.accounts.tables import Role
+from appliance.attendance import services as attendance
+from appliance.attendance.schemas import WindowOut
+from appliance.auth.ratelimit import SlidingWindow
+from appliance.live import protocol as p
+from appliance.metrics.events import EventMetrics
+from appliance.metrics.sources import RoomStats
+from appliance.polls import services as polls
+from appliance.settings import Settings
+
+__all__ = ["STAFF", "TRAINERS", "CohortRoom", "Conn", "RoomRegistry"]
+
+TRAINERS = frozenset({Role.trainer, Role.admin})
+"""Capacities that run a class (an admin may stand in for a trainer)."""
+STAFF = frozenset({Role.trainer, Role.admin, Role.operator})
+"""Capacities that see the staff channel (operators watch, read-only)."""
+REACTION_KINDS = ("lost", "slower", "ok")
+
+_encoder = msgspec.json.Encoder()
+
+
+def seq_prefix(seq: int) -> bytes:
+    return seq.to_bytes(8, "big")
+
+
+@dataclass(eq=False)
+class Conn:
+    """One open socket of one participant."""
+
+    id: str
+    user_id: int
+    display_name: str
+    capacity: Role
+    address: str | None = None
+    user_agent: str | None = None
+    low_bandwidth: bool = False
+    malformed: int = 0
+    send_direct: Any = None
+    """Callable taking a Reply, set by the socket once it streams (None before)."""
+
+    @property
+    def is_staff(self) -> bool:
+        return self.capacity in STAFF
+
+
+@dataclass(eq=False)
+class CohortRoom:
+    cohort_id: int
+    settings: Settings
+    channels: ChannelsPlugin
+    epoch: str = field(default_factory=lambda: secrets.token_hex(8))
+    seq: int = 0
+    session: p.SessionInfo | None = None
+    live_poll_id: int | None = None
+    signing: WindowOut | None = None
+    conns: dict[str, Conn] = field(default_factory=dict)
+    hands: dict[int, str] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.ring: deque[tuple[int, bool, bytes]] = deque(maxlen=self.settings.live_resume_events)
+        self.reactions: deque[tuple[float, str]] = deque()
+        self.chat_limiter = SlidingWindow(
+            self.settings.chat_rate_limit, self.settings.chat_rate_window_s
+        )
+        self._timers: list[asyncio.TimerHandle] = []
+
+    # ---- channels and resume --------------------------------------------------------------
+    @property
+    def channel(self) -> str:
+        return f"cohort:{self.cohort_id}"
+
+    @property
+    def staff_channel(self) -> str:
+        return f"cohort:{self.cohort_id}:staff"
+
+    def publish(self, event: p.Event, *, staff_only: bool = False) -> int:
+        """Number, keep and broadcast ``event``; returns its sequence number."""
+        self.seq += 1
+        event.seq = self.seq
+        payload = seq_prefix(self.seq) + _encoder.encode(event)
+        self.ring.append((self.seq, staff_only, payload))
+        self.channels.publish(payload, self.staff_channel if staff_only else self.channel)
+        return self.seq
+
+    def replay(self, after: int, *, staff: bool) -> list[bytes] | None:
+        """Payloads after ``after`` that a (staff) client may see; None when beyond the ring."""
+        if after > self.seq or after < 0:
+            return None
+        if after == self.seq:
+            return []
+        oldest = self.ring[0][0] if self.ring else self.seq + 1
+        if after + 1 < oldest:
+            return None
+        return [payload for seq, st, payload in self.ring if seq > after and (staff or not st)]
+
+    # ---- state ----------------------------------------------------------------------------
+    async def load(self) -> None:
+        """Rebuild the durable part of the live state (after a restart, say)."""
+        cs = await accounts.live_class_session(self.cohort_id)
+        if cs is not None:
+            self.session = p.SessionInfo(class_session_id=cs.id, started_at=cs.started_at)
+        poll = await polls.live_poll(self.cohort_id)
+        self.live_poll_id = poll.id if poll else None
+        self.set_signing(await attendance.current_window(self.cohort_id))
+
+    @property
+    def session_id(self) -> int | None:
+        return self.session.class_session_id if self.session else None
+
+    def state_of(self, user_id: int) -> p.ParticipantState:
+        if self.session is None:
+            return "waiting"
+        if any(c.low_bandwidth for c in self.conns.values() if c.user_id == user_id):
+            return "low_bandwidth"
+        return "in_class"
+
+    def participant(self, conn: Conn) -> p.Participant:
+        return p.Participant(
+            user_id=conn.user_id,
+            display_name=conn.display_name,
+            role=conn.capacity.value,
+            state=self.state_of(conn.user_id),
+            hand_raised=conn.user_id in self.hands,
+        )
+
+    def participants(self) -> list[p.Participant]:
+        seen: dict[int, Conn] = {}
+        for c in self.conns.values():
+            seen.setdefault(c.user_id, c)
+        return sorted(
+            (self.participant(c) for c in seen.values()),
+            key=lambda x: (x.role != "trainer", x.display_name.lower(), x.user_id),
+        )
+
+    def connected_users(self) -> set[int]:
+        return {c.user_id for c in self.conns.values()}
+
+    def add(self, conn: Conn) -> None:
+        first = conn.user_id not in self.connected_users()
+        self.conns[conn.id] = conn
+        if first:
+            self.publish(p.Presence(participant=self.participant(conn), connected=True))
+
+    def remove(self, conn: Conn) -> None:
+        self.conns.pop(conn.id, None)
+        if conn.user_id not in self.connected_users():
+            if self.hands.pop(conn.user_id, None) is not None:
+                self.publish(p.HandLowered(user_id=conn.user_id, by=conn.user_id))
+            self.publish(p.Presence(participant=self.participant(conn), connected=False))
+
+    def presence_changed(self, conn: Conn) -> None:
+        self.publish(p.Presence(participant=self.participant(conn), connected=True))
+
+    def send_to_user(self, user_id: int, reply: p.Reply) -> None:
+        for c in self.conns.values():
+            if c.user_id == user_id and c.send_direct is not None:
+                c.send_direct(reply)
+
+    # ---- reactions ------------------------------------------------------------------------
+    def reaction_counts(self) -> dict[str, int]:
+        horizon = time.monotonic() - self.settings.reaction_window_s
+        while self.reactions and self.reactions[0][0] <= horizon:
+            self.reactions.popleft()
+        counts = Counter(kind for _, kind in self.reactions)
+        return {k: counts.get(k, 0) for k in REACTION_KINDS}
+
+    def _publish_reactions(self) -> None:
+        self.publish(
+            p.Reactions(counts=self.reaction_counts(), window_s=self.settings.reaction_window_s),
+            staff_only=True,
+        )
+
+    def react(self, kind: str) -> None:
+        self.reactions.append((time.monotonic(), kind))
+        self._publish_reactions()
+        # The counters fade: publish them again when this reaction leaves the window.
+        loop = asyncio.get_running_loop()
+        self._timers.append(
+            loop.call_later(self.settings.reaction_window_s + 0.01, self._publish_reactions)
+        )
+        self._timers = [t for t in self._timers if not t.cancelled() and t.when() > loop.time()]
+
+    # ---- signing window -------------------------------------------------------------------
+    def set_signing(self, window: WindowOut | None) -> None:
+        self.signing = window
+        if window is None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = (window.closes_at - attendance._now()).total_seconds()
+        self._timers.append(loop.call_later(max(0.0, delay), self._signing_expired, window.id))
+
+    def _signing_expired(self, window_id: int) -> None:
+        if self.signing is not None and self.signing.id == window_id:
+            self.signing = None
+            self.publish(p.SigningClosed(window_id=window_id))
+
+    def close(self) -> None:
+        for t in self._timers:
+            t.cancel()
+
+    # ---- metrics --------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        counts: Counter[tuple[str, str]] = Counter()
+        for part in self.participants():
+            counts[(part.role, part.state)] += 1
+        return {
+            "cohort_id": self.cohort_id,
+            "session_started": self.session is not None,
+            "participants": dict(counts),
+        }
+
+
+class RoomRegistry:
+    """The live rooms of this process, on ``app.state.live``; handlers register here too."""
+
+    def __init__(self, settings: Settings, channels: ChannelsPlugin) -> None:
+        from appliance.live.dispatch import Dispatcher
+
+        self.settings = settings
+        self.channels = channels
+        self.rooms: dict[int, CohortRoom] = {}
+        self.dispatcher = Dispatcher()
+        self._loading: dict[int, asyncio.Future[CohortRoom]] = {}
+        self.metrics: EventMetrics | None = None
+        """Set by the app: classroom events are counted here."""
+
+    async def room(self, cohort_id: int) -> CohortRoom:
+        room = self.rooms.get(cohort_id)
+        if room is not None:
+            return room
+        pending = self._loading.get(cohort_id)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[CohortRoom] = asyncio.get_running_loop().create_future()
+        self._loading[cohort_id] = fut
+        try:
+            room = CohortRoom(cohort_id=cohort_id, settings=self.settings, channels=self.channels)
+            await room.load()
+            self.rooms[cohort_id] = room
+            if self.metrics is not None:
+                self.metrics.room_opened(cohort_id)
+            fut.set_result(room)
+            return room
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        finally:
+            del self._loading[cohort_id]
+
+    def live_rooms(self) -> list[dict[str, Any]]:
+        """Per room with someone connected or a started session: cohort id, whether the session
+        is started, and participants counted by (role, state) — for the metrics collector."""
+        return [r.stats() for r in self.rooms.values() if r.conns or r.session is not None]
+
+    def room_stats(self) -> list[RoomStats]:
+        """The metrics layer's view of the live rooms (``appliance.metrics.LiveRoomsSource``)."""
+        return [
+            RoomStats(
+                cohort_id=stats["cohort_id"],
+                started=stats["session_started"],
+                participants=stats["participants"],
+            )
+            for stats in self.live_rooms()
+        ]
+
+    def count(self, message: p.ClientMessage, cohort_id: int) -> None:
+        """Count an accepted classroom message in the metrics."""
+        m = self.metrics
+        if m is None:
+            return
+        if isinstance(message, p.ChatSend):
+            (m.question if message.question else m.chat_message)(cohort_id)
+        elif isinstance(message, p.PollVote | p.PollChangeVote):
+            m.poll_vote(cohort_id)
+        elif isinstance(message, p.Reaction):
+            m.reaction(cohort_id)
+        elif isinstance(message, p.AttendanceSign):
+            m.attendance_confirmed(cohort_id)
+
+    def close(self) -> None:
+        for r in self.rooms.values():
+            r.close()

@@ -1,0 +1,260 @@
+"""The classroom socket: ``/ws/cohorts/{cohort_id}``.
+
+Authenticated by the session cookie (SessionAuth covers websockets); cohort membership is
+checked on connect with ``cohort_access`` and the sender's capacity on every message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from typing import Any
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.exceptions import NotFoundException, PermissionDeniedException, WebSocketDisconnect
+from litestar.params import FromPath
+
+from appliance.accounts.tables import Role, User
+from appliance.attendance import services as attendance
+from appliance.auth.guards import cohort_access
+from appliance.chat import services as chat
+from appliance.errors import RuleViolation
+from appliance.live import protocol as p
+from appliance.live.dispatch import Context
+from appliance.live.room import CohortRoom, Conn, RoomRegistry, seq_prefix
+from appliance.polls import services as polls
+
+__all__ = ["classroom_socket"]
+
+log = logging.getLogger("estrade.live")
+_encoder = msgspec.json.Encoder()
+DIRECT = seq_prefix(0)
+
+
+class _RefOnly(msgspec.Struct):
+    ref: str | None = None
+
+
+_ref_decoder = msgspec.json.Decoder(_RefOnly)
+EVERYONE = frozenset(Role)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+async def _welcome(room: CohortRoom, conn: Conn, resumed: bool) -> p.Welcome:
+    """The state a client starts from; built under the room lock so ``seq`` is exact."""
+    staff = conn.is_staff
+    w = p.Welcome(
+        protocol=p.PROTOCOL_VERSION,
+        epoch=room.epoch,
+        seq=room.seq,
+        resumed=resumed,
+        you=room.participant(conn),
+        cohort_id=room.cohort_id,
+        staff=staff,
+        session=room.session,
+        participants=room.participants(),
+        signing=room.signing,
+    )
+    if resumed:
+        return w
+    cid = room.cohort_id
+    w.chat = await chat.recent_messages(cid, room.settings.chat_history)
+    w.questions = await chat.open_questions(cid)
+    if room.live_poll_id is not None:
+        w.live_poll = await polls.live_poll(cid)
+        if staff:
+            w.results = await polls.results(cid, room.live_poll_id, with_names=True)
+        else:
+            w.my_ballot = await polls.ballot_of(room.live_poll_id, conn.user_id)
+    if staff:
+        w.polls = await polls.list_polls(cid)
+        w.reactions = room.reaction_counts()
+    elif room.signing is not None:
+        w.signed = await attendance.has_signed(cid, room.signing.id, conn.user_id)
+    w.muted = await chat.is_muted(cid, room.session_id, conn.user_id)
+    return w
+
+
+async def _record(room: CohortRoom, conn: Conn, connected: bool) -> None:
+    if conn.capacity is not Role.learner:
+        return
+    try:
+        await attendance.record_connection(
+            room.cohort_id,
+            connected=connected,
+            session_id=room.session_id,
+            user_id=conn.user_id,
+            connection=conn.id,
+            address=conn.address,
+            user_agent=conn.user_agent,
+        )
+    except Exception:  # attendance must not take the class down; the log says what failed
+        log.exception("could not record %s of user %s", connected, conn.user_id)
+
+
+async def _handle(
+    registry: RoomRegistry, room: CohortRoom, conn: Conn, data: str | bytes
+) -> list[p.Reply] | None:
+    """Decode and run one frame; returns the direct replies (None: malformed frame)."""
+    settings = registry.settings
+    try:
+        msg = registry.dispatcher.decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        conn.malformed += 1
+        if not isinstance(exc, msgspec.ValidationError):  # ValidationError is a DecodeError
+            return [p.Error(code="malformed", detail=f"not JSON: {exc}")]
+        try:  # valid JSON, wrong shape: echo the ref so the client knows which message failed
+            ref = _ref_decoder.decode(data).ref
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            ref = None
+        return [p.Error(code="invalid_message", detail=str(exc), ref=ref)]
+    tag = p.tag_of(type(msg))
+    route = registry.dispatcher.routes[tag]
+    if conn.capacity not in route.roles:
+        return [
+            p.Forbidden(
+                message_type=tag,
+                detail=f"a {conn.capacity.value} may not send {tag}",
+                ref=msg.ref,
+            )
+        ]
+    if route.rate_limited and conn.capacity is Role.learner:
+        key = str(conn.user_id)
+        wait = room.chat_limiter.retry_after(key)
+        if wait:
+            return [p.RateLimited(message_type=tag, retry_after=wait, ref=msg.ref)]
+        room.chat_limiter.hit(key)
+    ctx = Context(room=room, conn=conn, settings=settings)
+    try:
+        await route.handler(ctx, msg)
+    except RuleViolation as exc:
+        limit = settings.chat_max_chars if exc.code == "message_too_long" else None
+        if exc.code == "forbidden":
+            return [p.Forbidden(message_type=tag, detail=exc.detail, ref=msg.ref)]
+        return [p.Error(code=exc.code, detail=exc.detail, ref=msg.ref, limit=limit)]
+    except Exception:
+        log.exception("handler for %s failed", tag)
+        return [p.Error(code="server_error", detail="the server could not do this", ref=msg.ref)]
+    registry.count(msg, room.cohort_id)
+    if msg.ref is not None and tag != "ping":
+        ctx.replies.append(p.Ack(ref=msg.ref))
+    return ctx.replies
+
+
+@websocket("/ws/cohorts/{cohort_id:int}")
+async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPath[int]) -> None:
+    """One participant's classroom connection (protocol: docs/protocol.md)."""
+    registry: RoomRegistry = socket.app.state.live
+    try:
+        access = await cohort_access(socket.user, cohort_id, EVERYONE)
+    except (NotFoundException, PermissionDeniedException) as exc:
+        # Accept then close, so the client reads why (4404: no such cohort for you).
+        await socket.accept()
+        await socket.close(code=4000 + exc.status_code, reason=exc.detail)
+        return
+    await socket.accept()
+    room = await registry.room(cohort_id)
+    user = access.user
+    conn = Conn(
+        id=secrets.token_hex(8),
+        user_id=user.id,
+        display_name=user.display_name,
+        capacity=access.capacity,
+        address=socket.client.host if socket.client else None,
+        user_agent=socket.headers.get("user-agent"),
+    )
+    epoch = socket.query_params.get("epoch")
+    last_seq = _int(socket.query_params.get("last_seq"))
+    channels = [room.channel, room.staff_channel] if conn.is_staff else [room.channel]
+
+    gauge = registry.metrics.websocket_open() if registry.metrics else contextlib.nullcontext()
+    with gauge:
+        await _serve(socket, registry, room, conn, channels, epoch, last_seq)
+
+
+async def _serve(
+    socket: WebSocket[User, Any, Any],
+    registry: RoomRegistry,
+    room: CohortRoom,
+    conn: Conn,
+    channels: list[str],
+    epoch: str | None,
+    last_seq: int | None,
+) -> None:
+    async with registry.channels.start_subscription(channels) as subscriber:
+        await _record(room, conn, connected=True)
+        async with room.lock:
+            room.add(conn)
+            replay = None
+            if epoch is not None and last_seq is not None:
+                replay = room.replay(last_seq, staff=conn.is_staff) if epoch == room.epoch else None
+            welcome = await _welcome(room, conn, resumed=replay is not None)
+        try:
+            if epoch is not None and replay is None:
+                why = "server restarted" if epoch != room.epoch else "too many events missed"
+                await socket.send_data(_encoder.encode(p.Reload(reason=why)))
+            await socket.send_data(_encoder.encode(welcome))
+            for payload in replay or []:
+                await socket.send_data(payload[8:])
+            snapshot_seq = welcome.seq
+
+            # One sender per socket: channel events and direct replies share the subscriber's
+            # queue, so frames never interleave and events already replayed are skipped.
+            def direct(reply: p.Reply) -> None:
+                subscriber.put_nowait(DIRECT + _encoder.encode(reply))
+
+            conn.send_direct = direct
+
+            async def on_event(payload: bytes) -> None:
+                seq = int.from_bytes(payload[:8], "big")
+                if seq and seq <= snapshot_seq:
+                    return
+                # A socket that went away: the receive loop sees the disconnect and cleans up.
+                with contextlib.suppress(Exception):
+                    await socket.send_data(payload[8:])
+
+            async with subscriber.run_in_background(on_event, join=False):
+                await _receive_loop(socket, registry, room, conn)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            conn.send_direct = None
+            async with room.lock:
+                room.remove(conn)
+            await _record(room, conn, connected=False)
+
+
+async def _receive_loop(
+    socket: WebSocket[Any, Any, Any], registry: RoomRegistry, room: CohortRoom, conn: Conn
+) -> None:
+    settings = registry.settings
+    while True:
+        event = await socket.receive()
+        if event["type"] == "websocket.disconnect":
+            return
+        data: str | bytes = event.get("text") or event.get("bytes") or b""  # type: ignore[assignment]
+        size = len(data)
+        if isinstance(data, str) and size * 4 > settings.ws_max_frame_bytes:
+            size = len(data.encode())
+        if size > settings.ws_max_frame_bytes:
+            await socket.close(code=1009, reason=f"frame over {settings.ws_max_frame_bytes} bytes")
+            return
+        replies = await _handle(registry, room, conn, data)
+        if replies is None:
+            continue
+        if conn.malformed > settings.ws_malformed_limit - 1 and any(
+            isinstance(r, p.Error) and r.code in ("malformed", "invalid_message") for r in replies
+        ):
+            with contextlib.suppress(Exception):
+                await socket.close(code=1008, reason="too many malformed messages")
+            return
+        for r in replies:
+            conn.send_direct(r)

@@ -1,0 +1,122 @@
+"""The operator's JSON view: rooms, participants, bitrate, loss and capacity, read from the same
+sources as ``/metrics`` (for the operator page; Prometheus keeps the history)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, get
+
+from appliance.accounts.tables import Role
+from appliance.auth.guards import require_roles
+from appliance.metrics.core import Metrics
+from appliance.metrics.snapshot import RoomView, Snapshot
+
+__all__ = ["OperatorController", "OverviewOut", "overview"]
+
+
+class ParticipantsOut(msgspec.Struct):
+    role: str
+    state: str
+    count: int
+
+
+class RoomOut(msgspec.Struct):
+    cohort_id: int
+    started: bool
+    learners: int
+    participants: list[ParticipantsOut]
+    video_tracks: int
+    audio_tracks: int
+    learners_subscribed: int
+    send_bitrate_bps: float
+    relayed_connections: int
+    rtt_mean_s: float | None
+    rtt_max_s: float | None
+    loss_mean: float | None
+    loss_max: float | None
+
+
+class CapacityOut(msgspec.Struct):
+    learners: int
+    """How many more learners fit now."""
+    cpu_cores: int
+    budget_cores: float
+    used_cores: float
+    other_cores: float
+    relay_model_cores: float
+    learner_cost_cores: float
+    host_busy_cores: float
+    process_busy_cores: float
+
+
+class DocumentsOut(msgspec.Struct):
+    count: int
+    bytes: int
+
+
+class OverviewOut(msgspec.Struct):
+    rooms: list[RoomOut]
+    capacity: CapacityOut
+    documents: DocumentsOut | None
+    sources: dict[str, bool]
+    """Which state sources answered (absent: not wired)."""
+
+
+def _room(view: RoomView) -> RoomOut:
+    stats, media = view.stats, view.media
+    links = media.learners if media else []
+    rtts = [link.rtt_s for link in links]
+    losses = [link.loss_ratio for link in links]
+    return RoomOut(
+        cohort_id=view.cohort_id,
+        started=bool(stats and stats.started),
+        learners=view.learners,
+        participants=[
+            ParticipantsOut(role, state, n)
+            for (role, state), n in sorted((stats.participants if stats else {}).items())
+        ],
+        video_tracks=media.video_tracks if media else 0,
+        audio_tracks=media.audio_tracks if media else 0,
+        learners_subscribed=media.learners_subscribed if media else 0,
+        send_bitrate_bps=media.send_bitrate_bps if media else 0.0,
+        relayed_connections=sum(1 for link in links if link.relayed),
+        rtt_mean_s=sum(rtts) / len(rtts) if rtts else None,
+        rtt_max_s=max(rtts) if rtts else None,
+        loss_mean=sum(losses) / len(losses) if losses else None,
+        loss_max=max(losses) if losses else None,
+    )
+
+
+def overview(snap: Snapshot) -> OverviewOut:
+    c, cpu = snap.capacity, snap.cpu
+    docs = snap.documents
+    return OverviewOut(
+        rooms=[_room(r) for r in snap.rooms],
+        capacity=CapacityOut(
+            learners=c.learners,
+            cpu_cores=cpu.cores,
+            budget_cores=c.budget_cores,
+            used_cores=c.used_cores,
+            other_cores=c.other_cores,
+            relay_model_cores=c.relay_model_cores,
+            learner_cost_cores=c.marginal_cores,
+            host_busy_cores=cpu.host_busy_cores,
+            process_busy_cores=cpu.process_busy_cores,
+        ),
+        documents=DocumentsOut(docs.count, docs.bytes) if docs else None,
+        sources=snap.source_up,
+    )
+
+
+class OperatorController(Controller):
+    path = "/api/operator"
+    tags = ["operator"]
+    guards = [require_roles(Role.operator, Role.admin)]
+
+    @get("/overview", cache_control=None)
+    async def get_overview(self, request: Request[Any, Any, Any]) -> OverviewOut:
+        """Every open room with its participants, bitrate, loss and RTT, and the capacity left."""
+        metrics: Metrics = request.app.state.metrics
+        return overview(metrics.snapshot())

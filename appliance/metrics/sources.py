@@ -1,0 +1,112 @@
+"""What other packages show the metrics layer: small Protocols read at scrape time.
+
+``live/``, ``media/`` and ``documents/`` implement these and hand an instance to
+:meth:`appliance.metrics.Metrics.attach`. Each call must be cheap, synchronous and must not
+block (it runs on the event loop during a scrape or an operator API call): return a snapshot of
+state already held in memory, never query the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "PARTICIPANT_ROLES",
+    "PARTICIPANT_STATES",
+    "DocumentTotals",
+    "DocumentsSource",
+    "LearnerLink",
+    "LiveRoomsSource",
+    "MediaSource",
+    "ParticipantState",
+    "RoomMedia",
+    "RoomStats",
+]
+
+ParticipantState = Literal["waiting", "in_class", "low_bandwidth"]
+PARTICIPANT_STATES: tuple[ParticipantState, ...] = ("waiting", "in_class", "low_bandwidth")
+PARTICIPANT_ROLES: tuple[str, ...] = ("trainer", "learner", "operator", "admin")
+
+
+@dataclass(frozen=True, slots=True)
+class RoomStats:
+    """One open classroom, as the live socket sees it.
+
+    Attributes:
+        cohort_id: the cohort whose room this is (the only room label we export).
+        started: the class is running (the trainer started it), not just a waiting room.
+        participants: connected people counted by ``(role, state)``; role is one of
+            :data:`PARTICIPANT_ROLES`, state one of :data:`PARTICIPANT_STATES`.
+    """
+
+    cohort_id: int
+    started: bool
+    participants: dict[tuple[str, ParticipantState], int] = field(default_factory=dict)
+
+    def count(self, role: str | None = None, state: ParticipantState | None = None) -> int:
+        return sum(
+            n
+            for (r, s), n in self.participants.items()
+            if (role is None or r == role) and (state is None or s == state)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerLink:
+    """The last receiver report of one learner's connection (no user id: never exported)."""
+
+    rtt_s: float
+    """Round-trip time, in seconds."""
+    loss_ratio: float
+    """Fraction of packets lost towards this learner, 0-1."""
+    relayed: bool = False
+    """The connection goes through TURN."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoomMedia:
+    """The media relay's view of one room (cumulative counters are totals since the room opened)."""
+
+    cohort_id: int
+    video_tracks: int
+    """Video tracks the trainer publishes now (camera, screen)."""
+    audio_tracks: int
+    """Audio tracks the trainer publishes now."""
+    learners_subscribed: int
+    """Learners receiving media now."""
+    bytes_forwarded: int
+    """RTP bytes sent to learners since the room opened (a counter: never decreases)."""
+    packets_forwarded: int
+    """RTP packets sent to learners since the room opened (a counter)."""
+    send_bitrate_bps: float = 0.0
+    """Current outbound bitrate of the room, bits per second (for the operator page)."""
+    learners: list[LearnerLink] = field(default_factory=list)
+    """One entry per subscribed learner with a receiver report."""
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentTotals:
+    count: int
+    bytes: int
+
+
+@runtime_checkable
+class LiveRoomsSource(Protocol):
+    """Implemented by ``appliance/live/``."""
+
+    def room_stats(self) -> list[RoomStats]: ...
+
+
+@runtime_checkable
+class MediaSource(Protocol):
+    """Implemented by ``appliance/media/``."""
+
+    def media_stats(self) -> list[RoomMedia]: ...
+
+
+@runtime_checkable
+class DocumentsSource(Protocol):
+    """Implemented by ``appliance/documents/`` (kept in memory, updated on upload/delete)."""
+
+    def document_totals(self) -> DocumentTotals: ...

@@ -1,0 +1,198 @@
+"""Sign-in, where each role lands, join links and their problem pages, access to the shells."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.browser.conftest import ADMIN_EMAIL, LiveServer, sign_in
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def world(live_server: LiveServer) -> dict[str, Any]:
+    api = live_server.api()
+    w: dict[str, Any] = {"api": api}
+    w["trainer"] = api.user("trainer@example.org", "Tina Trainer", "trainer")
+    w["operator"] = api.user("operator@example.org", "Otto Operator", "operator")
+    w["learner"] = api.user("learner@example.org", "Léa Learner", "learner", password=None)
+    w["guarded"] = api.user(
+        "guarded@example.org", "Gus Guarded", "learner", password="learner-pass-1"
+    )
+    w["cohort"] = api.cohort("Dev web")
+    w["other"] = api.cohort("Réseaux")
+    for user in ("trainer", "learner", "guarded"):
+        api.enrol(w["cohort"]["id"], w[user]["id"])
+    return w
+
+
+@pytest.mark.parametrize(
+    ("email", "landing"),
+    [
+        (ADMIN_EMAIL, "/admin"),
+        ("trainer@example.org", "/cohorts"),
+        ("operator@example.org", "/operator"),
+    ],
+)
+def test_sign_in_leads_each_role_home(
+    new_page: Any, world: dict[str, Any], email: str, landing: str
+) -> None:
+    page = new_page()
+    page.goto("/")
+    assert page.url.endswith("/login")
+    sign_in(page, email)
+    assert page.url.endswith(landing)
+    page.goto("/")
+    assert page.url.endswith(landing)
+    # Signing out leads back to the sign-in page, and / with it.
+    page.locator("#sign-out").click()
+    page.wait_for_url("**/login")
+    page.goto("/")
+    assert page.url.endswith("/login")
+
+
+def test_wrong_password_is_said_and_nothing_opens(new_page: Any, world: dict[str, Any]) -> None:
+    page = new_page()
+    page.goto("/login")
+    page.locator("#email").fill("trainer@example.org")
+    page.locator("#password").fill("not the password")
+    page.locator("#login-form button[type=submit]").click()
+    expect(page.locator("#login-error")).to_have_text("Wrong email or password.")
+    assert page.url.endswith("/login")
+
+
+def test_trainer_sees_their_cohorts_and_opens_the_console(
+    new_page: Any, world: dict[str, Any]
+) -> None:
+    page = new_page()
+    sign_in(page, "trainer@example.org")
+    items = page.locator("#my-cohorts li")
+    expect(items).to_have_count(1)
+    expect(items.first).to_contain_text("Dev web")
+    items.first.get_by_role("link").click()
+    page.wait_for_url(f"**/cohorts/{world['cohort']['id']}/console")
+    expect(page.locator("h1")).to_have_text("Trainer console")
+    # A cohort the trainer is not part of is the same 404 as one that does not exist.
+    response = page.goto(f"/cohorts/{world['other']['id']}/console")
+    assert response.status == 404
+    expect(page.locator("h1")).to_have_text("Page not found")
+    assert page.goto("/cohorts/99999/console").status == 404
+    # The admin pages are not a trainer's.
+    assert page.goto("/admin").status == 403
+    expect(page.locator("h1")).to_have_text("You may not open this page")
+
+
+def test_a_page_needing_sign_in_comes_back_after_it(new_page: Any, world: dict[str, Any]) -> None:
+    page = new_page()
+    target = f"/cohorts/{world['cohort']['id']}/console"
+    page.goto(target)
+    assert re.search(r"/login\?next=", page.url)
+    page.locator("#email").fill("trainer@example.org")
+    page.locator("#password").fill("correct horse battery")
+    page.locator("#login-form button[type=submit]").click()
+    page.wait_for_url(f"**{target}")
+
+
+def test_learner_link_lands_in_the_classroom(new_page: Any, world: dict[str, Any]) -> None:
+    url = world["api"].link(world["cohort"]["id"], world["learner"]["id"])
+    page = new_page()
+    page.goto(url)
+    page.wait_for_url(f"**/classroom/{world['cohort']['id']}")
+    expect(page.locator("h1")).to_have_text("Classroom")
+    expect(page.locator("#topbar").get_by_text("Léa Learner")).to_be_visible()
+    page.goto("/")
+    assert page.url.endswith(f"/classroom/{world['cohort']['id']}")
+    # Another cohort's classroom and the trainer's console are not the learner's.
+    assert page.goto(f"/classroom/{world['other']['id']}").status == 404
+    assert page.goto(f"/cohorts/{world['cohort']['id']}/console").status == 403
+
+
+@pytest.mark.parametrize(
+    ("reason", "title"),
+    [
+        ("unknown", "This link does not work"),
+        ("revoked", "This link is no longer valid"),
+        ("expired", "This link has expired"),
+        ("password_required", "Enter your password"),
+        ("nonsense<script>", "This link does not work"),
+    ],
+)
+def test_link_problem_pages(new_page: Any, world: dict[str, Any], reason: str, title: str) -> None:
+    page = new_page()
+    page.goto(f"/link-problem?reason={reason}")
+    expect(page.locator("h1")).to_have_text(title)
+    # Without the link itself there is nothing to type a password into.
+    expect(page.locator("#join-form")).to_be_hidden()
+
+
+def test_unknown_and_revoked_links_explain_themselves(new_page: Any, world: dict[str, Any]) -> None:
+    page = new_page()
+    page.goto("/join/not-a-real-secret")
+    page.wait_for_url("**/link-problem?reason=unknown")
+    expect(page.locator("h1")).to_have_text("This link does not work")
+
+    api = world["api"]
+    url = api.link(world["cohort"]["id"], world["learner"]["id"])
+    page.goto(url)
+    page.wait_for_url("**/classroom/*")
+    expect(page.locator("#topbar")).to_contain_text("Léa Learner")
+    api.call(
+        "POST",
+        f"/api/admin/cohorts/{world['cohort']['id']}/learners/{world['learner']['id']}"
+        "/join-link/revoke",
+    )
+    # The open session ends with the link: the classroom says why.
+    page.reload()
+    page.wait_for_url("**/link-problem?reason=revoked")
+    page.goto(url)
+    page.wait_for_url("**/link-problem?reason=revoked")
+    expect(page.locator("h1")).to_have_text("This link is no longer valid")
+
+
+def test_link_with_password_asks_for_it(new_page: Any, world: dict[str, Any]) -> None:
+    url = world["api"].link(world["cohort"]["id"], world["guarded"]["id"])
+    page = new_page()
+    page.goto(url)
+    page.wait_for_url("**/link-problem?reason=password_required#*")
+    expect(page.locator("h1")).to_have_text("Enter your password")
+    field = page.get_by_label("Your password")
+    expect(field).to_be_visible()
+    field.fill("not-the-password")
+    field.press("Enter")
+    error = page.locator("#join-error")
+    expect(error).to_contain_text("not the right one")
+    field.fill("learner-pass-1")
+    page.get_by_role("button", name="Join the class").click()
+    page.wait_for_url(f"**/classroom/{world['cohort']['id']}")
+    expect(page.locator("h1")).to_have_text("Classroom")
+
+
+def test_sign_in_goes_back_only_to_this_site(new_page: Any, world: dict[str, Any]) -> None:
+    page = new_page()
+    page.goto("/login?next=//evil.example/x")
+    expect(page.locator("html.ready")).to_have_count(1)
+    verdicts = page.evaluate(
+        """async (cases) => {
+          const { safeNext } = await import("/static/js/api.js");
+          return cases.map((c) => safeNext(c));
+        }""",
+        [
+            "/cohorts/1/console",
+            "//evil.example",
+            "/\t/evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "/\n/evil.example",
+            "",
+        ],
+    )
+    assert verdicts == ["/cohorts/1/console"] + ["/"] * 7
+    page.locator("#email").fill("trainer@example.org")
+    page.locator("#password").fill("correct horse battery")
+    page.locator("#login-form button[type=submit]").click()
+    page.wait_for_url(f"{page.url.split('/login')[0]}/cohorts")

@@ -1,0 +1,207 @@
+"""Uploads against a real server (``estrade serve`` in a subprocess on 127.0.0.1).
+
+Memory stays flat during a 50 MB upload (VmHWM/VmRSS of the server process), a client that
+disconnects mid-body leaves nothing, and an announced length over the limit gets 413 before
+any body is sent. Both databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from appliance.documents.tables import Document
+from tests.conftest import PASSWORD, World
+
+MB = 1024 * 1024
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, data_dir: Path) -> None:
+        self.proc = proc
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.data_dir = data_dir
+
+    def reset_peak(self) -> None:
+        """Reset VmHWM to the current RSS (Linux: ``5`` in ``/proc/PID/clear_refs``)."""
+        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
+
+    def memory_kib(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak resident set) of the server process."""
+        out: dict[str, int] = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in {"VmRSS", "VmHWM"}:
+                out[key] = int(value.split()[0])
+        return out
+
+    @contextlib.contextmanager
+    def signed_in(self, email: str) -> Iterator[httpx.Client]:
+        with httpx.Client(base_url=self.base, timeout=60) as client:
+            client.get("/api/auth/csrf").raise_for_status()
+            client.headers["x-csrftoken"] = client.cookies["csrftoken"]
+            r = client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
+            assert r.status_code == 200, r.text
+            yield client
+
+
+@pytest.fixture
+def server(tmp_path: Path, database_url: str, world: World) -> Iterator[Server]:
+    port = _free_port()
+    data_dir = tmp_path / "server-data"
+    env = {
+        **os.environ,
+        "ESTRADE_DATA_DIR": str(data_dir),
+        "ESTRADE_DATABASE_URL": database_url,
+        "ESTRADE_PORT": str(port),
+        "ESTRADE_SESSION_STORE": "memory",
+        "ESTRADE_LOG_LEVEL": "warning",
+        "ESTRADE_DATABASE_POOL_SIZE": "2",
+        "ESTRADE_DOCUMENT_MAX_BYTES": str(100 * MB),
+    }
+    env.pop("ESTRADE_CONFIG", None)
+    proc = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env)
+    srv = Server(proc, port, data_dir)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{srv.base}/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, "the server exited"
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.1)
+    yield srv
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+def _body(size: int, chunk: int = 256 * 1024) -> Iterator[bytes]:
+    line = b"Exercice 7: lire un fichier ligne a ligne, compter les mots.\n"
+    block = (line * (chunk // len(line) + 1))[:chunk]
+    sent = 0
+    while sent < size:
+        part = block[: min(chunk, size - sent)]
+        sent += len(part)
+        yield part
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+async def test_a_50_mb_upload_keeps_server_memory_flat(server: Server, world: World) -> None:
+    size = 50 * MB
+    with server.signed_in(world.trainer.email) as client:
+        url = f"/api/cohorts/{world.cohort.id}/documents"
+        # Warm up: the first upload imports and allocates what every upload needs.
+        r = client.post(url, params={"filename": "warm.txt"}, content=b"hello\n")
+        assert r.status_code == 201, r.text
+        server.reset_peak()
+        before = server.memory_kib()
+        assert before["VmHWM"] <= before["VmRSS"] + 1024, before  # the reset worked
+        r = client.post(
+            url,
+            params={"filename": "big.txt", "title": "Gros fichier"},
+            content=_body(size),
+            headers={"content-length": str(size)},
+        )
+        after = server.memory_kib()
+        assert r.status_code == 201, r.text
+        doc = r.json()
+        assert doc["size"] == size
+        growth_kib = after["VmHWM"] - before["VmHWM"]
+        print(
+            f"\nserver memory during a {size // MB} MB upload: VmRSS {before['VmRSS']} -> "
+            f"{after['VmRSS']} KiB, VmHWM {before['VmHWM']} -> {after['VmHWM']} KiB "
+            f"(peak growth {growth_kib} KiB)"
+        )
+        # Held whole, the body alone would add 51 200 KiB.
+        assert growth_kib < 10 * 1024, (before, after)
+        blob = server.data_dir / "documents" / "sha256" / doc["sha256"][:2] / doc["sha256"]
+        assert blob.stat().st_size == size
+        # And it comes back, resumably, from a real server too.
+        r = client.get(doc["download_url"], headers={"range": f"bytes={size - 100}-"})
+        assert r.status_code == 206 and len(r.content) == 100
+        assert r.headers["content-range"] == f"bytes {size - 100}-{size - 1}/{size}"
+
+
+def _raw_request_head(server: Server, client: httpx.Client, path: str, length: int) -> bytes:
+    cookies = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Cookie: {cookies}\r\nx-csrftoken: {client.headers['x-csrftoken']}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+async def test_an_interrupted_upload_leaves_no_file_and_no_row(
+    server: Server, world: World
+) -> None:
+    tmp_dir = server.data_dir / "documents" / "tmp"
+    with server.signed_in(world.trainer.email) as client:
+        path = f"/api/cohorts/{world.cohort.id}/documents?filename=cut.txt"
+        sent = 0
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(_raw_request_head(server, client, path, 20 * MB))
+            chunk = b"abcdefgh" * 8192
+            deadline = time.monotonic() + 20
+            # Send part of the body until the server is visibly writing the temporary file.
+            while not _files(tmp_dir):
+                sock.sendall(chunk)
+                sent += len(chunk)
+                assert sent < 15 * MB, "no temporary file appeared"
+                assert time.monotonic() < deadline, "no temporary file appeared"
+            sock.sendall(chunk)
+        # The socket is closed: the client went away mid-body.
+        deadline = time.monotonic() + 10
+        # Polls another process's files: there is no event to wait on.
+        while _files(tmp_dir) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        assert _files(server.data_dir / "documents") == []
+        assert await Document.count() == 0
+        # The server keeps serving everyone else.
+        r = client.post(
+            f"/api/cohorts/{world.cohort.id}/documents",
+            params={"filename": "after.txt"},
+            content=b"still here\n",
+        )
+        assert r.status_code == 201, r.text
+
+
+async def test_an_announced_length_over_the_limit_is_refused_before_the_body(
+    server: Server, world: World
+) -> None:
+    with server.signed_in(world.trainer.email) as client:
+        path = f"/api/cohorts/{world.cohort.id}/documents?filename=huge.txt"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(_raw_request_head(server, client, path, 101 * MB))
+            # Not one byte of body sent: the answer comes from the Content-Length alone.
+            answer = b""
+            while b"}" not in answer:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                answer += data
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        assert b"larger than the limit of 100 MiB" in answer
+        assert _files(server.data_dir / "documents") == []
+        assert await Document.count() == 0

@@ -1,0 +1,136 @@
+"""A real uvicorn server on 127.0.0.1 in a thread, and a small websocket client for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from typing import Any
+
+import httpx
+import uvicorn
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from appliance.accounts import services
+from appliance.app import create_app
+from appliance.settings import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = free_port()
+        self.app = create_app(settings)
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+    async def cookie(self, world: Any, role: str) -> str:
+        """A ``Cookie`` header for ``role`` (learners through a fresh join link)."""
+        async with httpx.AsyncClient(base_url=self.base) as c:
+            r = await c.get("/api/auth/csrf")
+            c.headers["x-csrftoken"] = c.cookies["csrftoken"]
+            if role in ("learner", "other_learner"):
+                user = getattr(world, role)
+                cohort = world.cohort if role == "learner" else world.other_cohort
+                link = await services.issue_link(
+                    cohort.id, user.id, base_url=self.base, ttl_days=30
+                )
+                r = await c.get(link.url.removeprefix(self.base))
+                assert r.status_code == 303, r.text
+            elif role != "anonymous":
+                r = await c.post(
+                    "/api/auth/login",
+                    json={"email": getattr(world, role).email, "password": "correct horse battery"},
+                )
+                assert r.status_code == 200, r.text
+            return "; ".join(f"{k}={v}" for k, v in c.cookies.items())
+
+    async def connect(self, cookie: str, cohort_id: int, **params: Any) -> Peer:
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        url = f"ws://127.0.0.1:{self.port}/ws/cohorts/{cohort_id}" + (f"?{query}" if query else "")
+        ws = await websockets.connect(
+            url,
+            additional_headers={"Cookie": cookie, "User-Agent": "pytest-live/1.0"},
+            max_size=None,
+        )
+        peer = Peer(ws)
+        peer.welcome = await peer.expect("welcome")
+        return peer
+
+
+class Peer:
+    """A websocket client that keeps what it received and waits for a message type."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.seen: list[dict[str, Any]] = []
+        self.welcome: dict[str, Any] = {}
+
+    async def send(self, type_: str, **fields: Any) -> None:
+        await self.ws.send(json.dumps({"type": type_, **fields}))
+
+    async def expect(self, type_: str, timeout: float = 5, **match: Any) -> dict[str, Any]:  # noqa: ASYNC109
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise AssertionError(f"no {type_} {match} within {timeout}s; got {self.seen[-5:]}")
+            raw = await asyncio.wait_for(self.ws.recv(), left)
+            msg = json.loads(raw)
+            self.seen.append(msg)
+            if msg["type"] == type_ and all(msg.get(k) == v for k, v in match.items()):
+                return msg
+
+    async def request(self, type_: str, expect: str = "ack", **fields: Any) -> dict[str, Any]:
+        """Send with a fresh ``ref`` and wait for the reply carrying it (ack or an error)."""
+        ref = f"r{len(self.seen)}-{time.monotonic_ns()}"
+        await self.send(type_, ref=ref, **fields)
+        return await self.expect(expect, ref=ref)
+
+    async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
+        """Everything received within ``seconds``."""
+        got = []
+        try:
+            while True:
+                raw = await asyncio.wait_for(self.ws.recv(), seconds)
+                got.append(json.loads(raw))
+                self.seen.append(got[-1])
+        except TimeoutError:
+            return got
+
+    @property
+    def last_seq(self) -> int:
+        seqs = [m["seq"] for m in self.seen if m.get("seq") and m["type"] != "welcome"]
+        return max([self.welcome.get("seq", 0), *seqs])
+
+    async def close(self) -> None:
+        await self.ws.close()

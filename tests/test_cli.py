@@ -1,0 +1,135 @@
+"""The estrade command, run as a real process."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.pg import PgServer
+
+ESTRADE = [sys.executable, "-m", "appliance"]
+
+
+def run(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ESTRADE_")}
+    full_env.update(env)
+    return subprocess.run(
+        [*ESTRADE, *args], env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    env = {"ESTRADE_DATA_DIR": str(tmp_path / "data")}
+    if request.param == "postgres":
+        server: PgServer = request.getfixturevalue("pg_server")
+        name = f"cli_{tmp_path.name[-12:].replace('-', '_').lower()}"
+        env["ESTRADE_DATABASE_URL"] = server.create_database(name)
+    return env
+
+
+def test_check_fails_before_migrate_then_passes(db_env: dict[str, str]) -> None:
+    r = run(["check"], db_env)
+    assert r.returncode == 1
+    assert "FAIL database" in r.stdout
+    r = run(["migrate"], db_env)
+    assert r.returncode == 0, r.stderr
+    assert "migration(s) applied" in r.stdout
+    r = run(["migrate"], db_env)
+    assert "up to date" in r.stdout
+    r = run(["check"], db_env)
+    assert r.returncode == 0, r.stdout
+    assert "ok   database answers, migrations are current" in r.stdout
+
+
+def test_check_reports_bad_config(tmp_path: Path) -> None:
+    r = run(["check"], {"ESTRADE_PORT": "http", "ESTRADE_DATA_DIR": str(tmp_path)})
+    assert r.returncode == 1
+    assert "'port': 'http'" in r.stdout
+
+
+def test_check_reports_unwritable_data_folder(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    r = run(["check"], {"ESTRADE_DATA_DIR": str(blocker / "data")})
+    assert r.returncode == 1
+    assert "FAIL data folder" in r.stdout
+
+
+def test_create_admin_then_sign_in(db_env: dict[str, str]) -> None:
+    env = {**db_env, "ESTRADE_ADMIN_PASSWORD": "a long admin password"}
+    r = run(["create-admin", "Boss@Example.org", "--password-from-env"], env)
+    assert r.returncode == 0, r.stderr
+    assert "created" in r.stdout
+    r = run(["create-admin", "boss@example.org", "--password-from-env"], env)
+    assert "updated" in r.stdout
+    r = run(
+        ["create-admin", "x@example.org", "--password-from-env"],
+        {**db_env, "ESTRADE_ADMIN_PASSWORD": "short"},
+    )
+    assert r.returncode == 2
+    assert "10 characters" in r.stderr
+
+
+def test_bad_setting_stops_serve_before_binding(tmp_path: Path) -> None:
+    port = free_port()
+    r = run(
+        ["serve"],
+        {
+            "ESTRADE_DATA_DIR": str(tmp_path),
+            "ESTRADE_PORT": str(port),
+            "ESTRADE_LOG_LEVEL": "chatty",
+        },
+    )
+    assert r.returncode == 2
+    assert "'log_level': 'chatty'" in r.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # nothing bound it
+
+
+def test_serve_migrates_seeds_demo_and_stops_cleanly(tmp_path: Path) -> None:
+    """What `make run` does: a fresh data folder is migrated, the demo printed, /ready is 200."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ESTRADE_")}
+    env.update(
+        {"ESTRADE_DATA_DIR": str(tmp_path / "data"), "ESTRADE_PORT": str(port), "ESTRADE_DEMO": "1"}
+    )
+    proc = subprocess.Popen(
+        [*ESTRADE, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the server did not answer /health")
+        assert httpx.get(f"{base}/ready").status_code == 200
+        assert httpx.get(f"{base}/health").json() == {"status": "ok"}
+    finally:
+        proc.send_signal(2)  # Ctrl-C
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out
+    assert "Trainer: sign in at" in out
+    assert out.count(f"http://127.0.0.1:{port}/join/") == 3
+    assert "password" in out
+    assert (tmp_path / "data" / "estrade.sqlite3").exists()
