@@ -276,8 +276,9 @@ def check_host(host: Host) -> None:
     )
     assert turn.returncode == 0, turn.stdout + turn.stderr
     assert "relayed 127.0.0.1:" in turn.stdout
-    # The appliance's /metrics job joins this list once the metrics work lands on main.
-    scraped = host.net(python, str(PROBE), "prometheus", "prometheus", "node", timeout=120)
+    scraped = host.net(
+        python, str(PROBE), "prometheus", "prometheus", "node", "estrade", timeout=120
+    )
     assert scraped.returncode == 0, scraped.stdout + scraped.stderr
     ruleset = host.run("nft", "list", "ruleset").stdout
     assert "policy drop" in ruleset and "udp dport 49160-49999 accept" in ruleset

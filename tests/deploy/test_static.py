@@ -195,3 +195,20 @@ def test_rendered_shell_scripts_parse(rendered, name):
     _, pyinfra_out, _ = rendered
     proc = subprocess.run(["sh", "-n", str(pyinfra_out / name)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_rendered_prometheus_config_and_shipped_rules_pass_promtool(rendered):
+    _, pyinfra_out, _ = rendered
+    promtool = _system("promtool")
+    config = pyinfra_out / "monitoring" / "prometheus.yml.j2"
+    # --syntax-only: the token file it names exists only on the host.
+    proc = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", str(config)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rules = sorted((REPO / "monitoring" / "rules").glob("*.yml"))
+    assert rules, "the monitoring role ships monitoring/rules/*.yml"
+    proc = subprocess.run(
+        [promtool, "check", "rules", *map(str, rules)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
