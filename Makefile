@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || scripts/need /usr/lib/python3/dist-packages/ensurepip:python3-venv
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test,lint,browser]"
+	$(BIN)/pip install -q -e ".[test,lint,browser,deploy]"
 	touch $(STAMP)
 
 .PHONY: install
@@ -34,21 +34,37 @@ run: $(STAMP) ## Migrate, seed the demo room and serve on http://127.0.0.1:8000 
 system-deps: ## Install the system packages the tests need (as root on Debian)
 	@scripts/need $(PG_BIN)/pg_ctl:postgresql-15 chromium:chromium
 	@scripts/need promtool:prometheus prometheus:prometheus
+	@scripts/need nft:nftables nginx:nginx-light systemd-analyze:systemd openssl:openssl
 
 .PHONY: test
 test: $(STAMP) system-deps ## Run every test (SQLite and PostgreSQL)
 	PATH="$(PG_BIN):$$PATH" $(BIN)/pytest -p no:cacheprovider
 
+.PHONY: wheelhouse
+wheelhouse: $(STAMP) ## Build dist/wheelhouse: Estrade's wheel and every dependency, for offline hosts
+	rm -rf dist/wheelhouse
+	$(BIN)/pip wheel -q . -w dist/wheelhouse
+
+# Cache of the booted tier's bookworm root (outside the repository, kept between runs).
+DEPLOY_CACHE ?= /var/cache/estrade-test
+export ESTRADE_TEST_CACHE := $(DEPLOY_CACHE)
+
+.PHONY: test-deploy
+test-deploy: $(STAMP) system-deps wheelhouse ## Boot fresh Debian hosts (systemd-nspawn), converge with Ansible and pyinfra
+	@scripts/need systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux
+	tests/deploy/build-root.sh
+	$(BIN)/pytest -p no:cacheprovider -v -s --durations=0 tests/deploy/booted.py
+
 .PHONY: lint
 lint: $(STAMP) ## Ruff lint and format check, mypy on appliance/
-	$(BIN)/ruff check appliance tests benchmarks
-	$(BIN)/ruff format --check appliance tests benchmarks
+	$(BIN)/ruff check appliance tests benchmarks provisioning
+	$(BIN)/ruff format --check appliance tests benchmarks provisioning
 	$(BIN)/mypy
 
 .PHONY: format
 format: $(STAMP) ## Apply ruff's formatting and safe fixes
-	$(BIN)/ruff check --fix appliance tests benchmarks
-	$(BIN)/ruff format appliance tests benchmarks
+	$(BIN)/ruff check --fix appliance tests benchmarks provisioning
+	$(BIN)/ruff format appliance tests benchmarks provisioning
 
 .PHONY: bench
 bench: $(STAMP) ## Run the benchmarks (one JSON line each)

@@ -75,3 +75,11 @@ def test_settings_are_immutable() -> None:
     s = Settings()
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]
+
+
+def test_admin_password_variable_is_not_an_unknown_setting() -> None:
+    # `estrade create-admin --password-from-env` reads it; the settings must not refuse it.
+    s = load_settings(
+        env={"ESTRADE_ADMIN_PASSWORD": "correct-horse-battery", "ESTRADE_PORT": "8201"}
+    )
+    assert s.port == 8201

@@ -1,0 +1,438 @@
+"""Booted tier (`make test-deploy`): real Debian 12 hosts under systemd-nspawn.
+
+Each test restores a pristine bookworm root (tests/deploy/build-root.sh), boots it with its
+own network namespace, and converges it over SSH the way production is reached: the
+controller runs inside the container's network namespace and connects to 127.0.0.1:22.
+A sandbox that cannot boot nspawn fails here: it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+from provisioning.variables import REPO
+from tests.deploy.helpers import SITE_VARS, ansible_env, tool
+
+CACHE = Path(os.environ.get("ESTRADE_TEST_CACHE", "/var/cache/estrade-test"))
+TARBALL = CACHE / "bookworm-root.tar"
+KEY = CACHE / "id_ed25519"
+ARTIFACTS = Path(os.environ.get("ESTRADE_ARTIFACTS", REPO / "artifacts")) / "deploy"
+PROBE = Path(__file__).with_name("probe.py")
+SITE = yaml.safe_load(SITE_VARS.read_text())
+SSH_OPTIONS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
+SERVICES = ("estrade", "nginx", "coturn", "nftables", "prometheus", "prometheus-node-exporter")
+
+
+class Host:
+    def __init__(self, name: str, root: Path, nspawn: subprocess.Popen, leader: int):
+        self.name, self.root, self.nspawn, self.leader = name, root, nspawn, leader
+
+    def run(
+        self, *cmd: str, check: bool = True, env: dict | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
+        """A command inside the container (all its namespaces)."""
+        proc = subprocess.run(
+            ["nsenter", "-t", str(self.leader), "-a", "--", *cmd],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env or {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        )
+        if check:
+            assert proc.returncode == 0, f"{cmd}: {proc.stdout}{proc.stderr}"
+        return proc
+
+    def net(
+        self, *cmd: str, timeout: float = 900, cwd: Path = REPO, env: dict | None = None
+    ) -> subprocess.CompletedProcess:
+        """A controller command in the container's network namespace only."""
+        return subprocess.run(
+            ["nsenter", "-t", str(self.leader), "-n", "--", *cmd],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+            env=env or dict(os.environ),
+        )
+
+
+def _leader(nspawn: subprocess.Popen, deadline: float) -> int:
+    while time.monotonic() < deadline:
+        if nspawn.poll() is not None:
+            raise AssertionError(f"systemd-nspawn exited with {nspawn.returncode}")
+        children = subprocess.run(
+            ["pgrep", "-P", str(nspawn.pid), "-x", "systemd"], capture_output=True, text=True
+        ).stdout.split()
+        if children:
+            return int(children[0])
+        time.sleep(0.2)
+    raise AssertionError("the container's systemd did not start")
+
+
+@contextmanager
+def booted_host(name: str) -> Iterator[Host]:
+    for path, what in ((TARBALL, "tests/deploy/build-root.sh"), (KEY, "build-root.sh")):
+        assert path.exists(), f"{path} missing: run {what} (make test-deploy does)"
+    assert shutil.which("systemd-nspawn"), (
+        "systemd-nspawn missing: apt-get install systemd-container"
+    )
+    root = Path(f"/var/tmp/estrade-{name}-{os.getpid()}")
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir()
+    subprocess.run(["tar", "-C", str(root), "-xf", str(TARBALL)], check=True)
+    # The container has no network: its apt cache was filled when the root was built.
+    stamp = root / "var/lib/apt/periodic/update-success-stamp"
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.touch()
+    log = ARTIFACTS / f"{name}-console.log"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    console = log.open("w")
+    nspawn = subprocess.Popen(
+        [
+            "systemd-nspawn",
+            "-q",
+            "-D",
+            str(root),
+            "--register=no",
+            "--keep-unit",
+            "--private-network",
+            f"--machine=estrade-{name}",
+            "--boot",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=console,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    host = None
+    try:
+        leader = _leader(nspawn, time.monotonic() + 30)
+        host = Host(name, root, nspawn, leader)
+        state = ""
+        for _ in range(3):
+            state = host.run(
+                "systemctl", "is-system-running", "--wait", check=False, timeout=90
+            ).stdout.strip()
+            if state in ("running", "degraded"):
+                break
+        assert state in ("running", "degraded"), (
+            f"the container did not boot ({state!r}): this sandbox cannot run systemd-nspawn "
+            f"hosts; see {log}"
+        )
+        yield host
+    finally:
+        if host is not None:
+            journal = host.run(
+                "journalctl", "--no-pager", "-b", "-o", "short-monotonic", check=False, timeout=60
+            )
+            (ARTIFACTS / f"{name}-journal.log").write_text(journal.stdout)
+        os.killpg(nspawn.pid, signal.SIGTERM)
+        try:
+            nspawn.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(nspawn.pid, signal.SIGKILL)
+            nspawn.wait(timeout=10)
+        console.close()
+        mounted = [
+            line for line in Path("/proc/self/mounts").read_text().splitlines() if str(root) in line
+        ]
+        assert not mounted, f"still mounted under {root}: {mounted}"
+        subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
+
+
+# --- the two tools -------------------------------------------------------------------
+
+
+def _ansible_inventory(tmp: Path, extra: dict | None = None) -> Path:
+    inv = tmp / "ansible-inventory"
+    (inv / "group_vars" / "estrade").mkdir(parents=True, exist_ok=True)
+    (inv / "hosts.yml").write_text(
+        yaml.safe_dump(
+            {
+                "estrade": {
+                    "hosts": {
+                        "classroom": {
+                            "ansible_host": "127.0.0.1",
+                            "ansible_user": "root",
+                            "ansible_ssh_private_key_file": str(KEY),
+                            "ansible_ssh_common_args": SSH_OPTIONS,
+                        }
+                    }
+                }
+            }
+        )
+    )
+    (inv / "group_vars" / "estrade" / "main.yml").write_text(
+        yaml.safe_dump({**SITE, **(extra or {})})
+    )
+    return inv
+
+
+def _pyinfra_inventory(tmp: Path, extra: dict | None = None) -> Path:
+    data = {
+        **SITE,
+        **(extra or {}),
+        "ssh_user": "root",
+        "ssh_key": str(KEY),
+        "ssh_strict_host_key_checking": "off",
+        "ssh_known_hosts_file": "/dev/null",
+    }
+    inv = tmp / "pyinfra_inventory.py"
+    inv.write_text(f"estrade = [('127.0.0.1', {data!r})]\n")
+    return inv
+
+
+def ansible(host: Host, inventory: Path, *args: str, fail: bool = False) -> tuple[int, str]:
+    """Run site.yml; returns (changed count, output). ``fail``: the run must fail."""
+    started = time.monotonic()
+    proc = host.net(
+        tool("ansible-playbook"), "-i", str(inventory), "site.yml", *args, env=ansible_env()
+    )
+    out = proc.stdout + proc.stderr
+    (ARTIFACTS / f"{host.name}-ansible-{int(started)}.log").write_text(out)
+    if fail:
+        assert proc.returncode != 0, out[-6000:]
+        return 0, out
+    assert proc.returncode == 0, out[-6000:]
+    recap = re.search(r"classroom\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=0\s+failed=0", out)
+    assert recap, out[-3000:]
+    print(
+        f"ansible {' '.join(args)}: {time.monotonic() - started:.0f} s, changed={recap.group(2)}",
+        file=sys.stderr,
+    )
+    return int(recap.group(2)), out
+
+
+def pyinfra(host: Host, inventory: Path) -> tuple[int, str]:
+    """Run the pyinfra deploy; returns (operations that changed something, output)."""
+    started = time.monotonic()
+    proc = host.net(tool("pyinfra"), "-y", "--no-wait", str(inventory), "provisioning/deploy.py")
+    out = proc.stdout + proc.stderr
+    (ARTIFACTS / f"{host.name}-pyinfra-{int(started)}.log").write_text(out)
+    assert proc.returncode == 0, out[-6000:]
+    changed = _pyinfra_changes(out)
+    print(f"pyinfra: {time.monotonic() - started:.0f} s, changed={changed}", file=sys.stderr)
+    return changed, out
+
+
+def _pyinfra_changes(out: str) -> int:
+    """Operations that changed something, from pyinfra's results table.
+
+    The table reads "Operation  Hosts  Success  Error  No Change", "-" for zero; an
+    operation with nothing to do counts under "No Change".
+    """
+    match = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    if not match:
+        raise AssertionError(f"cannot read pyinfra's results:\n{out[-3000:]}")
+    success, error = match.group(2), match.group(3)
+    assert error == "-", out[-3000:]
+    return 0 if success == "-" else int(success)
+
+
+def _pyinfra_changed_operations(out: str) -> str:
+    table = out[out.rindex("--> Results:") :]
+    return "\n".join(line for line in table.splitlines() if re.search(r"\s1\s+1\s+-\s+-\s*$", line))
+
+
+# --- what a converged host must offer ---------------------------------------------
+
+
+def check_host(host: Host) -> None:
+    for service in SERVICES:
+        state = host.run("systemctl", "is-active", f"{service}.service", check=False)
+        assert state.stdout.strip() == "active", (
+            service,
+            host.run("journalctl", "--no-pager", "-n", "40", "-u", service, check=False).stdout,
+        )
+    ca = host.root / "etc/estrade/tls/ca.pem"
+    python = "/usr/bin/python3"
+    for path in ("/health", "/ready"):
+        proc = host.net(
+            python, str(PROBE), "https", SITE["estrade_server_name"], str(ca), path, timeout=90
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    stun = host.net(python, str(PROBE), "stun", timeout=30)
+    assert stun.returncode == 0, stun.stdout + stun.stderr
+    turn = host.net(
+        python,
+        str(PROBE),
+        "turn",
+        SITE["estrade_turn_secret"],
+        SITE["estrade_server_name"],
+        timeout=30,
+    )
+    assert turn.returncode == 0, turn.stdout + turn.stderr
+    assert "relayed 127.0.0.1:" in turn.stdout
+    scraped = host.net(
+        python, str(PROBE), "prometheus", "prometheus", "node", "estrade", timeout=120
+    )
+    assert scraped.returncode == 0, scraped.stdout + scraped.stderr
+    ruleset = host.run("nft", "list", "ruleset").stdout
+    assert "policy drop" in ruleset and "udp dport 49160-49999 accept" in ruleset
+    # The appliance is reachable only through the proxy: it binds loopback.
+    unit = host.run("systemctl", "show", "estrade.service", "-p", "User,ExecMainPID").stdout
+    assert "User=estrade" in unit
+
+
+def check_backup_and_restore(host: Host) -> None:
+    estrade = [
+        "runuser",
+        "-u",
+        "estrade",
+        "--",
+        "env",
+        "ESTRADE_CONFIG=/etc/estrade/estrade.toml",
+        "ESTRADE_ADMIN_PASSWORD=correct-horse-battery",
+        "/opt/estrade/current/bin/estrade",
+    ]
+    host.run(*estrade, "create-admin", "kept@example.org", "--password-from-env")
+    host.run("/usr/local/sbin/estrade-backup", "create")
+    archive = host.run("/usr/local/sbin/estrade-backup", "list").stdout.split()[0]
+    host.run(*estrade, "create-admin", "after-backup@example.org", "--password-from-env")
+    host.run("/usr/local/sbin/estrade-backup", "restore", archive)
+    emails = host.run(
+        "python3",
+        "-c",
+        "import sqlite3; print(sorted(r[0] for r in sqlite3.connect("
+        "'/var/lib/estrade/estrade.sqlite3').execute('select email from estrade_user')))",
+    ).stdout
+    assert "kept@example.org" in emails and "after-backup@example.org" not in emails, emails
+    assert (
+        host.run("systemctl", "is-active", "estrade.service", check=False).stdout.strip()
+        == "active"
+    )
+
+
+BROKEN_MIGRATION = """
+from piccolo.apps.migrations.auto.migration_manager import MigrationManager
+
+ID = "2099-01-01T00:00:00:000000"
+VERSION = "1.38.0"
+DESCRIPTION = "a migration that fails (provisioning test)"
+
+
+async def forwards():
+    manager = MigrationManager(migration_id=ID, app_name="accounts", description=DESCRIPTION)
+
+    async def fail() -> None:
+        raise RuntimeError("this migration fails on purpose")
+
+    manager.add_raw(fail)
+    return manager
+"""
+
+
+def newer_wheelhouse(tmp: Path, suffix: str, broken: bool = False) -> tuple[Path, str]:
+    """dist/wheelhouse plus a wheel of this repository with a higher version.
+
+    ``broken`` adds a migration that raises, to prove a failed upgrade keeps the old
+    version serving.
+    """
+    src = tmp / "src"
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv", "dist", "data", "artifacts", ".git", "node_modules", "*.egg-info", "build"
+        ),
+    )
+    if broken:
+        migrations = src / "appliance" / "accounts" / "piccolo_migrations"
+        (migrations / "accounts_2099_01_01t00_00_00_000000.py").write_text(BROKEN_MIGRATION)
+    pyproject = src / "pyproject.toml"
+    old = re.search(r'^version = "([^"]+)"', pyproject.read_text(), re.M).group(1)
+    new = old + suffix
+    text = pyproject.read_text().replace(f'version = "{old}"', f'version = "{new}"', 1)
+    pyproject.write_text(text)
+    wheelhouse = tmp / "wheelhouse"
+    shutil.copytree(REPO / "dist" / "wheelhouse", wheelhouse)
+    subprocess.run(
+        [
+            str(Path(sys.executable).parent / "pip"),
+            "wheel",
+            "-q",
+            "--no-deps",
+            str(src),
+            "-w",
+            str(wheelhouse),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return wheelhouse, new
+
+
+# --- the tests --------------------------------------------------------------------
+
+
+def test_ansible_converges_a_fresh_host_then_pyinfra_agrees(tmp_path):
+    with booted_host("ansible") as host:
+        inventory = _ansible_inventory(tmp_path)
+        changed, _ = ansible(host, inventory)
+        assert changed > 0
+        changed, out = ansible(host, inventory)
+        assert changed == 0, "second Ansible run changed something:\n" + "\n".join(
+            line for line in out.splitlines() if line.startswith("changed:")
+        )
+        check_host(host)
+        check_backup_and_restore(host)
+
+        # Upgrade in place: a newer wheel, migrated before the switch, data kept.
+        wheelhouse, version = newer_wheelhouse(tmp_path / "upgrade", ".post1")
+        upgraded = _ansible_inventory(tmp_path, {"estrade_wheelhouse": str(wheelhouse)})
+        changed, _ = ansible(host, upgraded)
+        assert changed > 0
+        link = os.readlink(host.root / "opt/estrade/current")
+        assert link.endswith(f"/venvs/{version}"), link
+        check_host(host)
+        emails = host.run(
+            "python3",
+            "-c",
+            "import sqlite3; print([r[0] for r in sqlite3.connect("
+            "'/var/lib/estrade/estrade.sqlite3').execute('select email from estrade_user')])",
+        ).stdout
+        assert "kept@example.org" in emails
+
+        # A release whose migration fails: the run stops, the old version keeps serving.
+        broken, bad = newer_wheelhouse(tmp_path / "broken", ".post2", broken=True)
+        _, out = ansible(
+            host, _ansible_inventory(tmp_path, {"estrade_wheelhouse": str(broken)}), fail=True
+        )
+        assert "this migration fails on purpose" in out
+        assert (host.root / f"opt/estrade/venvs/{bad}/bin/estrade").exists()
+        assert os.readlink(host.root / "opt/estrade/current").endswith(f"/venvs/{version}")
+        check_host(host)
+
+        # The other tool, same variables: nothing to change on a host Ansible built.
+        changed, out = pyinfra(
+            host, _pyinfra_inventory(tmp_path, {"estrade_wheelhouse": str(wheelhouse)})
+        )
+        assert changed == 0, "pyinfra after Ansible changed:\n" + _pyinfra_changed_operations(out)
+
+
+def test_pyinfra_converges_a_fresh_host(tmp_path):
+    with booted_host("pyinfra") as host:
+        inventory = _pyinfra_inventory(tmp_path)
+        changed, _ = pyinfra(host, inventory)
+        assert changed > 0
+        changed, out = pyinfra(host, inventory)
+        assert changed == 0, "second pyinfra run changed:\n" + _pyinfra_changed_operations(out)
+        check_host(host)
+        check_backup_and_restore(host)
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

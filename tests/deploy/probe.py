@@ -1,0 +1,144 @@
+"""Probes run inside the test host's network namespace (no third-party imports).
+
+    python3 probe.py https HOSTNAME CA_FILE PATH     GET https://127.0.0.1/PATH (SNI HOSTNAME)
+    python3 probe.py stun                            STUN binding to 127.0.0.1:3478/udp
+    python3 probe.py turn SECRET REALM               TURN allocation, REST-API credentials
+    python3 probe.py prometheus JOB...               those jobs' targets are up in Prometheus
+Each prints one line and exits 0 on success.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import http.client
+import os
+import socket
+import ssl
+import struct
+import sys
+import time
+import zlib
+
+MAGIC = 0x2112A442
+BINDING, ALLOCATE = 0x0001, 0x0003
+USERNAME, MESSAGE_INTEGRITY, ERROR_CODE, REALM, NONCE = 0x0006, 0x0008, 0x0009, 0x0014, 0x0015
+XOR_RELAYED, XOR_MAPPED, REQUESTED_TRANSPORT, FINGERPRINT = 0x0016, 0x0020, 0x0019, 0x8028
+
+
+def _attr(kind: int, value: bytes) -> bytes:
+    pad = (4 - len(value) % 4) % 4
+    return struct.pack("!HH", kind, len(value)) + value + b"\0" * pad
+
+
+def _message(kind: int, tid: bytes, attrs: bytes, key: bytes | None = None) -> bytes:
+    if key is not None:
+        header = struct.pack("!HHI", kind, len(attrs) + 24, MAGIC) + tid
+        attrs += _attr(MESSAGE_INTEGRITY, hmac.new(key, header + attrs, hashlib.sha1).digest())
+    header = struct.pack("!HHI", kind, len(attrs) + 8, MAGIC) + tid
+    crc = (zlib.crc32(header + attrs) ^ 0x5354554E) & 0xFFFFFFFF
+    return header + attrs + _attr(FINGERPRINT, struct.pack("!I", crc))
+
+
+def _parse(data: bytes) -> tuple[int, dict[int, bytes]]:
+    kind, length = struct.unpack("!HH", data[:4])
+    attrs, pos = {}, 20
+    while pos < 20 + length:
+        a_kind, a_len = struct.unpack("!HH", data[pos : pos + 4])
+        attrs[a_kind] = data[pos + 4 : pos + 4 + a_len]
+        pos += 4 + a_len + (4 - a_len % 4) % 4
+    return kind, attrs
+
+
+def _xor_address(value: bytes) -> str:
+    port = struct.unpack("!H", value[2:4])[0] ^ (MAGIC >> 16)
+    ip = struct.unpack("!I", value[4:8])[0] ^ MAGIC
+    return f"{socket.inet_ntoa(struct.pack('!I', ip))}:{port}"
+
+
+def _exchange(sock: socket.socket, request: bytes) -> tuple[int, dict[int, bytes]]:
+    for _ in range(5):
+        sock.sendto(request, ("127.0.0.1", 3478))
+        try:
+            return _parse(sock.recv(2048))
+        except TimeoutError:
+            continue
+    raise SystemExit("no answer from 127.0.0.1:3478/udp")
+
+
+def stun() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(1)
+    kind, attrs = _exchange(sock, _message(BINDING, os.urandom(12), b""))
+    if kind != 0x0101 or XOR_MAPPED not in attrs:
+        raise SystemExit(f"unexpected STUN answer {kind:#06x}")
+    print("stun binding ok: mapped", _xor_address(attrs[XOR_MAPPED]))
+
+
+def turn(secret: str, realm: str) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.settimeout(1)
+    transport = _attr(REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))  # UDP
+    kind, attrs = _exchange(sock, _message(ALLOCATE, os.urandom(12), transport))
+    if kind != 0x0113 or NONCE not in attrs:
+        raise SystemExit(f"expected 401 challenge, got {kind:#06x}")
+    # coturn use-auth-secret: username "<expiry>:<id>", password base64(HMAC-SHA1(secret)).
+    username = f"{int(time.time()) + 600}:probe"
+    password = base64.b64encode(hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest())
+    key = hashlib.md5(f"{username}:{realm}:".encode() + password).digest()
+    attrs_out = (
+        transport
+        + _attr(USERNAME, username.encode())
+        + _attr(REALM, attrs[REALM])
+        + _attr(NONCE, attrs[NONCE])
+    )
+    kind, attrs = _exchange(sock, _message(ALLOCATE, os.urandom(12), attrs_out, key))
+    if kind != 0x0103 or XOR_RELAYED not in attrs:
+        code = attrs.get(ERROR_CODE, b"")
+        raise SystemExit(f"TURN allocation refused: {kind:#06x} {code[4:]!r}")
+    print("turn allocation ok: relayed", _xor_address(attrs[XOR_RELAYED]))
+
+
+def https(hostname: str, ca_file: str, path: str) -> None:
+    context = ssl.create_default_context(cafile=ca_file)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", 443), timeout=5)
+            conn = http.client.HTTPSConnection(hostname, 443, context=context, timeout=5)
+            conn.sock = context.wrap_socket(sock, server_hostname=hostname)
+            conn.request("GET", path, headers={"Host": hostname})
+            response = conn.getresponse()
+            body = response.read()
+            if response.status == 200:
+                print(f"https {path}: {response.status} {body[:80]!r}")
+                return
+            error = f"status {response.status}"
+        except OSError as exc:
+            error = str(exc)
+        if time.monotonic() > deadline:
+            raise SystemExit(f"https {path} failed: {error}")
+        time.sleep(1)
+
+
+def prometheus(*jobs: str) -> None:
+    import json
+    import urllib.request
+
+    deadline = time.monotonic() + 90
+    while True:
+        with urllib.request.urlopen("http://127.0.0.1:9090/api/v1/targets", timeout=5) as r:
+            targets = json.load(r)["data"]["activeTargets"]
+        health = {t["labels"]["job"]: t["health"] for t in targets}
+        if all(health.get(job) == "up" for job in jobs):
+            print("prometheus targets:", health)
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"prometheus targets not up: {health}")
+        time.sleep(2)
+
+
+if __name__ == "__main__":
+    command, *args = sys.argv[1:]
+    {"stun": stun, "turn": turn, "https": https, "prometheus": prometheus}[command](*args)

@@ -1,0 +1,214 @@
+"""Fast provisioning checks: lint, syntax, template parity and the daemons' own validators."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+
+from provisioning.variables import REPO
+from tests.deploy.helpers import (
+    SITE_VARS,
+    ansible_env,
+    render_with_ansible,
+    render_with_pyinfra,
+    templates,
+    tool,
+)
+
+
+def _system(cmd: str) -> str:
+    path = shutil.which(cmd) or next(
+        (p for p in (f"/usr/sbin/{cmd}", f"/sbin/{cmd}") if os.path.exists(p)), None
+    )
+    if path is None:
+        raise AssertionError(f"{cmd} is missing: run `make system-deps`")
+    return path
+
+
+@pytest.fixture(scope="module")
+def minimal_vars(tmp_path_factory) -> Path:
+    """Only what a site must set: everything else from the role defaults."""
+    path = tmp_path_factory.mktemp("vars") / "minimal.yml"
+    path.write_text("estrade_turn_secret: 0123456789abcdef0123456789abcdef-minimal\n")
+    return path
+
+
+@pytest.fixture(scope="module", params=["site", "minimal"])
+def rendered(request, tmp_path_factory, minimal_vars) -> tuple[Path, Path, dict]:
+    site_vars = SITE_VARS if request.param == "site" else minimal_vars
+    base = tmp_path_factory.mktemp(f"rendered-{request.param}")
+    render_with_ansible(site_vars, base / "ansible")
+    variables = render_with_pyinfra(site_vars, base / "pyinfra")
+    return base / "ansible", base / "pyinfra", variables
+
+
+def test_ansible_lint_production_profile_passes():
+    proc = subprocess.run(
+        [tool("ansible-lint"), "--offline", "--profile", "production", "--nocolor"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=ansible_env(),
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+
+def test_playbook_syntax_is_valid():
+    proc = subprocess.run(
+        [tool("ansible-playbook"), "-i", "inventories/example", "site.yml", "--syntax-check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=ansible_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("role", "name"), templates())
+def test_every_template_compiles_with_plain_jinja2(role, name):
+    # Ansible-only filters and lookups fail here: the shared subset stays shared.
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True)
+    source = (REPO / "roles" / role / "templates" / name).read_text()
+    env.from_string(source)
+
+
+def test_ansible_and_pyinfra_render_identical_files(rendered):
+    ansible_out, pyinfra_out, _ = rendered
+    assert len(templates()) >= 12
+    for role, name in templates():
+        a = (ansible_out / role / name).read_bytes()
+        p = (pyinfra_out / role / name).read_bytes()
+        assert a == p, f"{role}/{name} differs between Ansible and pyinfra"
+        assert b"{{" not in a, f"{role}/{name} kept an unresolved expression"
+
+
+def test_every_role_variable_is_documented_in_argument_specs():
+    for role_dir in sorted((REPO / "roles").iterdir()):
+        defaults = yaml.safe_load((role_dir / "defaults/main.yml").read_text()) or {}
+        specs = yaml.safe_load((role_dir / "meta/argument_specs.yml").read_text())
+        options = specs["argument_specs"]["main"]["options"]
+        assert set(defaults) == set(options), role_dir.name
+        assert all(k.startswith(role_dir.name + "_") for k in defaults), role_dir.name
+
+
+def test_rendered_config_is_valid_toml_the_appliance_accepts(rendered, tmp_path):
+    from appliance.settings import load_settings
+
+    _, pyinfra_out, variables = rendered
+    config = pyinfra_out / "estrade" / "estrade.toml.j2"
+    settings = load_settings(env={}, config_path=config)
+    assert settings.port == variables["estrade_port"]
+    assert settings.public_url == variables["estrade_public_url"]
+
+
+def test_rendered_firewall_passes_nft_check(rendered):
+    _, pyinfra_out, _ = rendered
+    ruleset = pyinfra_out / "nftables" / "nftables.conf.j2"
+    proc = subprocess.run(
+        [_system("nft"), "-c", "-f", str(ruleset)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    text = ruleset.read_text()
+    assert "policy drop" in text and "udp dport 49160-49999 accept" in text
+
+
+def test_rendered_units_pass_systemd_analyze_verify(rendered, tmp_path):
+    _, pyinfra_out, variables = rendered
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir()
+    # verify needs ExecStart to exist: give it the paths the units name.
+    text = (pyinfra_out / "estrade" / "estrade.service.j2").read_text()
+    exe = Path(variables["estrade_prefix"]) / "current" / "bin" / "estrade"
+    fake = tmp_path / "estrade"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    (unit_dir / "estrade.service").write_text(text.replace(str(exe), str(fake)))
+    backup = (pyinfra_out / "estrade" / "estrade-backup.service.j2").read_text()
+    (unit_dir / "estrade-backup.service").write_text(
+        backup.replace("/usr/local/sbin/estrade-backup", str(fake))
+    )
+    shutil.copy(
+        pyinfra_out / "estrade" / "estrade-backup.timer.j2", unit_dir / "estrade-backup.timer"
+    )
+    proc = subprocess.run(
+        [
+            _system("systemd-analyze"),
+            "verify",
+            "--man=no",
+            *(
+                str(unit_dir / u)
+                for u in ("estrade.service", "estrade-backup.service", "estrade-backup.timer")
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+    )
+    problems = [
+        line
+        for line in proc.stderr.splitlines()
+        if str(unit_dir) in line or "Unknown" in line or "Invalid" in line
+    ]
+    assert proc.returncode == 0 and not problems, proc.stderr
+
+
+def test_rendered_proxy_passes_nginx_t(rendered, tmp_path):
+    _, pyinfra_out, _ = rendered
+    # The rendered internal-CA command makes the certificate the proxy config names.
+    tls = tmp_path / "tls"
+    ca = pyinfra_out / "nginx" / "estrade-internal-ca.sh.j2"
+    proc = subprocess.run(["sh", str(ca), str(tls)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    site = (pyinfra_out / "nginx" / "estrade-site.conf.j2").read_text()
+    site = site.replace("/etc/estrade/tls", str(tls)).replace("/var/log/nginx", str(tmp_path))
+    (tmp_path / "estrade.conf").write_text(site)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n include /etc/nginx/mime.types;\n include {tmp_path}/estrade.conf;\n}}\n"
+    )
+    proc = subprocess.run(
+        [_system("nginx"), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(tls / "ca.pem"), str(tls / "fullchain.pem")],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+@pytest.mark.parametrize(
+    "name", ["estrade/estrade-backup.sh.j2", "nginx/estrade-internal-ca.sh.j2"]
+)
+def test_rendered_shell_scripts_parse(rendered, name):
+    _, pyinfra_out, _ = rendered
+    proc = subprocess.run(["sh", "-n", str(pyinfra_out / name)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_rendered_prometheus_config_and_shipped_rules_pass_promtool(rendered):
+    _, pyinfra_out, _ = rendered
+    promtool = _system("promtool")
+    config = pyinfra_out / "monitoring" / "prometheus.yml.j2"
+    # --syntax-only: the token file it names exists only on the host.
+    proc = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", str(config)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rules = sorted((REPO / "monitoring" / "rules").glob("*.yml"))
+    assert rules, "the monitoring role ships monitoring/rules/*.yml"
+    proc = subprocess.run(
+        [promtool, "check", "rules", *map(str, rules)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
