@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -15,11 +16,26 @@ from .errors import MediaError, MediaEvent
 from .hooks import check_private_hooks
 from .ladder import LadderPolicy
 from .network import IceScope, browser_ice_servers, install_aioice_patch, rtc_configuration
+from .observer import MediaObserver, NullObserver
 from .room import MediaRoom
 
-__all__ = ["MediaServer"]
+__all__ = ["MediaServer", "media_interface"]
 
 logger = logging.getLogger(__name__)
+
+
+def media_interface(settings: Settings) -> str:
+    """The address media sockets bind to: ``media_interface``, else the web server's own
+    address when that is a loopback one (a server only browsers on this machine can reach
+    needs no other media address), else empty (every non-loopback address)."""
+    if settings.media_interface:
+        return settings.media_interface
+    try:
+        if ipaddress.ip_address(settings.host).is_loopback:
+            return settings.host
+    except ValueError:
+        pass
+    return ""
 
 
 class MediaServer:
@@ -30,6 +46,7 @@ class MediaServer:
         on_event: called synchronously with each :data:`MediaEvent` (tracks changed, a
             learner moved on the ladder, a learner's connection closed).
         ladder: thresholds of the automatic ladder.
+        observer: told of PLIs, NACKs, connections, first frames... (the metrics layer).
     """
 
     def __init__(
@@ -37,12 +54,14 @@ class MediaServer:
         settings: Settings,
         on_event: Callable[[MediaEvent], None] | None = None,
         ladder: LadderPolicy | None = None,
+        observer: MediaObserver | None = None,
     ) -> None:
         check_private_hooks()
         install_aioice_patch()
         self.settings = settings
+        self.observer: MediaObserver = observer or NullObserver()
         self.ice_scope = IceScope(
-            settings.media_interface, settings.media_port_min, settings.media_port_max
+            media_interface(settings), settings.media_port_min, settings.media_port_max
         )
         self.public_address = settings.media_public_address
         self.max_learners = settings.media_max_learners_per_room
@@ -68,6 +87,10 @@ class MediaServer:
         if self._monitor is None:
             self._monitor = asyncio.ensure_future(self._watch_links())
         return room
+
+    def get_room(self, cohort_id: int) -> MediaRoom | None:
+        """The cohort's media room if it is open (never creates one)."""
+        return self._rooms.get(cohort_id)
 
     async def close_room(self, cohort_id: int) -> None:
         room = self._rooms.pop(cohort_id, None)
