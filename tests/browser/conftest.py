@@ -28,6 +28,10 @@ CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream",
     "--disable-background-networking",
     "--disable-component-update",
+    # WebRTC on 127.0.0.1 (the relay binds the loopback address the server serves on):
+    # gather loopback candidates, and plain addresses rather than mDNS names aioice cannot use.
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 ADMIN_EMAIL = "admin@example.org"
 PASSWORD = "correct horse battery"
