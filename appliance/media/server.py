@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ipaddress
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -19,23 +18,9 @@ from .network import IceScope, browser_ice_servers, install_aioice_patch, rtc_co
 from .observer import MediaObserver, NullObserver
 from .room import MediaRoom
 
-__all__ = ["MediaServer", "media_interface"]
+__all__ = ["MediaServer"]
 
 logger = logging.getLogger(__name__)
-
-
-def media_interface(settings: Settings) -> str:
-    """The address media sockets bind to: ``media_interface``, else the web server's own
-    address when that is a loopback one (a server only browsers on this machine can reach
-    needs no other media address), else empty (every non-loopback address)."""
-    if settings.media_interface:
-        return settings.media_interface
-    try:
-        if ipaddress.ip_address(settings.host).is_loopback:
-            return settings.host
-    except ValueError:
-        pass
-    return ""
 
 
 class MediaServer:
@@ -61,7 +46,7 @@ class MediaServer:
         self.settings = settings
         self.observer: MediaObserver = observer or NullObserver()
         self.ice_scope = IceScope(
-            media_interface(settings), settings.media_port_min, settings.media_port_max
+            settings.media_interface, settings.media_port_min, settings.media_port_max
         )
         self.public_address = settings.media_public_address
         self.max_learners = settings.media_max_learners_per_room
