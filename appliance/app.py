@@ -32,6 +32,7 @@ from appliance.documents import BlobStore, DocumentController
 from appliance.documents.services import DocumentTotals
 from appliance.live import classroom_socket, live_plugin
 from appliance.live.documents import LiveDocumentNotifier
+from appliance.live.media import MediaBridge
 from appliance.metrics import (
     Metrics,
     MetricsAccess,
@@ -111,6 +112,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         document_store.sweep()
         await db.start(engine, settings.database_pool_size)
         metrics.loop_monitor.start()
+        media.start(observer=metrics)
         try:
             if migrate_on_start:
                 ran = await db.migrate()
@@ -123,16 +125,19 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             yield
         finally:
             await metrics.loop_monitor.stop()
+            await media.close()
             live.close()
             await db.close(engine)
 
     channels, live = live_plugin(settings)
     live.metrics = metrics
+    media = MediaBridge(live)
     document_totals = DocumentTotals()
-    metrics.attach(live=live, documents=document_totals)
+    metrics.attach(live=live, media=media, documents=document_totals)
     state = State(
         {
             "live": live,
+            "media": media,
             "settings": settings,
             "engine": engine,
             "metrics": metrics,

@@ -56,6 +56,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         # a pool would be shared across loops, so tests connect per query.
         "database_pool_size": 0,
         "public_url": "http://testserver.local",
+        # Media sockets on loopback only: tests send nothing beyond 127.0.0.1.
+        "media_interface": "127.0.0.1",
     }
     base.update(overrides)
     return load_settings(env={}, **base)

@@ -16,7 +16,15 @@ from appliance.attendance.schemas import WindowOut
 from appliance.chat.schemas import ChatMessageOut
 from appliance.polls.schemas import PollOut, PollResults
 
-__all__ = ["CLIENT_MESSAGES", "PROTOCOL_VERSION", "SERVER_MESSAGES", "ClientMessage", "Event"]
+__all__ = [
+    "CLIENT_MESSAGES",
+    "MEDIA_CLIENT_MESSAGES",
+    "MEDIA_SERVER_MESSAGES",
+    "PROTOCOL_VERSION",
+    "SERVER_MESSAGES",
+    "ClientMessage",
+    "Event",
+]
 
 PROTOCOL_VERSION = 1
 
@@ -359,6 +367,85 @@ SERVER_MESSAGES: tuple[type[Any], ...] = (
     SigningClosed,
     AttendanceSigned,
     DocumentPushed,
+)
+
+
+# ---- media signalling (appliance/live/media.py; the relay: docs/media.md) -------------------
+MediaSlot = Literal["audio", "camera", "screen"]
+MediaLevel = Literal["full", "screen", "audio"]
+Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
+
+
+class MediaPublish(ClientMessage, tag="media_publish"):
+    """The trainer's offer (first one and every renegotiation)."""
+
+    sdp: Sdp
+    slots: Annotated[dict[str, MediaSlot], msgspec.Meta(max_length=8)] | None = None
+
+
+class MediaUnpublish(ClientMessage, tag="media_unpublish"):
+    pass
+
+
+class MediaSubscribe(ClientMessage, tag="media_subscribe"):
+    pass
+
+
+class MediaAnswerIn(ClientMessage, tag="media_answer"):
+    """A learner's answer to the relay's ``media_offer``."""
+
+    sdp: Sdp
+
+
+class MediaQualitySet(ClientMessage, tag="media_quality"):
+    level: MediaLevel
+
+
+MEDIA_CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
+    MediaPublish,
+    MediaUnpublish,
+    MediaSubscribe,
+    MediaAnswerIn,
+    MediaQualitySet,
+)
+
+
+class MediaConfig(Reply, tag="media_config"):
+    ice_servers: list[dict[str, str]]
+    tracks: dict[str, bool]
+    """The trainer's tracks live now (then ``media_tracks`` tells every change)."""
+
+
+class MediaOffer(Reply, tag="media_offer"):
+    sdp: str
+    slots: dict[str, str]
+
+
+class MediaAnswer(Reply, tag="media_answer"):
+    sdp: str
+
+
+class MediaTracks(Event, tag="media_tracks"):
+    tracks: dict[str, bool]
+
+
+class MediaQuality(Reply, tag="media_quality"):
+    level: str
+    automatic: bool
+    reason: str
+
+
+class MediaClosed(Reply, tag="media_closed"):
+    reason: str
+
+
+MEDIA_SERVER_MESSAGES: tuple[type[Any], ...] = (
+    MediaConfig,
+    MediaOffer,
+    MediaAnswer,
+    MediaTracks,
+    MediaQuality,
+    MediaClosed,
 )
 
 

@@ -13,6 +13,7 @@ import asyncio
 import secrets
 import time
 from collections import Counter, deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -246,6 +247,10 @@ class RoomRegistry:
         self._loading: dict[int, asyncio.Future[CohortRoom]] = {}
         self.metrics: EventMetrics | None = None
         """Set by the app: classroom events are counted here."""
+        self.join_hooks: list[Callable[[CohortRoom, Conn], None]] = []
+        """Called once a socket streams (after ``welcome``): e.g. the media bridge's config."""
+        self.leave_hooks: list[Callable[[CohortRoom, Conn], Awaitable[None]]] = []
+        """Awaited after a socket closed and left its room."""
 
     async def room(self, cohort_id: int) -> CohortRoom:
         room = self.rooms.get(cohort_id)

@@ -212,6 +212,11 @@ async def _serve(
                 subscriber.put_nowait(DIRECT + _encoder.encode(reply))
 
             conn.send_direct = direct
+            for joined in registry.join_hooks:
+                try:
+                    joined(room, conn)
+                except Exception:
+                    log.exception("join hook %r failed", joined)
 
             async def on_event(payload: bytes) -> None:
                 seq = int.from_bytes(payload[:8], "big")
@@ -229,6 +234,11 @@ async def _serve(
             conn.send_direct = None
             async with room.lock:
                 room.remove(conn)
+            for left in registry.leave_hooks:
+                try:
+                    await left(room, conn)
+                except Exception:
+                    log.exception("leave hook %r failed", left)
             await _record(room, conn, connected=False)
 
 

@@ -22,6 +22,8 @@ import av
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 
+from .observer import MediaObserver, NullObserver
+
 __all__ = ["AudioTap", "ForwardTrack", "Frame", "Source", "VideoTap"]
 
 logger = logging.getLogger(__name__)
@@ -59,8 +61,9 @@ class Source:
     # Class attributes so tests can shorten them the way aiortc's tests shorten its timers.
     pli_interval_s = 0.5
 
-    def __init__(self, slot: str, kind: str) -> None:
+    def __init__(self, slot: str, kind: str, observer: MediaObserver | None = None) -> None:
         self.slot = slot
+        self.observer: MediaObserver = observer or NullObserver()
         self.kind = kind
         self.clock = VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK
         self.tracks: set[ForwardTrack] = set()
@@ -89,6 +92,7 @@ class Source:
 
         async def counting_nack(media_ssrc: int, lost: list[int]) -> None:
             self.stats.nacks_out += 1
+            self.observer.nack("sent")
             await original_nack(media_ssrc, lost)
 
         receiver._send_rtcp_nack = counting_nack
@@ -114,7 +118,9 @@ class Source:
         if frame.keyframe and self.kind == "video":
             self.stats.keyframes_in += 1
             if self._pending_since is not None:
-                self.stats.keyframe_waits_s.append(time.monotonic() - self._pending_since)
+                waited = time.monotonic() - self._pending_since
+                self.stats.keyframe_waits_s.append(waited)
+                self.observer.keyframe_waited(waited)
                 del self.stats.keyframe_waits_s[:-100]
                 self._pending_since = None
                 self._cancel_timer()
@@ -144,6 +150,7 @@ class Source:
         if wait <= 0:
             self._last_pli = now
             self.stats.plis_out += 1
+            self.observer.pli("sent")
             task = asyncio.ensure_future(receiver._send_rtcp_pli(ssrc))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -47,6 +47,10 @@ def check_private_hooks() -> None:
             "RTCRtpSender packs non-av.Frame data",
             "self.__encoder.pack(data)" in inspect.getsource(RTCRtpSender._next_encoded_frame),
         ),
+        (
+            "RTCRtpSender.__packet_count",
+            "self.__packet_count = 0" in inspect.getsource(RTCRtpSender.__init__),
+        ),
         ("Vp8Encoder.pack", hasattr(Vp8Encoder, "pack")),
         ("OpusEncoder.pack", hasattr(OpusEncoder, "pack")),
         ("RTCRtpTransceiver.currentDirection", hasattr(RTCRtpTransceiver, "currentDirection")),

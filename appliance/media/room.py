@@ -18,6 +18,7 @@ from .errors import LearnerClosed, MediaError, QualityChanged, TracksChanged
 from .forward import ForwardTrack, Source
 from .ladder import LEVEL_SLOTS, LEVELS, LadderState
 from .network import announce_address, ice_scope
+from .observer import MediaObserver
 from .sdp import add_all_candidates, media_sections, pin_codecs, refuse_learner_media
 
 if TYPE_CHECKING:
@@ -68,6 +69,34 @@ class _Learner:
     rtt_s: float | None = None
     loss: float | None = None
     settled: asyncio.Event = field(default_factory=asyncio.Event)
+    relayed: bool = False
+
+
+def _ice_transports(pc: RTCPeerConnection) -> list[Any]:
+    return [t.sender.transport.transport for t in pc.getTransceivers() if t.sender.transport]
+
+
+def _relayed(pc: RTCPeerConnection) -> bool:
+    """Whether the nominated ICE pair goes through TURN (aioice's ``_nominated``, guarded)."""
+    for ice in _ice_transports(pc):
+        nominated = getattr(getattr(ice, "_connection", None), "_nominated", None) or {}
+        for pair in nominated.values():
+            if getattr(getattr(pair, "local_candidate", None), "type", "") == "relay":
+                return True
+    return False
+
+
+def _packets_sent(learner: _Learner) -> int:
+    """RTP packets the learner's senders sent (aiortc's own counter, as in its getStats)."""
+    return sum(s._RTCRtpSender__packet_count for s in learner.senders.values())
+
+
+def _report_failure(pc: RTCPeerConnection, observer: MediaObserver) -> None:
+    """A failed connection: ICE failed, or ICE worked and DTLS did not."""
+    if any(ice.state == "failed" for ice in _ice_transports(pc)):
+        observer.ice_failed()
+    else:
+        observer.dtls_failed()
 
 
 class MediaRoom:
@@ -79,7 +108,8 @@ class MediaRoom:
     def __init__(self, server: MediaServer, cohort_id: int) -> None:
         self.server = server
         self.cohort_id = cohort_id
-        self.sources = {slot: Source(slot, kind) for slot, kind in SLOTS}
+        self.observer = server.observer
+        self.sources = {slot: Source(slot, kind, self.observer) for slot, kind in SLOTS}
         self._publisher: RTCPeerConnection | None = None
         self._publisher_id: int | None = None
         self._tapped: set[int] = set()
@@ -183,8 +213,12 @@ class MediaRoom:
         return mapping
 
     def _publisher_state(self, pc: RTCPeerConnection) -> None:
+        if pc.connectionState == "connected" and pc is self._publisher:
+            self.observer.connection_established(relayed=_relayed(pc))
         if pc.connectionState in ("failed", "closed") and pc is self._publisher:
             failed = pc.connectionState == "failed"
+            if failed:
+                _report_failure(pc, self.observer)
             self.server.counters["ice_failures" if failed else "connections_lost"] += 1
             self.server.spawn(self.unpublish())
 
@@ -250,6 +284,7 @@ class MediaRoom:
         def keyframe() -> None:
             learner.plis_in += 1
             self._counters["plis_in"] += 1
+            self.observer.pli("received")
             source.request_keyframe()
 
         sender._send_keyframe = keyframe
@@ -258,6 +293,7 @@ class MediaRoom:
         async def counting_retransmit(seq: int) -> None:
             learner.nacks_in += 1
             self._counters["nacks_in"] += 1
+            self.observer.nack("received")
             await retransmit(seq)
 
         sender._retransmit = counting_retransmit
@@ -295,6 +331,7 @@ class MediaRoom:
         ):
             return
         learner.first_frame_s = time.monotonic() - learner.joined_at
+        self.observer.first_frame(learner.first_frame_s)
         self._join_times.append(learner.first_frame_s)
         del self._join_times[:-200]
 
@@ -308,12 +345,16 @@ class MediaRoom:
 
     def _learner_state(self, learner: _Learner) -> None:
         state = learner.pc.connectionState
-        if state == "connected":
+        if state == "connected" and not learner.settled.is_set():
             learner.settled.set()
+            learner.relayed = _relayed(learner.pc)
+            self.observer.connection_established(relayed=learner.relayed)
         if state not in ("failed", "closed"):
             return
         if self._learners.get(learner.learner_id) is not learner:
             return  # already left
+        if state == "failed":
+            _report_failure(learner.pc, self.observer)
         # aiortc closes the connection itself when the peer closes DTLS or stops answering
         # ICE consent checks (the network went away); "failed" is an ICE failure proper.
         reason = "ice_failed" if state == "failed" else "connection_lost"
@@ -332,6 +373,7 @@ class MediaRoom:
             self._counters["bytes_forwarded"] += track.stats.bytes_sent
             self._counters["queue_overflows"] += track.stats.overflows
             track.stop()
+        self._counters["packets_forwarded"] += _packets_sent(learner)
         await learner.pc.close()
         self.server.emit(LearnerClosed(self.cohort_id, learner_id, reason))
 
@@ -382,6 +424,7 @@ class MediaRoom:
             if not seen:
                 continue
             learner.loss, learner.rtt_s = loss, rtt
+            self.observer.learner_report(self.cohort_id, rtt_s=rtt, loss_ratio=loss)
             move, reason = learner.ladder.sample(policy, loss, rtt)
             index = LEVELS.index(learner.level)
             ceiling = LEVELS.index(learner.requested)
@@ -436,6 +479,8 @@ class MediaRoom:
             + sum(t.stats.frames_sent for t in tracks),
             "bytes_forwarded": self._counters["bytes_forwarded"]
             + sum(t.stats.bytes_sent for t in tracks),
+            "packets_forwarded": self._counters["packets_forwarded"]
+            + sum(_packets_sent(lr) for lr in self._learners.values()),
             "queue_overflows": self._counters["queue_overflows"]
             + sum(t.stats.overflows for t in tracks),
             "keyframe_requests": sum(s.stats.keyframe_requests for s in src),
@@ -453,6 +498,7 @@ class MediaRoom:
                     "loss": lr.loss,
                     "first_frame_s": lr.first_frame_s,
                     "connection": lr.pc.connectionState,
+                    "relayed": lr.relayed,
                 }
                 for lr in self._learners.values()
             },

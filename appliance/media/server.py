@@ -15,6 +15,7 @@ from .errors import MediaError, MediaEvent
 from .hooks import check_private_hooks
 from .ladder import LadderPolicy
 from .network import IceScope, browser_ice_servers, install_aioice_patch, rtc_configuration
+from .observer import MediaObserver, NullObserver
 from .room import MediaRoom
 
 __all__ = ["MediaServer"]
@@ -30,6 +31,7 @@ class MediaServer:
         on_event: called synchronously with each :data:`MediaEvent` (tracks changed, a
             learner moved on the ladder, a learner's connection closed).
         ladder: thresholds of the automatic ladder.
+        observer: told of PLIs, NACKs, connections, first frames... (the metrics layer).
     """
 
     def __init__(
@@ -37,10 +39,12 @@ class MediaServer:
         settings: Settings,
         on_event: Callable[[MediaEvent], None] | None = None,
         ladder: LadderPolicy | None = None,
+        observer: MediaObserver | None = None,
     ) -> None:
         check_private_hooks()
         install_aioice_patch()
         self.settings = settings
+        self.observer: MediaObserver = observer or NullObserver()
         self.ice_scope = IceScope(
             settings.media_interface, settings.media_port_min, settings.media_port_max
         )
@@ -68,6 +72,10 @@ class MediaServer:
         if self._monitor is None:
             self._monitor = asyncio.ensure_future(self._watch_links())
         return room
+
+    def get_room(self, cohort_id: int) -> MediaRoom | None:
+        """The cohort's media room if it is open (never creates one)."""
+        return self._rooms.get(cohort_id)
 
     async def close_room(self, cohort_id: int) -> None:
         room = self._rooms.pop(cohort_id, None)

@@ -28,6 +28,10 @@ CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream",
     "--disable-background-networking",
     "--disable-component-update",
+    # WebRTC on 127.0.0.1 (the relay binds the loopback address the server serves on):
+    # gather loopback candidates, and plain addresses rather than mDNS names aioice cannot use.
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 ADMIN_EMAIL = "admin@example.org"
 PASSWORD = "correct horse battery"
@@ -117,6 +121,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     """``estrade serve`` on 127.0.0.1 with a fresh SQLite data folder and an admin."""
     data_dir = tmp_path_factory.mktemp("live") / "data"
     port = _free_port()
+    # A media port range of 50 from a per-run start, so parallel runs rarely collide.
+    port_min = 40000 + (port % 200) * 50
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESTRADE_")}
     env.update(
         {
@@ -125,6 +131,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             "ESTRADE_PORT": str(port),
             "ESTRADE_LOG_LEVEL": "warning",
             "ESTRADE_ADMIN_PASSWORD": PASSWORD,
+            # The relay's UDP sockets on loopback, where the browsers are.
+            "ESTRADE_MEDIA_INTERFACE": "127.0.0.1",
+            "ESTRADE_MEDIA_PORT_MIN": str(port_min),
+            "ESTRADE_MEDIA_PORT_MAX": str(port_min + 49),
         }
     )
     _run(["create-admin", ADMIN_EMAIL, "--name", "Admin", "--password-from-env"], env)

@@ -24,6 +24,7 @@ export class Classroom {
     this.attempt = 0;
     this.closedByUser = false;
     this.nextRef = 1;
+    this.mediaConfig = null;
   }
 
   /** Listen to a message type ("*" for all, "status" for connection changes). */
@@ -74,6 +75,7 @@ export class Classroom {
     } catch {
       return;
     }
+    if (msg.type === "media_config") this.mediaConfig = msg; // media.js reads it (ICE servers)
     if (msg.type === "welcome") {
       this.epoch = msg.epoch;
       this.lastSeq = msg.seq;
@@ -123,4 +125,13 @@ export class Classroom {
   }
   signingClose() { return this.send("signing_close"); }
   attendanceSign() { return this.send("attendance_sign"); }
+
+  // Media signalling (media.js drives these; docs/protocol.md "Media signalling").
+  mediaPublish(sdp, slots = null) {
+    return this.send("media_publish", slots === null ? { sdp } : { sdp, slots });
+  }
+  mediaUnpublish() { return this.send("media_unpublish"); }
+  mediaSubscribe() { return this.send("media_subscribe"); }
+  mediaAnswer(sdp) { return this.send("media_answer", { sdp }); }
+  mediaQuality(level) { return this.send("media_quality", { level }); }
 }

@@ -1,0 +1,234 @@
+"""Media signalling over the classroom socket: the ``media_*`` messages and the relay's events.
+
+The relay (``appliance/media/``, docs/media.md) knows peer connections by user id; this bridge
+knows which socket of which user asked for them. It routes the relay's events to the cohort
+(``media_tracks``) or to one learner's socket (``media_quality``, ``media_closed``), closes a
+learner's or the trainer's connection when their socket closes, and shows the relay's figures
+to the metrics layer (``MediaSource``), without learner ids.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from appliance.accounts.tables import Role
+from appliance.errors import RuleViolation
+from appliance.live import protocol as p
+from appliance.live.dispatch import Context, Dispatcher
+from appliance.live.room import TRAINERS, CohortRoom, Conn
+from appliance.media import (
+    LearnerClosed,
+    MediaError,
+    MediaEvent,
+    MediaServer,
+    QualityChanged,
+    TracksChanged,
+)
+from appliance.media.observer import MediaObserver
+from appliance.metrics.sources import LearnerLink, RoomMedia
+
+if TYPE_CHECKING:
+    from appliance.live.room import RoomRegistry
+
+__all__ = ["MediaBridge"]
+
+log = logging.getLogger("estrade.live.media")
+LEARNERS = frozenset({Role.learner})
+SLOT_NAMES = ("audio", "camera", "screen")
+# LearnerClosed reasons the learner's own socket caused: nobody to tell.
+_SILENT = frozenset({"replaced", "socket_closed"})
+
+
+def _refused(exc: MediaError) -> RuleViolation:
+    return RuleViolation(exc.code, exc.message)
+
+
+class MediaBridge:
+    """One per app (``app.state.media``); :meth:`start` in the lifespan, :meth:`close` after."""
+
+    def __init__(self, registry: RoomRegistry) -> None:
+        self.registry = registry
+        self.server: MediaServer | None = None
+        self._learner_conns: dict[tuple[int, int], str] = {}
+        """(cohort, learner) -> id of the socket that subscribed."""
+        self._publishers: dict[int, tuple[str, int]] = {}
+        """cohort -> (socket id, user id) of the trainer publishing."""
+        self._levels: dict[tuple[int, int], str] = {}
+        """(cohort, learner) -> the level the learner asked for (kept across reconnects)."""
+        registry.join_hooks.append(self.joined)
+        registry.leave_hooks.append(self.left)
+        self.register(registry.dispatcher)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def start(self, observer: MediaObserver | None = None) -> None:
+        """Create the relay (needs the running loop: call from the app's lifespan)."""
+        self.server = MediaServer(self.registry.settings, self.on_event, observer=observer)
+
+    async def close(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            await server.close()
+        self._learner_conns.clear()
+        self._publishers.clear()
+
+    def _server(self) -> MediaServer:
+        if self.server is None:
+            raise RuleViolation("media_unavailable", "the media relay is not running")
+        return self.server
+
+    # ---- socket hooks ---------------------------------------------------------------------
+    def joined(self, room: CohortRoom, conn: Conn) -> None:
+        """Right after ``welcome``: ICE servers (fresh TURN credentials) and the live tracks."""
+        if self.server is None or conn.send_direct is None:
+            return
+        media_room = self.server.get_room(room.cohort_id)
+        live = media_room.live if media_room is not None else ()
+        ice_servers = self.server.ice_servers(str(conn.user_id))
+        tracks = {s: s in live for s in SLOT_NAMES}
+        conn.send_direct(p.MediaConfig(ice_servers=ice_servers, tracks=tracks))
+
+    async def left(self, room: CohortRoom, conn: Conn) -> None:
+        """The socket closed: drop that learner's or trainer's connection; close an empty room."""
+        server = self.server
+        if server is None:
+            return
+        cid = room.cohort_id
+        media_room = server.get_room(cid)
+        key = (cid, conn.user_id)
+        if self._learner_conns.get(key) == conn.id:
+            del self._learner_conns[key]
+            if media_room is not None:
+                await media_room.leave(conn.user_id, reason="socket_closed")
+        publisher = self._publishers.get(cid)
+        if publisher is not None and publisher[0] == conn.id:
+            del self._publishers[cid]
+            if media_room is not None:
+                await media_room.unpublish()
+        if media_room is not None and not room.conns:
+            await server.close_room(cid)
+            for k in [k for k in self._levels if k[0] == cid]:
+                del self._levels[k]
+
+    def _conn(self, room: CohortRoom, learner_id: int) -> Conn | None:
+        conn_id = self._learner_conns.get((room.cohort_id, learner_id))
+        return room.conns.get(conn_id) if conn_id is not None else None
+
+    # ---- relay events (called synchronously by the relay) ---------------------------------
+    def on_event(self, event: MediaEvent) -> None:
+        room = self.registry.rooms.get(event.cohort_id)
+        if room is None:
+            return
+        if isinstance(event, TracksChanged):
+            room.publish(p.MediaTracks(tracks={s: s in event.live for s in SLOT_NAMES}))
+        elif isinstance(event, QualityChanged):
+            conn = self._conn(room, event.learner_id)
+            if conn is None:
+                return
+            if conn.send_direct is not None:
+                level, automatic, reason = event.level, event.automatic, event.reason
+                conn.send_direct(p.MediaQuality(level=level, automatic=automatic, reason=reason))
+            self._set_presence(room, conn, event.level)
+        elif isinstance(event, LearnerClosed):
+            if event.reason in _SILENT:
+                return
+            conn = self._conn(room, event.learner_id)
+            self._learner_conns.pop((room.cohort_id, event.learner_id), None)
+            if conn is not None and conn.send_direct is not None:
+                conn.send_direct(p.MediaClosed(reason=event.reason))
+
+    @staticmethod
+    def _set_presence(room: CohortRoom, conn: Conn, level: str) -> None:
+        before = room.state_of(conn.user_id)
+        conn.low_bandwidth = level != "full"
+        if room.state_of(conn.user_id) != before:
+            room.presence_changed(conn)
+
+    # ---- handlers -------------------------------------------------------------------------
+    def register(self, d: Dispatcher) -> None:
+        d.register(p.MediaPublish, TRAINERS, self.publish)
+        d.register(p.MediaUnpublish, TRAINERS, self.unpublish)
+        d.register(p.MediaSubscribe, LEARNERS, self.subscribe)
+        d.register(p.MediaAnswerIn, LEARNERS, self.answer)
+        d.register(p.MediaQualitySet, LEARNERS, self.quality)
+
+    async def publish(self, ctx: Context, msg: p.MediaPublish) -> None:
+        cid, conn = ctx.room.cohort_id, ctx.conn
+        try:
+            media_room = self._server().room(cid)
+            answer = await media_room.publish(msg.sdp, msg.slots, trainer_id=conn.user_id)
+        except MediaError as exc:
+            raise _refused(exc) from None
+        self._publishers[cid] = (conn.id, conn.user_id)
+        ctx.reply(p.MediaAnswer(sdp=answer))
+
+    async def unpublish(self, ctx: Context, msg: p.MediaUnpublish) -> None:
+        cid = ctx.room.cohort_id
+        publisher = self._publishers.get(cid)
+        if publisher is None or publisher[1] != ctx.conn.user_id:
+            raise RuleViolation("not_publishing", "you are not publishing media in this class")
+        del self._publishers[cid]
+        media_room = self._server().get_room(cid)
+        if media_room is not None:
+            await media_room.unpublish()
+
+    async def subscribe(self, ctx: Context, msg: p.MediaSubscribe) -> None:
+        cid, uid = ctx.room.cohort_id, ctx.conn.user_id
+        try:
+            media_room = self._server().room(cid)
+            offer = await media_room.subscribe(uid)
+            self._learner_conns[(cid, uid)] = ctx.conn.id
+            level = self._levels.get((cid, uid), "full")
+            if level != "full":
+                media_room.set_quality(uid, level)
+        except MediaError as exc:
+            raise _refused(exc) from None
+        ctx.reply(p.MediaOffer(sdp=offer.sdp, slots=offer.slots))
+
+    async def answer(self, ctx: Context, msg: p.MediaAnswerIn) -> None:
+        cid, uid = ctx.room.cohort_id, ctx.conn.user_id
+        media_room = self._server().get_room(cid)
+        if media_room is None or self._learner_conns.get((cid, uid)) != ctx.conn.id:
+            raise RuleViolation("no_offer", "send media_subscribe first, from this connection")
+        try:
+            await media_room.accept_answer(uid, msg.sdp)
+        except MediaError as exc:
+            raise _refused(exc) from None
+
+    async def quality(self, ctx: Context, msg: p.MediaQualitySet) -> None:
+        """The learner's choice: remembered, shown in presence, applied if media is on."""
+        room, conn = ctx.room, ctx.conn
+        self._levels[(room.cohort_id, conn.user_id)] = msg.level
+        self._set_presence(room, conn, msg.level)
+        media_room = self._server().get_room(room.cohort_id)
+        if media_room is not None and self._conn(room, conn.user_id) is conn:
+            try:
+                media_room.set_quality(conn.user_id, msg.level)
+            except MediaError as exc:
+                if exc.code != "not_subscribed":  # not receiving yet: applied at subscribe
+                    raise _refused(exc) from None
+
+    # ---- metrics (appliance.metrics.MediaSource) ------------------------------------------
+    def media_stats(self) -> list[RoomMedia]:
+        if self.server is None:
+            return []
+        rooms: list[RoomMedia] = []
+        for cid, st in self.server.stats()["by_room"].items():
+            live: list[str] = st["tracks_published"]
+            links: list[Any] = [
+                LearnerLink(rtt_s=lr["rtt_s"], loss_ratio=lr["loss"] or 0.0, relayed=lr["relayed"])
+                for lr in st["per_learner"].values()
+                if lr["rtt_s"] is not None
+            ]
+            rooms.append(
+                RoomMedia(
+                    cohort_id=cid,
+                    video_tracks=sum(1 for s in live if s != "audio"),
+                    audio_tracks=sum(1 for s in live if s == "audio"),
+                    learners_subscribed=st["learners"],
+                    bytes_forwarded=st["bytes_forwarded"],
+                    packets_forwarded=st["packets_forwarded"],
+                    learners=links,
+                )
+            )
+        return rooms

@@ -1,0 +1,416 @@
+// WebRTC for the classroom: the trainer publishes to the server's relay, learners receive.
+// Signalling rides on the classroom socket (protocol.js; docs/protocol.md "Media signalling").
+//
+//   const trainer = new TrainerMedia(room);          // room: a connected Classroom
+//   trainer.on("error", (e) => banner(e.detail));
+//   await trainer.start({ mic: true, camera: true }); // video.srcObject = trainer.localStream
+//   await trainer.shareScreen(true);
+//
+//   const learner = new LearnerMedia(room, {
+//     onTracks: ({ camera, screen, audio }) => show(camera, screen, audio), // MediaStreams or null
+//     onQuality: ({ level, automatic, reason }) => note(level, reason),
+//     onClosed: (reason) => banner(reason),
+//   });
+//   await learner.start();
+//   learner.setQuality("audio");
+
+const SLOTS = ["audio", "camera", "screen"];
+const KIND = { audio: "audio", camera: "video", screen: "video" };
+// What the relay relies on (it cannot receive simulcast): the browser caps its own encodings.
+export const ENCODINGS = {
+  audio: { maxBitrate: 40_000 },
+  camera: { maxBitrate: 700_000, maxFramerate: 20, maxHeight: 480 },
+  screen: { maxBitrate: 1_000_000, maxFramerate: 5 },
+};
+const CAMERA = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 20, max: 30 } };
+const MIC = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
+
+/** A refused media request: `code` is the server's (docs/protocol.md) or a local one. */
+export class MediaFailure extends Error {
+  constructor(code, detail) {
+    super(detail || code);
+    this.code = code;
+    this.detail = detail || code;
+  }
+}
+
+class Emitter {
+  constructor() { this.handlers = new Map(); }
+  on(type, fn) {
+    if (!this.handlers.has(type)) this.handlers.set(type, new Set());
+    this.handlers.get(type).add(fn);
+    return () => this.handlers.get(type).delete(fn);
+  }
+  emit(type, payload) {
+    for (const fn of this.handlers.get(type) || []) {
+      try { fn(payload); } catch (e) { console.error(e); }
+    }
+  }
+}
+
+/** Send with `send()` (returns the ref); resolve on the reply `accept(msg, ref)` picks. */
+function ask(room, send, accept, timeoutMs = 20_000) {
+  return new Promise((resolve, reject) => {
+    let ref = null;
+    const offs = [];
+    let timer = null;
+    const finish = (fn, value) => {
+      offs.forEach((off) => off());
+      clearTimeout(timer);
+      fn(value);
+    };
+    offs.push(room.on("*", (msg) => {
+      if (ref !== null && msg.ref === ref && ["error", "forbidden", "rate_limited"].includes(msg.type)) {
+        finish(reject, new MediaFailure(msg.code || msg.type, msg.detail));
+      } else if (accept(msg, ref)) {
+        finish(resolve, msg);
+      }
+    }));
+    timer = setTimeout(() => finish(reject, new MediaFailure("timeout", "the server did not answer")), timeoutMs);
+    try {
+      ref = send();
+    } catch (e) {
+      finish(reject, new MediaFailure("not_connected", String(e.message || e)));
+    }
+  });
+}
+
+/** Resolve once ICE gathering is complete (no trickle ICE: the SDP carries every candidate). */
+function gathered(pc, timeoutMs = 5_000) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      if (pc.iceGatheringState !== "complete") return;
+      pc.removeEventListener("icegatheringstatechange", done);
+      clearTimeout(timer);
+      resolve();
+    };
+    // With an unreachable TURN server gathering can hang: send what we have after a while.
+    const timer = setTimeout(() => { pc.removeEventListener("icegatheringstatechange", done); resolve(); }, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", done);
+  });
+}
+
+/** Pin VP8 (+RTX) or Opus on a transceiver, whatever order the browser prefers. */
+function pinCodecs(transceiver, kind) {
+  if (!transceiver.setCodecPreferences) return;
+  const caps = (RTCRtpReceiver.getCapabilities && RTCRtpReceiver.getCapabilities(kind))
+    || (RTCRtpSender.getCapabilities && RTCRtpSender.getCapabilities(kind));
+  if (!caps) return;
+  const want = kind === "video" ? ["video/vp8", "video/rtx"] : ["audio/opus"];
+  const codecs = caps.codecs.filter((c) => want.includes(c.mimeType.toLowerCase()));
+  // RTX only with VP8 present; nothing to pin if the browser has no VP8/Opus at all.
+  if (!codecs.some((c) => c.mimeType.toLowerCase() !== "video/rtx")) return;
+  try {
+    transceiver.setCodecPreferences(codecs);
+  } catch (e) {
+    console.warn("setCodecPreferences", e);
+  }
+}
+
+function iceServers(room) {
+  return (room.mediaConfig && room.mediaConfig.ice_servers) || [];
+}
+
+// ---- trainer --------------------------------------------------------------------------------
+
+export class TrainerMedia extends Emitter {
+  constructor(room) {
+    super();
+    this.room = room;
+    this.pc = null;
+    this.tracks = { audio: null, camera: null, screen: null };
+    this.localStream = new MediaStream(); // mic + camera, for the self-view
+    this.transceivers = {};
+    this.started = false;
+    this._queue = Promise.resolve();
+    this._lost = false;
+    this._offs = [
+      room.on("status", (s) => { if (s === "reconnecting") this._lost = true; }),
+      // After the socket resumes the server has dropped our connection: publish again.
+      room.on("media_config", () => {
+        if (this._lost && this.started) {
+          this._lost = false;
+          this._serial(() => this._connect()).catch((e) => this._fail(e));
+        }
+        this._lost = false;
+      }),
+    ];
+  }
+
+  /** Open the camera and/or microphone and publish them. */
+  async start({ mic = true, camera = true } = {}) {
+    if (mic || camera) {
+      const stream = await navigator.mediaDevices.getUserMedia({
+        audio: mic ? MIC : false,
+        video: camera ? CAMERA : false,
+      });
+      this.tracks.audio = stream.getAudioTracks()[0] || null;
+      this.tracks.camera = stream.getVideoTracks()[0] || null;
+    }
+    this._refreshLocal();
+    this.started = true;
+    await this._serial(() => this._connect());
+  }
+
+  async setMic(on) {
+    await this._setSource("audio", on, async () => {
+      const s = await navigator.mediaDevices.getUserMedia({ audio: MIC });
+      return s.getAudioTracks()[0];
+    });
+  }
+
+  async setCamera(on) {
+    await this._setSource("camera", on, async () => {
+      const s = await navigator.mediaDevices.getUserMedia({ video: CAMERA });
+      return s.getVideoTracks()[0];
+    });
+  }
+
+  async shareScreen(on) {
+    await this._setSource("screen", on, async () => {
+      const s = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 5 }, audio: false });
+      const track = s.getVideoTracks()[0];
+      track.contentHint = "detail";
+      // The browser's own "stop sharing" button.
+      track.addEventListener("ended", () => { if (this.tracks.screen === track) this.shareScreen(false).catch(() => {}); });
+      return track;
+    });
+  }
+
+  /** Stop publishing: the server is told, devices are released. */
+  stop() {
+    this.started = false;
+    this._offs.forEach((off) => off());
+    if (this.pc) {
+      try { this.room.mediaUnpublish(); } catch { /* socket closed: the server unpublishes */ }
+      this.pc.close();
+      this.pc = null;
+    }
+    for (const slot of SLOTS) {
+      if (this.tracks[slot]) this.tracks[slot].stop();
+      this.tracks[slot] = null;
+    }
+    this._refreshLocal();
+    this.emit("state", "stopped");
+  }
+
+  // -- internals --
+
+  async _setSource(slot, on, open) {
+    if (on && !this.tracks[slot]) {
+      this.tracks[slot] = await open();
+    } else if (!on && this.tracks[slot]) {
+      this.tracks[slot].stop();
+      this.tracks[slot] = null;
+    } else {
+      return;
+    }
+    this._refreshLocal();
+    if (!this.started) return;
+    // Renegotiate: learners see media_tracks change (a silent replaceTrack would not tell them).
+    await this._serial(async () => {
+      if (!this.pc) return this._connect();
+      const t = this.transceivers[slot];
+      await t.sender.replaceTrack(this.tracks[slot]);
+      t.direction = this.tracks[slot] ? "sendonly" : "inactive";
+      await this._negotiate();
+    });
+  }
+
+  _refreshLocal() {
+    for (const t of this.localStream.getTracks()) this.localStream.removeTrack(t);
+    for (const slot of ["audio", "camera"]) if (this.tracks[slot]) this.localStream.addTrack(this.tracks[slot]);
+  }
+
+  _serial(fn) {
+    const run = this._queue.then(fn, fn);
+    this._queue = run.catch(() => {});
+    return run;
+  }
+
+  _fail(e) {
+    const err = e instanceof MediaFailure ? e : new MediaFailure("failed", String(e && e.message || e));
+    this.emit("error", err);
+    throw err;
+  }
+
+  async _connect() {
+    if (this.pc) this.pc.close();
+    const pc = new RTCPeerConnection({ iceServers: iceServers(this.room) });
+    this.pc = pc;
+    pc.addEventListener("connectionstatechange", () => {
+      if (this.pc === pc) this.emit("state", pc.connectionState);
+    });
+    // Always three m-lines in a fixed order (mic, camera, screen): stable mids, explicit slots.
+    for (const slot of SLOTS) {
+      const track = this.tracks[slot];
+      const t = pc.addTransceiver(track || KIND[slot], { direction: track ? "sendonly" : "inactive" });
+      pinCodecs(t, KIND[slot]);
+      this.transceivers[slot] = t;
+    }
+    try {
+      await this._negotiate();
+    } catch (e) {
+      this._fail(e);
+    }
+  }
+
+  async _negotiate() {
+    const pc = this.pc;
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    const slots = {};
+    for (const slot of SLOTS) slots[this.transceivers[slot].mid] = slot;
+    const reply = await ask(this.room, () => this.room.mediaPublish(pc.localDescription.sdp, slots),
+      (msg) => msg.type === "media_answer");
+    if (this.pc !== pc) return;
+    await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
+    await this._capEncodings();
+    this.emit("state", "published");
+  }
+
+  async _capEncodings() {
+    for (const slot of SLOTS) {
+      const track = this.tracks[slot];
+      const sender = this.transceivers[slot].sender;
+      if (!track || !sender.getParameters) continue;
+      const params = sender.getParameters();
+      if (!params.encodings || !params.encodings.length) params.encodings = [{}];
+      const cap = ENCODINGS[slot];
+      for (const enc of params.encodings) {
+        enc.maxBitrate = cap.maxBitrate;
+        if (cap.maxFramerate) enc.maxFramerate = cap.maxFramerate;
+        if (cap.maxHeight) {
+          const h = (track.getSettings && track.getSettings().height) || cap.maxHeight;
+          enc.scaleResolutionDownBy = Math.max(1, h / cap.maxHeight);
+        }
+        if (slot === "audio") enc.priority = "high";
+      }
+      if (slot === "screen") params.degradationPreference = "maintain-resolution";
+      try {
+        await sender.setParameters(params);
+      } catch (e) {
+        // Older browsers refuse degradationPreference: keep the bitrate and frame rate caps.
+        delete params.degradationPreference;
+        await sender.setParameters(params).catch((err) => console.warn("setParameters", slot, err));
+      }
+    }
+  }
+}
+
+// ---- learner --------------------------------------------------------------------------------
+
+const LEVEL_SLOTS = { full: SLOTS, screen: ["audio", "screen"], audio: ["audio"] };
+
+export class LearnerMedia {
+  constructor(room, { onTracks = () => {}, onQuality = () => {}, onClosed = () => {} } = {}) {
+    this.room = room;
+    this.onTracks = onTracks;
+    this.onQuality = onQuality;
+    this.onClosed = onClosed;
+    this.pc = null;
+    this.active = false;
+    this.level = "full";
+    this.live = { audio: false, camera: false, screen: false };
+    this.streams = { audio: null, camera: null, screen: null };
+    this._lost = false;
+    this._retry = null;
+    this._attempt = 0;
+    if (room.mediaConfig && room.mediaConfig.tracks) this.live = { ...room.mediaConfig.tracks };
+    this._offs = [
+      room.on("media_tracks", (m) => { this.live = { ...m.tracks }; this._report(); }),
+      room.on("media_quality", (m) => {
+        this.level = m.level;
+        this.onQuality({ level: m.level, automatic: m.automatic, reason: m.reason });
+        this._report();
+      }),
+      room.on("media_closed", (m) => {
+        this.onClosed(m.reason);
+        this._dropPc();
+        this._report();
+        if (this.active) this._later();
+      }),
+      room.on("status", (s) => { if (s === "reconnecting") this._lost = true; }),
+      room.on("media_config", (m) => {
+        this.live = { ...m.tracks };
+        if (this._lost && this.active) this._resubscribe();
+        this._lost = false;
+        this._report();
+      }),
+    ];
+  }
+
+  /** Subscribe and answer the relay's offer; resolves once the answer is accepted. */
+  async start() {
+    this.active = true;
+    await this._subscribe();
+  }
+
+  /** "full" | "screen" | "audio": the learner's low-bandwidth choice (also shown in presence). */
+  setQuality(level) {
+    this.level = level;
+    return this.room.mediaQuality(level);
+  }
+
+  stop() {
+    this.active = false;
+    clearTimeout(this._retry);
+    this._offs.forEach((off) => off());
+    this._dropPc();
+    this.streams = { audio: null, camera: null, screen: null };
+  }
+
+  // -- internals --
+
+  _resubscribe() {
+    this._subscribe().catch((e) => { this.onClosed(e.code || "failed"); this._later(); });
+  }
+
+  _later() {
+    clearTimeout(this._retry);
+    this._attempt += 1;
+    const delay = Math.min(15_000, 500 * 2 ** Math.min(this._attempt, 5));
+    this._retry = setTimeout(() => { if (this.active) this._resubscribe(); }, delay);
+  }
+
+  _dropPc() {
+    if (this.pc) this.pc.close();
+    this.pc = null;
+  }
+
+  async _subscribe() {
+    this._dropPc();
+    const offer = await ask(this.room, () => this.room.mediaSubscribe(), (msg) => msg.type === "media_offer");
+    const pc = new RTCPeerConnection({ iceServers: iceServers(this.room) });
+    this.pc = pc;
+    this.streams = { audio: null, camera: null, screen: null };
+    pc.addEventListener("track", (ev) => {
+      const slot = offer.slots[ev.transceiver.mid];
+      if (!slot) return;
+      this.streams[slot] = new MediaStream([ev.track]);
+      this._report();
+    });
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "connected") this._attempt = 0;
+    });
+    await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+    for (const t of pc.getTransceivers()) {
+      t.direction = "recvonly"; // learners never send
+      pinCodecs(t, t.receiver.track.kind);
+    }
+    await pc.setLocalDescription(await pc.createAnswer());
+    await gathered(pc);
+    await ask(this.room, () => this.room.mediaAnswer(pc.localDescription.sdp),
+      (msg, ref) => msg.type === "ack" && msg.ref === ref);
+  }
+
+  _report() {
+    const allowed = LEVEL_SLOTS[this.level] || SLOTS;
+    const out = {};
+    for (const slot of SLOTS) {
+      out[slot] = this.live[slot] && allowed.includes(slot) ? this.streams[slot] : null;
+    }
+    this.onTracks(out);
+  }
+}
