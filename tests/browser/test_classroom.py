@@ -157,7 +157,7 @@ def test_a_whole_class(new_page: Any, live_server: LiveServer, locale: str, tmp_
     for page in learners:
         expect(page.locator("#poll-card .bars li")).to_have_count(2)
 
-    # Narrow views: a phone for the learner, 360 and 420 px (beside a shared screen) for the trainer.
+    # Narrow views: a phone for the learner; 360 and 420 px (beside a shared screen) for trainers.
     ana.set_viewport_size({"width": 360, "height": 780})
     shoot(ana, f"classroom-{lang}-360")
     for width in (360, 420):
