@@ -79,8 +79,13 @@ room.on("poll_results", (e) => { state.results.set(e.results.poll_id, e.results)
 room.on("hand_raised", (e) => { setHand(e.user_id, true); });
 room.on("hand_lowered", (e) => { setHand(e.user_id, false); });
 room.on("reactions", (e) => { state.reactions = { lost: 0, slower: 0, ok: 0, ...e.counts }; renderReactions(); });
-room.on("session_started", (e) => { state.session = e.session; renderHead(); });
-room.on("session_ended", () => { state.session = null; state.signing = null; stopMedia(); renderHead(); renderSigning(); });
+// Every participant's state follows the session (docs/protocol.md, session_start / session_end).
+function allStates(from, to) {
+  for (const e of state.people.values()) if (e.p.state === from) e.p.state = to;
+  renderPeople();
+}
+room.on("session_started", (e) => { state.session = e.session; allStates("waiting", "in_class"); renderHead(); });
+room.on("session_ended", () => { state.session = null; allStates("in_class", "waiting"); allStates("low_bandwidth", "waiting"); state.signing = null; stopMedia(); renderHead(); renderSigning(); });
 room.on("signing_opened", (e) => { state.signing = e.window; renderSigning(); });
 room.on("signing_closed", () => { state.signing = null; renderSigning(); });
 room.on("attendance_signed", (e) => { state.signed.add(e.user_id); renderPeople(); });
