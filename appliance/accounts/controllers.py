@@ -11,7 +11,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_422_UNP
 from appliance.accounts import schemas as s
 from appliance.accounts import services
 from appliance.accounts.tables import Role, User
-from appliance.auth.guards import require_roles
+from appliance.auth.guards import cohort_access, require_roles
 from appliance.errors import field_error
 from appliance.settings import Settings
 
@@ -179,3 +179,11 @@ class MyCohortsController(Controller):
     async def my_cohorts(self, request: Request[User, Any, Any]) -> list[s.CohortOut]:
         """The cohorts the signed-in user may open (all of them for admins and operators)."""
         return [services.cohort_out(c) for c in await services.cohorts_of(request.user)]
+
+    @get("/{cohort_id:int}/sessions")
+    async def class_sessions(
+        self, request: Request[User, Any, Any], cohort_id: FromPath[int]
+    ) -> list[s.ClassSessionOut]:
+        """The cohort's class sessions, for anyone part of it (the waiting room's next time)."""
+        await cohort_access(request.user, cohort_id, set(Role))
+        return await services.list_class_sessions(cohort_id)

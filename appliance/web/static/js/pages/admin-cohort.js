@@ -43,6 +43,7 @@ function render() {
   $("#archived-badge").hidden = !cohort.archived;
   $("#archive-button").hidden = cohort.archived;
   renderTrainers();
+  renderAttendance();
   renderCandidates();
   renderLearners();
   renderSessions();
@@ -358,4 +359,25 @@ try {
   fillForm();
 } catch (err) {
   showError($("#edit-error"), err);
+}
+
+/** The attendance CSV over the cohort's dates and one printable sheet per class day. */
+function renderAttendance() {
+  const list = clear($("#attendance-links"));
+  const maxTo = new Date(Date.parse(cohort.first_day) + 365 * 86400000).toISOString().slice(0, 10);
+  const to = cohort.last_day < maxTo ? cohort.last_day : maxTo;
+  list.append(h("li", {}, h("a", {
+    id: "attendance-csv",
+    href: `/api/cohorts/${cohortId}/attendance.csv?date_from=${cohort.first_day}&date_to=${to}`,
+    download: "",
+    text: t("attendance.csv", { from: cohort.first_day, to }),
+  })));
+  const days = [...new Set(sessions.map((s) => (s.started_at || s.scheduled_start || "").slice(0, 10)).filter(Boolean))].sort();
+  for (const day of days) {
+    list.append(h("li", {}, h("a", {
+      href: `/cohorts/${cohortId}/attendance/${day}/sheet`, target: "_blank",
+      text: t("attendance.sheet_day", { day }),
+    })));
+  }
+  $("#attendance-placeholder").textContent = days.length ? t("attendance.admin_help") : t("cohort.attendance_soon");
 }

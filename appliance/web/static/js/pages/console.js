@@ -1,5 +1,425 @@
-// The trainer's console. A shell for now: the live console fills #console; access was checked
-// by the server (trainers of this cohort and admins).
-import { boot } from "../ui.js";
+// The trainer's console: class start/end, camera/mic/screen, chat with moderation, questions,
+// polls, documents, participants, signals and attendance. Usable at 420 px beside a shared screen.
+import { api, csrfToken, ApiError } from "../api.js";
+import { $, clear, h } from "../dom.js";
+import * as i18n from "../i18n.js";
+import { attendanceLinks, ChatPanel, clock, connectionBanner, liveError, resultBars } from "../live.js";
+import { Classroom } from "../protocol.js";
+import { boot, errorText, notify, showError, t } from "../ui.js";
 
 await boot({ title: "console.title", signedIn: true });
+
+const cohortId = Number(document.body.dataset.cohortId);
+const room = new Classroom(cohortId);
+const state = {
+  session: null,
+  people: new Map(), // user_id -> {participant, connected}
+  signed: new Set(),
+  questions: new Map(),
+  polls: new Map(),
+  results: new Map(),
+  reactions: { lost: 0, slower: 0, ok: 0 },
+  lostPeak: 0,
+  signing: null,
+  muted: new Set(),
+  media: null,
+  mediaOn: { camera: false, mic: false, screen: false },
+};
+
+$("#classroom-link").href = `/classroom/${cohortId}`;
+connectionBanner(room, $("#conn-banner"));
+attendanceLinks($("#attendance-links"), cohortId);
+
+const chat = new ChatPanel(room, {
+  log: $("#chat-log"), form: $("#chat-form"), input: $("#chat-input"), error: $("#chat-error"),
+  canModerate: true,
+  onDelete: (m) => act(() => room.chatDelete(m.id)),
+  onMute: (m) => act(() => (state.muted.has(m.author_id) ? room.chatUnmute(m.author_id) : room.chatMute(m.author_id))),
+});
+
+for (const type of ["error", "forbidden", "rate_limited"]) {
+  room.on(type, (m) => {
+    if (chat.unsent().some((i) => i.ref === m.ref)) return;
+    notify(liveError(m), "error");
+  });
+}
+
+room.on("welcome", (w) => {
+  state.session = w.session;
+  state.signing = w.signing;
+  state.people = new Map(w.participants.map((p) => [p.user_id, { p, connected: true }]));
+  if (!w.resumed) {
+    chat.reset(w.chat);
+    state.questions = new Map(w.questions.map((q) => [q.id, q]));
+    state.polls = new Map(w.polls.map((p) => [p.id, p]));
+    if (w.results) state.results.set(w.results.poll_id, w.results);
+    if (w.reactions) state.reactions = { lost: 0, slower: 0, ok: 0, ...w.reactions };
+  }
+  renderAll();
+});
+room.on("presence", (e) => {
+  state.people.set(e.participant.user_id, { p: e.participant, connected: e.connected });
+  renderPeople();
+  renderHands();
+});
+room.on("chat_message", (e) => {
+  chat.add(e.message);
+  if (e.message.question && !e.message.answered) state.questions.set(e.message.id, e.message);
+  renderQuestions();
+});
+room.on("chat_deleted", (e) => { chat.remove(e.message_id); state.questions.delete(e.message_id); renderQuestions(); });
+room.on("chat_muted", (e) => { state.muted.add(e.user_id); renderPeople(); });
+room.on("chat_unmuted", (e) => { state.muted.delete(e.user_id); renderPeople(); });
+room.on("question_voted", (e) => { const q = state.questions.get(e.message_id); if (q) q.votes = e.votes; renderQuestions(); });
+room.on("question_answered", (e) => { state.questions.delete(e.message_id); renderQuestions(); });
+for (const type of ["poll_created", "poll_launched", "poll_closed"]) {
+  room.on(type, (e) => { state.polls.set(e.poll.id, e.poll); renderPolls(); });
+}
+room.on("poll_results", (e) => { state.results.set(e.results.poll_id, e.results); renderPolls(); });
+room.on("hand_raised", (e) => { setHand(e.user_id, true); });
+room.on("hand_lowered", (e) => { setHand(e.user_id, false); });
+room.on("reactions", (e) => { state.reactions = { lost: 0, slower: 0, ok: 0, ...e.counts }; renderReactions(); });
+// Every participant's state follows the session (docs/protocol.md, session_start / session_end).
+function allStates(from, to) {
+  for (const e of state.people.values()) if (e.p.state === from) e.p.state = to;
+  renderPeople();
+}
+room.on("session_started", (e) => { state.session = e.session; allStates("waiting", "in_class"); renderHead(); });
+room.on("session_ended", () => { state.session = null; allStates("in_class", "waiting"); allStates("low_bandwidth", "waiting"); state.signing = null; stopMedia(); renderHead(); renderSigning(); });
+room.on("signing_opened", (e) => { state.signing = e.window; renderSigning(); });
+room.on("signing_closed", () => { state.signing = null; renderSigning(); });
+room.on("attendance_signed", (e) => { state.signed.add(e.user_id); renderPeople(); });
+
+function act(send) {
+  try {
+    return send();
+  } catch {
+    notify(t("live.offline"), "error");
+    return null;
+  }
+}
+
+function renderAll() {
+  renderHead();
+  renderQuestions();
+  renderPolls();
+  renderPeople();
+  renderHands();
+  renderReactions();
+  renderSigning();
+  renderMediaButtons();
+}
+
+function renderHead() {
+  const live = Boolean(state.session);
+  $("#session-badge").textContent = live ? t("classroom.live_since", { time: clock(state.session.started_at) }) : t("console.not_started");
+  $("#session-start").hidden = live;
+  $("#session-end").hidden = !live;
+  renderMediaButtons();
+  renderSigning();
+}
+
+function renderQuestions() {
+  const list = clear($("#question-list"));
+  const open = [...state.questions.values()].sort((a, b) => b.votes - a.votes || a.created_at.localeCompare(b.created_at));
+  $("#questions-empty").hidden = open.length > 0;
+  for (const q of open) {
+    list.append(h("li", { class: "q", dataset: { id: q.id } },
+      h("p", { class: "msg-text", text: q.text }),
+      h("p", { class: "msg-meta", text: `${q.author_name} · ${clock(q.created_at)} · ${t("questions.votes", { n: q.votes })}` }),
+      h("button", {
+        type: "button", class: "small", text: t("questions.answered"),
+        "aria-label": t("questions.answered_named", { name: q.author_name }),
+        onclick: () => act(() => room.questionAnswer(q.id)),
+      })));
+  }
+}
+
+function renderPolls() {
+  const live = clear($("#poll-live"));
+  const list = clear($("#poll-list"));
+  const polls = [...state.polls.values()].sort((a, b) => b.id - a.id);
+  for (const p of polls) {
+    const r = state.results.get(p.id);
+    if (p.status === "live") {
+      const waiting = r ? Math.max(0, r.learners - r.ballots) : 0;
+      live.append(h("div", { class: "live-card poll", id: "poll-live-card" },
+        h("h3", { text: p.question }),
+        resultBars(p, r),
+        h("p", { class: "muted small", id: "poll-waiting", text: t("poll.not_answered", { n: waiting, total: r ? r.learners : 0 }) }),
+        h("div", { class: "actions" },
+          h("button", { type: "button", class: "primary small", id: "poll-close-show", text: t("poll.close_show"), onclick: () => act(() => room.pollClose(p.id, { showResults: true })) }),
+          h("button", { type: "button", class: "small", id: "poll-close", text: t("poll.close"), onclick: () => act(() => room.pollClose(p.id)) }))));
+      continue;
+    }
+    const item = h("li", {}, h("span", { text: p.question }));
+    const tools = h("span", { class: "actions" });
+    if (p.status === "draft") {
+      tools.append(h("button", {
+        type: "button", class: "small primary", text: t("poll.launch"),
+        "aria-label": t("poll.launch_named", { q: p.question }),
+        onclick: () => act(() => room.pollLaunch(p.id)),
+      }));
+    } else {
+      tools.append(h("span", { class: "state", text: p.results_shown ? t("poll.shown") : t("poll.closed") }));
+      if (!p.results_shown) {
+        tools.append(h("button", { type: "button", class: "small", text: t("poll.show"), onclick: () => act(() => room.pollShowResults(p.id)) }));
+      }
+    }
+    item.append(tools);
+    if (p.status !== "draft" && r) item.append(resultBars(p, r));
+    list.append(item);
+  }
+}
+
+$("#poll-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const question = $("#poll-question").value.trim();
+  const choices = $("#poll-choices").value.split("\n").map((s) => s.trim()).filter(Boolean);
+  if (!question || choices.length < 2) return notify(t("poll.need_choices"), "error");
+  if (act(() => room.pollCreate(question, choices, { multiple: $("#poll-multiple").checked }))) {
+    $("#poll-question").value = "";
+    $("#poll-choices").value = "";
+  }
+});
+
+const STATE_KEYS = { waiting: "people.waiting", in_class: "people.in_class", low_bandwidth: "people.low_bandwidth" };
+
+function renderPeople() {
+  const list = clear($("#people-list"));
+  const people = [...state.people.values()].sort((a, b) =>
+    Number(b.connected) - Number(a.connected) || a.p.display_name.localeCompare(b.p.display_name));
+  for (const { p, connected } of people) {
+    const tags = [connected ? t(STATE_KEYS[p.state] || "people.in_class") : t("people.left")];
+    if (p.role !== "learner") tags.push(t(`role.${p.role}`));
+    if (p.hand_raised) tags.push(t("people.hand"));
+    if (state.signed.has(p.user_id)) tags.push(t("people.signed"));
+    if (state.muted.has(p.user_id)) tags.push(t("people.muted"));
+    list.append(h("li", { class: connected ? `person ${p.state}` : "person gone", dataset: { id: p.user_id } },
+      h("span", { class: "person-name", text: p.display_name }),
+      h("span", { class: "muted small", text: tags.join(" · ") })));
+  }
+}
+
+function setHand(userId, up) {
+  const entry = state.people.get(userId);
+  if (entry) entry.p.hand_raised = up;
+  renderHands();
+  renderPeople();
+}
+
+function renderHands() {
+  const list = clear($("#hand-list"));
+  const hands = [...state.people.values()].filter((e) => e.p.hand_raised && e.connected);
+  $("#hands-empty").hidden = hands.length > 0;
+  for (const { p } of hands) {
+    list.append(h("li", {}, h("span", { text: p.display_name }),
+      h("button", { type: "button", class: "small", text: t("console.lower"), "aria-label": t("console.lower_named", { name: p.display_name }), onclick: () => act(() => room.handLower(p.user_id)) })));
+  }
+}
+
+function renderReactions() {
+  const list = clear($("#react-counts"));
+  const r = state.reactions;
+  const learners = [...state.people.values()].filter((e) => e.connected && e.p.role === "learner").length;
+  for (const kind of ["lost", "slower", "ok"]) {
+    const n = r[kind] || 0;
+    // "I'm lost" stands out once it is more than a stray click: 2 or more, or a fifth of the room.
+    const alarm = kind === "lost" && n >= Math.max(2, Math.ceil(learners / 5));
+    list.append(h("li", { class: `react-count ${kind}${alarm ? " alarm" : ""}${n ? "" : " zero"}` },
+      h("span", { class: "react-n", text: String(n) }),
+      h("span", { class: "react-label", text: t(`react.${kind}`) })));
+  }
+}
+
+function renderSigning() {
+  const w = state.signing;
+  $("#signing-state").textContent = w
+    ? t("attendance.window_open", { half: t(`attendance.${w.half}`), time: clock(w.closes_at) })
+    : t("attendance.window_closed");
+  $("#signing-open").hidden = Boolean(w);
+  $("#signing-close").hidden = !w;
+  $("#signing-open").disabled = !state.session;
+}
+
+$("#session-start").addEventListener("click", () => act(() => room.sessionStart()));
+$("#session-end").addEventListener("click", () => {
+  if (window.confirm(t("console.end_confirm"))) act(() => room.sessionEnd());
+});
+$("#signing-open").addEventListener("click", () => act(() => room.signingOpen($("#signing-half").value)));
+$("#signing-close").addEventListener("click", () => act(() => room.signingClose()));
+$("#signing-half").value = new Date().getHours() < 13 ? "morning" : "afternoon";
+
+// --- documents -------------------------------------------------------------------------------
+
+async function loadDocuments() {
+  let docs;
+  try {
+    docs = await api("GET", `/api/cohorts/${cohortId}/documents`);
+  } catch (err) {
+    showError($("#doc-error"), err);
+    return;
+  }
+  const list = clear($("#doc-list"));
+  for (const d of docs) {
+    const name = d.title || d.original_name;
+    list.append(h("li", { dataset: { id: d.id } },
+      h("span", { class: "doc-name", text: name }),
+      h("span", { class: "actions" },
+        d.published ? h("span", { class: "state state-live", text: t("docs.published") }) : null,
+        h("button", {
+          type: "button", class: "small", text: t("docs.push"), "aria-label": t("docs.push_named", { name }),
+          onclick: async (e) => {
+            e.target.disabled = true;
+            try {
+              await api("POST", `/api/cohorts/${cohortId}/documents/${d.id}/push`);
+              notify(t("docs.pushed_done", { name }));
+              loadDocuments();
+            } catch (err) {
+              notify(errorText(err), "error");
+              e.target.disabled = false;
+            }
+          },
+        }))));
+  }
+}
+
+/** Upload the raw file with XMLHttpRequest, for its upload progress events. */
+function upload(file, title) {
+  return new Promise(async (resolve, reject) => {
+    const token = await csrfToken();
+    const q = new URLSearchParams({ filename: file.name });
+    if (title) q.set("title", title);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", `/api/cohorts/${cohortId}/documents?${q}`);
+    xhr.setRequestHeader("X-CSRFToken", token);
+    xhr.setRequestHeader("Accept", "application/json");
+    xhr.setRequestHeader("Content-Type", "application/octet-stream");
+    const bar = $("#doc-progress");
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = Math.round((100 * e.loaded) / e.total); };
+    xhr.onload = () => {
+      let body = null;
+      try { body = JSON.parse(xhr.responseText); } catch { body = null; }
+      if (xhr.status >= 200 && xhr.status < 300) resolve(body);
+      else reject(new ApiError(xhr.status, body));
+    };
+    xhr.onerror = () => reject(new ApiError(0, { detail: "network" }));
+    xhr.send(file);
+  });
+}
+
+$("#doc-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const file = $("#doc-file").files[0];
+  if (!file) return;
+  const bar = $("#doc-progress");
+  const button = $("#doc-upload");
+  showError($("#doc-error"), null);
+  bar.value = 0;
+  bar.hidden = false;
+  button.disabled = true;
+  try {
+    const doc = await upload(file, $("#doc-title").value.trim());
+    notify(t("docs.uploaded", { name: doc.title || doc.original_name }));
+    $("#doc-form").reset();
+    loadDocuments();
+  } catch (err) {
+    showError($("#doc-error"), err);
+  } finally {
+    bar.hidden = true;
+    button.disabled = false;
+  }
+});
+
+// --- media -----------------------------------------------------------------------------------
+
+function renderMediaButtons() {
+  const live = Boolean(state.session);
+  const on = state.mediaOn;
+  for (const [kind, id] of [["camera", "#media-camera"], ["mic", "#media-mic"], ["screen", "#media-screen"]]) {
+    const b = $(id);
+    b.setAttribute("aria-pressed", on[kind] ? "true" : "false");
+    b.textContent = t(`media.${kind}_${on[kind] ? "off" : "on"}`);
+    b.disabled = !live;
+  }
+  if (!live) $("#media-status").textContent = t("media.start_first");
+}
+
+async function ensureMedia() {
+  if (state.media) return state.media;
+  let mod = null;
+  try {
+    mod = await import("../media.js");
+  } catch {
+    mod = null;
+  }
+  if (!mod || !mod.TrainerMedia) {
+    $("#media-status").textContent = t("media.unavailable");
+    return null;
+  }
+  const media = new mod.TrainerMedia(room);
+  media.on("error", (err) => {
+    const code = (err && (err.code || err.name)) || "";
+    $("#media-status").textContent =
+      code === "NotAllowedError" ? t("media.refused") : code === "NotFoundError" ? t("media.no_device") : t("media.failed_detail", { detail: (err && err.message) || code });
+  });
+  media.on("state", (s) => {
+    $("#media-status").textContent = t("media.state", { state: String(s) });
+  });
+  state.media = media;
+  return media;
+}
+
+function showSelf() {
+  const v = $("#self-view");
+  const stream = state.media && state.media.localStream;
+  v.srcObject = stream || null;
+  v.hidden = !stream || !(state.mediaOn.camera || state.mediaOn.screen);
+}
+
+async function toggle(kind) {
+  const want = !state.mediaOn[kind];
+  const media = await ensureMedia();
+  if (!media) return;
+  try {
+    if (!media.started) {
+      await media.start({ mic: kind === "mic" ? want : state.mediaOn.mic, camera: kind === "camera" ? want : state.mediaOn.camera });
+      media.started = true;
+      if (kind === "screen") await media.shareScreen(want);
+    } else if (kind === "camera") await media.setCamera(want);
+    else if (kind === "mic") await media.setMic(want);
+    else await media.shareScreen(want);
+    state.mediaOn[kind] = want;
+    $("#media-status").textContent = "";
+  } catch (err) {
+    const name = err && err.name;
+    $("#media-status").textContent = name === "NotAllowedError" ? t("media.refused") : name === "NotFoundError" ? t("media.no_device") : t("media.failed_detail", { detail: (err && (err.code || err.message)) || "" });
+  }
+  renderMediaButtons();
+  showSelf();
+}
+
+function stopMedia() {
+  if (state.media) state.media.stop();
+  state.media = null;
+  state.mediaOn = { camera: false, mic: false, screen: false };
+  showSelf();
+  renderMediaButtons();
+}
+
+$("#media-camera").addEventListener("click", () => toggle("camera"));
+$("#media-mic").addEventListener("click", () => toggle("mic"));
+$("#media-screen").addEventListener("click", () => toggle("screen"));
+
+i18n.onChange(() => {
+  renderAll();
+  loadDocuments();
+  attendanceLinks($("#attendance-links"), cohortId);
+});
+
+window.addEventListener("beforeunload", (e) => {
+  if (chat.unsent().length || state.mediaOn.camera || state.mediaOn.screen) e.preventDefault();
+});
+
+loadDocuments();
+room.connect();

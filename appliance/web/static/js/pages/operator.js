@@ -1,4 +1,74 @@
-// The operator's page. A shell for now: the live rooms from the operator API fill #operator-rooms.
-import { boot } from "../ui.js";
+// The operator's page: every live room and the server's remaining capacity, from
+// GET /api/operator/overview, polled every few seconds (paused while the tab is hidden).
+import { api } from "../api.js";
+import { $, clear, h, labelCells } from "../dom.js";
+import * as i18n from "../i18n.js";
+import { boot, errorText, t } from "../ui.js";
 
 await boot({ title: "operator.title", signedIn: true });
+
+const EVERY_MS = 5000;
+let last = null;
+let names = new Map();
+
+const pct = (x) => (x === null || x === undefined ? "—" : `${(100 * x).toLocaleString(i18n.language(), { maximumFractionDigits: 1 })} %`);
+const ms = (x) => (x === null || x === undefined ? "—" : `${Math.round(1000 * x)} ms`);
+const mbps = (bps) => `${(bps / 1e6).toLocaleString(i18n.language(), { maximumFractionDigits: 2 })} Mbit/s`;
+
+async function loadNames() {
+  try {
+    const cohorts = await api("GET", "/api/cohorts");
+    names = new Map(cohorts.map((c) => [c.id, c.name]));
+  } catch {
+    names = new Map();
+  }
+}
+
+function render() {
+  if (!last) return;
+  const cap = last.capacity || {};
+  const dl = clear($("#operator-capacity"));
+  const fig = (key, value, id) => dl.append(h("div", { class: "figure", id }, h("dt", { text: t(key) }), h("dd", { text: value })));
+  fig("operator.capacity_learners", String(cap.learners ?? "—"), "cap-learners");
+  fig("operator.cores", `${(cap.used_cores ?? 0).toFixed(2)} / ${(cap.budget_cores ?? 0).toFixed(2)}`, "cap-cores");
+  fig("operator.host_busy", `${(cap.host_busy_cores ?? 0).toFixed(2)} / ${cap.cpu_cores ?? "—"}`, "cap-host");
+  if (last.documents) fig("operator.documents", t("operator.documents_value", { n: last.documents.count, mb: (last.documents.bytes / 1e6).toFixed(1) }), "cap-docs");
+
+  const rooms = last.rooms || [];
+  $("#operator-status").textContent = rooms.length ? "" : t("operator.none");
+  $("#operator-status").hidden = rooms.length > 0;
+  $("#rooms-table").hidden = rooms.length === 0;
+  const body = clear($("#rooms-body"));
+  for (const r of rooms) {
+    const parts = (r.participants || []).map((p) => `${t(`role.${p.role}s`)} ${t(`people.${p.state}`)}: ${p.count}`).join(", ");
+    body.append(h("tr", { dataset: { cohort: r.cohort_id } },
+      h("td", {}, h("a", { href: `/cohorts/${r.cohort_id}/console`, text: names.get(r.cohort_id) || `#${r.cohort_id}` })),
+      h("td", { text: r.started ? t("operator.started") : t("operator.not_started") }),
+      h("td", {}, h("strong", { text: t("operator.learners_n", { n: r.learners }) }), h("br"), h("span", { class: "small muted", text: parts })),
+      h("td", { text: t("operator.tracks_value", { video: r.video_tracks ?? 0, audio: r.audio_tracks ?? 0, subs: r.learners_subscribed ?? 0 }) }),
+      h("td", { text: mbps(r.send_bitrate_bps || 0) }),
+      h("td", { class: (r.loss_max ?? 0) > 0.05 ? "warn-cell" : "", text: `${pct(r.loss_mean)} / ${pct(r.loss_max)}` }),
+      h("td", { text: `${ms(r.rtt_mean_s)} / ${ms(r.rtt_max_s)}` })));
+  }
+  labelCells($("#rooms-table"));
+}
+
+async function refresh() {
+  try {
+    last = await api("GET", "/api/operator/overview");
+    if (last.rooms.some((r) => !names.has(r.cohort_id))) await loadNames();
+    render();
+    $("#operator-updated").textContent = t("operator.updated", { time: new Date().toLocaleTimeString(i18n.language()) });
+  } catch (err) {
+    $("#operator-updated").textContent = errorText(err);
+  }
+}
+
+async function loop() {
+  if (!document.hidden) await refresh();
+  setTimeout(loop, EVERY_MS);
+}
+
+i18n.onChange(render);
+await loadNames();
+loop();
