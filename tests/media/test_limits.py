@@ -144,8 +144,11 @@ async def test_many_joins_and_leaves_leave_nothing_behind(server: MediaServer, e
         # Only the trainer's connection and the relay's side of it are left.
         assert sum(isinstance(o, RTCPeerConnection) for o in gc.get_objects()) == 2
         # Python objects: flat from one batch of 8 joins/leaves to the next (a leaked
-        # learner keeps ~100 KiB of Python objects: queues, RTP history, SDP).
-        assert python_growth < 256 * 1024, python_growth
+        # learner keeps ~100 KiB of Python objects: queues, RTP history, SDP, so 8 leaked
+        # learners would add ~800 KiB). The margin covers frames in flight on a loaded machine
+        # (323 KiB seen once with two other test suites running); the object checks above
+        # catch a single leaked learner.
+        assert python_growth < 640 * 1024, python_growth
         # Native memory (OpenSSL, libvpx, allocator arenas) warms up then plateaus at
         # ~25 MiB here (measured over 45 cycles): a coarse bound; the checks on connections,
         # tracks, fds, tasks and the Python heap above are the precise ones.

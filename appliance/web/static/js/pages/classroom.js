@@ -403,6 +403,8 @@ async function join() {
   });
   try {
     await state.media.start();
+    // Kept on the element for diagnostics: the connection's getStats() (and the browser tests).
+    $("#classroom").estradeMedia = state.media;
     if ($("#low-bandwidth").checked) state.media.setQuality("screen");
   } catch (err) {
     state.media = null;

@@ -377,7 +377,15 @@ function showSelf() {
   v.hidden = !stream || !(state.mediaOn.camera || state.mediaOn.screen);
 }
 
-async function toggle(kind) {
+// One media change at a time: a second click while the first renegotiation runs waits its turn
+// (two concurrent start() calls would open two connections).
+let mediaQueue = Promise.resolve();
+function toggle(kind) {
+  mediaQueue = mediaQueue.then(() => applyToggle(kind));
+  return mediaQueue;
+}
+
+async function applyToggle(kind) {
   const want = !state.mediaOn[kind];
   const media = await ensureMedia();
   if (!media) return;
