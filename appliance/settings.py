@@ -23,7 +23,9 @@ __all__ = ["DEFAULT_CONFIG_PATH", "Settings", "SettingsError", "load_settings"]
 DEFAULT_CONFIG_PATH = Path("/etc/estrade/estrade.toml")
 ENV_PREFIX = "ESTRADE_"
 # ESTRADE_* variables that are read by commands, not settings.
-NOT_SETTINGS = frozenset({"ESTRADE_CONFIG", "ESTRADE_ADMIN_PASSWORD", "ESTRADE_ARTIFACTS"})
+NOT_SETTINGS = frozenset(
+    {"ESTRADE_CONFIG", "ESTRADE_ADMIN_PASSWORD", "ESTRADE_ARTIFACTS", "ESTRADE_TEST_CACHE"}
+)
 
 
 class SettingsError(ValueError):

@@ -83,3 +83,13 @@ def test_admin_password_variable_is_not_an_unknown_setting() -> None:
         env={"ESTRADE_ADMIN_PASSWORD": "correct-horse-battery", "ESTRADE_PORT": "8201"}
     )
     assert s.port == 8201
+
+
+def test_tooling_variables_exported_by_the_makefile_are_not_settings() -> None:
+    """`make test` exports these to every process it starts, servers included."""
+    import re
+
+    makefile = (Path(__file__).parents[1] / "Makefile").read_text()
+    exported = set(re.findall(r"^export (ESTRADE_\w+)", makefile, flags=re.M))
+    env = {name: "x" for name in exported if name != "ESTRADE_DATA_DIR"}
+    load_settings(env=env)  # no "unknown variable"
