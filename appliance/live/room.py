@@ -86,6 +86,9 @@ class CohortRoom:
             self.settings.chat_rate_limit, self.settings.chat_rate_window_s
         )
         self._timers: list[asyncio.TimerHandle] = []
+        from appliance.live.chat_writer import ChatWriter
+
+        self.chat_writer = ChatWriter(self)
 
     # ---- channels and resume --------------------------------------------------------------
     @property
