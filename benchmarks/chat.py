@@ -257,7 +257,9 @@ async def run(args: argparse.Namespace) -> dict:
                 await asyncio.sleep(0.05)
             elapsed = time.monotonic() - t0
             cpu = cpu_seconds(server.pid) - cpu0
-            # Lower the hands still raised, so the next phase starts from a quiet room.
+            # Lower the hands still raised, so the next phase starts from a quiet room (those
+            # events are not matched: a fresh table of send times).
+            phase.sent_at = {}
             for ws, user_id in sockets:
                 if user_id in raised:
                     await ws.send(json.dumps({"type": "hand_lower"}))
