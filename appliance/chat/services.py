@@ -84,22 +84,24 @@ async def post_messages(
         where &= ChatMute.class_session.is_null()
     else:
         where &= ChatMute.class_session == session_id
-    muted = {r["user"] for r in await ChatMute.select(ChatMute.user).where(where)}
     now = _now()
-    rows = [
-        ChatMessage(
-            cohort=cohort_id,
-            class_session=session_id,
-            author=d.author_id,
-            text=d.text,
-            is_question=d.question,
-            created_at=now,
-        )
-        for d in drafts
-        if d.author_id not in muted
-    ]
-    if rows:
-        await ChatMessage.insert(*rows)  # sets each row's id
+    # One transaction: one connection for both queries (SQLite opens one per query otherwise).
+    async with ChatMessage._meta.db.transaction():
+        muted = {r["user"] for r in await ChatMute.select(ChatMute.user).where(where)}
+        rows = [
+            ChatMessage(
+                cohort=cohort_id,
+                class_session=session_id,
+                author=d.author_id,
+                text=d.text,
+                is_question=d.question,
+                created_at=now,
+            )
+            for d in drafts
+            if d.author_id not in muted
+        ]
+        if rows:
+            await ChatMessage.insert(*rows)  # sets each row's id
     stored = iter(rows)
     out: list[ChatMessageOut | RuleViolation] = []
     for d in drafts:
