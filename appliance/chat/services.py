@@ -84,24 +84,25 @@ async def post_messages(
         where &= ChatMute.class_session.is_null()
     else:
         where &= ChatMute.class_session == session_id
+    # No transaction: on SQLite a read-then-write transaction fails at once ("database is
+    # locked") when another connection writes meanwhile. Mutes change under the room lock,
+    # which the caller holds, so the read stays true; the INSERT is atomic on its own.
+    muted = {r["user"] for r in await ChatMute.select(ChatMute.user).where(where)}
     now = _now()
-    # One transaction: one connection for both queries (SQLite opens one per query otherwise).
-    async with ChatMessage._meta.db.transaction():
-        muted = {r["user"] for r in await ChatMute.select(ChatMute.user).where(where)}
-        rows = [
-            ChatMessage(
-                cohort=cohort_id,
-                class_session=session_id,
-                author=d.author_id,
-                text=d.text,
-                is_question=d.question,
-                created_at=now,
-            )
-            for d in drafts
-            if d.author_id not in muted
-        ]
-        if rows:
-            await ChatMessage.insert(*rows)  # sets each row's id
+    rows = [
+        ChatMessage(
+            cohort=cohort_id,
+            class_session=session_id,
+            author=d.author_id,
+            text=d.text,
+            is_question=d.question,
+            created_at=now,
+        )
+        for d in drafts
+        if d.author_id not in muted
+    ]
+    if rows:
+        await ChatMessage.insert(*rows)  # sets each row's id
     stored = iter(rows)
     out: list[ChatMessageOut | RuleViolation] = []
     for d in drafts:
