@@ -30,7 +30,7 @@ from appliance.auth.guards import user_from_connection
 from appliance.auth.sessions import build_session_config, build_session_store
 from appliance.documents import BlobStore, DocumentController
 from appliance.documents.services import DocumentTotals
-from appliance.live import classroom_socket, live_plugin
+from appliance.live import access_listeners, classroom_socket, live_plugin
 from appliance.live.documents import LiveDocumentNotifier
 from appliance.live.media import MediaBridge
 from appliance.metrics import (
@@ -169,6 +169,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             static_files_router(),
         ],
         plugins=[channels],
+        listeners=access_listeners(live),  # sockets follow access changes (accounts.events)
         on_app_init=[auth.on_app_init, request_metrics(metrics)],
         csrf_config=CSRFConfig(
             secret=secret_key(settings),

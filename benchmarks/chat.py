@@ -1,8 +1,24 @@
 """Chat fan-out benchmark: one cohort, N learners and a trainer on a real server (127.0.0.1).
 
-Learners send chat at a steady total rate for a fixed time; every learner receives every
-message. Prints ONE JSON line: deliveries, delivery latency (send to receipt, per learner),
-and the server process's CPU time during the chat phase.
+Two phases on the same server and sockets, at the same total rate for the same time:
+
+- ``chat`` (first, ``--settle`` seconds after the connects): learners send chat messages
+  (stored, then fanned out to everyone).
+- ``baseline``: learners raise and lower their hand. Same socket, dispatch, channels and
+  fan-out path as chat, but nothing is stored: the floor this machine gives right now.
+
+The server's data directory (SQLite) is in the temporary directory (``TMPDIR``): on disk by
+default, so commits pay a real fsync.
+
+Every learner receives every event. Latency is send to receipt per learner (one client
+process, one clock: time.monotonic_ns). Prints ONE JSON line with both phases, their
+ratio, the CPU used by the server and by the client, and the load average (the machine is
+shared: compare ``delivery_p99_ms`` with ``baseline_p99_ms`` rather than across runs).
+
+The learners' chat rate limit (default 5 messages / 10 s) is kept when the per-learner rate
+stays under 80% of it; otherwise the server is started with ``ESTRADE_CHAT_RATE_LIMIT`` raised
+(reported as ``chat_rate_limit``; ``--rate-limit N`` forces it). Refused messages are counted
+in ``rate_limited`` and not expected to be delivered.
 
     .venv/bin/python benchmarks/chat.py [--learners 200] [--rate 50] [--seconds 10]
 """
@@ -13,6 +29,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import math
 import os
 import socket
 import subprocess
@@ -80,9 +97,46 @@ async def cookie_for(client: httpx.AsyncClient, url: str) -> str:
     return "; ".join(f"{k}={v}" for k, v in client.cookies.items())
 
 
-class ChatMsg(msgspec.Struct):
+def rate_limit_for(args: argparse.Namespace, limit: int = 5, window_s: int = 10) -> int:
+    """The server's chat rate limit: the default, or raised when the learners would reach it."""
+    per_learner = args.rate / args.learners * window_s
+    return limit if per_learner <= 0.8 * limit else math.ceil(per_learner * 2)
+
+
+class Phase:
+    """What the client saw during one phase: per-event send times and receipt latencies."""
+
+    def __init__(self, learners: int) -> None:
+        self.sent_at: dict[str, int] = {}
+        self.latencies: list[int] = []
+        self.received = [0] * learners
+        self.rate_limited = 0
+        self.errors = 0
+
+    def figures(self, prefix: str, sent: int, elapsed: float, cpu: float) -> dict:
+        lat = sorted(self.latencies)
+
+        def pct(q: float) -> float:
+            return round(lat[min(len(lat) - 1, int(q * len(lat)))] / 1e6, 2) if lat else -1
+
+        return {
+            f"{prefix}messages_sent": sent,
+            f"{prefix}deliveries": sum(self.received),
+            f"{prefix}p50_ms": pct(0.50),
+            f"{prefix}p99_ms": pct(0.99),
+            f"{prefix}max_ms": pct(1.0),
+            f"{prefix}deliveries_per_s": round(sum(self.received) / elapsed, 1),
+            f"{prefix}server_cpu_s": round(cpu, 2),
+            f"{prefix}rate_limited": self.rate_limited,
+            f"{prefix}errors": self.errors,
+        }
+
+
+class Event(msgspec.Struct):
     type: str
     message: dict | None = None
+    user_id: int | None = None
+    ref: str | None = None
 
 
 async def run(args: argparse.Namespace) -> dict:
@@ -91,6 +145,7 @@ async def run(args: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="estrade-bench-"))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    limit = args.rate_limit or rate_limit_for(args)
     env = {
         **os.environ,
         "ESTRADE_DATA_DIR": str(tmp),
@@ -98,6 +153,7 @@ async def run(args: argparse.Namespace) -> dict:
         "ESTRADE_SESSION_STORE": "memory",
         "ESTRADE_LOG_LEVEL": "warning",
         "ESTRADE_PUBLIC_URL": base,
+        "ESTRADE_CHAT_RATE_LIMIT": str(limit),
     }
     server = subprocess.Popen(  # noqa: ASYNC220 (started once, before timing)
         [sys.executable, "-m", "appliance", "serve"],
@@ -128,81 +184,139 @@ async def run(args: argparse.Namespace) -> dict:
             trainer_cookie = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
 
         url = f"ws://127.0.0.1:{port}/ws/cohorts/{cohort_id}"
-        latencies: list[float] = []
-        received = [0] * args.learners
-        decoder = msgspec.json.Decoder(ChatMsg)
+        decoder = msgspec.json.Decoder(Event)
+        welcome = msgspec.json.Decoder(dict)
 
         async def open_ws(cookie: str):
             ws = await websockets.connect(
                 url, additional_headers={"Cookie": cookie}, max_size=None, compression=None
             )
-            await ws.recv()  # welcome
-            return ws
+            user_id = welcome.decode(await ws.recv())["you"]["user_id"]
+            return ws, user_id
 
         sockets = []
         for i in range(0, args.learners, 20):
             sockets += await asyncio.gather(*[open_ws(c) for c in cookies[i : i + 20]])
-        trainer = await open_ws(trainer_cookie)
+        trainer, _ = await open_ws(trainer_cookie)
+        phase = Phase(args.learners)
+
+        def key_of(msg: Event) -> str | None:
+            if msg.type == "chat_message":
+                return msg.message["text"] if msg.message else None
+            if msg.type in ("hand_raised", "hand_lowered"):
+                return f"{msg.type} {msg.user_id}"
+            return None
 
         async def reader(i: int, ws) -> None:
             async for raw in ws:
-                if '"chat_message"' not in raw:
-                    continue
+                now = time.monotonic_ns()
                 msg = decoder.decode(raw)
-                sent = float(msg.message["text"].split()[1])
-                latencies.append(time.time() - sent)
-                received[i] += 1
+                if msg.type == "rate_limited":
+                    phase.rate_limited += 1
+                elif msg.type in ("error", "forbidden"):
+                    phase.errors += 1
+                key = key_of(msg)
+                if key is None:
+                    continue
+                sent = phase.sent_at.get(key)
+                if sent is not None:
+                    phase.latencies.append(now - sent)
+                    phase.received[i] += 1
 
         async def drain(ws) -> None:
             async for _ in ws:
                 pass
 
-        readers = [asyncio.create_task(reader(i, ws)) for i, ws in enumerate(sockets)]
+        readers = [asyncio.create_task(reader(i, ws)) for i, (ws, _) in enumerate(sockets)]
         readers.append(asyncio.create_task(drain(trainer)))
-        await asyncio.sleep(1)  # let presence events settle
+        await asyncio.sleep(args.settle)  # let presence events settle
 
-        cpu0 = cpu_seconds(server.pid)
-        t0 = time.monotonic()
-        sent = 0
-        total = int(args.rate * args.seconds)
-        while sent < total:
-            due = t0 + sent / args.rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            ws = sockets[sent % args.learners]
-            await ws.send(json.dumps({"type": "chat_send", "text": f"t {time.time():.6f} m{sent}"}))
-            sent += 1
-        expected = sent * args.learners
-        deadline = time.monotonic() + 10
-        while sum(received) < expected and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        elapsed = time.monotonic() - t0
-        cpu = cpu_seconds(server.pid) - cpu0
+        async def run_phase(kind: str) -> dict:
+            nonlocal phase
+            phase = Phase(args.learners)
+            raised: set[int] = set()
+            cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+            total = int(args.rate * args.seconds)
+            sent = 0
+            while sent < total:
+                delay = t0 + sent / args.rate - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                ws, user_id = sockets[sent % args.learners]
+                if kind == "chat":
+                    text = f"m{sent}"
+                    frame = {"type": "chat_send", "text": text}
+                    key = text
+                elif user_id in raised:
+                    raised.discard(user_id)
+                    frame, key = {"type": "hand_lower"}, f"hand_lowered {user_id}"
+                else:
+                    raised.add(user_id)
+                    frame, key = {"type": "hand_raise"}, f"hand_raised {user_id}"
+                phase.sent_at[key] = time.monotonic_ns()
+                await ws.send(json.dumps(frame))
+                sent += 1
+
+            # A refused message (rate_limited) is delivered to nobody: not expected.
+            def expected() -> int:
+                return (sent - phase.rate_limited) * args.learners
+
+            deadline = time.monotonic() + 10
+            while sum(phase.received) < expected() and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            elapsed = time.monotonic() - t0
+            cpu = cpu_seconds(server.pid) - cpu0
+            # Lower the hands still raised, so the next phase starts from a quiet room (those
+            # events are not matched: a fresh table of send times).
+            phase.sent_at = {}
+            for ws, user_id in sockets:
+                if user_id in raised:
+                    await ws.send(json.dumps({"type": "hand_lower"}))
+            await asyncio.sleep(1)
+            prefix = "" if kind == "chat" else "baseline_"
+            return {
+                **phase.figures(prefix, sent, elapsed, cpu),
+                f"{prefix}expected_deliveries": expected(),
+                f"{prefix}lost": expected() - sum(phase.received),
+                f"{prefix}elapsed_s": round(elapsed, 2),
+            }
+
+        load_before = os.getloadavg()
+        client0, wall0 = time.process_time(), time.monotonic()
+        # Chat first, right after the connects, as in a class that starts: the commits then
+        # meet the disk still busy with the connect storm's writes (the worst case).
+        chat = await run_phase("chat")
+        baseline = await run_phase("baseline")
+        client_cpu, wall = time.process_time() - client0, time.monotonic() - wall0
         for t in readers:
             t.cancel()
-        for ws in [*sockets, trainer]:
+        for ws in [*(ws for ws, _ in sockets), trainer]:
             await ws.close()
-        lat = sorted(latencies)
-
-        def pct(q: float) -> float:
-            return round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 2) if lat else -1
-
+        chat = {
+            k.replace("p50_ms", "delivery_p50_ms")
+            .replace("p99_ms", "delivery_p99_ms")
+            .replace("max_ms", "delivery_max_ms")
+            if not k.startswith("baseline_")
+            else k: v
+            for k, v in chat.items()
+        }
         return {
             "benchmark": "chat",
             "learners": args.learners,
             "rate_per_s": args.rate,
             "seconds": args.seconds,
-            "messages_sent": sent,
-            "deliveries": sum(received),
-            "expected_deliveries": expected,
-            "lost": expected - sum(received),
-            "delivery_p50_ms": pct(0.50),
-            "delivery_p99_ms": pct(0.99),
-            "delivery_max_ms": pct(1.0),
-            "deliveries_per_s": round(sum(received) / elapsed, 1),
-            "server_cpu_s": round(cpu, 2),
-            "server_cpu_share": round(cpu / elapsed, 2),
+            "chat_rate_limit": limit,
+            **chat,
+            "server_cpu_share": round(chat["server_cpu_s"] / chat["elapsed_s"], 2),
+            **baseline,
+            "p99_vs_baseline": round(
+                chat["delivery_p99_ms"] / max(baseline["baseline_p99_ms"], 0.01), 2
+            ),
+            "client_cpu_s": round(client_cpu, 2),
+            "client_cpu_share": round(client_cpu / wall, 2),
+            "cpus": os.cpu_count(),
+            "load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in os.getloadavg()],
             "database": "sqlite",
         }
     finally:
@@ -215,6 +329,15 @@ def main() -> None:
     ap.add_argument("--learners", type=int, default=200)
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument(
+        "--rate-limit",
+        type=int,
+        default=0,
+        help="the server's chat rate limit per learner (default: 5 / 10 s, raised if reached)",
+    )
+    ap.add_argument(
+        "--settle", type=float, default=1.0, help="seconds between the connects and the chat"
+    )
     args = ap.parse_args()
     print(json.dumps(asyncio.run(run(args))), flush=True)
 

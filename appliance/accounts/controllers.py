@@ -8,8 +8,8 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT, HTTP_422_UNPROCESSABLE_ENTITY
 
+from appliance.accounts import events, services
 from appliance.accounts import schemas as s
-from appliance.accounts import services
 from appliance.accounts.tables import Role, User
 from appliance.auth.guards import cohort_access, require_roles
 from appliance.errors import field_error
@@ -20,6 +20,16 @@ __all__ = ["AdminCohortController", "AdminUserController", "MyCohortsController"
 
 def _settings(request: Request[Any, Any, Any]) -> Settings:
     return request.app.state.settings
+
+
+def _announce_user(request: Request[Any, Any, Any], user_id: int, patch: s.UserPatch) -> None:
+    if patch.active is False:
+        request.app.emit(events.USER_DEACTIVATED, user_id=user_id)
+
+
+def _announce_cohort(request: Request[Any, Any, Any], cohort_id: int, patch: s.CohortPatch) -> None:
+    if patch.archived is True:
+        request.app.emit(events.COHORT_ARCHIVED, cohort_id=cohort_id)
 
 
 class AdminUserController(Controller):
@@ -46,13 +56,23 @@ class AdminUserController(Controller):
         return services.user_out(await services.get_user(user_id))
 
     @patch("/{user_id:int}")
-    async def update_user(self, user_id: FromPath[int], data: JSONBody[s.UserPatch]) -> s.UserOut:
-        return services.user_out(await services.update_user(user_id, data))
+    async def update_user(
+        self, request: Request[Any, Any, Any], user_id: FromPath[int], data: JSONBody[s.UserPatch]
+    ) -> s.UserOut:
+        user = await services.update_user(user_id, data)
+        _announce_user(request, user_id, data)
+        return services.user_out(user)
 
     @post("/{user_id:int}/archive", status_code=HTTP_200_OK)
-    async def archive_user(self, user_id: FromPath[int]) -> s.UserOut:
-        """Deactivate an account: it can no longer sign in, its join links are revoked."""
-        return services.user_out(await services.update_user(user_id, s.UserPatch(active=False)))
+    async def archive_user(
+        self, request: Request[Any, Any, Any], user_id: FromPath[int]
+    ) -> s.UserOut:
+        """Deactivate an account: it can no longer sign in, its join links are revoked, its
+        classroom sockets are closed."""
+        patch = s.UserPatch(active=False)
+        user = await services.update_user(user_id, patch)
+        _announce_user(request, user_id, patch)
+        return services.user_out(user)
 
 
 class AdminCohortController(Controller):
@@ -77,13 +97,22 @@ class AdminCohortController(Controller):
 
     @patch("/{cohort_id:int}")
     async def update_cohort(
-        self, cohort_id: FromPath[int], data: JSONBody[s.CohortPatch]
+        self,
+        request: Request[Any, Any, Any],
+        cohort_id: FromPath[int],
+        data: JSONBody[s.CohortPatch],
     ) -> s.CohortOut:
-        return services.cohort_out(await services.update_cohort(cohort_id, data))
+        cohort = await services.update_cohort(cohort_id, data)
+        _announce_cohort(request, cohort_id, data)
+        return services.cohort_out(cohort)
 
     @post("/{cohort_id:int}/archive", status_code=HTTP_200_OK)
-    async def archive_cohort(self, cohort_id: FromPath[int]) -> s.CohortOut:
-        return services.cohort_out(await services.archive_cohort(cohort_id))
+    async def archive_cohort(
+        self, request: Request[Any, Any, Any], cohort_id: FromPath[int]
+    ) -> s.CohortOut:
+        cohort = await services.archive_cohort(cohort_id)
+        _announce_cohort(request, cohort_id, s.CohortPatch(archived=True))
+        return services.cohort_out(cohort)
 
     @post("/{cohort_id:int}/enrolments", status_code=201)
     async def enrol(self, cohort_id: FromPath[int], data: JSONBody[s.EnrolmentIn]) -> s.Member:
@@ -97,8 +126,13 @@ class AdminCohortController(Controller):
         )
 
     @delete("/{cohort_id:int}/enrolments/{user_id:int}", status_code=HTTP_204_NO_CONTENT)
-    async def unenrol(self, cohort_id: FromPath[int], user_id: FromPath[int]) -> None:
+    async def unenrol(
+        self, request: Request[Any, Any, Any], cohort_id: FromPath[int], user_id: FromPath[int]
+    ) -> None:
+        """Unenrol a user: their join links for the cohort are revoked, their sockets closed."""
         await services.unenrol(cohort_id, user_id)
+        request.app.emit(events.ENROLMENT_ENDED, cohort_id=cohort_id, user_id=user_id)
+        request.app.emit(events.LINKS_REVOKED, user_ids=[user_id])
 
     @post(
         "/{cohort_id:int}/learners/import",
@@ -127,13 +161,20 @@ class AdminCohortController(Controller):
     ) -> s.IssuedLink:
         """Issue (or re-issue) a learner's personal link; earlier links stop working."""
         st = _settings(request)
-        return await services.issue_link(
+        issued = await services.issue_link(
             cohort_id, user_id, base_url=st.resolved_public_url, ttl_days=st.join_link_ttl_days
         )
+        request.app.emit(events.LINKS_REVOKED, user_ids=[user_id])
+        return issued
 
     @post("/{cohort_id:int}/learners/{user_id:int}/join-link/revoke", status_code=HTTP_200_OK)
-    async def revoke_link(self, cohort_id: FromPath[int], user_id: FromPath[int]) -> dict[str, int]:
-        return {"revoked": await services.revoke_links(cohort_id, user_id)}
+    async def revoke_link(
+        self, request: Request[Any, Any, Any], cohort_id: FromPath[int], user_id: FromPath[int]
+    ) -> dict[str, int]:
+        """Revoke a learner's links for this cohort: the sessions opened with them end."""
+        revoked = await services.revoke_links(cohort_id, user_id)
+        request.app.emit(events.LINKS_REVOKED, user_ids=[user_id])
+        return {"revoked": revoked}
 
     @get("/{cohort_id:int}/join-links")
     async def link_statuses(self, cohort_id: FromPath[int]) -> list[s.LinkStatus]:
@@ -152,6 +193,7 @@ class AdminCohortController(Controller):
         body = await services.export_links_csv(
             cohort_id, base_url=st.resolved_public_url, ttl_days=st.join_link_ttl_days
         )
+        request.app.emit(events.LINKS_REVOKED, user_ids=None)  # every learner got a new link
         return Response(
             body,
             media_type="text/csv; charset=utf-8",

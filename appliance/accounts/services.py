@@ -22,6 +22,7 @@ __all__ = [
     "archive_cohort",
     "create_cohort",
     "create_user",
+    "dead_links",
     "enrol",
     "export_links_csv",
     "hash_secret",
@@ -400,6 +401,19 @@ async def revoke_links(cohort_id: int, user_id: int) -> int:
         count = await JoinLink.count().where(active)
         await JoinLink.update({JoinLink.revoked_at: utcnow()}).where(active)
     return int(count)
+
+
+async def dead_links(link_ids: Iterable[int]) -> set[int]:
+    """Those of ``link_ids`` that no longer open a session (revoked, expired or deleted)."""
+    ids = set(link_ids)
+    if not ids:
+        return set()
+    alive = await JoinLink.select(JoinLink.id).where(
+        JoinLink.id.is_in(list(ids))
+        & JoinLink.revoked_at.is_null()
+        & (JoinLink.expires_at > utcnow())
+    )
+    return ids - {r["id"] for r in alive}
 
 
 async def link_statuses(cohort_id: int) -> list[s.LinkStatus]:

@@ -2,11 +2,12 @@
 
 from litestar.channels import ChannelsPlugin
 
+from appliance.live.access import access_listeners
 from appliance.live.room import CohortRoom, RoomRegistry
 from appliance.live.socket import classroom_socket
 from appliance.settings import Settings
 
-__all__ = ["CohortRoom", "RoomRegistry", "classroom_socket", "live_plugin"]
+__all__ = ["CohortRoom", "RoomRegistry", "access_listeners", "classroom_socket", "live_plugin"]
 
 
 def live_plugin(settings: Settings) -> tuple[ChannelsPlugin, RoomRegistry]:

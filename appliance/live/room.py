@@ -60,6 +60,12 @@ class Conn:
     malformed: int = 0
     send_direct: Any = None
     """Callable taking a Reply, set by the socket once it streams (None before)."""
+    link_id: int | None = None
+    """The join link the session was opened with (learners), to end it when it is revoked."""
+    closing: tuple[int, str] | None = None
+    """(code, reason) once the server decided to close this socket; its frames are ignored."""
+    end: Any = None
+    """Callable closing the socket with ``closing``, set by the socket once it streams."""
 
     @property
     def is_staff(self) -> bool:
@@ -87,6 +93,9 @@ class CohortRoom:
             self.settings.chat_rate_limit, self.settings.chat_rate_window_s
         )
         self._timers: list[asyncio.TimerHandle] = []
+        from appliance.live.chat_writer import ChatWriter
+
+        self.chat_writer = ChatWriter(self)
 
     # ---- channels and resume --------------------------------------------------------------
     @property
@@ -251,6 +260,9 @@ class RoomRegistry:
         """Called once a socket streams (after ``welcome``): e.g. the media bridge's config."""
         self.leave_hooks: list[Callable[[CohortRoom, Conn], Awaitable[None]]] = []
         """Awaited after a socket closed and left its room."""
+        self.access_changes = 0
+        """How many access changes (see :meth:`end_connections`) this process has seen."""
+        self._recent: deque[tuple[int, Match, int, str]] = deque(maxlen=256)
 
     async def room(self, cohort_id: int) -> CohortRoom:
         room = self.rooms.get(cohort_id)
@@ -309,3 +321,39 @@ class RoomRegistry:
     def close(self) -> None:
         for r in self.rooms.values():
             r.close()
+
+    def end_connections(
+        self, match: Match, code: int, reason: str, *, late: Match | None = None
+    ) -> int:
+        """Close every socket whose room and :class:`Conn` satisfy ``match``; returns how many.
+
+        ``late`` (default ``match``) is kept for sockets whose connect was checked before this
+        call but that join their room after it: :meth:`catch_up` applies it to them.
+        """
+        self.access_changes += 1
+        self._recent.append((self.access_changes, late or match, code, reason))
+        ended = 0
+        for room in self.rooms.values():
+            for conn in list(room.conns.values()):
+                if match(room, conn) and _end(conn, code, reason):
+                    ended += 1
+        return ended
+
+    def catch_up(self, room: CohortRoom, conn: Conn, checked_at: int) -> None:
+        """Apply the access changes made since ``checked_at`` to a socket that just joined."""
+        for n, match, code, reason in self._recent:
+            if n > checked_at and match(room, conn):
+                _end(conn, code, reason)
+                return
+
+
+Match = Callable[[CohortRoom, Conn], bool]
+
+
+def _end(conn: Conn, code: int, reason: str) -> bool:
+    if conn.closing is not None:
+        return False
+    conn.closing = (code, reason)
+    if conn.end is not None:
+        conn.end()
+    return True

@@ -31,6 +31,8 @@ __all__ = ["classroom_socket"]
 log = logging.getLogger("estrade.live")
 _encoder = msgspec.json.Encoder()
 DIRECT = seq_prefix(0)
+CLOSE = b"\xff" * 8
+"""Queued (by identity) to make the socket's sender close it with ``Conn.closing``."""
 
 
 class _RefOnly(msgspec.Struct):
@@ -46,6 +48,12 @@ def _int(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _link_of(socket: WebSocket[Any, Any, Any]) -> int | None:
+    session = socket.scope.get("session")
+    link = session.get("link") if isinstance(session, dict) else None
+    return link if isinstance(link, int) else None
 
 
 async def _welcome(room: CohortRoom, conn: Conn, resumed: bool) -> p.Welcome:
@@ -153,6 +161,7 @@ async def _handle(
 async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPath[int]) -> None:
     """One participant's classroom connection (protocol: docs/protocol.md)."""
     registry: RoomRegistry = socket.app.state.live
+    checked_at = registry.access_changes  # changes after this are applied once it joins
     try:
         access = await cohort_access(socket.user, cohort_id, EVERYONE)
     except (NotFoundException, PermissionDeniedException) as exc:
@@ -170,6 +179,7 @@ async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPat
         capacity=access.capacity,
         address=socket.client.host if socket.client else None,
         user_agent=socket.headers.get("user-agent"),
+        link_id=_link_of(socket),
     )
     epoch = socket.query_params.get("epoch")
     last_seq = _int(socket.query_params.get("last_seq"))
@@ -177,7 +187,7 @@ async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPat
 
     gauge = registry.metrics.websocket_open() if registry.metrics else contextlib.nullcontext()
     with gauge:
-        await _serve(socket, registry, room, conn, channels, epoch, last_seq)
+        await _serve(socket, registry, room, conn, channels, epoch, last_seq, checked_at)
 
 
 async def _serve(
@@ -188,11 +198,13 @@ async def _serve(
     channels: list[str],
     epoch: str | None,
     last_seq: int | None,
+    checked_at: int,
 ) -> None:
     async with registry.channels.start_subscription(channels) as subscriber:
         await _record(room, conn, connected=True)
         async with room.lock:
             room.add(conn)
+            registry.catch_up(room, conn, checked_at)
             replay = None
             if epoch is not None and last_seq is not None:
                 replay = room.replay(last_seq, staff=conn.is_staff) if epoch == room.epoch else None
@@ -217,8 +229,17 @@ async def _serve(
                     joined(room, conn)
                 except Exception:
                     log.exception("join hook %r failed", joined)
+            # Closing goes through the same queue: frames queued before it are sent first.
+            conn.end = lambda: subscriber.put_nowait(CLOSE)
+            if conn.closing is not None:
+                conn.end()
 
             async def on_event(payload: bytes) -> None:
+                if payload is CLOSE and conn.closing is not None:
+                    code, reason = conn.closing
+                    with contextlib.suppress(Exception):
+                        await socket.close(code=code, reason=reason)
+                    return
                 seq = int.from_bytes(payload[:8], "big")
                 if seq and seq <= snapshot_seq:
                     return
@@ -231,7 +252,7 @@ async def _serve(
         except WebSocketDisconnect:
             pass
         finally:
-            conn.send_direct = None
+            conn.send_direct = conn.end = None
             async with room.lock:
                 room.remove(conn)
             for left in registry.leave_hooks:
@@ -250,6 +271,8 @@ async def _receive_loop(
         event = await socket.receive()
         if event["type"] == "websocket.disconnect":
             return
+        if conn.closing is not None:  # no longer allowed here: wait for the close to finish
+            continue
         data: str | bytes = event.get("text") or event.get("bytes") or b""  # type: ignore[assignment]
         size = len(data)
         if isinstance(data, str) and size * 4 > settings.ws_max_frame_bytes:

@@ -11,18 +11,16 @@ WRITERS = frozenset({Role.learner, Role.trainer, Role.admin})
 
 
 async def send(ctx: Context, msg: p.ChatSend) -> None:
-    room, conn = ctx.room, ctx.conn
-    async with room.lock:
-        out = await chat.post_message(
-            cohort_id=room.cohort_id,
-            session_id=room.session_id,
+    conn = ctx.conn
+    text = chat.clean_text(msg.text, ctx.settings.chat_max_chars)
+    await ctx.room.chat_writer.post(
+        chat.Draft(
             author_id=conn.user_id,
             author_name=conn.display_name,
-            text=msg.text,
+            text=text,
             question=msg.question,
-            max_chars=ctx.settings.chat_max_chars,
         )
-        room.publish(p.ChatMessage(message=out))
+    )
 
 
 async def delete(ctx: Context, msg: p.ChatDelete) -> None:

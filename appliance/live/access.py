@@ -1,0 +1,72 @@
+"""Sockets follow access changes: the accounts domain announces them (Litestar events), the
+rooms close the sockets of whoever lost access. No query per message: one per event at most.
+
+Close codes (docs/protocol.md): 4401 the session is over (account deactivated, join link
+revoked or replaced); 4404 the user is no longer part of this cohort (unenrolled, or a learner
+of an archived cohort). A reconnect is refused the same way (401 / 404 checks on connect).
+"""
+
+from __future__ import annotations
+
+from litestar.events import EventListener, listener
+
+from appliance.accounts import events
+from appliance.accounts import services as accounts
+from appliance.accounts.tables import Role
+from appliance.live.room import CohortRoom, Conn, RoomRegistry
+
+__all__ = ["CLOSE_COHORT_GONE", "CLOSE_SESSION_ENDED", "access_listeners"]
+
+CLOSE_SESSION_ENDED = 4401
+CLOSE_COHORT_GONE = 4404
+
+
+def access_listeners(registry: RoomRegistry) -> list[EventListener]:
+    """The listeners to give ``Litestar(listeners=...)`` for ``registry``'s sockets."""
+
+    @listener(events.USER_DEACTIVATED)
+    async def user_deactivated(*, user_id: int) -> None:
+        registry.end_connections(
+            lambda room, conn: conn.user_id == user_id,
+            CLOSE_SESSION_ENDED,
+            "your account was deactivated",
+        )
+
+    @listener(events.ENROLMENT_ENDED)
+    async def enrolment_ended(*, cohort_id: int, user_id: int) -> None:
+        registry.end_connections(
+            lambda room, conn: room.cohort_id == cohort_id and conn.user_id == user_id,
+            CLOSE_COHORT_GONE,
+            "you are no longer enrolled in this cohort",
+        )
+
+    @listener(events.COHORT_ARCHIVED)
+    async def cohort_archived(*, cohort_id: int) -> None:
+        # Staff still see an archived cohort (cohort_access): only learners lose it.
+        registry.end_connections(
+            lambda room, conn: room.cohort_id == cohort_id and conn.capacity is Role.learner,
+            CLOSE_COHORT_GONE,
+            "this cohort was archived",
+        )
+
+    @listener(events.LINKS_REVOKED)
+    async def links_revoked(*, user_ids: list[int] | None) -> None:
+        def concerned(room: CohortRoom, conn: Conn) -> bool:
+            return conn.link_id is not None and (user_ids is None or conn.user_id in user_ids)
+
+        # A learner may hold a session from another cohort's link: ask which links died.
+        links = {
+            c.link_id
+            for room in registry.rooms.values()
+            for c in room.conns.values()
+            if c.link_id is not None and concerned(room, c)
+        }
+        dead = await accounts.dead_links(links) if links else set()
+        registry.end_connections(
+            lambda room, conn: conn.link_id in dead,
+            CLOSE_SESSION_ENDED,
+            "your join link was revoked: open your new link to come back",
+            late=concerned,
+        )
+
+    return [user_deactivated, enrolment_ended, cohort_archived, links_revoked]
