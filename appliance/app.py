@@ -88,6 +88,12 @@ def _json_errors(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
     return Response(body, status_code=exc.status_code, headers=exc.headers)
 
 
+def _server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """An unexpected error: logged with its traceback, a plain JSON 500 for the client."""
+    log.error("server error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500)
+
+
 def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litestar:
     """Build the Litestar application for ``settings``.
 
@@ -184,7 +190,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             path="/schema",
             render_plugins=[JsonRenderPlugin()],
         ),
-        exception_handlers={HTTPException: _json_errors},
+        exception_handlers={HTTPException: _json_errors, Exception: _server_error},
         request_max_body_size=settings.max_request_bytes,
         lifespan=[lifespan],
         state=state,

@@ -6,6 +6,7 @@ import contextlib
 import io
 import logging
 import os
+from typing import Any
 from urllib.parse import urlsplit
 
 from piccolo.apps.migrations.commands.base import BaseMigrationManager
@@ -14,12 +15,12 @@ from piccolo.apps.migrations.tables import Migration
 from piccolo.conf.apps import Finder
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
 from appliance import piccolo_conf
 from appliance.settings import Settings
 
-__all__ = ["bind", "close", "migrate", "pending_migrations", "ping"]
+__all__ = ["bind", "close", "migrate", "pending_migrations", "ping", "write_transaction"]
 
 PICCOLO_CONF_MODULE = "appliance.piccolo_conf"
 log = logging.getLogger("estrade.db")
@@ -47,6 +48,18 @@ def build_engine(settings: Settings) -> Engine:
         path = str(settings.sqlite_path)
     # A generous timeout: SQLite serialises writers; a short busy wait beats an error.
     return SQLiteEngine(path=path, timeout=30)
+
+
+def write_transaction(engine: Engine) -> Any:
+    """A transaction that will write: on SQLite it takes the write lock at BEGIN (IMMEDIATE).
+
+    A DEFERRED SQLite transaction that reads and then writes fails at once with "database is
+    locked" when another connection wrote meanwhile (the busy timeout does not apply to that
+    upgrade); taking the lock first makes it wait its turn instead.
+    """
+    if isinstance(engine, SQLiteEngine):
+        return engine.transaction(transaction_type=TransactionType.immediate)
+    return engine.transaction()
 
 
 def _all_tables() -> list[type]:

@@ -190,3 +190,16 @@ def test_scripts_never_parse_strings_as_html() -> None:
         if sinks.search(line)
     ]
     assert offenders == []
+
+
+async def test_login_page_tells_a_learner_whose_link_was_revoked(
+    client: Client, world: World
+) -> None:
+    """Straight after the revocation (before any 401 drops the session) /login says why."""
+    from appliance.accounts import services
+
+    await sign_in_as(client, world, "learner")
+    await services.revoke_links(world.cohort.id, world.learner.id)
+    r = await client.get("/login", headers={"accept": "text/html"})
+    assert r.status_code == 303, r.text[:200]
+    assert r.headers["location"] == "/link-problem?reason=revoked"

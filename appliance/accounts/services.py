@@ -16,6 +16,7 @@ from litestar.exceptions import NotFoundException
 from appliance.accounts import schemas as s
 from appliance.accounts.tables import ClassSession, Cohort, Enrolment, JoinLink, Role, User
 from appliance.auth.passwords import hash_password
+from appliance.db import write_transaction
 from appliance.errors import conflict, field_error
 
 __all__ = [
@@ -235,7 +236,7 @@ async def unenrol(cohort_id: int, user_id: int) -> None:
     )
     if not exists:
         raise NotFoundException(detail="this user is not enrolled in this cohort")
-    async with Enrolment._meta.db.transaction():
+    async with write_transaction(Enrolment._meta.db):
         await Enrolment.delete().where(
             (Enrolment.cohort == cohort_id) & (Enrolment.user == user_id)
         )
@@ -327,7 +328,7 @@ async def import_learners(cohort_id: int, text: str) -> s.ImportReport:
     errors = sum(1 for r in report if r.status == "error")
     if errors:
         return s.ImportReport(imported=False, created=0, enrolled=0, errors=errors, rows=report)
-    async with User._meta.db.transaction():
+    async with write_transaction(User._meta.db):
         for user in to_create:
             await user.save()
             to_enrol.append(user.id)
@@ -370,7 +371,7 @@ async def _issue_many(
     now = utcnow()
     expires = now + dt.timedelta(days=ttl_days)
     issued: list[s.IssuedLink] = []
-    async with JoinLink._meta.db.transaction():
+    async with write_transaction(JoinLink._meta.db):
         for user_id in user_ids:
             await JoinLink.update({JoinLink.revoked_at: now}).where(
                 (JoinLink.cohort == cohort_id)
@@ -397,7 +398,7 @@ async def revoke_links(cohort_id: int, user_id: int) -> int:
     active = (
         (JoinLink.cohort == cohort_id) & (JoinLink.user == user_id) & JoinLink.revoked_at.is_null()
     )
-    async with JoinLink._meta.db.transaction():
+    async with write_transaction(JoinLink._meta.db):
         count = await JoinLink.count().where(active)
         await JoinLink.update({JoinLink.revoked_at: utcnow()}).where(active)
     return int(count)

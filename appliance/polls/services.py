@@ -7,6 +7,7 @@ import datetime as dt
 import io
 
 from appliance.accounts.tables import Enrolment, Role
+from appliance.db import write_transaction
 from appliance.errors import RuleViolation
 from appliance.polls.schemas import PollIn, PollOut, PollResults
 from appliance.polls.tables import Ballot, Poll, PollChoice
@@ -64,7 +65,7 @@ async def create_poll(cohort_id: int, by: int, data: PollIn) -> PollOut:
         raise RuleViolation("empty_choice", "a choice is empty", 422)
     if len(set(labels)) != len(labels):
         raise RuleViolation("duplicate_choice", "two choices have the same text", 422)
-    async with Poll._meta.db.transaction():
+    async with write_transaction(Poll._meta.db):
         poll = Poll(
             cohort=cohort_id,
             created_by=by,

@@ -117,7 +117,11 @@ class PageController(Controller):
         return Redirect(path=target, status_code=303)
 
     @get("/login")
-    async def login(self, request: AnyRequest) -> Response[str]:
+    async def login(self, request: AnyRequest) -> Response[str] | Redirect:
+        """Staff sign-in. A learner whose join link stopped working (a page of theirs met a 401
+        and came here) is told why instead: the staff form is no use to them."""
+        if _session(request).get("link") is not None and await _visitor(request) is None:
+            return await _to_login(request)
         return _page(request, "login")
 
     @get("/link-problem")

@@ -145,8 +145,8 @@ def test_unknown_and_revoked_links_explain_themselves(new_page: Any, world: dict
         f"/api/admin/cohorts/{world['cohort']['id']}/learners/{world['learner']['id']}"
         "/join-link/revoke",
     )
-    # The open session ends with the link: the classroom says why.
-    page.reload()
+    # The open session ends with the link: the socket closes (4401) and the classroom takes the
+    # learner to the page that says why, by itself.
     page.wait_for_url("**/link-problem?reason=revoked")
     page.goto(url)
     page.wait_for_url("**/link-problem?reason=revoked")

@@ -54,7 +54,7 @@ export async function api(method, path, options = {}) {
     throw new ApiError(0, { detail: "network" });
   }
   if (response.status === 401 && !options.allow401) {
-    location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+    if (!leaving) location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
     // The page is going away: settle nothing, so no handler acts on a half-loaded page.
     return new Promise(() => {});
   }
@@ -71,4 +71,12 @@ export function safeNext(next, fallback = "/") {
   // Browsers drop tabs and newlines and read a backslash as "/": "/\t/evil" would become "//evil".
   if (/[\\\s\u0000-\u001f]/.test(next)) return fallback;
   return next;
+}
+
+let leaving = false;
+
+/** Leave the page for `url`; a 401 met meanwhile does not send the visitor elsewhere. */
+export function leaveFor(url) {
+  leaving = true;
+  location.assign(url);
 }

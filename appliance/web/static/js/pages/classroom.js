@@ -1,7 +1,7 @@
 // The learner's classroom: the trainer's video, chat, questions, polls, documents, signals,
 // attendance. Protocol messages go through protocol.js; media through media.js (loaded lazily:
 // the page works without it).
-import { api } from "../api.js";
+import { api, leaveFor } from "../api.js";
 import { $, clear, h } from "../dom.js";
 import * as i18n from "../i18n.js";
 import { ChatPanel, clock, connectionBanner, dateTime, liveError, resultBars } from "../live.js";
@@ -145,7 +145,13 @@ room.on("document_pushed", (e) => {
   renderCards();
   loadDocuments();
 });
-room.on("closed", () => stopMedia());
+room.on("closed", (e) => {
+  stopMedia();
+  // 4401: this session no longer lets the learner in (link revoked or replaced, account
+  // deactivated): the page that says why and what to do. The server has already dropped the
+  // session, so the reason comes from the close code, not from a later request.
+  if (e.code === 4401) leaveFor("/link-problem?reason=revoked");
+});
 
 // --- rendering ---------------------------------------------------------------------------
 
