@@ -111,15 +111,16 @@ async def ping(engine: Engine) -> bool:
 async def pending_migrations() -> list[str]:
     """Ids of migrations that exist in the code but have not run on this database."""
     manager = BaseMigrationManager()
+    table_exists = await Migration.table_exists().run()
     pending: list[str] = []
-    if not await Migration.table_exists().run():
-        ran: set[str] = set()
     for app_config in Finder().get_app_configs():
         modules = manager.get_migration_modules(app_config.resolved_migrations_folder_path)
-        ids = manager.get_migration_ids(modules)
-        if await Migration.table_exists().run():
+        ran: set[str] = set()
+        if table_exists:
             ran = set(await Migration.get_migrations_which_ran(app_name=app_config.app_name))
-        pending.extend(f"{app_config.app_name}:{i}" for i in ids if i not in ran)
+        pending.extend(
+            f"{app_config.app_name}:{i}" for i in manager.get_migration_ids(modules) if i not in ran
+        )
     return pending
 
 

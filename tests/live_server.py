@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from typing import Any
@@ -17,12 +16,7 @@ from websockets.asyncio.client import ClientConnection
 from appliance.accounts import services
 from appliance.app import create_app
 from appliance.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.servers import free_port
 
 
 class LiveServer:

@@ -9,19 +9,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.servers import free_port
+
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -84,7 +79,7 @@ def start_postgres() -> PgServer:
     if os.geteuid() == 0:
         pw = pwd.getpwnam("postgres")
         os.chown(root, pw.pw_uid, pw.pw_gid)
-    server = PgServer(root=root, port=_free_port(), user=user)
+    server = PgServer(root=root, port=free_port(), user=user)
     server._run(
         str(PG_BIN / "initdb"),
         "-D",

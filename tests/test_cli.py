@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.pg import PgServer
+from tests.servers import free_port
 
 ESTRADE = [sys.executable, "-m", "appliance"]
 
@@ -25,12 +26,6 @@ def run(
     return subprocess.run(
         [*ESTRADE, *args], env=full_env, capture_output=True, text=True, timeout=timeout
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

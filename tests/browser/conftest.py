@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.servers import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -37,12 +38,6 @@ ADMIN_EMAIL = "admin@example.org"
 PASSWORD = "correct horse battery"
 ROOT = Path(__file__).resolve().parents[2]
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def screenshot_dir() -> Path:
@@ -120,7 +115,7 @@ def _run(args: list[str], env: dict[str, str]) -> None:
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """``estrade serve`` on 127.0.0.1 with a fresh SQLite data folder and an admin."""
     data_dir = tmp_path_factory.mktemp("live") / "data"
-    port = _free_port()
+    port = free_port()
     # A media port range of 50 from a per-run start, so parallel runs rarely collide.
     port_min = 40000 + (port % 200) * 50
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESTRADE_")}

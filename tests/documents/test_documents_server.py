@@ -22,14 +22,9 @@ import pytest
 
 from appliance.documents.tables import Document
 from tests.conftest import PASSWORD, World
+from tests.servers import free_port
 
 MB = 1024 * 1024
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:
@@ -64,7 +59,7 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path, database_url: str, world: World) -> Iterator[Server]:
-    port = _free_port()
+    port = free_port()
     data_dir = tmp_path / "server-data"
     env = {
         **os.environ,
