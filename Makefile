@@ -51,9 +51,16 @@ export ESTRADE_TEST_CACHE := $(DEPLOY_CACHE)
 
 .PHONY: test-deploy
 test-deploy: $(STAMP) system-deps wheelhouse ## Boot fresh Debian hosts (systemd-nspawn), converge with Ansible and pyinfra
-	@scripts/need systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux
+	@scripts/need systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux flock:util-linux
 	tests/deploy/build-root.sh
 	$(BIN)/pytest -p no:cacheprovider -v -s --durations=0 tests/deploy/booted.py
+
+BOOTS ?= 10
+.PHONY: test-boots
+test-boots: $(STAMP) ## Boot and stop BOOTS fresh nspawn hosts in a row (default 10), with timings
+	@scripts/need systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux flock:util-linux
+	tests/deploy/build-root.sh
+	$(BIN)/pytest -p no:cacheprovider -v -s tests/deploy/booted.py -k boots_and_stops --boots $(BOOTS)
 
 .PHONY: lint
 lint: $(STAMP) ## Ruff lint and format check, mypy on appliance/
