@@ -73,6 +73,10 @@ format: $(STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix appliance tests benchmarks provisioning
 	$(BIN)/ruff format appliance tests benchmarks provisioning
 
+.PHONY: role-docs
+role-docs: $(STAMP) ## Rewrite the variables table of each roles/*/README.md from the role's defaults
+	$(BIN)/python -m provisioning.role_docs
+
 .PHONY: bench
 bench: $(STAMP) ## Run the benchmarks (one JSON line each)
 	@scripts/need wrk:wrk

@@ -11,6 +11,7 @@ import jinja2
 import pytest
 import yaml
 
+from provisioning import role_docs
 from provisioning.variables import REPO
 from tests.deploy.helpers import (
     SITE_VARS,
@@ -70,6 +71,50 @@ def test_playbook_syntax_is_valid():
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+ROLES = sorted(p.name for p in (REPO / "roles").iterdir())
+
+
+def _examples(role: str) -> list[str]:
+    text = (REPO / "roles" / role / "README.md").read_text()
+    example = text.split("## Example", 1)[1] if "## Example" in text else ""
+    return [block.split("```", 1)[0] for block in example.split("```yaml\n")[1:]]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_readme_lists_the_current_variables_and_an_example(role):
+    readme = REPO / "roles" / role / "README.md"
+    assert readme.exists(), f"roles/{role} has no README.md"
+    assert readme.read_text() == role_docs.rendered(readme), (
+        f"roles/{role}/README.md: variables table out of date, run `make role-docs`"
+    )
+    assert _examples(role), f"roles/{role}/README.md has no ```yaml example under ## Example"
+
+
+def test_role_readme_examples_pass_the_syntax_check(tmp_path):
+    plays = [play for role in ROLES for block in _examples(role) for play in yaml.safe_load(block)]
+    assert {r if isinstance(r, str) else r["role"] for p in plays for r in p["roles"]} >= set(ROLES)
+    playbook = tmp_path / "examples.yml"
+    playbook.write_text(yaml.safe_dump(plays))
+    proc = subprocess.run(
+        [tool("ansible-playbook"), "-i", "inventories/example", str(playbook), "--syntax-check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=ansible_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_role_metadata_claims_only_what_the_booted_tier_boots():
+    """Debian 12 only: build-root.sh bootstraps bookworm, and nothing else is converged."""
+    assert " bookworm " in (REPO / "tests/deploy/build-root.sh").read_text()
+    for role in ROLES:
+        meta = yaml.safe_load((REPO / "roles" / role / "meta/main.yml").read_text())
+        platforms = meta["galaxy_info"]["platforms"]
+        assert platforms == [{"name": "Debian", "versions": ["bookworm"]}], (role, platforms)
 
 
 @pytest.mark.parametrize(("role", "name"), templates())
