@@ -31,14 +31,24 @@ run: $(STAMP) ## Migrate, seed the demo room and serve on http://127.0.0.1:8000 
 	ESTRADE_DEMO=true $(BIN)/estrade serve
 
 .PHONY: system-deps
-system-deps: ## Install the system packages the tests need (as root on Debian)
+system-deps: system-deps-fast ## Install the system packages the tests need (as root on Debian)
 	@scripts/need $(PG_BIN)/pg_ctl:postgresql-15 chromium:chromium
-	@scripts/need promtool:prometheus prometheus:prometheus
 	@scripts/need nft:nftables nginx:nginx-light systemd-analyze:systemd openssl:openssl
 
+.PHONY: system-deps-fast
+system-deps-fast: # What make test-fast needs: Prometheus and promtool (tests/test_monitoring.py)
+	@scripts/need promtool:prometheus prometheus:prometheus
+
 .PHONY: test
-test: $(STAMP) system-deps ## Run every test (SQLite and PostgreSQL)
+test: $(STAMP) system-deps ## Run every test (SQLite and PostgreSQL, browser, static deploy checks)
 	PATH="$(PG_BIN):$$PATH" $(BIN)/pytest -p no:cacheprovider
+
+# Deselected by marker (pyproject.toml): `browser` tests, the `postgres` half of the database
+# fixtures and the `slow` static deploy checks (Ansible, pyinfra). The rest runs on SQLite.
+FAST_MARKERS := not browser and not postgres and not slow
+.PHONY: test-fast
+test-fast: $(STAMP) system-deps-fast ## Inner loop: no browser, SQLite only, no Ansible runs (make test runs all)
+	$(BIN)/pytest -p no:cacheprovider -m "$(FAST_MARKERS)" --durations=10
 
 .PHONY: wheelhouse
 wheelhouse: $(STAMP) ## Build dist/wheelhouse: Estrade's wheel and every dependency, for offline hosts

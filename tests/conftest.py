@@ -28,7 +28,10 @@ def pg_server() -> Iterator[PgServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+# The `postgres` mark lets `make test-fast` deselect the PostgreSQL half (-m "not postgres").
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated database, one per backend for the whole run; tables are emptied per test."""
     if request.param == "sqlite":

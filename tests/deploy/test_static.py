@@ -22,6 +22,10 @@ from tests.deploy.helpers import (
     tool,
 )
 
+# Each check runs Ansible, pyinfra or ansible-lint (about 100 s in all on a loaded 2-core
+# machine): make test runs them, make test-fast leaves them out.
+pytestmark = pytest.mark.slow
+
 
 def _system(cmd: str) -> str:
     path = shutil.which(cmd) or next(
