@@ -22,7 +22,7 @@ import yaml
 
 from provisioning.variables import REPO
 from tests.deploy.helpers import SITE_VARS, ansible_env, tool
-from tests.deploy.nspawn import ARTIFACTS, KEY, Host, booted_host
+from tests.deploy.nspawn import ARTIFACTS, KEY, BootError, Host, booted_host
 
 PROBE = Path(__file__).with_name("probe.py")
 SITE = yaml.safe_load(SITE_VARS.read_text())
@@ -286,6 +286,20 @@ def test_a_fresh_host_boots_and_stops_cleanly(boot_round):
         f"retries {len(times.attempts)} {times.attempts}",
         file=sys.stderr,
     )
+
+
+def test_a_root_that_cannot_boot_fails_with_nspawn_s_reason(tmp_path):
+    """The failure names the cause (here nspawn's refusal), not an empty state."""
+    (tmp_path / "root" / "etc").mkdir(parents=True)  # no os-release: not an OS tree
+    tarball = tmp_path / "not-an-os.tar"
+    subprocess.run(["tar", "-C", str(tmp_path / "root"), "-cf", str(tarball), "."], check=True)
+    started = time.monotonic()
+    with pytest.raises(BootError) as failure, booted_host("not-an-os", tarball):
+        pass
+    message = str(failure.value)
+    assert "systemd-nspawn exited with 1" in message, message
+    assert "os-release" in message, message  # nspawn's own words, from the console log
+    assert time.monotonic() - started < 60
 
 
 def test_ansible_converges_a_fresh_host_then_pyinfra_agrees(tmp_path):

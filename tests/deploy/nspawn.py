@@ -172,10 +172,10 @@ def _check_prerequisites() -> None:
 
 
 @contextmanager
-def booted_host(name: str) -> Iterator[Host]:
-    """A freshly restored root, booted; stopped and removed on exit.
+def booted_host(name: str, tarball: Path = TARBALL) -> Iterator[Host]:
+    """A freshly restored root (``tarball``), booted; stopped and removed on exit.
 
-    A sandbox that cannot boot nspawn fails here with nspawn's own words: it never skips.
+    A sandbox or a root that cannot boot fails here with nspawn's own words: it never skips.
     """
     _check_prerequisites()
     times = BootTimes()
@@ -185,7 +185,7 @@ def booted_host(name: str) -> Iterator[Host]:
         subprocess.run(["rm", "-rf", "--one-file-system", str(work)], check=True)
     root.mkdir(parents=True)
     started = time.monotonic()
-    subprocess.run(["tar", "-C", str(root), "-xf", str(TARBALL)], check=True)
+    subprocess.run(["tar", "-C", str(root), "-xf", str(tarball)], check=True)
     # The container has no network: its apt cache was filled when the root was built.
     stamp = root / "var/lib/apt/periodic/update-success-stamp"
     stamp.parent.mkdir(parents=True, exist_ok=True)
