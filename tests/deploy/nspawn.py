@@ -164,8 +164,8 @@ def _await_running(host: Host, started: float) -> None:
         time.sleep(0.2)
 
 
-def _check_prerequisites() -> None:
-    for path, what in ((TARBALL, "tests/deploy/build-root.sh"), (KEY, "build-root.sh")):
+def _check_prerequisites(tarball: Path) -> None:
+    for path, what in ((tarball, "tests/deploy/build-root.sh"), (KEY, "build-root.sh")):
         assert path.exists(), f"{path} missing: run {what} (make test-deploy does)"
     for command, package in (("systemd-nspawn", "systemd-container"), ("nsenter", "util-linux")):
         assert shutil.which(command), f"{command} missing: apt-get install {package}"
@@ -177,7 +177,7 @@ def booted_host(name: str, tarball: Path = TARBALL) -> Iterator[Host]:
 
     A sandbox or a root that cannot boot fails here with nspawn's own words: it never skips.
     """
-    _check_prerequisites()
+    _check_prerequisites(tarball)
     times = BootTimes()
     work = Path(f"/var/tmp/estrade-{name}-{os.getpid()}")
     root = work / "root"
