@@ -42,8 +42,6 @@ def test_etag_matches() -> None:
 
 
 def test_names() -> None:
-    assert clean_name("x" * 300 + ".pdf").endswith("x.pdf")
-    assert len(clean_name("x" * 300 + ".pdf")) == 255
     assert clean_name("  \t ") == "document"
     assert content_disposition("inline", "a;b.pdf") == 'inline; filename="a;b.pdf"'
     assert content_disposition("attachment", "日本.txt") == (
