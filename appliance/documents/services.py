@@ -26,6 +26,7 @@ from appliance.documents.tables import Document
 from appliance.errors import field_error
 from appliance.metrics.sources import DocumentTotals as Totals
 from appliance.settings import Settings
+from appliance.text import has_control
 
 __all__ = [
     "UploadInterrupted",
@@ -157,6 +158,8 @@ async def upload(
     title = (title or "").strip() or name.rpartition(".")[0] or name
     if len(title) > 200:
         raise field_error("title", "at most 200 characters")
+    if has_control(title):
+        raise field_error("title", "control characters are not allowed")
     cohort_id = access.cohort.id
     max_bytes = settings.document_max_bytes
     quota_left = settings.document_quota_bytes - (await cohort_usage(cohort_id)).bytes
