@@ -41,6 +41,7 @@ from appliance.metrics import (
     request_metrics,
 )
 from appliance.polls.controllers import PollController
+from appliance.request import EstradeRequest
 from appliance.settings import Settings
 from appliance.system import SystemController
 from appliance.web import PageController, html_not_found, static_files_router
@@ -192,6 +193,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         ),
         exception_handlers={HTTPException: _json_errors, Exception: _server_error},
         request_max_body_size=settings.max_request_bytes,
+        request_class=EstradeRequest,
         lifespan=[lifespan],
         state=state,
         debug=False,

@@ -281,6 +281,25 @@ class TestImport:
         assert await User.count() == before
         assert await Enrolment.count().where(Enrolment.cohort == world.cohort.id) == 2
 
+    @pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"], ids=["cr", "crlf", "lf"])
+    async def test_every_line_end_is_read(self, client: Client, world: World, newline: str) -> None:
+        # CR alone: "CSV (Macintosh)" from old spreadsheets (the csv module refused it: a 500).
+        lines = ["nom,email", "Zoé Roux,zoe@example.org", '"Martin, Léa",lea@example.org']
+        r = await self._post(client, world, newline.join(lines) + newline)
+        assert r.status_code == 200, r.text
+        rows = r.json()["rows"]
+        assert [(row["row"], row["display_name"]) for row in rows] == [
+            (2, "Zoé Roux"),
+            (3, "Martin, Léa"),
+        ]
+
+    async def test_a_field_over_the_csv_limit_is_a_422(self, client: Client, world: World) -> None:
+        before = await User.count()
+        r = await self._post(client, world, "Ana,ana@example.org\n" + "A" * 140_000 + ",a@b.org\n")
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"] == "body: line 2: field larger than field limit (131072)"
+        assert await User.count() == before
+
     async def test_empty_and_non_utf8(self, client: Client, world: World) -> None:
         assert (await self._post(client, world, "name,email\n")).status_code == 422
         r = await client.post(

@@ -7,6 +7,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from appliance.ids import Id
+from appliance.text import NO_CONTROL
+
 __all__ = [
     "ClassSessionIn",
     "ClassSessionOut",
@@ -27,9 +30,13 @@ __all__ = [
 
 Email = Annotated[
     str,
-    msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$"),
+    msgspec.Meta(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s<>\"\x00-\x1f\x7f]+@[^@\s<>\"\x00-\x1f\x7f]+\.[^@\s<>\"\x00-\x1f\x7f]+$",
+    ),
 ]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=NO_CONTROL)]
 Locale = Literal["fr", "en"]
 RoleName = Literal["admin", "operator", "trainer", "learner"]
 Password = Annotated[str, msgspec.Meta(min_length=10, max_length=200)]
@@ -103,7 +110,7 @@ class CohortDetail(CohortOut):
 
 
 class EnrolmentIn(Base):
-    user_id: int
+    user_id: Id
 
 
 class ImportRow(Base):

@@ -18,6 +18,7 @@ from appliance.accounts.tables import ClassSession, Cohort, Enrolment, JoinLink,
 from appliance.auth.passwords import hash_password
 from appliance.db import write_transaction
 from appliance.errors import conflict, field_error
+from appliance.text import check_day, check_moment, has_control
 
 __all__ = [
     "archive_cohort",
@@ -141,6 +142,8 @@ async def _revoke_all_links_of(user_id: int) -> None:
 
 
 def _check_days(first: dt.date, last: dt.date) -> None:
+    check_day("first_day", first)
+    check_day("last_day", last)
     if last < first:
         raise field_error("last_day", "the last day is before the first day")
 
@@ -148,7 +151,7 @@ def _check_days(first: dt.date, last: dt.date) -> None:
 def _check_tz(tz: str) -> None:
     try:
         zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise field_error("time_zone", f"unknown time zone {tz!r}") from None
 
 
@@ -247,22 +250,37 @@ async def unenrol(cohort_id: int, user_id: int) -> None:
         )
 
 
-def _parse_csv(text: str) -> list[tuple[int, str, str]]:
-    """(row number, name, email) for every non-empty line; a header line is skipped."""
-    rows: list[tuple[int, str, str]] = []
-    for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not fields or all(not f.strip() for f in fields):
-            continue
-        if number == 1 and [f.strip().lower() for f in fields[:2]] in (
-            ["name", "email"],
-            ["nom", "email"],
-            ["nom", "e-mail"],
-        ):
-            continue
-        name = fields[0].strip() if fields else ""
-        email = fields[1].strip() if len(fields) > 1 else ""
-        extra = ",".join(fields[2:]).strip()
-        rows.append((number, name, email if not extra else f"{email}\x00{extra}"))
+def _parse_csv(text: str) -> list[tuple[int, str, str, bool]]:
+    """(row number, name, email, extra columns?) for every non-empty line; a header line is
+    skipped.
+
+    Raises:
+        ClientException: 422 when the csv module cannot read the file (a field over its
+            131 072-character limit, a NUL byte); the message names the line.
+    """
+    rows: list[tuple[int, str, str, bool]] = []
+    # newline="": the csv module splits lines itself, so CR-only line ends (old Mac
+    # spreadsheets) and line breaks inside quoted fields are read as the csv module documents.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    last_line = 0
+    try:
+        for fields in reader:
+            # Rows are numbered by the line they start on (a quoted field may span lines).
+            number, last_line = last_line + 1, reader.line_num
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            if not rows and [f.strip().lower() for f in fields[:2]] in (
+                ["name", "email"],
+                ["nom", "email"],
+                ["nom", "e-mail"],
+            ):
+                continue
+            name = fields[0].strip() if fields else ""
+            email = fields[1].strip() if len(fields) > 1 else ""
+            extra = bool(",".join(fields[2:]).strip())
+            rows.append((number, name, email, extra))
+    except csv.Error as exc:
+        raise field_error("body", f"line {reader.line_num}: {exc}", 422) from None
     return rows
 
 
@@ -282,7 +300,7 @@ async def import_learners(cohort_id: int, text: str) -> s.ImportReport:
         r["user"]
         for r in await Enrolment.select(Enrolment.user).where(Enrolment.cohort == cohort_id)
     }
-    for number, name, raw_email in parsed:
+    for number, name, raw_email, extra in parsed:
         email = _normalise_email(raw_email)
 
         def err(message: str, number: int = number, name: str = name, email: str = email) -> None:
@@ -292,11 +310,14 @@ async def import_learners(cohort_id: int, text: str) -> s.ImportReport:
                 )
             )
 
-        if "\x00" in email:
+        if extra:
             err("too many columns (expected: name,email)")
             continue
         if not name:
             err("the name is empty")
+            continue
+        if has_control(name):
+            err("the name contains control characters")
             continue
         if len(name) > 120:
             err("the name is longer than 120 characters")
@@ -490,6 +511,8 @@ async def create_class_session(cohort_id: int, data: s.ClassSessionIn) -> s.Clas
     await get_cohort(cohort_id)
     if data.scheduled_start.tzinfo is None or data.scheduled_end.tzinfo is None:
         raise field_error("scheduled_start", "give times with a UTC offset")
+    check_moment("scheduled_start", data.scheduled_start)
+    check_moment("scheduled_end", data.scheduled_end)
     if data.scheduled_end <= data.scheduled_start:
         raise field_error("scheduled_end", "the end is not after the start")
     cs = ClassSession(

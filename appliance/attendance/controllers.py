@@ -19,6 +19,8 @@ from appliance.attendance import services
 from appliance.attendance.schemas import ChainCheck, CorrectionIn
 from appliance.auth.guards import cohort_access
 from appliance.errors import RuleViolation, field_error
+from appliance.ids import PathId
+from appliance.text import check_day, check_moment
 
 __all__ = ["AttendanceController"]
 
@@ -28,6 +30,8 @@ MAX_DAYS = 366
 
 
 def _range(first: dt.date, last: dt.date) -> None:
+    check_day("date_from", first)
+    check_day("date_to", last)
     if last < first:
         raise field_error("to", "the end date is before the start date")
     if (last - first).days >= MAX_DAYS:
@@ -41,7 +45,7 @@ class AttendanceController(Controller):
     async def export_csv(
         self,
         request: Request[User, Any, Any],
-        cohort_id: FromPath[int],
+        cohort_id: PathId,
         date_from: FromQuery[dt.date],
         date_to: FromQuery[dt.date],
     ) -> Response[str]:
@@ -62,7 +66,7 @@ class AttendanceController(Controller):
         include_in_schema=False,
     )
     async def sheet(
-        self, request: Request[User, Any, Any], cohort_id: FromPath[int], day: FromPath[str]
+        self, request: Request[User, Any, Any], cohort_id: PathId, day: FromPath[str]
     ) -> Response[str]:
         """A printable sign-in sheet for one day."""
         access = await cohort_access(request.user, cohort_id, READERS)
@@ -70,6 +74,7 @@ class AttendanceController(Controller):
             the_day = dt.date.fromisoformat(day)
         except ValueError:
             raise field_error("day", f"{day!r} is not a date (YYYY-MM-DD)") from None
+        check_day("day", the_day)
         rows = await services.day_sheet(cohort_id, the_day)
         tz = zoneinfo.ZoneInfo(access.cohort.time_zone)
         anchor = await services.last_hash(cohort_id)
@@ -82,11 +87,14 @@ class AttendanceController(Controller):
     async def correct(
         self,
         request: Request[User, Any, Any],
-        cohort_id: FromPath[int],
+        cohort_id: PathId,
         data: JSONBody[CorrectionIn],
     ) -> dict[str, int]:
         """Add a correction (a new record with its author and reason; nothing is edited)."""
         await cohort_access(request.user, cohort_id, WRITERS)
+        check_day("day", data.day)
+        if data.signed_at is not None:
+            check_moment("signed_at", data.signed_at)
         try:
             record_id = await services.correct(cohort_id, data, author=request.user.id)
         except RuleViolation as exc:
@@ -94,9 +102,7 @@ class AttendanceController(Controller):
         return {"id": record_id}
 
     @get("/api/cohorts/{cohort_id:int}/attendance/verify")
-    async def verify(
-        self, request: Request[User, Any, Any], cohort_id: FromPath[int]
-    ) -> ChainCheck:
+    async def verify(self, request: Request[User, Any, Any], cohort_id: PathId) -> ChainCheck:
         """Recompute the cohort's hash chain: ``ok`` false names the first altered record."""
         await cohort_access(request.user, cohort_id, READERS)
         return await services.verify_chain(cohort_id)

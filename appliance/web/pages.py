@@ -14,13 +14,14 @@ from urllib.parse import quote
 from litestar import Controller, Request, Response, Router, get
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException, PermissionDeniedException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromQuery
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
 from appliance.accounts import services
 from appliance.accounts.tables import JoinLink, Role, User
 from appliance.auth.guards import cohort_access, user_from_connection
+from appliance.ids import PathId
 from appliance.web.render import pick_language, render_page
 
 __all__ = ["LINK_PROBLEMS", "PageController", "html_not_found", "static_files_router"]
@@ -152,7 +153,7 @@ class PageController(Controller):
         return await self._staff_page(request, "admin-people", {Role.admin})
 
     @get("/admin/cohorts/{cohort_id:int}")
-    async def admin_cohort(self, request: AnyRequest, cohort_id: FromPath[int]) -> Response[Any]:
+    async def admin_cohort(self, request: AnyRequest, cohort_id: PathId) -> Response[Any]:
         return await self._staff_page(request, "admin-cohort", {Role.admin}, cohort_id=cohort_id)
 
     @get("/cohorts")
@@ -183,13 +184,13 @@ class PageController(Controller):
         )
 
     @get("/classroom/{cohort_id:int}")
-    async def classroom(self, request: AnyRequest, cohort_id: FromPath[int]) -> Response[Any]:
+    async def classroom(self, request: AnyRequest, cohort_id: PathId) -> Response[Any]:
         """The learner's classroom (trainers and admins may look at it too)."""
         return await self._cohort_page(
             request, "classroom", cohort_id, {Role.learner, Role.trainer, Role.admin}
         )
 
     @get("/cohorts/{cohort_id:int}/console")
-    async def console(self, request: AnyRequest, cohort_id: FromPath[int]) -> Response[Any]:
+    async def console(self, request: AnyRequest, cohort_id: PathId) -> Response[Any]:
         """The trainer's console for one cohort."""
         return await self._cohort_page(request, "console", cohort_id, {Role.trainer, Role.admin})

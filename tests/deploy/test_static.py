@@ -261,3 +261,31 @@ def test_rendered_prometheus_config_and_shipped_rules_pass_promtool(rendered):
         [promtool, "check", "rules", *map(str, rules)], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_proxy_accepts_exactly_the_documents_the_appliance_accepts(rendered, tmp_path):
+    from appliance.settings import load_settings
+
+    _, pyinfra_out, variables = rendered
+    settings = load_settings(env={}, config_path=pyinfra_out / "estrade" / "estrade.toml.j2")
+    site = (pyinfra_out / "nginx" / "estrade-site.conf.j2").read_text()
+    mib = settings.document_max_bytes // (1024 * 1024)
+    assert settings.document_max_bytes == variables["estrade_document_max_mib"] * 1024 * 1024
+    assert f"client_max_body_size {mib}m;" in site
+    # nginx's own refusal reads like the appliance's (JSON with the limit).
+    assert f'"detail":"the file is larger than the limit of {mib} MiB"' in site
+
+
+def test_a_site_document_limit_moves_the_proxy_limit(tmp_path):
+    site_vars = tmp_path / "vars.yml"
+    site_vars.write_text(
+        "estrade_turn_secret: 0123456789abcdef0123456789abcdef-x\nestrade_document_max_mib: 512\n"
+    )
+    out = tmp_path / "out"
+    render_with_ansible(site_vars, out / "ansible")
+    render_with_pyinfra(site_vars, out / "pyinfra")
+    for tool_out in ("ansible", "pyinfra"):
+        site = (out / tool_out / "nginx" / "estrade-site.conf.j2").read_text()
+        toml = (out / tool_out / "estrade" / "estrade.toml.j2").read_text()
+        assert "client_max_body_size 512m;" in site, tool_out
+        assert f"document_max_bytes = {512 * 1024 * 1024}\n" in toml, tool_out
