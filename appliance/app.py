@@ -27,6 +27,7 @@ from appliance.accounts.controllers import (
 from appliance.attendance.controllers import AttendanceController
 from appliance.auth.controllers import AuthController, LoginLimiter
 from appliance.auth.guards import user_from_connection
+from appliance.auth.passwords import PasswordWorkers
 from appliance.auth.sessions import build_session_config, build_session_store
 from appliance.documents import BlobStore, DocumentController
 from appliance.documents.services import DocumentTotals
@@ -133,8 +134,10 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             await metrics.loop_monitor.stop()
             await media.close()
             live.close()
+            password_workers.close()
             await db.close(engine)
 
+    password_workers = PasswordWorkers(settings.password_workers, settings.password_queue)
     channels, live = live_plugin(settings)
     live.metrics = metrics
     media = MediaBridge(live)
@@ -151,6 +154,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             "document_store": document_store,
             "document_notifier": LiveDocumentNotifier(live),
             "document_totals": document_totals,
+            "password_workers": password_workers,
             "login_limiter": LoginLimiter(
                 settings.login_attempts_per_address,
                 settings.login_attempts_per_account,

@@ -68,6 +68,10 @@ class Settings:
     """Failed sign-ins allowed per account per ``login_window_s``."""
     login_window_s: int = 900
     """Window of the sign-in rate limits, in seconds."""
+    password_workers: int = 2
+    """Threads verifying passwords (argon2, ~0.2 s of CPU each) next to the event loop."""
+    password_queue: int = 8
+    """Sign-ins that may wait for a password thread; beyond, 503 with Retry-After at once."""
     join_link_ttl_days: int = 180
     """Validity of a learner's personal join link, in days."""
     forwarded_allow_ips: str = "127.0.0.1"
@@ -215,6 +219,8 @@ def _validate(s: Settings) -> None:
         ("redis://", "rediss://")
     ):
         raise bad("session_store", s.session_store, "must be file, memory or a redis:// URL")
+    if s.password_queue < 0:
+        raise bad("password_queue", s.password_queue, "must be 0 or more")
     if s.database_pool_size < 0:
         raise bad("database_pool_size", s.database_pool_size, "must be 0 or more")
     _validate_metrics(s, bad)
@@ -226,6 +232,7 @@ def _validate(s: Settings) -> None:
         "login_attempts_per_address",
         "login_attempts_per_account",
         "login_window_s",
+        "password_workers",
         "join_link_ttl_days",
         "ws_max_frame_bytes",
         "ws_malformed_limit",

@@ -15,7 +15,7 @@ from litestar.exceptions import NotFoundException
 
 from appliance.accounts import schemas as s
 from appliance.accounts.tables import ClassSession, Cohort, Enrolment, JoinLink, Role, User
-from appliance.auth.passwords import hash_password
+from appliance.auth.passwords import hash_password_off_loop
 from appliance.db import write_transaction
 from appliance.errors import conflict, field_error
 
@@ -107,7 +107,7 @@ async def create_user(data: s.UserIn) -> User:
         display_name=data.display_name.strip(),
         role=data.role,
         locale=data.locale,
-        password_hash=hash_password(data.password) if data.password else None,
+        password_hash=await hash_password_off_loop(data.password) if data.password else None,
     )
     await user.save()
     return user
@@ -125,7 +125,7 @@ async def update_user(user_id: int, data: s.UserPatch) -> User:
     if data.locale is not None:
         user.locale = data.locale
     if data.password is not None:
-        user.password_hash = hash_password(data.password)
+        user.password_hash = await hash_password_off_loop(data.password)
     if data.active is not None:
         user.active = data.active
     await user.save()

@@ -9,11 +9,15 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.exceptions import NotAuthorizedException
 from litestar.params import FromPath, JSONBody
 from litestar.response import Redirect
-from litestar.status_codes import HTTP_200_OK, HTTP_429_TOO_MANY_REQUESTS
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_429_TOO_MANY_REQUESTS,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 
 from appliance.accounts import services
 from appliance.accounts.tables import Role, User
-from appliance.auth.passwords import verify_password
+from appliance.auth.passwords import PasswordWorkers, WorkersBusy
 from appliance.auth.ratelimit import SlidingWindow
 from appliance.auth.schemas import JoinPassword, LoginIn, Me, MePatch
 from appliance.auth.sessions import renew_session_id
@@ -22,7 +26,11 @@ __all__ = ["AuthController", "LoginLimiter"]
 
 
 class LoginLimiter:
-    """Failed sign-ins, counted per client address and per account."""
+    """Sign-in attempts, counted per client address and per account.
+
+    :meth:`reserve` counts an attempt before anything is awaited (so 30 concurrent attempts
+    cannot all pass a limit of 5); :meth:`succeeded` and :meth:`release` give it back.
+    """
 
     def __init__(self, per_address: int, per_account: int, window_s: int) -> None:
         self.by_address = SlidingWindow(per_address, window_s)
@@ -31,9 +39,26 @@ class LoginLimiter:
     def retry_after(self, address: str, account: str) -> int:
         return max(self.by_address.retry_after(address), self.by_account.retry_after(account))
 
-    def failed(self, address: str, account: str) -> None:
-        self.by_address.hit(address)
-        self.by_account.hit(account)
+    def reserve(self, address: str, account: str) -> int:
+        """Count one attempt now; returns the seconds to wait instead when over a limit."""
+        wait = self.retry_after(address, account)
+        if not wait:
+            self.by_address.hit(address)
+            self.by_account.hit(account)
+        return wait
+
+    def release(self, address: str, account: str) -> None:
+        """The reserved attempt was not a guess (the server was busy): not counted."""
+        self.by_address.release(address)
+        self.by_account.release(account)
+
+    def succeeded(self, address: str, account: str) -> None:
+        self.by_address.release(address)
+        self.by_account.reset(account)
+
+
+def _workers(request: Request[Any, Any, Any]) -> PasswordWorkers:
+    return request.app.state.password_workers
 
 
 def _client(request: Request[Any, Any, Any]) -> str:
@@ -47,6 +72,15 @@ def _me(user: User) -> Me:
         display_name=user.display_name,
         role=user.role,
         locale=user.locale,
+    )
+
+
+def _busy() -> Response[dict[str, Any]]:
+    """Every password worker is busy and the queue is full: refused at once."""
+    return Response(
+        {"status_code": 503, "detail": "too many sign-ins at once, try again", "retry_after": 1},
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "1"},
     )
 
 
@@ -73,15 +107,19 @@ class AuthController(Controller):
         limiter: LoginLimiter = request.app.state.login_limiter
         email = data.email.strip().lower()
         address = _client(request)
-        wait = limiter.retry_after(address, email)
+        # Counted before the first await: concurrent attempts cannot all pass the check.
+        wait = limiter.reserve(address, email)
         if wait:
             return _too_many(wait)
         user = await User.objects().where(User.email == email).first()
-        ok = verify_password(user.password_hash if user else None, data.password)
+        try:
+            ok = await _workers(request).verify(user.password_hash if user else None, data.password)
+        except WorkersBusy:
+            limiter.release(address, email)
+            return _busy()
         if not ok or user is None or not user.active:
-            limiter.failed(address, email)
             raise NotAuthorizedException(detail="wrong email or password")
-        limiter.by_account.reset(email)
+        limiter.succeeded(address, email)
         request.clear_session()
         renew_session_id(request)
         request.set_session({"uid": user.id})
@@ -138,14 +176,23 @@ class AuthController(Controller):
         if user.password_hash:
             limiter: LoginLimiter = request.app.state.login_limiter
             key = f"link:{link.id}"
-            wait = limiter.retry_after(_client(request), key)
+            address = _client(request)
+            if password is None:
+                wait = limiter.retry_after(address, key)
+                if wait:
+                    return _too_many(wait)
+                return _link_problem(request, "password_required", 401, secret)
+            wait = limiter.reserve(address, key)
             if wait:
                 return _too_many(wait)
-            if password is None:
-                return _link_problem(request, "password_required", 401, secret)
-            if not verify_password(user.password_hash, password):
-                limiter.failed(_client(request), key)
+            try:
+                ok = await _workers(request).verify(user.password_hash, password)
+            except WorkersBusy:
+                limiter.release(address, key)
+                return _busy()
+            if not ok:
                 return _link_problem(request, "wrong_password", 401)
+            limiter.succeeded(address, key)
         request.clear_session()
         renew_session_id(request)
         request.set_session({"uid": user.id, "link": link.id})
