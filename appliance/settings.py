@@ -48,6 +48,9 @@ class Settings:
     """Port the HTTP server binds."""
     public_url: str = ""
     """Base URL people use (``https://classe.example.org``); default ``http://host:port``."""
+    allowed_origins: str = ""
+    """Other origins (``https://host[:port]``, comma-separated) whose pages may open the
+    classroom socket besides ``public_url``'s; empty: none."""
     secret_key: str = ""
     """Secret for CSRF tokens; empty: generated once and kept in ``data_dir/secret_key``."""
     secure_cookies: bool | None = None
@@ -211,6 +214,9 @@ def _validate(s: Settings) -> None:
         raise bad("database_url", s.database_url, "must start with postgresql:// or sqlite://")
     if s.public_url and not s.public_url.startswith(("http://", "https://")):
         raise bad("public_url", s.public_url, "must start with http:// or https://")
+    for origin in (o.strip() for o in s.allowed_origins.split(",")):
+        if origin and not _is_origin(origin):
+            raise bad("allowed_origins", origin, "is not an origin (http(s)://host[:port])")
     if s.secret_key and len(s.secret_key) < 32:
         raise bad("secret_key", "***", "is too short (at least 32 characters)")
     if s.log_level not in _LOG_LEVELS:
@@ -250,6 +256,22 @@ def _validate(s: Settings) -> None:
         if getattr(s, key) <= 0:
             raise bad(key, getattr(s, key), "must be positive")
     _validate_media(s, bad)
+
+
+def _is_origin(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.path in ("", "/")
+        and not (parts.query or parts.fragment or parts.username)
+    )
 
 
 def _validate_media(s: Settings, bad: Any) -> None:

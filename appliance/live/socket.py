@@ -19,6 +19,7 @@ from litestar.params import FromPath
 from appliance.accounts.tables import Role, User
 from appliance.attendance import services as attendance
 from appliance.auth.guards import cohort_access
+from appliance.auth.origin import same_origin
 from appliance.chat import services as chat
 from appliance.errors import RuleViolation
 from appliance.live import protocol as p
@@ -157,7 +158,7 @@ async def _handle(
     return ctx.replies
 
 
-@websocket("/ws/cohorts/{cohort_id:int}")
+@websocket("/ws/cohorts/{cohort_id:int}", guards=[same_origin])
 async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPath[int]) -> None:
     """One participant's classroom connection (protocol: docs/protocol.md)."""
     registry: RoomRegistry = socket.app.state.live
