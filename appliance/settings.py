@@ -57,6 +57,8 @@ class Settings:
     """Mark cookies Secure; default: true when ``public_url`` starts with https."""
     session_max_age_s: int = 12 * 3600
     """Lifetime of a sign-in session, in seconds."""
+    session_sweep_s: int = 600
+    """How often expired sessions are deleted from the file (or memory) store, in seconds."""
     session_store: str = "file"
     """Where sessions live: ``file`` (in ``data_dir``), ``memory`` or a ``redis://`` URL."""
     max_request_bytes: int = 1024 * 1024
@@ -232,6 +234,7 @@ def _validate(s: Settings) -> None:
     _validate_metrics(s, bad)
     for key in (
         "session_max_age_s",
+        "session_sweep_s",
         "max_request_bytes",
         "document_max_bytes",
         "document_quota_bytes",

@@ -2,7 +2,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-__all__ = ["JoinPassword", "LoginIn", "Me", "MePatch"]
+__all__ = ["JoinIn", "LoginIn", "Me", "MePatch"]
 
 
 class LoginIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -10,8 +10,10 @@ class LoginIn(msgspec.Struct, forbid_unknown_fields=True):
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
-class JoinPassword(msgspec.Struct, forbid_unknown_fields=True):
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+class JoinIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Joining with a personal link: ``{}``, or the learner's password when they have one."""
+
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
 
 
 class Me(msgspec.Struct):
