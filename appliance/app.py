@@ -28,6 +28,7 @@ from appliance.accounts.controllers import (
 from appliance.attendance.controllers import AttendanceController
 from appliance.auth.controllers import AuthController, LoginLimiter
 from appliance.auth.guards import user_from_connection
+from appliance.auth.nostore import no_store_api
 from appliance.auth.passwords import PasswordWorkers
 from appliance.auth.redact import redact
 from appliance.auth.sessions import build_session_config, build_session_store, sweep_sessions
@@ -186,6 +187,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             static_files_router(),
         ],
         plugins=[channels],
+        middleware=[no_store_api],
         listeners=access_listeners(live),  # sockets follow access changes (accounts.events)
         on_app_init=[auth.on_app_init, request_metrics(metrics)],
         csrf_config=CSRFConfig(

@@ -17,7 +17,7 @@ from appliance.accounts import schemas as s
 from appliance.accounts.tables import ClassSession, Cohort, Enrolment, JoinLink, Role, User
 from appliance.auth.passwords import hash_password_off_loop
 from appliance.db import write_transaction
-from appliance.errors import conflict, field_error
+from appliance.errors import conflict, field_error, is_blank, require_visible
 
 __all__ = [
     "archive_cohort",
@@ -104,7 +104,7 @@ async def create_user(data: s.UserIn) -> User:
         raise conflict("email", "a user with this email already exists")
     user = User(
         email=email,
-        display_name=data.display_name.strip(),
+        display_name=require_visible("display_name", data.display_name),
         role=data.role,
         locale=data.locale,
         password_hash=await hash_password_off_loop(data.password) if data.password else None,
@@ -121,7 +121,7 @@ async def update_user(user_id: int, data: s.UserPatch) -> User:
             raise conflict("email", "a user with this email already exists")
         user.email = email
     if data.display_name is not None:
-        user.display_name = data.display_name.strip()
+        user.display_name = require_visible("display_name", data.display_name)
     if data.locale is not None:
         user.locale = data.locale
     if data.password is not None:
@@ -295,7 +295,7 @@ async def import_learners(cohort_id: int, text: str) -> s.ImportReport:
         if "\x00" in email:
             err("too many columns (expected: name,email)")
             continue
-        if not name:
+        if is_blank(name):
             err("the name is empty")
             continue
         if len(name) > 120:
