@@ -20,7 +20,7 @@ from appliance.accounts.tables import JoinLink
 from appliance.auth.sessions import SESSION_COOKIE
 from tests.conftest import Client, World, make_settings
 from tests.live_server import LiveServer
-from tests.test_live_access import _closed, _refused
+from tests.test_live_access import _admin, _closed, _refused
 
 LEARNER_PASSWORD = "learner-secret-1"
 
@@ -259,3 +259,35 @@ async def test_anonymous_browser_is_sent_to_the_join_page(client: Client, world:
     assert r.headers["location"] == f"/link-problem?reason=join#{secret}"
     assert "estrade_session" not in client.cookies
     assert (await client.get("/api/me")).status_code == 401
+
+
+async def test_revoking_one_cohorts_link_closes_that_cohort_to_any_session(
+    live: LiveServer, world: World
+) -> None:
+    """A learner of two cohorts joined with cohort A's link: revoking cohort B's link closes B
+    (HTTP and socket) even though the session came from A's link; A keeps working."""
+    a, b = world.cohort.id, world.other_cohort.id
+    await services.enrol(b, world.learner.id)
+    await services.issue_link(b, world.learner.id, base_url=live.base, ttl_days=3)
+    cookie = await live.cookie(world, "learner")  # through cohort A's link
+    token = dict(p.split("=", 1) for p in cookie.split("; "))["csrftoken"]
+    in_a = await live.connect(cookie, a)
+    in_b = await live.connect(cookie, b)
+    async with httpx.AsyncClient(base_url=live.base, headers={"Cookie": cookie}) as c:
+        assert (await c.get(f"/api/cohorts/{b}/documents")).status_code == 200
+        await _admin(
+            live,
+            world,
+            "POST",
+            f"/api/admin/cohorts/{b}/learners/{world.learner.id}/join-link/revoke",
+        )
+        assert await _closed(in_b) == (
+            4401,
+            "your join link was revoked: open your new link to come back",
+        )
+        assert (await c.get(f"/api/cohorts/{b}/documents")).status_code == 404
+        assert (await c.get(f"/api/cohorts/{a}/documents")).status_code == 200
+        r = await c.patch("/api/me", json={"locale": "en"}, headers={"x-csrftoken": token})
+        assert r.status_code == 200
+    await in_a.request("ping", expect="pong")
+    await in_a.close()

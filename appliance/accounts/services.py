@@ -30,6 +30,7 @@ __all__ = [
     "import_learners",
     "issue_link",
     "link_statuses",
+    "live_link_pairs",
     "resolve_link",
     "revoke_links",
     "unenrol",
@@ -415,6 +416,19 @@ async def dead_links(link_ids: Iterable[int]) -> set[int]:
         & (JoinLink.expires_at > utcnow())
     )
     return ids - {r["id"] for r in alive}
+
+
+async def live_link_pairs(pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Those (cohort_id, user_id) of ``pairs`` where the learner holds a live join link."""
+    wanted = set(pairs)
+    if not wanted:
+        return set()
+    rows = await JoinLink.select(JoinLink.cohort, JoinLink.user).where(
+        JoinLink.user.is_in(sorted({u for _, u in wanted}))
+        & JoinLink.revoked_at.is_null()
+        & (JoinLink.expires_at > utcnow())
+    )
+    return wanted & {(r["cohort"], r["user"]) for r in rows}
 
 
 async def link_statuses(cohort_id: int) -> list[s.LinkStatus]:

@@ -70,6 +70,17 @@ async def user_from_connection(
     return user
 
 
+async def _live_link(cohort_id: int, user_id: int) -> bool:
+    return bool(
+        await JoinLink.exists().where(
+            (JoinLink.cohort == cohort_id)
+            & (JoinLink.user == user_id)
+            & JoinLink.revoked_at.is_null()
+            & (JoinLink.expires_at > dt.datetime.now(dt.UTC))
+        )
+    )
+
+
 def require_roles(*roles: Role):
     """A route guard: the signed-in user's role must be one of ``roles`` (else 403)."""
     allowed = {r.value for r in roles}
@@ -109,6 +120,10 @@ async def cohort_access(user: User, cohort_id: int, allow: frozenset[Role] | set
         if enrolment is None or (role is Role.learner and cohort.archived):
             raise NotFoundException(detail="cohort not found")
         capacity = Role(enrolment["role"])
+        if capacity is Role.learner and not await _live_link(cohort_id, user.id):
+            # A learner's way into a cohort is that cohort's join link: revoking it closes the
+            # cohort even to a session opened with another cohort's link.
+            raise NotFoundException(detail="cohort not found")
     if capacity not in allow:
         raise PermissionDeniedException(detail="your role in this cohort may not do this")
     return Access(user=user, cohort=cohort, capacity=capacity)

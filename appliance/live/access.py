@@ -65,9 +65,21 @@ def access_listeners(registry: RoomRegistry) -> list[EventListener]:
             for c in room.conns.values()
             if c.link_id is not None and concerned(room, c)
         }
+        # ...and in which cohorts they still hold a live link (a cohort's own link is the way
+        # into it, whichever link opened the session).
+        pairs = {
+            (room.cohort_id, c.user_id)
+            for room in registry.rooms.values()
+            for c in room.conns.values()
+            if c.link_id is not None and concerned(room, c)
+        }
         dead = await accounts.dead_links(links) if links else set()
+        closed = pairs - await accounts.live_link_pairs(pairs)
         registry.end_connections(
-            lambda room, conn: conn.link_id in dead,
+            lambda room, conn: (
+                conn.link_id in dead
+                or (conn.link_id is not None and (room.cohort_id, conn.user_id) in closed)
+            ),
             CLOSE_SESSION_ENDED,
             "your join link was revoked: open your new link to come back",
             late=concerned,
