@@ -291,3 +291,17 @@ async def test_revoking_one_cohorts_link_closes_that_cohort_to_any_session(
         assert r.status_code == 200
     await in_a.request("ping", expect="pong")
     await in_a.close()
+
+
+async def test_a_session_without_a_bound_csrf_token_must_sign_in_again(
+    app: Litestar, client: Client, world: World
+) -> None:
+    """Sessions made before tokens were bound: 401 (the UI goes to sign-in), not a stuck 403."""
+    store = app.stores.get("sessions")
+    await store.set("old-staff", b'{"uid": %d}' % world.admin.id, expires_in=600)
+    client.cookies.set(SESSION_COOKIE, "old-staff")
+    assert (await client.get("/api/me")).status_code == 401
+    assert (await client.post("/api/auth/logout")).status_code == 401
+    client.cookies.clear()  # the browser keeps one cookie per name; the test jar would keep two
+    await client.login(world.admin.email)
+    assert (await client.post("/api/auth/logout")).status_code == 200

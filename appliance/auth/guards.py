@@ -45,8 +45,8 @@ async def user_from_connection(
     An unsafe request must carry the CSRF token bound to the session (403 otherwise).
     """
     uid = session.get("uid")
-    if not isinstance(uid, int):
-        return None
+    if not isinstance(uid, int) or not isinstance(session.get("csrf"), str):
+        return None  # no session, or one made before CSRF tokens were bound: sign in again
     check_csrf_binding(session, connection)
     exp = session.get("exp")
     if isinstance(exp, int | float) and time.time() >= exp:
