@@ -213,6 +213,9 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
 
 def create_app_from_env() -> Litestar:
     """Factory for ASGI servers run on their own (`uvicorn --factory`, `granian --factory`)."""
+    from appliance.auth.redact import install_log_redaction
     from appliance.settings import load_settings
 
+    # The server set its logging up before calling this factory: redact from here on.
+    install_log_redaction("uvicorn", "uvicorn.access", "uvicorn.error", "granian", "estrade")
     return create_app(load_settings(), migrate_on_start=True)
