@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -27,7 +28,10 @@ from appliance.accounts.controllers import (
 from appliance.attendance.controllers import AttendanceController
 from appliance.auth.controllers import AuthController, LoginLimiter
 from appliance.auth.guards import user_from_connection
-from appliance.auth.sessions import build_session_config, build_session_store
+from appliance.auth.nostore import no_store_api
+from appliance.auth.passwords import PasswordWorkers
+from appliance.auth.redact import redact
+from appliance.auth.sessions import build_session_config, build_session_store, sweep_sessions
 from appliance.documents import BlobStore, DocumentController
 from appliance.documents.services import DocumentTotals
 from appliance.live import access_listeners, classroom_socket, live_plugin
@@ -91,7 +95,7 @@ def _json_errors(request: Request[Any, Any, Any], exc: HTTPException) -> Respons
 
 def _server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """An unexpected error: logged with its traceback, a plain JSON 500 for the client."""
-    log.error("server error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.error("server error on %s %s", request.method, redact(request.url.path), exc_info=exc)
     return Response({"status_code": 500, "detail": "Internal Server Error"}, status_code=500)
 
 
@@ -104,6 +108,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             for a new data folder; tests migrate explicitly).
     """
     engine = db.bind(settings)
+    csrf_secret = secret_key(settings)
     session_config = build_session_config(settings)
     auth = SessionAuth[Any, Any](
         retrieve_user_handler=user_from_connection,
@@ -111,6 +116,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         exclude=AUTH_EXCLUDE,
     )
 
+    session_store = build_session_store(settings)
     metrics = Metrics.for_app(settings)
     document_store = BlobStore(settings.data_dir)
 
@@ -120,6 +126,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         await db.start(engine, settings.database_pool_size)
         metrics.loop_monitor.start()
         media.start(observer=metrics)
+        sweeper = asyncio.create_task(sweep_sessions(session_store, settings.session_sweep_s))
         try:
             if migrate_on_start:
                 ran = await db.migrate()
@@ -131,11 +138,14 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
                 log.warning("documents totals not available: %s", exc)
             yield
         finally:
+            sweeper.cancel()
             await metrics.loop_monitor.stop()
             await media.close()
             live.close()
+            password_workers.close()
             await db.close(engine)
 
+    password_workers = PasswordWorkers(settings.password_workers, settings.password_queue)
     channels, live = live_plugin(settings)
     live.metrics = metrics
     media = MediaBridge(live)
@@ -152,6 +162,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             "document_store": document_store,
             "document_notifier": LiveDocumentNotifier(live),
             "document_totals": document_totals,
+            "password_workers": password_workers,
+            "csrf_secret": csrf_secret,
             "login_limiter": LoginLimiter(
                 settings.login_attempts_per_address,
                 settings.login_attempts_per_account,
@@ -176,15 +188,16 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             static_files_router(),
         ],
         plugins=[channels],
+        middleware=[no_store_api],
         listeners=access_listeners(live),  # sockets follow access changes (accounts.events)
         on_app_init=[auth.on_app_init, request_metrics(metrics)],
         csrf_config=CSRFConfig(
-            secret=secret_key(settings),
+            secret=csrf_secret,
             cookie_secure=settings.cookies_secure,
             cookie_samesite="lax",
             exclude=["^/health$", "^/ready$"],
         ),
-        stores=StoreRegistry(stores={"sessions": build_session_store(settings)}),
+        stores=StoreRegistry(stores={"sessions": session_store}),
         openapi_config=OpenAPIConfig(
             title="Estrade",
             version=__version__,
@@ -202,6 +215,9 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
 
 def create_app_from_env() -> Litestar:
     """Factory for ASGI servers run on their own (`uvicorn --factory`, `granian --factory`)."""
+    from appliance.auth.redact import install_log_redaction
     from appliance.settings import load_settings
 
+    # The server set its logging up before calling this factory: redact from here on.
+    install_log_redaction("uvicorn", "uvicorn.access", "uvicorn.error", "granian", "estrade")
     return create_app(load_settings(), migrate_on_start=True)

@@ -158,6 +158,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from appliance.app import create_app
+    from appliance.auth.redact import install_log_redaction
 
     settings = _settings(args)
     if settings.demo:
@@ -187,6 +188,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         lifespan="on",
         server_header=False,
     )
+    # uvicorn.Config set its logging up: from here on, no join-link secret reaches a log.
+    install_log_redaction("uvicorn", "uvicorn.access", "uvicorn.error", "estrade")
     print(f"estrade: serving on http://{settings.host}:{settings.port}", flush=True)
     # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal it captured.
     with contextlib.suppress(KeyboardInterrupt):

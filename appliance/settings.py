@@ -48,12 +48,17 @@ class Settings:
     """Port the HTTP server binds."""
     public_url: str = ""
     """Base URL people use (``https://classe.example.org``); default ``http://host:port``."""
+    allowed_origins: str = ""
+    """Other origins (``https://host[:port]``, comma-separated) whose pages may open the
+    classroom socket besides ``public_url``'s; empty: none."""
     secret_key: str = ""
     """Secret for CSRF tokens; empty: generated once and kept in ``data_dir/secret_key``."""
     secure_cookies: bool | None = None
     """Mark cookies Secure; default: true when ``public_url`` starts with https."""
     session_max_age_s: int = 12 * 3600
     """Lifetime of a sign-in session, in seconds."""
+    session_sweep_s: int = 600
+    """How often expired sessions are deleted from the file (or memory) store, in seconds."""
     session_store: str = "file"
     """Where sessions live: ``file`` (in ``data_dir``), ``memory`` or a ``redis://`` URL."""
     max_request_bytes: int = 1024 * 1024
@@ -68,6 +73,10 @@ class Settings:
     """Failed sign-ins allowed per account per ``login_window_s``."""
     login_window_s: int = 900
     """Window of the sign-in rate limits, in seconds."""
+    password_workers: int = 2
+    """Threads verifying passwords (argon2, ~0.2 s of CPU each) next to the event loop."""
+    password_queue: int = 8
+    """Sign-ins that may wait for a password thread; beyond, 503 with Retry-After at once."""
     join_link_ttl_days: int = 180
     """Validity of a learner's personal join link, in days."""
     forwarded_allow_ips: str = "127.0.0.1"
@@ -207,6 +216,9 @@ def _validate(s: Settings) -> None:
         raise bad("database_url", s.database_url, "must start with postgresql:// or sqlite://")
     if s.public_url and not s.public_url.startswith(("http://", "https://")):
         raise bad("public_url", s.public_url, "must start with http:// or https://")
+    for origin in (o.strip() for o in s.allowed_origins.split(",")):
+        if origin and not _is_origin(origin):
+            raise bad("allowed_origins", origin, "is not an origin (http(s)://host[:port])")
     if s.secret_key and len(s.secret_key) < 32:
         raise bad("secret_key", "***", "is too short (at least 32 characters)")
     if s.log_level not in _LOG_LEVELS:
@@ -215,17 +227,21 @@ def _validate(s: Settings) -> None:
         ("redis://", "rediss://")
     ):
         raise bad("session_store", s.session_store, "must be file, memory or a redis:// URL")
+    if s.password_queue < 0:
+        raise bad("password_queue", s.password_queue, "must be 0 or more")
     if s.database_pool_size < 0:
         raise bad("database_pool_size", s.database_pool_size, "must be 0 or more")
     _validate_metrics(s, bad)
     for key in (
         "session_max_age_s",
+        "session_sweep_s",
         "max_request_bytes",
         "document_max_bytes",
         "document_quota_bytes",
         "login_attempts_per_address",
         "login_attempts_per_account",
         "login_window_s",
+        "password_workers",
         "join_link_ttl_days",
         "ws_max_frame_bytes",
         "ws_malformed_limit",
@@ -243,6 +259,22 @@ def _validate(s: Settings) -> None:
         if getattr(s, key) <= 0:
             raise bad(key, getattr(s, key), "must be positive")
     _validate_media(s, bad)
+
+
+def _is_origin(value: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and parts.path in ("", "/")
+        and not (parts.query or parts.fragment or parts.username)
+    )
 
 
 def _validate_media(s: Settings, bad: Any) -> None:

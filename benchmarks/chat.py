@@ -92,8 +92,9 @@ async def seed(settings, n: int, base: str) -> tuple[int, list[str]]:
 
 async def cookie_for(client: httpx.AsyncClient, url: str) -> str:
     client.cookies.clear()
-    r = await client.get(url)
-    assert r.status_code == 303, r.text
+    await client.get("/api/auth/csrf")
+    r = await client.post(url, json={}, headers={"x-csrftoken": client.cookies["csrftoken"]})
+    assert r.status_code == 200, r.text
     return "; ".join(f"{k}={v}" for k, v in client.cookies.items())
 
 

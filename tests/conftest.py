@@ -110,6 +110,16 @@ class Client(AsyncTestClient):  # type: ignore[type-arg]
         await self.prime_csrf()
         r = await self.post("/api/auth/login", json={"email": email, "password": password})
         assert r.status_code == 200, r.text
+        # A new CSRF token comes with the new session (the one before sign-in stops working).
+        self.headers["x-csrftoken"] = self.cookies["csrftoken"]
+
+    async def join(self, url: str) -> None:
+        """Sign in with a learner's join link as the join page does (``POST /join/{secret}``)."""
+        if "x-csrftoken" not in self.headers:
+            await self.prime_csrf()
+        r = await self.post(url, json={})
+        assert r.status_code == 200, r.text
+        self.headers["x-csrftoken"] = self.cookies["csrftoken"]
 
 
 @pytest.fixture
@@ -196,9 +206,7 @@ async def sign_in_as(client: Client, world: World, role: str) -> None:
         link = await services.issue_link(
             world.cohort.id, world.learner.id, base_url="http://testserver.local", ttl_days=30
         )
-        r = await client.get(link.url.removeprefix("http://testserver.local"))
-        assert r.status_code == 303, r.text
-        await client.prime_csrf()
+        await client.join(link.url.removeprefix("http://testserver.local"))
         return
     await client.login(getattr(world, role).email)
 

@@ -108,9 +108,9 @@ class TestJoinLinks:
         self, client: Client, world: World
     ) -> None:
         path = await self._link(world)
-        r = await client.get(path)
-        assert r.status_code == 303
-        assert r.headers["location"] == f"/classroom/{world.cohort.id}"
+        r = await client.post(path, json={})
+        assert r.status_code == 200
+        assert r.json() == {"status": "joined", "next": f"/classroom/{world.cohort.id}"}
         me = (await client.get("/api/me")).json()
         assert me["id"] == world.learner.id
         cohorts = (await client.get("/api/cohorts")).json()
@@ -129,7 +129,7 @@ class TestJoinLinks:
         self, client: Client, world: World
     ) -> None:
         path = await self._link(world)
-        assert (await client.get(path)).status_code == 303
+        await client.join(path)
         await services.revoke_links(world.cohort.id, world.learner.id)
         assert (await client.get("/api/me")).status_code == 401
         r = await client.get(path)
@@ -140,7 +140,9 @@ class TestJoinLinks:
         old = await self._link(world)
         new = await self._link(world)
         assert (await client.get(old)).status_code == 410
-        assert (await client.get(new)).status_code == 303
+        assert (await client.post(old, json={})).status_code == 410
+        assert (await client.get(new)).status_code == 200
+        assert (await client.post(new, json={})).status_code == 200
 
     async def test_expired_and_unknown_links(self, client: Client, world: World) -> None:
         link = await services.issue_link(world.cohort.id, world.learner.id, base_url="", ttl_days=1)
@@ -166,6 +168,9 @@ class TestJoinLinks:
         await services.update_user(world.learner.id, s.UserPatch(password="learner-secret-1"))
         path = await self._link(world)
         r = await client.get(path)
+        assert r.status_code == 401
+        assert r.json()["detail"] == "password_required"
+        r = await client.post(path, json={})
         assert r.status_code == 401
         assert r.json()["detail"] == "password_required"
         r = await client.post(path, json={"password": "wrong-password"})

@@ -28,8 +28,13 @@ def short_pli_window(monkeypatch: pytest.MonkeyPatch) -> None:
 async def learner_cookie(live: LiveServer, cohort_id: int, user_id: int) -> str:
     async with httpx.AsyncClient(base_url=live.base) as c:
         link = await services.issue_link(cohort_id, user_id, base_url=live.base, ttl_days=30)
-        r = await c.get(link.url.removeprefix(live.base))
-        assert r.status_code == 303, r.text
+        await c.get("/api/auth/csrf")
+        r = await c.post(
+            link.url.removeprefix(live.base),
+            json={},
+            headers={"x-csrftoken": c.cookies["csrftoken"]},
+        )
+        assert r.status_code == 200, r.text
         return "; ".join(f"{k}={v}" for k, v in c.cookies.items())
 
 

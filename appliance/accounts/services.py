@@ -15,9 +15,9 @@ from litestar.exceptions import NotFoundException
 
 from appliance.accounts import schemas as s
 from appliance.accounts.tables import ClassSession, Cohort, Enrolment, JoinLink, Role, User
-from appliance.auth.passwords import hash_password
+from appliance.auth.passwords import hash_password_off_loop
 from appliance.db import write_transaction
-from appliance.errors import conflict, field_error
+from appliance.errors import conflict, field_error, is_blank, require_visible
 from appliance.text import check_day, check_moment, has_control
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "import_learners",
     "issue_link",
     "link_statuses",
+    "live_link_pairs",
     "resolve_link",
     "revoke_links",
     "unenrol",
@@ -105,10 +106,10 @@ async def create_user(data: s.UserIn) -> User:
         raise conflict("email", "a user with this email already exists")
     user = User(
         email=email,
-        display_name=data.display_name.strip(),
+        display_name=require_visible("display_name", data.display_name),
         role=data.role,
         locale=data.locale,
-        password_hash=hash_password(data.password) if data.password else None,
+        password_hash=await hash_password_off_loop(data.password) if data.password else None,
     )
     await user.save()
     return user
@@ -122,11 +123,11 @@ async def update_user(user_id: int, data: s.UserPatch) -> User:
             raise conflict("email", "a user with this email already exists")
         user.email = email
     if data.display_name is not None:
-        user.display_name = data.display_name.strip()
+        user.display_name = require_visible("display_name", data.display_name)
     if data.locale is not None:
         user.locale = data.locale
     if data.password is not None:
-        user.password_hash = hash_password(data.password)
+        user.password_hash = await hash_password_off_loop(data.password)
     if data.active is not None:
         user.active = data.active
     await user.save()
@@ -313,7 +314,7 @@ async def import_learners(cohort_id: int, text: str) -> s.ImportReport:
         if extra:
             err("too many columns (expected: name,email)")
             continue
-        if not name:
+        if is_blank(name):
             err("the name is empty")
             continue
         if has_control(name):
@@ -436,6 +437,19 @@ async def dead_links(link_ids: Iterable[int]) -> set[int]:
         & (JoinLink.expires_at > utcnow())
     )
     return ids - {r["id"] for r in alive}
+
+
+async def live_link_pairs(pairs: Iterable[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Those (cohort_id, user_id) of ``pairs`` where the learner holds a live join link."""
+    wanted = set(pairs)
+    if not wanted:
+        return set()
+    rows = await JoinLink.select(JoinLink.cohort, JoinLink.user).where(
+        JoinLink.user.is_in(sorted({u for _, u in wanted}))
+        & JoinLink.revoked_at.is_null()
+        & (JoinLink.expires_at > utcnow())
+    )
+    return wanted & {(r["cohort"], r["user"]) for r in rows}
 
 
 async def link_statuses(cohort_id: int) -> list[s.LinkStatus]:

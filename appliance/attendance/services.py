@@ -24,7 +24,7 @@ import msgspec
 from appliance.accounts.tables import Cohort, Enrolment, Role, User
 from appliance.attendance.schemas import ChainCheck, CorrectionIn, SheetRow, WindowOut
 from appliance.attendance.tables import AttendanceRecord, Kind
-from appliance.errors import RuleViolation
+from appliance.errors import RuleViolation, require_visible
 
 __all__ = [
     "close_window",
@@ -248,7 +248,7 @@ async def correct(cohort_id: int, data: CorrectionIn, *, author: int) -> int:
         day=data.day,
         signed_at=signed_at,
         author=author,
-        reason=data.reason.strip(),
+        reason=require_visible("reason", data.reason),
     )
     return rec.id
 

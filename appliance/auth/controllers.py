@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Controller, Request, Response, get, patch, post
-from litestar.exceptions import NotAuthorizedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.params import FromPath, JSONBody
 from litestar.response import Redirect
-from litestar.status_codes import HTTP_200_OK, HTTP_429_TOO_MANY_REQUESTS
+from litestar.status_codes import (
+    HTTP_200_OK,
+    HTTP_429_TOO_MANY_REQUESTS,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
 
 from appliance.accounts import services
 from appliance.accounts.tables import Role, User
-from appliance.auth.passwords import verify_password
+from appliance.auth.passwords import PasswordWorkers, WorkersBusy
 from appliance.auth.ratelimit import SlidingWindow
-from appliance.auth.schemas import JoinPassword, LoginIn, Me, MePatch
-from appliance.auth.sessions import renew_session_id
+from appliance.auth.schemas import JoinIn, LoginIn, Me, MePatch
+from appliance.auth.sessions import start_session
 
 __all__ = ["AuthController", "LoginLimiter"]
 
 
 class LoginLimiter:
-    """Failed sign-ins, counted per client address and per account."""
+    """Sign-in attempts, counted per client address and per account.
+
+    :meth:`reserve` counts an attempt before anything is awaited (so 30 concurrent attempts
+    cannot all pass a limit of 5); :meth:`succeeded` and :meth:`release` give it back.
+    """
 
     def __init__(self, per_address: int, per_account: int, window_s: int) -> None:
         self.by_address = SlidingWindow(per_address, window_s)
@@ -31,9 +40,26 @@ class LoginLimiter:
     def retry_after(self, address: str, account: str) -> int:
         return max(self.by_address.retry_after(address), self.by_account.retry_after(account))
 
-    def failed(self, address: str, account: str) -> None:
-        self.by_address.hit(address)
-        self.by_account.hit(account)
+    def reserve(self, address: str, account: str) -> int:
+        """Count one attempt now; returns the seconds to wait instead when over a limit."""
+        wait = self.retry_after(address, account)
+        if not wait:
+            self.by_address.hit(address)
+            self.by_account.hit(account)
+        return wait
+
+    def release(self, address: str, account: str) -> None:
+        """The reserved attempt was not a guess (the server was busy): not counted."""
+        self.by_address.release(address)
+        self.by_account.release(account)
+
+    def succeeded(self, address: str, account: str) -> None:
+        self.by_address.release(address)
+        self.by_account.reset(account)
+
+
+def _workers(request: Request[Any, Any, Any]) -> PasswordWorkers:
+    return request.app.state.password_workers
 
 
 def _client(request: Request[Any, Any, Any]) -> str:
@@ -47,6 +73,15 @@ def _me(user: User) -> Me:
         display_name=user.display_name,
         role=user.role,
         locale=user.locale,
+    )
+
+
+def _busy() -> Response[dict[str, Any]]:
+    """Every password worker is busy and the queue is full: refused at once."""
+    return Response(
+        {"status_code": 503, "detail": "too many sign-ins at once, try again", "retry_after": 1},
+        status_code=HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "1"},
     )
 
 
@@ -73,19 +108,26 @@ class AuthController(Controller):
         limiter: LoginLimiter = request.app.state.login_limiter
         email = data.email.strip().lower()
         address = _client(request)
-        wait = limiter.retry_after(address, email)
+        # Counted before the first await: concurrent attempts cannot all pass the check.
+        wait = limiter.reserve(address, email)
         if wait:
             return _too_many(wait)
         user = await User.objects().where(User.email == email).first()
-        ok = verify_password(user.password_hash if user else None, data.password)
+        try:
+            ok = await _workers(request).verify(user.password_hash if user else None, data.password)
+        except WorkersBusy:
+            limiter.release(address, email)
+            return _busy()
         if not ok or user is None or not user.active:
-            limiter.failed(address, email)
             raise NotAuthorizedException(detail="wrong email or password")
-        limiter.by_account.reset(email)
-        request.clear_session()
-        renew_session_id(request)
-        request.set_session({"uid": user.id})
-        return Response(_me(user))
+        limiter.succeeded(address, email)
+        if user.role == Role.learner.value:
+            # A learner's password is a second factor on their join link's page, never a way
+            # in without a valid link (said only to whoever knows the password).
+            raise PermissionDeniedException(detail="learners sign in with their personal join link")
+        response = Response(_me(user))
+        start_session(request, response, {"uid": user.id})
+        return response
 
     @get("/api/auth/csrf", exclude_from_auth=True)
     async def csrf(self) -> dict[str, str]:
@@ -111,48 +153,99 @@ class AuthController(Controller):
 
     @get("/join/{secret:str}", exclude_from_auth=True, include_in_schema=False)
     async def join(self, request: Request[Any, Any, Any], secret: FromPath[str]) -> Response[Any]:
-        """A learner's personal link: opens a session and lands in the classroom."""
-        return await self._join(request, secret, password=None)
+        """A learner's personal link: says how to join; never signs anyone in by itself.
+
+        Signing in is ``POST /join/{secret}`` (CSRF-protected): a GET from a mail scanner, a
+        link preview or another site's page stores nothing and replaces no one's session. A
+        browser goes to the join page (the secret in the URL fragment, which browsers never
+        send on), which posts at once, or first asks when someone else is signed in.
+        """
+        link, problem = await _valid_link(request, secret)
+        if link is None:
+            return problem  # type: ignore[return-value]
+        target = f"/classroom/{link.cohort}"
+        scope_session = request.scope.get("session")
+        session: dict[str, Any] = scope_session if isinstance(scope_session, dict) else {}
+        if session.get("link") == link.id and session.get("uid") == link.user:
+            return Redirect(path=target, status_code=303)  # already in through this link
+        if link.needs_password:
+            return _link_problem(request, "password_required", 401, secret)
+        reason = "switch" if session.get("uid") is not None else "join"
+        if _wants_html(request):
+            return Redirect(path=f"/link-problem?reason={reason}#{secret}", status_code=303)
+        return Response({"status": "confirm", "detail": reason, "method": "POST"})
 
     @post("/join/{secret:str}", exclude_from_auth=True, status_code=HTTP_200_OK)
     async def join_with_password(
-        self, request: Request[Any, Any, Any], secret: FromPath[str], data: JSONBody[JoinPassword]
+        self, request: Request[Any, Any, Any], secret: FromPath[str], data: JSONBody[JoinIn]
     ) -> Response[Any]:
-        """Join with a personal link whose learner has a password."""
-        return await self._join(request, secret, password=data.password)
-
-    async def _join(
-        self, request: Request[Any, Any, Any], secret: str, password: str | None
-    ) -> Response[Any]:
-        link = await services.resolve_link(secret)
-        now = dt.datetime.now(dt.UTC)
+        """Join with a personal link (with the learner's password when they have one)."""
+        link, problem = await _valid_link(request, secret)
         if link is None:
-            return _link_problem(request, "unknown", 404)
-        if link.revoked_at is not None:
-            return _link_problem(request, "revoked", 410)
-        if link.expires_at <= now:
-            return _link_problem(request, "expired", 410)
-        user = await User.objects().where(User.id == link.user).first()
-        if user is None or not user.active or user.role != Role.learner.value:
-            return _link_problem(request, "revoked", 410)
-        if user.password_hash:
+            return problem  # type: ignore[return-value]
+        if link.needs_password:
             limiter: LoginLimiter = request.app.state.login_limiter
             key = f"link:{link.id}"
-            wait = limiter.retry_after(_client(request), key)
+            address = _client(request)
+            if data.password is None:
+                wait = limiter.retry_after(address, key)
+                if wait:
+                    return _too_many(wait)
+                return _link_problem(request, "password_required", 401)
+            wait = limiter.reserve(address, key)
             if wait:
                 return _too_many(wait)
-            if password is None:
-                return _link_problem(request, "password_required", 401, secret)
-            if not verify_password(user.password_hash, password):
-                limiter.failed(_client(request), key)
+            try:
+                ok = await _workers(request).verify(link.password_hash, data.password)
+            except WorkersBusy:
+                limiter.release(address, key)
+                return _busy()
+            if not ok:
                 return _link_problem(request, "wrong_password", 401)
-        request.clear_session()
-        renew_session_id(request)
-        request.set_session({"uid": user.id, "link": link.id})
+            limiter.succeeded(address, key)
         target = f"/classroom/{link.cohort}"
-        if password is None:
-            return Redirect(path=target, status_code=303)
-        return Response({"status": "joined", "next": target})
+        response = Response({"status": "joined", "next": target})
+        start_session(
+            request,
+            response,
+            {"uid": link.user, "link": link.id, "exp": link.expires_at.timestamp()},
+        )
+        return response
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    id: int
+    user: int
+    cohort: int
+    expires_at: dt.datetime
+    password_hash: str | None
+
+    @property
+    def needs_password(self) -> bool:
+        return bool(self.password_hash)
+
+
+async def _valid_link(
+    request: Request[Any, Any, Any], secret: str
+) -> tuple[_Link | None, Response[Any] | None]:
+    """The link if it opens a session now, else the refusal to answer with."""
+    link = await services.resolve_link(secret)
+    now = dt.datetime.now(dt.UTC)
+    if link is None:
+        return None, _link_problem(request, "unknown", 404)
+    if link.revoked_at is not None:
+        return None, _link_problem(request, "revoked", 410)
+    if link.expires_at <= now:
+        return None, _link_problem(request, "expired", 410)
+    user = await User.objects().where(User.id == link.user).first()
+    if user is None or not user.active or user.role != Role.learner.value:
+        return None, _link_problem(request, "revoked", 410)
+    return _Link(link.id, user.id, link.cohort, link.expires_at, user.password_hash), None
+
+
+def _wants_html(request: Request[Any, Any, Any]) -> bool:
+    return "text/html" in request.headers.get("accept", "") and request.method == "GET"
 
 
 def _link_problem(
@@ -164,7 +257,7 @@ def _link_problem(
     the URL fragment, which browsers never send to a server nor put in a Referer, so the form
     can post to ``/join/{secret}`` without the secret being written anywhere new.
     """
-    if "text/html" in request.headers.get("accept", "") and request.method == "GET":
+    if _wants_html(request):
         fragment = f"#{secret}" if reason == "password_required" and secret else ""
         return Redirect(path=f"/link-problem?reason={reason}{fragment}", status_code=303)
     return Response({"status_code": status, "detail": reason}, status_code=status)

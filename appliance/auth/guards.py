@@ -8,6 +8,7 @@ do not leak; a cohort the user can see but where their role may not act answers 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
 from appliance.accounts.tables import Cohort, Enrolment, JoinLink, Role, User
+from appliance.auth.sessions import check_csrf_binding
 
 __all__ = ["Access", "cohort_access", "require_roles", "user_from_connection"]
 
@@ -36,21 +38,47 @@ class Access:
 async def user_from_connection(
     session: dict[str, Any], connection: ASGIConnection[Any, Any, Any, Any]
 ) -> User | None:
-    """Load the signed-in user from the session; ``None`` (401) when it is no longer valid."""
+    """Load the signed-in user from the session; ``None`` (401) when it is no longer valid.
+
+    A learner's session holds only while the join link it was opened with holds (not revoked,
+    not expired; revoked on unenrolment and deactivation): a learner has no other way in.
+    An unsafe request must carry the CSRF token bound to the session (403 otherwise).
+    """
     uid = session.get("uid")
-    if not isinstance(uid, int):
+    if not isinstance(uid, int) or not isinstance(session.get("csrf"), str):
+        return None  # no session, or one made before CSRF tokens were bound: sign in again
+    check_csrf_binding(session, connection)
+    exp = session.get("exp")
+    if isinstance(exp, int | float) and time.time() >= exp:
         return None
     user = await User.objects().where((User.id == uid) & (User.active.eq(True))).first()
     if user is None:
         return None
     link_id = session.get("link")
-    if link_id is not None:
-        # A learner who came in through a join link keeps the session only while the link holds.
-        now = dt.datetime.now(dt.UTC)
-        link = await JoinLink.objects().where(JoinLink.id == link_id).first()
-        if link is None or link.revoked_at is not None or link.expires_at <= now:
-            return None
+    if link_id is None:
+        return None if user.role == Role.learner.value else user
+    now = dt.datetime.now(dt.UTC)
+    link = await JoinLink.objects().where(JoinLink.id == link_id).first()
+    if (
+        link is None
+        or link.user != uid
+        or link.revoked_at is not None
+        or link.expires_at <= now
+        or user.role != Role.learner.value
+    ):
+        return None
     return user
+
+
+async def _live_link(cohort_id: int, user_id: int) -> bool:
+    return bool(
+        await JoinLink.exists().where(
+            (JoinLink.cohort == cohort_id)
+            & (JoinLink.user == user_id)
+            & JoinLink.revoked_at.is_null()
+            & (JoinLink.expires_at > dt.datetime.now(dt.UTC))
+        )
+    )
 
 
 def require_roles(*roles: Role):
@@ -96,6 +124,10 @@ async def cohort_access(user: User, cohort_id: int, allow: frozenset[Role] | set
         if enrolment is None or (role is Role.learner and cohort.archived):
             raise NotFoundException(detail="cohort not found")
         capacity = Role(enrolment["role"])
+        if capacity is Role.learner and not await _live_link(cohort_id, user.id):
+            # A learner's way into a cohort is that cohort's join link: revoking it closes the
+            # cohort even to a session opened with another cohort's link.
+            raise NotFoundException(detail="cohort not found")
     if capacity not in allow:
         raise PermissionDeniedException(detail="your role in this cohort may not do this")
     return Access(user=user, cohort=cohort, capacity=capacity)

@@ -2,6 +2,10 @@
 
 Kept in the process: with several nodes, put the appliance behind a proxy that pins a client
 to one node, or lower the limits accordingly (documented in docs/operations.md).
+
+An attempt is *reserved* (counted) before the handler awaits anything, so concurrent attempts
+cannot all pass the check before any of them is recorded; a successful sign-in gives its
+reservation back.
 """
 
 import time
@@ -36,6 +40,14 @@ class SlidingWindow:
 
     def hit(self, key: str) -> None:
         self._hits[key].append(self._clock())
+
+    def release(self, key: str) -> None:
+        """Give back the most recent hit of ``key`` (a reserved attempt that did not fail)."""
+        hits = self._hits.get(key)
+        if hits:
+            hits.pop()
+            if not hits:
+                del self._hits[key]
 
     def reset(self, key: str) -> None:
         self._hits.pop(key, None)

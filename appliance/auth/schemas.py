@@ -4,7 +4,7 @@ import msgspec
 
 from appliance.text import NO_NUL
 
-__all__ = ["JoinPassword", "LoginIn", "Me", "MePatch"]
+__all__ = ["JoinIn", "LoginIn", "Me", "MePatch"]
 
 
 class LoginIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -13,8 +13,10 @@ class LoginIn(msgspec.Struct, forbid_unknown_fields=True):
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
-class JoinPassword(msgspec.Struct, forbid_unknown_fields=True):
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+class JoinIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Joining with a personal link: ``{}``, or the learner's password when they have one."""
+
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
 
 
 class Me(msgspec.Struct):

@@ -8,6 +8,10 @@ of an archived cohort). A reconnect is refused the same way (401 / 404 checks on
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import Any
+
 from litestar.events import EventListener, listener
 
 from appliance.accounts import events
@@ -15,7 +19,7 @@ from appliance.accounts import services as accounts
 from appliance.accounts.tables import Role
 from appliance.live.room import CohortRoom, Conn, RoomRegistry
 
-__all__ = ["CLOSE_COHORT_GONE", "CLOSE_SESSION_ENDED", "access_listeners"]
+__all__ = ["CLOSE_COHORT_GONE", "CLOSE_SESSION_ENDED", "access_listeners", "end_at_session_expiry"]
 
 CLOSE_SESSION_ENDED = 4401
 CLOSE_COHORT_GONE = 4404
@@ -61,12 +65,40 @@ def access_listeners(registry: RoomRegistry) -> list[EventListener]:
             for c in room.conns.values()
             if c.link_id is not None and concerned(room, c)
         }
+        # ...and in which cohorts they still hold a live link (a cohort's own link is the way
+        # into it, whichever link opened the session).
+        pairs = {
+            (room.cohort_id, c.user_id)
+            for room in registry.rooms.values()
+            for c in room.conns.values()
+            if c.link_id is not None and concerned(room, c)
+        }
         dead = await accounts.dead_links(links) if links else set()
+        closed = pairs - await accounts.live_link_pairs(pairs)
         registry.end_connections(
-            lambda room, conn: conn.link_id in dead,
+            lambda room, conn: (
+                conn.link_id in dead
+                or (conn.link_id is not None and (room.cohort_id, conn.user_id) in closed)
+            ),
             CLOSE_SESSION_ENDED,
             "your join link was revoked: open your new link to come back",
             late=concerned,
         )
 
     return [user_deactivated, enrolment_ended, cohort_archived, links_revoked]
+
+
+def end_at_session_expiry(conn: Conn, session: Any) -> asyncio.TimerHandle | None:
+    """Close ``conn`` (4401) when its session expires: a learner's socket does not outlive the
+    join link it came in with. Returns the timer to cancel when the socket ends first."""
+    exp = session.get("exp") if isinstance(session, dict) else None
+    if not isinstance(exp, int | float):
+        return None
+
+    def expire() -> None:
+        if conn.closing is None:
+            conn.closing = (CLOSE_SESSION_ENDED, "your join link expired: ask for a new one")
+            if conn.end is not None:
+                conn.end()
+
+    return asyncio.get_running_loop().call_later(max(0.0, exp - time.time()), expire)

@@ -19,9 +19,11 @@ from litestar.params import FromPath
 from appliance.accounts.tables import Role, User
 from appliance.attendance import services as attendance
 from appliance.auth.guards import cohort_access
+from appliance.auth.origin import same_origin
 from appliance.chat import services as chat
 from appliance.errors import RuleViolation
 from appliance.live import protocol as p
+from appliance.live.access import end_at_session_expiry
 from appliance.live.dispatch import Context
 from appliance.live.room import CohortRoom, Conn, RoomRegistry, seq_prefix
 from appliance.polls import services as polls
@@ -157,7 +159,7 @@ async def _handle(
     return ctx.replies
 
 
-@websocket("/ws/cohorts/{cohort_id:int}")
+@websocket("/ws/cohorts/{cohort_id:int}", guards=[same_origin])
 async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPath[int]) -> None:
     """One participant's classroom connection (protocol: docs/protocol.md)."""
     registry: RoomRegistry = socket.app.state.live
@@ -209,6 +211,7 @@ async def _serve(
             if epoch is not None and last_seq is not None:
                 replay = room.replay(last_seq, staff=conn.is_staff) if epoch == room.epoch else None
             welcome = await _welcome(room, conn, resumed=replay is not None)
+        expiry: Any = None
         try:
             if epoch is not None and replay is None:
                 why = "server restarted" if epoch != room.epoch else "too many events missed"
@@ -233,6 +236,7 @@ async def _serve(
             conn.end = lambda: subscriber.put_nowait(CLOSE)
             if conn.closing is not None:
                 conn.end()
+            expiry = end_at_session_expiry(conn, socket.scope.get("session"))
 
             async def on_event(payload: bytes) -> None:
                 if payload is CLOSE and conn.closing is not None:
@@ -252,6 +256,8 @@ async def _serve(
         except WebSocketDisconnect:
             pass
         finally:
+            if expiry is not None:
+                expiry.cancel()
             conn.send_direct = conn.end = None
             async with room.lock:
                 room.remove(conn)

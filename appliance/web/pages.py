@@ -27,7 +27,15 @@ from appliance.web.render import pick_language, render_page
 __all__ = ["LINK_PROBLEMS", "PageController", "html_not_found", "static_files_router"]
 
 STATIC_DIR = Path(__file__).parent / "static"
-LINK_PROBLEMS = ("unknown", "revoked", "expired", "password_required", "wrong_password")
+LINK_PROBLEMS = (
+    "unknown",
+    "revoked",
+    "expired",
+    "password_required",
+    "wrong_password",
+    "join",  # a valid link: the page joins (POST) at once
+    "switch",  # a valid link opened while someone else is signed in: the page asks first
+)
 # Where a signed-in user lands on ``/``, by role (learners go to their classroom).
 HOME = {Role.admin: "/admin", Role.operator: "/operator", Role.trainer: "/cohorts"}
 

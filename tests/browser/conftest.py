@@ -59,6 +59,7 @@ class Api:
     def login(self, email: str, password: str = PASSWORD) -> Api:
         r = self.http.post("/api/auth/login", json={"email": email, "password": password})
         assert r.status_code == 200, r.text
+        self.http.headers["x-csrftoken"] = self.http.cookies["csrftoken"]
         return self
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -196,3 +196,35 @@ def test_sign_in_goes_back_only_to_this_site(new_page: Any, world: dict[str, Any
     page.locator("#password").fill("correct horse battery")
     page.locator("#login-form button[type=submit]").click()
     page.wait_for_url(f"{page.url.split('/login')[0]}/cohorts")
+
+
+def test_link_opened_by_a_signed_in_trainer_asks_before_switching(
+    new_page: Any, world: dict[str, Any]
+) -> None:
+    """A learner's link opened where a trainer is signed in (e.g. a link on another site) does
+    not silently replace the trainer's session: the page asks first."""
+    page = new_page()
+    sign_in(page, "trainer@example.org")
+    url = world["api"].link(world["cohort"]["id"], world["learner"]["id"])
+    page.goto(url)
+    page.wait_for_url("**/link-problem?reason=switch#*")
+    expect(page.locator("h1")).to_have_text("Someone is already signed in")
+    expect(page.get_by_label("Your password")).to_be_hidden()
+    assert page.request.get(f"{page.url.split('/link-problem')[0]}/api/me").json()["role"] == (
+        "trainer"
+    )
+    page.get_by_role("button", name="Sign out and join the class").click()
+    page.wait_for_url(f"**/classroom/{world['cohort']['id']}")
+    expect(page.locator("#topbar").get_by_text("Léa Learner")).to_be_visible()
+
+
+def test_learner_password_does_not_open_the_sign_in_page(
+    new_page: Any, world: dict[str, Any]
+) -> None:
+    page = new_page()
+    page.goto("/login")
+    page.locator("#email").fill("guarded@example.org")
+    page.locator("#password").fill("learner-pass-1")
+    page.locator("#login-form button[type=submit]").click()
+    expect(page.locator("#login-error")).to_contain_text("join link")
+    assert "/login" in page.url

@@ -289,3 +289,78 @@ def test_a_site_document_limit_moves_the_proxy_limit(tmp_path):
         toml = (out / tool_out / "estrade" / "estrade.toml.j2").read_text()
         assert "client_max_body_size 512m;" in site, tool_out
         assert f"document_max_bytes = {512 * 1024 * 1024}\n" in toml, tool_out
+
+
+def test_rendered_proxy_logs_no_join_secret(rendered, tmp_path):
+    """A real nginx with the rendered site (ports moved to free loopback ones): the access log
+    records ``/join/[redacted]``, never a join link's secret (request line and Referer)."""
+    import socket
+    import time
+    import urllib.request
+
+    from tests.servers import free_port
+
+    _, pyinfra_out, _ = rendered
+    tls = tmp_path / "tls"
+    ca = pyinfra_out / "nginx" / "estrade-internal-ca.sh.j2"
+    assert subprocess.run(["sh", str(ca), str(tls)], capture_output=True).returncode == 0
+    http_port, https_port, upstream_port = free_port(), free_port(), free_port()
+    site = (pyinfra_out / "nginx" / "estrade-site.conf.j2").read_text()
+    site = site.replace("/etc/estrade/tls", str(tls)).replace("/var/log/nginx", str(tmp_path))
+    lines = []
+    for line in site.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("listen [::]"):
+            continue
+        if stripped == "listen 80;":
+            line = f"    listen 127.0.0.1:{http_port};"
+        elif stripped.startswith("listen 443"):
+            line = f"    listen 127.0.0.1:{https_port} ssl;"
+        elif stripped.startswith("server ") and stripped.endswith(";") and ":" in stripped:
+            line = f"    server 127.0.0.1:{upstream_port};"  # nothing listens: 502, still logged
+        lines.append(line)
+    (tmp_path / "estrade.conf").write_text("\n".join(lines) + "\n")
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+        f"http {{\n include /etc/nginx/mime.types;\n include {tmp_path}/estrade.conf;\n}}\n"
+    )
+    nginx = subprocess.Popen(
+        [
+            _system("nginx"),
+            "-p",
+            str(tmp_path),
+            "-c",
+            str(tmp_path / "nginx.conf"),
+            "-g",
+            "daemon off;",
+        ],
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", http_port), timeout=1).close()
+                break
+            except OSError:
+                assert nginx.poll() is None, nginx.stderr.read() if nginx.stderr else ""
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.1)
+        secret, other = "S3cr3tJoinSecretAbc_-123", "R3f3rerSecretXyz_-456"
+        for path in (f"/join/{secret}", f"/join/{secret}?x=1"):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{http_port}{path}",
+                headers={"Referer": f"https://classe.example.org/join/{other}"},
+            )
+            try:
+                urllib.request.urlopen(request, timeout=5)
+            except urllib.error.HTTPError as exc:
+                assert exc.code == 301
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+    log = (tmp_path / "estrade.access.log").read_text()
+    assert log.count('"GET /join/[redacted] HTTP/1.1" 301') == 1, log
+    assert '"GET /join/[redacted]?x=1 HTTP/1.1" 301' in log, log
+    assert "https://classe.example.org/join/[redacted]" in log, log
+    assert secret not in log and other not in log, log

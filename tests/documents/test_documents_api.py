@@ -34,9 +34,7 @@ async def _as(client: Client, world: World, who: str) -> None:
             link = await acc.issue_link(
                 world.other_cohort.id, world.other_learner.id, base_url="http://t", ttl_days=3
             )
-            r = await client.get(link.url.removeprefix("http://t"))
-            assert r.status_code == 303
-            await client.prime_csrf()
+            await client.join(link.url.removeprefix("http://t"))
         else:
             await client.login(getattr(world, who).email)
 

@@ -57,6 +57,7 @@ class Server:
             client.headers["x-csrftoken"] = client.cookies["csrftoken"]
             r = client.post("/api/auth/login", json={"email": email, "password": PASSWORD})
             assert r.status_code == 200, r.text
+            client.headers["x-csrftoken"] = client.cookies["csrftoken"]
             yield client
 
 

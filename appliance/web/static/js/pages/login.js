@@ -26,6 +26,7 @@ form.addEventListener("submit", async (event) => {
       await api("POST", "/api/auth/login", { json: { email, password }, allow401: true });
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) errorEl.textContent = t("login.wrong");
+      else if (err instanceof ApiError && err.status === 403) errorEl.textContent = t("login.learner");
       else showError(errorEl, err);
       $("#password").select();
       return;
