@@ -132,6 +132,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         finally:
             await metrics.loop_monitor.stop()
             await media.close()
+            await live.attendance.flush()
             live.close()
             await db.close(engine)
 

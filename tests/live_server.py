@@ -15,6 +15,7 @@ from websockets.asyncio.client import ClientConnection
 
 from appliance.accounts import services
 from appliance.app import create_app
+from appliance.cli import ws_transport_limit
 from appliance.settings import Settings
 from tests.servers import free_port
 
@@ -25,7 +26,12 @@ class LiveServer:
         self.port = free_port()
         self.app = create_app(settings)
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            ws_max_size=ws_transport_limit(settings),  # as `estrade serve`
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -102,6 +108,18 @@ class Peer:
             msg = json.loads(raw)
             self.seen.append(msg)
             if msg["type"] == type_ and all(msg.get(k) == v for k, v in match.items()):
+                return msg
+
+    async def expect_ref(self, ref: str, timeout: float = 5) -> dict[str, Any]:  # noqa: ASYNC109
+        """The next message carrying ``ref`` (whatever its type)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise AssertionError(f"no reply to {ref} within {timeout}s; got {self.seen[-5:]}")
+            msg = json.loads(await asyncio.wait_for(self.ws.recv(), left))
+            self.seen.append(msg)
+            if msg.get("ref") == ref:
                 return msg
 
     async def request(self, type_: str, expect: str = "ack", **fields: Any) -> dict[str, Any]:
