@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -35,6 +36,7 @@ class LiveServer:
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.peers: list[Peer] = []
 
     @property
     def base(self) -> str:
@@ -83,8 +85,17 @@ class LiveServer:
             max_size=None,
         )
         peer = Peer(ws)
+        self.peers.append(peer)
         peer.welcome = await peer.expect("welcome")
         return peer
+
+    async def close_peers(self) -> None:
+        """Close every client socket this server's tests opened (no unclosed transports)."""
+        for peer in self.peers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(peer.ws.close(), 5)
+            peer.ws.transport.abort()
+        self.peers.clear()
 
 
 class Peer:

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,6 +19,12 @@ from tests.live_server import LiveServer
 from tests.media.peers import Trainer
 from tests.test_live import join
 from tests.test_live_media import learner_cookie, publish
+
+
+@pytest.fixture(autouse=True)
+async def _close_peers(live: LiveServer) -> AsyncIterator[None]:
+    yield
+    await live.close_peers()
 
 
 async def _third_cohort(world: World) -> int:
@@ -320,6 +327,7 @@ async def test_reconnect_storm_writes_one_span(app: Any, world: World, settings:
         ]  # fmt: skip
         assert (await attendance.verify_chain(cid)).ok
     finally:
+        await server.close_peers()
         server.stop()
 
 
@@ -332,6 +340,7 @@ async def test_pending_disconnect_is_written_at_shutdown(
     peer = await server.connect(await server.cookie(world, "learner"), world.cohort.id)
     await peer.close()
     await asyncio.sleep(0.3)
+    await server.close_peers()
     server.stop()
     kinds = [r["kind"] for r in await _connection_records(world.learner.id)]
     assert kinds == ["connect", "disconnect"]

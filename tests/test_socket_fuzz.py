@@ -98,7 +98,7 @@ class Harness:
 
 
 @pytest.fixture
-def fuzz_server(app: Any, world: World, settings: Any) -> Any:
+async def fuzz_server(app: Any, world: World, settings: Any) -> Any:
     # Generous rate and malformed-frame limits so frames reach the handlers without a
     # reconnect every few examples (those limits are tested in test_live_security.py).
     s = dataclasses.replace(
@@ -106,6 +106,7 @@ def fuzz_server(app: Any, world: World, settings: Any) -> Any:
     )
     server = LiveServer(s).start()
     yield server
+    await server.close_peers()
     server.stop()
 
 
