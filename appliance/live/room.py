@@ -291,6 +291,10 @@ class RoomRegistry:
         self.leave_hooks: list[Callable[[CohortRoom, Conn], Awaitable[None]]] = []
         """Awaited after a socket closed and left its room."""
         from appliance.live.attendance_log import ConnectionLog
+        from appliance.live.failures import FailureLog
+
+        self.failures = FailureLog()
+        """Handler failures: a traceback once per message type and error per minute."""
 
         self.attendance = ConnectionLog(settings)
         """Learners' connect / disconnect records (one pair per span of presence)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import time
 from typing import Any
 
 import msgspec
@@ -34,37 +33,6 @@ _encoder = msgspec.json.Encoder()
 DIRECT = seq_prefix(0)
 CLOSE = b"\xff" * 8
 """Queued (by identity) to make the socket's sender close it with ``Conn.closing``."""
-
-
-class _FailureLog:
-    """Log a handler's unexpected failure with its traceback once per (message type, error)
-    per ``every_s``; repeats in between are only counted (a client must not be able to fill
-    the log with a traceback per frame)."""
-
-    def __init__(self, every_s: float = 60.0) -> None:
-        self.every_s = every_s
-        self._last: dict[tuple[str, str], tuple[float, int]] = {}
-
-    def log(self, tag: str, exc: Exception) -> None:
-        key = (tag, type(exc).__qualname__)
-        now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last[0] < self.every_s:
-            self._last[key] = (last[0], last[1] + 1)
-            return
-        repeats = last[1] if last is not None else 0
-        if len(self._last) > 1000:  # bounded: forget the oldest kinds
-            self._last.pop(next(iter(self._last)))
-        self._last[key] = (now, 0)
-        log.error(
-            "handler for %s failed (%d more like it since the last report)",
-            tag,
-            repeats,
-            exc_info=exc,
-        )
-
-
-_failures = _FailureLog()
 
 
 class _RefOnly(msgspec.Struct):
@@ -184,7 +152,7 @@ async def _handle(
             return [p.Forbidden(message_type=tag, detail=exc.detail, ref=msg.ref)]
         return [p.Error(code=exc.code, detail=exc.detail, ref=msg.ref, limit=limit)]
     except Exception as exc:
-        _failures.log(tag, exc)
+        registry.failures.log(tag, exc)
         return [p.Error(code="server_error", detail="the server could not do this", ref=msg.ref)]
     registry.count(msg, room.cohort_id)
     if msg.ref is not None and tag != "ping":
