@@ -141,6 +141,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             sweeper.cancel()
             await metrics.loop_monitor.stop()
             await media.close()
+            await live.attendance.flush()
             live.close()
             password_workers.close()
             await db.close(engine)

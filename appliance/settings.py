@@ -107,6 +107,14 @@ class Settings:
     """Chat messages a learner may send per ``chat_rate_window_s`` (more: ``rate_limited``)."""
     chat_rate_window_s: int = 10
     """Window of the learners' chat rate limit, in seconds."""
+    live_rate_limit: int = 10
+    """Messages of one type (hand, reaction, vote...) a learner may send per
+    ``live_rate_window_s``; more: ``rate_limited`` (chat has its own, stricter limit)."""
+    live_rate_window_s: int = 10
+    """Window of the learners' per-message-type rate limit, in seconds."""
+    attendance_reconnect_grace_s: int = 10
+    """A learner whose last socket closes and who is back within this many seconds stays
+    connected in the attendance record (a reload or a network blip is not an absence)."""
     chat_history: int = 100
     """Recent chat messages sent to a participant when they join."""
     live_resume_events: int = 1000
@@ -135,6 +143,13 @@ class Settings:
     """Learners receiving media in one class; the next one is refused with a clear message."""
     media_max_rooms: int = 2
     """Classes relaying media at the same time on this server."""
+
+    @property
+    def open_files_needed(self) -> int:
+        """File descriptors the configured capacity needs: 8 per participant (sockets, media,
+        downloads) of every class, plus 1024 (database, logs, listeners). The systemd unit's
+        ``LimitNOFILE`` (roles/estrade) uses the same formula."""
+        return 1024 + 8 * self.media_max_rooms * (self.media_max_learners_per_room + 1)
 
     @property
     def resolved_public_url(self) -> str:
@@ -249,6 +264,8 @@ def _validate(s: Settings) -> None:
         "chat_rate_limit",
         "chat_rate_window_s",
         "chat_history",
+        "live_rate_limit",
+        "live_rate_window_s",
         "live_resume_events",
         "reaction_window_s",
         "signing_window_minutes",
@@ -258,6 +275,9 @@ def _validate(s: Settings) -> None:
     ):
         if getattr(s, key) <= 0:
             raise bad(key, getattr(s, key), "must be positive")
+    if s.attendance_reconnect_grace_s < 0:
+        grace = s.attendance_reconnect_grace_s
+        raise bad("attendance_reconnect_grace_s", grace, "must be 0 or more")
     _validate_media(s, bad)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -15,6 +16,7 @@ from websockets.asyncio.client import ClientConnection
 
 from appliance.accounts import services
 from appliance.app import create_app
+from appliance.cli import ws_transport_limit
 from appliance.settings import Settings
 from tests.servers import free_port
 
@@ -25,10 +27,16 @@ class LiveServer:
         self.port = free_port()
         self.app = create_app(settings)
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            ws_max_size=ws_transport_limit(settings),  # as `estrade serve`
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.peers: list[Peer] = []
 
     @property
     def base(self) -> str:
@@ -77,8 +85,17 @@ class LiveServer:
             max_size=None,
         )
         peer = Peer(ws)
+        self.peers.append(peer)
         peer.welcome = await peer.expect("welcome")
         return peer
+
+    async def close_peers(self) -> None:
+        """Close every client socket this server's tests opened (no unclosed transports)."""
+        for peer in self.peers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(peer.ws.close(), 5)
+            peer.ws.transport.abort()
+        self.peers.clear()
 
 
 class Peer:
@@ -102,6 +119,18 @@ class Peer:
             msg = json.loads(raw)
             self.seen.append(msg)
             if msg["type"] == type_ and all(msg.get(k) == v for k, v in match.items()):
+                return msg
+
+    async def expect_ref(self, ref: str, timeout: float = 5) -> dict[str, Any]:  # noqa: ASYNC109
+        """The next message carrying ``ref`` (whatever its type)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise AssertionError(f"no reply to {ref} within {timeout}s; got {self.seen[-5:]}")
+            msg = json.loads(await asyncio.wait_for(self.ws.recv(), left))
+            self.seen.append(msg)
+            if msg.get("ref") == ref:
                 return msg
 
     async def request(self, type_: str, expect: str = "ack", **fields: Any) -> dict[str, Any]:

@@ -183,11 +183,13 @@ async def test_signals(live: LiveServer, world: World) -> None:
     await learner.request("hand_lower")
     await trainer.expect("hand_lowered", by=world.learner.id)
 
+    # A learner counts once per window: their latest reaction replaces the earlier one.
     for kind in ("lost", "lost", "ok"):
         await learner.request("reaction", kind=kind)
     counts = {}
-    while counts != {"lost": 2, "slower": 0, "ok": 1}:
+    while counts != {"lost": 0, "slower": 0, "ok": 1}:
         counts = (await trainer.expect("reactions"))["counts"]
+        assert counts["lost"] + counts["ok"] <= 1, counts
     assert not [m for m in await learner.quiet(0.2) if m["type"] == "reactions"]
     err = await learner.request("reaction", expect="error", kind="bored")
     assert err["code"] == "invalid_message"
@@ -269,7 +271,9 @@ async def test_attendance(live: LiveServer, world: World) -> None:
     r = await _http(live, world, "learner", f"/api/cohorts/{cid}/attendance/verify")
     assert r.status_code == 403
     r = await _http(live, world, "trainer", f"/api/cohorts/{cid}/attendance/verify")
-    assert r.json()["ok"] is True and r.json()["records"] >= 6
+    # connect (two tabs are one span; its disconnect waits for the reconnect grace), window
+    # opened, signature, window closed
+    assert r.json()["ok"] is True and r.json()["records"] >= 4
     await trainer.close()
 
 

@@ -174,8 +174,15 @@ class MediaBridge:
 
     async def subscribe(self, ctx: Context, msg: p.MediaSubscribe) -> None:
         cid, uid = ctx.room.cohort_id, ctx.conn.user_id
+        # Only a presenting trainer opens a media room (rooms are a scarce, server-wide
+        # resource): a learner never creates one, so idle cohorts cannot use them up.
+        media_room = self._server().get_room(cid)
+        if media_room is None:
+            raise RuleViolation(
+                "no_class_media",
+                "the trainer is not presenting: media starts when they do (media_tracks)",
+            )
         try:
-            media_room = self._server().room(cid)
             offer = await media_room.subscribe(uid)
             self._learner_conns[(cid, uid)] = ctx.conn.id
             level = self._levels.get((cid, uid), "full")

@@ -28,8 +28,12 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 
+DB_ID_MAX = 2**31 - 1
+"""Largest row id: ids are PostgreSQL ``integer`` (SERIAL) columns; beyond is no such row."""
+
 Ref = Annotated[str, msgspec.Meta(max_length=64)]
-Id = Annotated[int, msgspec.Meta(ge=1)]
+Id = Annotated[int, msgspec.Meta(ge=1, le=DB_ID_MAX)]
+"""A row id: out of the database's range is ``invalid_message`` (never a query)."""
 ParticipantState = Literal["waiting", "in_class", "low_bandwidth"]
 ReactionKind = Literal["lost", "slower", "ok"]
 

@@ -25,7 +25,7 @@ from appliance.errors import RuleViolation
 from appliance.live import protocol as p
 from appliance.live.access import end_at_session_expiry
 from appliance.live.dispatch import Context
-from appliance.live.room import CohortRoom, Conn, RoomRegistry, seq_prefix
+from appliance.live.room import CohortRoom, Conn, RoomRegistry, end_connection, seq_prefix
 from appliance.polls import services as polls
 
 __all__ = ["classroom_socket"]
@@ -43,6 +43,8 @@ class _RefOnly(msgspec.Struct):
 
 _ref_decoder = msgspec.json.Decoder(_RefOnly)
 EVERYONE = frozenset(Role)
+LIMITED = frozenset({Role.learner, Role.operator})
+"""Capacities whose messages are rate-limited (those who do not run the class)."""
 
 
 def _int(value: str | None) -> int | None:
@@ -93,19 +95,12 @@ async def _welcome(room: CohortRoom, conn: Conn, resumed: bool) -> p.Welcome:
     return w
 
 
-async def _record(room: CohortRoom, conn: Conn, connected: bool) -> None:
-    if conn.capacity is not Role.learner:
-        return
+async def _record(registry: RoomRegistry, room: CohortRoom, conn: Conn, connected: bool) -> None:
     try:
-        await attendance.record_connection(
-            room.cohort_id,
-            connected=connected,
-            session_id=room.session_id,
-            user_id=conn.user_id,
-            connection=conn.id,
-            address=conn.address,
-            user_agent=conn.user_agent,
-        )
+        if connected:
+            await registry.attendance.connected(room, conn)
+        else:
+            await registry.attendance.disconnected(room, conn)
     except Exception:  # attendance must not take the class down; the log says what failed
         log.exception("could not record %s of user %s", connected, conn.user_id)
 
@@ -117,13 +112,14 @@ async def _handle(
     settings = registry.settings
     try:
         msg = registry.dispatcher.decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than msgspec's limit (a hostile frame).
         conn.malformed += 1
         if not isinstance(exc, msgspec.ValidationError):  # ValidationError is a DecodeError
             return [p.Error(code="malformed", detail=f"not JSON: {exc}")]
         try:  # valid JSON, wrong shape: echo the ref so the client knows which message failed
             ref = _ref_decoder.decode(data).ref
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             ref = None
         return [p.Error(code="invalid_message", detail=str(exc), ref=ref)]
     tag = p.tag_of(type(msg))
@@ -136,12 +132,19 @@ async def _handle(
                 ref=msg.ref,
             )
         ]
-    if route.rate_limited and conn.capacity is Role.learner:
-        key = str(conn.user_id)
-        wait = room.chat_limiter.retry_after(key)
+    if conn.capacity in LIMITED:
+        # Every message type of a learner (and an operator) is limited per user, whatever
+        # socket it comes from; chat has its own, stricter limit on top.
+        key, chat_key = f"{conn.user_id}:{tag}", str(conn.user_id)
+        chat_limited = route.rate_limited and conn.capacity is Role.learner
+        wait = room.message_limiter.retry_after(key) or (
+            room.chat_limiter.retry_after(chat_key) if chat_limited else 0
+        )
         if wait:
             return [p.RateLimited(message_type=tag, retry_after=wait, ref=msg.ref)]
-        room.chat_limiter.hit(key)
+        room.message_limiter.hit(key)
+        if chat_limited:
+            room.chat_limiter.hit(chat_key)
     ctx = Context(room=room, conn=conn, settings=settings)
     try:
         await route.handler(ctx, msg)
@@ -150,8 +153,8 @@ async def _handle(
         if exc.code == "forbidden":
             return [p.Forbidden(message_type=tag, detail=exc.detail, ref=msg.ref)]
         return [p.Error(code=exc.code, detail=exc.detail, ref=msg.ref, limit=limit)]
-    except Exception:
-        log.exception("handler for %s failed", tag)
+    except Exception as exc:
+        registry.failures.log(tag, exc)
         return [p.Error(code="server_error", detail="the server could not do this", ref=msg.ref)]
     registry.count(msg, room.cohort_id)
     if msg.ref is not None and tag != "ping":
@@ -203,7 +206,7 @@ async def _serve(
     checked_at: int,
 ) -> None:
     async with registry.channels.start_subscription(channels) as subscriber:
-        await _record(room, conn, connected=True)
+        await _record(registry, room, conn, connected=True)
         async with room.lock:
             room.add(conn)
             registry.catch_up(room, conn, checked_at)
@@ -266,7 +269,7 @@ async def _serve(
                     await left(room, conn)
                 except Exception:
                     log.exception("leave hook %r failed", left)
-            await _record(room, conn, connected=False)
+            await _record(registry, room, conn, connected=False)
 
 
 async def _receive_loop(
@@ -284,16 +287,16 @@ async def _receive_loop(
         if isinstance(data, str) and size * 4 > settings.ws_max_frame_bytes:
             size = len(data.encode())
         if size > settings.ws_max_frame_bytes:
-            await socket.close(code=1009, reason=f"frame over {settings.ws_max_frame_bytes} bytes")
-            return
+            # Through the socket's queue, so every reply queued before is sent first (messages
+            # are handled one at a time: earlier ones' acks are queued by now).
+            end_connection(conn, 1009, f"frame over {settings.ws_max_frame_bytes} bytes")
+            continue
         replies = await _handle(registry, room, conn, data)
         if replies is None:
             continue
-        if conn.malformed > settings.ws_malformed_limit - 1 and any(
-            isinstance(r, p.Error) and r.code in ("malformed", "invalid_message") for r in replies
-        ):
-            with contextlib.suppress(Exception):
-                await socket.close(code=1008, reason="too many malformed messages")
-            return
         for r in replies:
             conn.send_direct(r)
+        if conn.malformed >= settings.ws_malformed_limit and any(
+            isinstance(r, p.Error) and r.code in ("malformed", "invalid_message") for r in replies
+        ):
+            end_connection(conn, 1008, "too many malformed messages")

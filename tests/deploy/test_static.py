@@ -364,3 +364,19 @@ def test_rendered_proxy_logs_no_join_secret(rendered, tmp_path):
     assert '"GET /join/[redacted]?x=1 HTTP/1.1" 301' in log, log
     assert "https://classe.example.org/join/[redacted]" in log, log
     assert secret not in log and other not in log, log
+
+
+def test_unit_open_files_follow_the_configured_capacity(rendered, tmp_path):
+    """LimitNOFILE is computed from the capacity written in estrade.toml, as the app counts."""
+    import re
+
+    from appliance.settings import load_settings
+
+    _, pyinfra_out, variables = rendered
+    settings = load_settings(env={}, config_path=pyinfra_out / "estrade" / "estrade.toml.j2")
+    assert settings.media_max_rooms == variables["estrade_media_max_rooms"]
+    assert settings.media_max_learners_per_room == variables["estrade_media_max_learners_per_room"]
+    unit = (pyinfra_out / "estrade" / "estrade.service.j2").read_text()
+    limits = re.findall(r"^LimitNOFILE=(\d+)$", unit, re.M)
+    assert limits == [str(settings.open_files_needed)]
+    assert settings.open_files_needed > 2 * 200 * 2  # a socket and a media port per learner

@@ -302,6 +302,9 @@ export class TrainerMedia extends Emitter {
 // ---- learner --------------------------------------------------------------------------------
 
 const LEVEL_SLOTS = { full: SLOTS, screen: ["audio", "screen"], audio: ["audio"] };
+/** The error of media_subscribe while no trainer presents in the class. */
+const NO_CLASS_MEDIA = "no_class_media";
+const anyLive = (tracks) => SLOTS.some((slot) => tracks && tracks[slot]);
 
 export class LearnerMedia {
   constructor(room, { onTracks = () => {}, onQuality = () => {}, onClosed = () => {} } = {}) {
@@ -315,11 +318,17 @@ export class LearnerMedia {
     this.live = { audio: false, camera: false, screen: false };
     this.streams = { audio: null, camera: null, screen: null };
     this._lost = false;
+    this._waiting = false;
     this._retry = null;
     this._attempt = 0;
     if (room.mediaConfig && room.mediaConfig.tracks) this.live = { ...room.mediaConfig.tracks };
     this._offs = [
-      room.on("media_tracks", (m) => { this.live = { ...m.tracks }; this._report(); }),
+      room.on("media_tracks", (m) => {
+        this.live = { ...m.tracks };
+        // The trainer started presenting: the media room exists now, subscribe.
+        if (this._waiting && this.active && anyLive(this.live)) this._resubscribe();
+        this._report();
+      }),
       room.on("media_quality", (m) => {
         this.level = m.level;
         this.onQuality({ level: m.level, automatic: m.automatic, reason: m.reason });
@@ -341,9 +350,14 @@ export class LearnerMedia {
     ];
   }
 
-  /** Subscribe and answer the relay's offer; resolves once the answer is accepted. */
+  /** Subscribe and answer the relay's offer; resolves once the answer is accepted, or at once
+   * when the trainer is not presenting yet (it subscribes when their media_tracks arrive). */
   async start() {
     this.active = true;
+    if (!anyLive(this.live)) {
+      this._waiting = true;
+      return;
+    }
     await this._subscribe();
   }
 
@@ -364,7 +378,11 @@ export class LearnerMedia {
   // -- internals --
 
   _resubscribe() {
-    this._subscribe().catch((e) => { this.onClosed(e.code || "failed"); this._later(); });
+    this._subscribe().catch((e) => {
+      if (e.code === NO_CLASS_MEDIA) return; // waiting for the trainer: media_tracks will tell
+      this.onClosed(e.code || "failed");
+      this._later();
+    });
   }
 
   _later() {
@@ -381,7 +399,15 @@ export class LearnerMedia {
 
   async _subscribe() {
     this._dropPc();
-    const offer = await ask(this.room, () => this.room.mediaSubscribe(), (msg) => msg.type === "media_offer");
+    this._waiting = false;
+    let offer;
+    try {
+      offer = await ask(this.room, () => this.room.mediaSubscribe(), (msg) => msg.type === "media_offer");
+    } catch (e) {
+      // The trainer is not presenting (no media room): wait for their media_tracks.
+      if (e.code === NO_CLASS_MEDIA) this._waiting = true;
+      throw e;
+    }
     const pc = new RTCPeerConnection({ iceServers: iceServers(this.room) });
     this.pc = pc;
     this.streams = { audio: null, camera: null, screen: null };
