@@ -21,7 +21,7 @@ from litestar.static_files import create_static_files_router
 from appliance.accounts import services
 from appliance.accounts.tables import JoinLink, Role, User
 from appliance.auth.guards import cohort_access, user_from_connection
-from appliance.web.render import pick_language, render_page
+from appliance.web.render import render_page, request_language
 
 __all__ = ["LINK_PROBLEMS", "PageController", "html_not_found", "static_files_router"]
 
@@ -47,7 +47,7 @@ def static_files_router() -> Router:
 
 
 def _lang(request: AnyRequest) -> str:
-    return pick_language(request.headers.get("accept-language", ""))
+    return request_language(request.headers, request.cookies)
 
 
 def _page(request: AnyRequest, page: str, **kwargs: Any) -> Response[str]:

@@ -143,11 +143,15 @@ function renderSessions() {
   $("#sessions-zone").textContent = t("sessions.zone", { zone });
   const body = clear($("#session-table tbody"));
   for (const cs of sessions) {
-    const day = inZone(cs.scheduled_start, zone, lang, { weekday: "long", day: "numeric", month: "long", year: "numeric" });
-    const hours = t("sessions.range", {
-      from: inZone(cs.scheduled_start, zone, lang, { timeStyle: "short" }),
-      to: inZone(cs.scheduled_end, zone, lang, { timeStyle: "short" }),
-    });
+    // A class started from the console has no schedule: its real times stand in (never
+    // `new Date(null)`, which is 1 January 1970).
+    const start = cs.started_at || cs.scheduled_start;
+    const end = cs.ended_at || cs.scheduled_end;
+    const day = start ? inZone(start, zone, lang, { weekday: "long", day: "numeric", month: "long", year: "numeric" }) : "—";
+    const from = start ? inZone(start, zone, lang, { timeStyle: "short" }) : "—";
+    const hours = end
+      ? t("sessions.range", { from, to: inZone(end, zone, lang, { timeStyle: "short" }) })
+      : t("sessions.since", { from });
     const state = sessionState(cs);
     body.append(
       h("tr", {}, h("td", { text: day }), h("td", { text: hours }), h("td", {}, h("span", { class: `state state-${state}`, text: t(`sessions.${state}`) }))),

@@ -228,7 +228,7 @@ function renderQuestions() {
 function renderCards() {
   const box = clear($("#live-cards"));
   if (state.signing && isLearner) {
-    const half = t(`attendance.${state.signing.half}`);
+    const half = t(`attendance.this_${state.signing.half}`);
     const card = h("section", { class: "live-card sign", "aria-label": t("attendance.title") });
     if (state.signed) card.append(h("p", { class: "summary ok", text: t("attendance.signed", { half }) }));
     else {

@@ -235,7 +235,7 @@ function renderReactions() {
 function renderSigning() {
   const w = state.signing;
   $("#signing-state").textContent = w
-    ? t("attendance.window_open", { half: t(`attendance.${w.half}`), time: clock(w.closes_at) })
+    ? t("attendance.window_open", { half: t(`attendance.the_${w.half}`), time: clock(w.closes_at) })
     : t("attendance.window_closed");
   $("#signing-open").hidden = Boolean(w);
   $("#signing-close").hidden = !w;
