@@ -62,6 +62,14 @@ def access_listeners(registry: RoomRegistry) -> list[EventListener]:
             if c.link_id is not None and concerned(room, c)
         }
         dead = await accounts.dead_links(links) if links else set()
+        # Expired ones (an admin's "expire now") say so: the page then explains expiry.
+        expired = await accounts.expired_links(dead) if dead else set()
+        if expired:
+            registry.end_connections(
+                lambda room, conn: conn.link_id in expired,
+                CLOSE_SESSION_ENDED,
+                "your join link has expired: ask for a new one",
+            )
         registry.end_connections(
             lambda room, conn: conn.link_id in dead,
             CLOSE_SESSION_ENDED,

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.browser
 
 WIDTHS = (360, 1440)
 HEIGHT = {360: 740, 1440: 900}
+IN_PROGRESS = {"en": "In progress", "fr": "En cours"}
+SINCE = {"en": "since", "fr": "depuis"}
 SHEET_TITLE = {"en": "Sign-in sheet", "fr": "Feuille d\u2019émargement"}
 
 BOX_JS = """(sel) => {
@@ -226,6 +228,17 @@ def test_pages_fit_a_phone_and_a_wide_screen(
         admin.wait_for_timeout(200)
         no_sideways_scroll(admin, f"operator {lang} {width}")
         shoot(admin, f"layout-operator-{lang}-{width}")
+
+    # The class started from the console is listed on the cohort's admin page with its real
+    # day and start time, in progress (not 1 January 1970, the date of a missing schedule).
+    admin.goto(f"/admin/cohorts/{cid}")
+    session = admin.locator("#session-table tbody tr")
+    expect(session).to_have_count(1)
+    expect(session).to_contain_text(IN_PROGRESS[lang])
+    today = dt.datetime.now(ZoneInfo(w["cohort"]["time_zone"]))
+    expect(session.locator("td").first).to_contain_text(str(today.year))
+    assert "1970" not in session.inner_text()
+    expect(session.locator("td").nth(1)).to_contain_text(SINCE[lang])
 
     # The printable sign-in sheet, in the viewer's language, fits a phone.
     day = dt.datetime.now(ZoneInfo(w["cohort"]["time_zone"])).date().isoformat()
