@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 export ESTRADE_DATA_DIR ?= $(CURDIR)/data
 PG_BIN ?= /usr/lib/postgresql/15/bin
 # Screenshots and other artefacts written by the tests.
@@ -15,16 +16,24 @@ export ESTRADE_ARTIFACTS := $(ARTIFACTS)
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# Two stamps: the package alone (what `make run` needs), then the test, lint, browser-test and
+# deploy tools (what `make test`, `make lint` and the deploy tier need).
+$(BIN)/python:
 	@scripts/need $(PYTHON):python3 gcc:gcc
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || scripts/need /usr/lib/python3/dist-packages/ensurepip:python3-venv
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test,lint,browser,deploy]"
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
 	touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e ".[test,lint,browser,deploy]"
+	touch $(DEV_STAMP)
+
 .PHONY: install
-install: $(STAMP) ## Create .venv and install Estrade with its test, lint and browser-test tools
+install: $(DEV_STAMP) ## Create .venv and install Estrade with its test, lint and browser-test tools
 
 .PHONY: run
 run: $(STAMP) ## Migrate, seed the demo room and serve on http://127.0.0.1:8000 (SQLite in ./data)
@@ -37,7 +46,7 @@ system-deps: ## Install the system packages the tests need (as root on Debian)
 	@scripts/need nft:nftables nginx:nginx-light systemd-analyze:systemd openssl:openssl
 
 .PHONY: test
-test: $(STAMP) system-deps ## Run every test (SQLite and PostgreSQL)
+test: $(DEV_STAMP) system-deps ## Run every test (SQLite and PostgreSQL)
 	PATH="$(PG_BIN):$$PATH" $(BIN)/pytest -p no:cacheprovider
 
 .PHONY: wheelhouse
@@ -50,24 +59,24 @@ DEPLOY_CACHE ?= /var/cache/estrade-test
 export ESTRADE_TEST_CACHE := $(DEPLOY_CACHE)
 
 .PHONY: test-deploy
-test-deploy: $(STAMP) system-deps wheelhouse ## Boot fresh Debian hosts (systemd-nspawn), converge with Ansible and pyinfra
+test-deploy: $(DEV_STAMP) system-deps wheelhouse ## Boot fresh Debian hosts (systemd-nspawn), converge with Ansible and pyinfra
 	@scripts/need systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux
 	tests/deploy/build-root.sh
 	$(BIN)/pytest -p no:cacheprovider -v -s --durations=0 tests/deploy/booted.py
 
 .PHONY: lint
-lint: $(STAMP) ## Ruff lint and format check, mypy on appliance/
+lint: $(DEV_STAMP) ## Ruff lint and format check, mypy on appliance/
 	$(BIN)/ruff check appliance tests benchmarks provisioning
 	$(BIN)/ruff format --check appliance tests benchmarks provisioning
 	$(BIN)/mypy
 
 .PHONY: format
-format: $(STAMP) ## Apply ruff's formatting and safe fixes
+format: $(DEV_STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix appliance tests benchmarks provisioning
 	$(BIN)/ruff format appliance tests benchmarks provisioning
 
 .PHONY: bench
-bench: $(STAMP) ## Run the benchmarks (one JSON line each)
+bench: $(DEV_STAMP) ## Run the benchmarks (one JSON line each)
 	@scripts/need wrk:wrk
 	@$(BIN)/pip install -q -e ".[bench]"
 	@for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done

@@ -180,7 +180,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=settings.port,
         loop="uvloop",
         http="httptools",
-        ws="websockets",
+        # The sans-I/O implementation: uvicorn deprecates its legacy `websockets` one.
+        ws="websockets-sansio",
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
         log_level=settings.log_level,
