@@ -49,6 +49,11 @@ system-deps: ## Install the system packages the tests need (as root on Debian)
 test: $(DEV_STAMP) system-deps ## Run every test (SQLite and PostgreSQL)
 	PATH="$(PG_BIN):$$PATH" $(BIN)/pytest -p no:cacheprovider
 
+.PHONY: guide-images
+guide-images: $(DEV_STAMP) system-deps ## Retake the guide's pictures (docs/img) with the browser test that tells the guide
+	ESTRADE_GUIDE_IMAGES=$(CURDIR)/docs/img $(BIN)/pytest -p no:cacheprovider -q tests/browser/test_guide.py
+	@find docs/img -name '*.png' -size +150k -printf 'larger than 150 KB: %p\n'
+
 .PHONY: wheelhouse
 wheelhouse: $(STAMP) ## Build dist/wheelhouse: Estrade's wheel and every dependency, for offline hosts
 	rm -rf dist/wheelhouse

@@ -280,6 +280,11 @@ async def test_attendance(live: LiveServer, world: World) -> None:
         headers={"Accept-Language": "fr-FR", "Cookie": "estrade_lang=en"},
     )
     assert "Sign-in sheet" in chosen.text  # the language chosen on the pages wins
+    # "today" is the cohort's today: the same sheet as the window's day when run that day.
+    today = await _http(live, world, "trainer", f"/cohorts/{cid}/attendance/today/sheet")
+    assert today.status_code == 200 and "Learner" in today.text
+    bad = await _http(live, world, "trainer", f"/cohorts/{cid}/attendance/yesterday/sheet")
+    assert bad.status_code == 400 and "today" in bad.text
     assert signed["signed_at"]
 
     # corrections: new records with author and reason; operators may not add them

@@ -68,12 +68,13 @@ class AttendanceController(Controller):
     ) -> Template:
         """A printable sign-in sheet for one day, in the viewer's language."""
         access = await cohort_access(request.user, cohort_id, READERS)
-        try:
-            the_day = dt.date.fromisoformat(day)
-        except ValueError:
-            raise field_error("day", f"{day!r} is not a date (YYYY-MM-DD)") from None
-        rows = await services.day_sheet(cohort_id, the_day)
         tz = zoneinfo.ZoneInfo(access.cohort.time_zone)
+        try:
+            # "today" is the cohort's today (the viewer's clock may be in another time zone).
+            the_day = dt.datetime.now(tz).date() if day == "today" else dt.date.fromisoformat(day)
+        except ValueError:
+            raise field_error("day", f"{day!r} is not a date (YYYY-MM-DD or today)") from None
+        rows = await services.day_sheet(cohort_id, the_day)
         anchor = await services.last_hash(cohort_id)
         lang = request_language(request.headers, request.cookies)
         return Template(
