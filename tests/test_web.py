@@ -155,6 +155,10 @@ def test_every_string_is_translated() -> None:
     used |= {f"error.page.{s}.{p}" for s in (403, 404) for p in ("title", "text")}
     used |= {f"attendance.{w}_{h}" for w in ("this", "the") for h in ("morning", "afternoon")}
     used |= {
+        f"media.pc.{s}"
+        for s in ("new", "connecting", "connected", "disconnected", "failed", "closed")
+    }
+    used |= {
         "import.err." + e for e in ("columns", "name_empty", "name_long", "email", "twice", "role")
     }
     assert len(used) > 100

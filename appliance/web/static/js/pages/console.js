@@ -364,9 +364,12 @@ async function ensureMedia() {
       code === "NotAllowedError" ? t("media.refused") : code === "NotFoundError" ? t("media.no_device") : t("media.failed_detail", { detail: (err && err.message) || code });
   });
   media.on("state", (s) => {
-    $("#media-status").textContent = t("media.state", { state: String(s) });
+    const label = t(`media.pc.${s}`); // the connection's state, in words of the page's language
+    $("#media-status").textContent = t("media.state", { state: label.startsWith("media.pc.") ? String(s) : label });
   });
   state.media = media;
+  // Kept on the element for diagnostics, as the classroom does: media.pc.getStats() (tests).
+  $("#console").estradeMedia = media;
   return media;
 }
 
