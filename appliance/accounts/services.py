@@ -450,6 +450,21 @@ async def expired_links(link_ids: Iterable[int]) -> set[int]:
     return {r["id"] for r in rows}
 
 
+async def users_whose_link_expired(user_ids: Iterable[int]) -> set[int]:
+    """Those of ``user_ids`` whose latest link expired without being revoked."""
+    ids = list(user_ids)
+    if not ids:
+        return set()
+    rows = (
+        await JoinLink.select(JoinLink.user, JoinLink.revoked_at, JoinLink.expires_at)
+        .where(JoinLink.user.is_in(ids))
+        .order_by(JoinLink.id)
+    )
+    latest = {r["user"]: r for r in rows}
+    now = utcnow()
+    return {u for u, r in latest.items() if r["revoked_at"] is None and r["expires_at"] <= now}
+
+
 async def link_statuses(cohort_id: int) -> list[s.LinkStatus]:
     await get_cohort(cohort_id)
     _, learners = await members(cohort_id)

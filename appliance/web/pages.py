@@ -73,7 +73,10 @@ async def _to_login(request: AnyRequest) -> Redirect:
     link_id = _session(request).get("link")
     if link_id is not None:
         link = await JoinLink.objects().where(JoinLink.id == link_id).first()
-        expired = link is not None and link.revoked_at is None
+        # Expired only when it is (a deactivated learner's valid link is "no longer valid").
+        expired = (
+            link is not None and link.revoked_at is None and link.expires_at <= services.utcnow()
+        )
         reason = "expired" if expired else "revoked"
         return Redirect(path=f"/link-problem?reason={reason}", status_code=303)
     return Redirect(path=f"/login?next={quote(request.url.path)}", status_code=303)

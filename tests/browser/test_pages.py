@@ -235,6 +235,7 @@ def test_a_link_for_a_few_hours_then_expired_now(
     learner = new_page(locale=locale, width=360, height=740)
     learner.goto(url)
     learner.wait_for_url(f"**/classroom/{cid}")
+    expect(learner.locator("#stage-state h2")).to_be_visible()  # in the room (welcome came)
     row.get_by_role("button", name=re.compile(expire, re.I)).click()
     expect(row).to_contain_text(state)
     learner.wait_for_url("**/link-problem?reason=expired")

@@ -150,7 +150,11 @@ room.on("closed", (e) => {
   // 4401: this session no longer lets the learner in (link revoked or replaced, account
   // deactivated): the page that says why and what to do. The server has already dropped the
   // session, so the reason comes from the close code, not from a later request.
-  if (e.code === 4401) leaveFor(`/link-problem?reason=${/expired/.test(e.reason || "") ? "expired" : "revoked"}`);
+  // A refused handshake says nothing precise: "/" asks the server, which knows the link's state.
+  const why = e.reason || "";
+  if (e.code === 4401) {
+    leaveFor(/expired/.test(why) ? "/link-problem?reason=expired" : /revoked|deactivated/.test(why) ? "/link-problem?reason=revoked" : "/");
+  }
 });
 
 // --- rendering ---------------------------------------------------------------------------
