@@ -149,6 +149,18 @@ def _classroom_wide(page: Any, what: str) -> None:
     no_sideways_scroll(page, what)
 
 
+def _console(page: Any, width: int, what: str) -> None:
+    """One column on a phone (cards stacked, full width); three columns on a wide screen."""
+    page.evaluate("window.scrollTo(0, 0)")
+    cards = [box(page, f".console .{c}") for c in ("c-media", "c-signals", "c-questions")]
+    if width < 1100:
+        assert all(abs(c["left"] - cards[0]["left"]) <= 1 for c in cards), (what, cards)
+        assert cards[0]["bottom"] <= cards[1]["top"] <= cards[1]["bottom"] <= cards[2]["top"]
+    else:
+        assert all(abs(c["top"] - cards[0]["top"]) <= 1 for c in cards), (what, cards)
+        assert cards[0]["right"] <= cards[1]["left"] and cards[1]["right"] <= cards[2]["left"]
+
+
 @pytest.mark.parametrize("locale", ["en-US", "fr-FR"])
 def test_pages_fit_a_phone_and_a_wide_screen(
     new_page: Any, live_server: LiveServer, locale: str
@@ -211,6 +223,7 @@ def test_pages_fit_a_phone_and_a_wide_screen(
         trainer.set_viewport_size({"width": width, "height": HEIGHT[width]})
         trainer.wait_for_timeout(300)
         no_sideways_scroll(trainer, f"console {lang} {width}")
+        _console(trainer, width, f"console {lang} {width}")
         shoot(trainer, f"layout-console-{lang}-{width}")
 
     # The operator page: the live room sends video and audio to two learners, so the bitrate
@@ -227,6 +240,9 @@ def test_pages_fit_a_phone_and_a_wide_screen(
         admin.set_viewport_size({"width": width, "height": HEIGHT[width]})
         admin.wait_for_timeout(200)
         no_sideways_scroll(admin, f"operator {lang} {width}")
+        # On a phone each room is a card of labelled lines (the table head is hidden).
+        head = box(admin, "#rooms-table thead")
+        assert (head["height"] <= 1) == (width < 640), (width, head)
         shoot(admin, f"layout-operator-{lang}-{width}")
 
     # The class started from the console is listed on the cohort's admin page with its real
