@@ -49,6 +49,7 @@ from appliance.request import EstradeRequest
 from appliance.settings import Settings
 from appliance.system import SystemController
 from appliance.web import PageController, html_not_found, static_files_router
+from appliance.web.render import template_config
 
 __all__ = ["create_app", "create_app_from_env", "secret_key"]
 
@@ -208,6 +209,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         exception_handlers={HTTPException: _json_errors, Exception: _server_error},
         request_max_body_size=settings.max_request_bytes,
         request_class=EstradeRequest,
+        template_config=template_config(),
         lifespan=[lifespan],
         state=state,
         debug=False,

@@ -162,7 +162,8 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "port": settings.port,
         "loop": "uvloop",
         "http": "httptools",
-        "ws": "websockets",
+        # The sans-I/O implementation: uvicorn deprecates its legacy `websockets` one.
+        "ws": "websockets-sansio",
         # The WebSocket layer refuses a frame whose header says it is bigger than this before
         # reading it (close 1009): at most this much is held per frame. Twice the protocol's
         # limit, so a frame just over it still reaches the socket handler, which closes with

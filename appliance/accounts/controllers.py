@@ -158,12 +158,23 @@ class AdminCohortController(Controller):
 
     @post("/{cohort_id:int}/learners/{user_id:int}/join-link", status_code=201)
     async def issue_link(
-        self, request: Request[Any, Any, Any], cohort_id: PathId, user_id: PathId
+        self,
+        request: Request[Any, Any, Any],
+        cohort_id: PathId,
+        user_id: PathId,
+        data: JSONBody[s.LinkIssueIn | None] = None,
     ) -> s.IssuedLink:
-        """Issue (or re-issue) a learner's personal link; earlier links stop working."""
+        """Issue (or re-issue) a learner's personal link; earlier links stop working.
+
+        ``{"hours": N}`` makes it last N hours instead of ``join_link_ttl_days``.
+        """
         st = _settings(request)
         issued = await services.issue_link(
-            cohort_id, user_id, base_url=st.resolved_public_url, ttl_days=st.join_link_ttl_days
+            cohort_id,
+            user_id,
+            base_url=st.resolved_public_url,
+            ttl_days=st.join_link_ttl_days,
+            ttl_hours=data.hours if data else None,
         )
         request.app.emit(events.LINKS_REVOKED, user_ids=[user_id])
         return issued
@@ -176,6 +187,15 @@ class AdminCohortController(Controller):
         revoked = await services.revoke_links(cohort_id, user_id)
         request.app.emit(events.LINKS_REVOKED, user_ids=[user_id])
         return {"revoked": revoked}
+
+    @post("/{cohort_id:int}/learners/{user_id:int}/join-link/expire", status_code=HTTP_200_OK)
+    async def expire_link(
+        self, request: Request[Any, Any, Any], cohort_id: PathId, user_id: PathId
+    ) -> dict[str, int]:
+        """End a learner's link now (it shows as expired; a new link can be issued later)."""
+        expired = await services.expire_links(cohort_id, user_id)
+        request.app.emit(events.LINKS_REVOKED, user_ids=[user_id])
+        return {"expired": expired}
 
     @get("/{cohort_id:int}/join-links")
     async def link_statuses(self, cohort_id: PathId) -> list[s.LinkStatus]:

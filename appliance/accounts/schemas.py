@@ -21,6 +21,7 @@ __all__ = [
     "ImportReport",
     "ImportRow",
     "IssuedLink",
+    "LinkIssueIn",
     "LinkStatus",
     "Member",
     "UserIn",
@@ -127,6 +128,15 @@ class ImportReport(Base):
     enrolled: int
     errors: int
     rows: list[ImportRow]
+
+
+MAX_LINK_HOURS = 24 * 366
+
+
+class LinkIssueIn(Base):
+    """Optional body of a link issue: a lifetime in hours instead of the configured days."""
+
+    hours: Annotated[int, msgspec.Meta(ge=1, le=MAX_LINK_HOURS)] | None = None
 
 
 class IssuedLink(Base):

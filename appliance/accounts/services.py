@@ -381,17 +381,39 @@ async def _learner_enrolment(cohort_id: int, user_id: int) -> None:
         raise NotFoundException(detail="this user is not a learner of this cohort")
 
 
-async def issue_link(cohort_id: int, user_id: int, *, base_url: str, ttl_days: int) -> s.IssuedLink:
-    """Issue a fresh personal link, revoking the learner's previous links for this cohort."""
+async def issue_link(
+    cohort_id: int, user_id: int, *, base_url: str, ttl_days: int, ttl_hours: int | None = None
+) -> s.IssuedLink:
+    """Issue a fresh personal link, revoking the learner's previous links for this cohort.
+
+    The link lasts ``ttl_hours`` when given (a short trial, a one-day course), else ``ttl_days``.
+    """
     await _learner_enrolment(cohort_id, user_id)
-    return (await _issue_many(cohort_id, [user_id], base_url=base_url, ttl_days=ttl_days))[0]
+    ttl = dt.timedelta(hours=ttl_hours) if ttl_hours else dt.timedelta(days=ttl_days)
+    return (await _issue_many(cohort_id, [user_id], base_url=base_url, ttl=ttl))[0]
+
+
+async def expire_links(cohort_id: int, user_id: int) -> int:
+    """End a learner's active links now: they show "expired" (not "revoked") from then on."""
+    await _learner_enrolment(cohort_id, user_id)
+    now = utcnow()
+    active = (
+        (JoinLink.cohort == cohort_id)
+        & (JoinLink.user == user_id)
+        & JoinLink.revoked_at.is_null()
+        & (JoinLink.expires_at > now)
+    )
+    async with write_transaction(JoinLink._meta.db):
+        count = await JoinLink.count().where(active)
+        await JoinLink.update({JoinLink.expires_at: now}).where(active)
+    return int(count)
 
 
 async def _issue_many(
-    cohort_id: int, user_ids: Iterable[int], *, base_url: str, ttl_days: int
+    cohort_id: int, user_ids: Iterable[int], *, base_url: str, ttl: dt.timedelta
 ) -> list[s.IssuedLink]:
     now = utcnow()
-    expires = now + dt.timedelta(days=ttl_days)
+    expires = now + ttl
     issued: list[s.IssuedLink] = []
     async with write_transaction(JoinLink._meta.db):
         for user_id in user_ids:
@@ -452,6 +474,32 @@ async def live_link_pairs(pairs: Iterable[tuple[int, int]]) -> set[tuple[int, in
     return wanted & {(r["cohort"], r["user"]) for r in rows}
 
 
+async def expired_links(link_ids: Iterable[int]) -> set[int]:
+    """Those of ``link_ids`` that reached their expiry without being revoked."""
+    ids = list(link_ids)
+    if not ids:
+        return set()
+    rows = await JoinLink.select(JoinLink.id).where(
+        JoinLink.id.is_in(ids) & JoinLink.revoked_at.is_null() & (JoinLink.expires_at <= utcnow())
+    )
+    return {r["id"] for r in rows}
+
+
+async def users_whose_link_expired(user_ids: Iterable[int]) -> set[int]:
+    """Those of ``user_ids`` whose latest link expired without being revoked."""
+    ids = list(user_ids)
+    if not ids:
+        return set()
+    rows = (
+        await JoinLink.select(JoinLink.user, JoinLink.revoked_at, JoinLink.expires_at)
+        .where(JoinLink.user.is_in(ids))
+        .order_by(JoinLink.id)
+    )
+    latest = {r["user"]: r for r in rows}
+    now = utcnow()
+    return {u for u, r in latest.items() if r["revoked_at"] is None and r["expires_at"] <= now}
+
+
 async def link_statuses(cohort_id: int) -> list[s.LinkStatus]:
     await get_cohort(cohort_id)
     _, learners = await members(cohort_id)
@@ -498,7 +546,7 @@ async def export_links_csv(cohort_id: int, *, base_url: str, ttl_days: int) -> s
     }
     chosen = [m for m in learners if m.id in active]
     issued = await _issue_many(
-        cohort_id, [m.id for m in chosen], base_url=base_url, ttl_days=ttl_days
+        cohort_id, [m.id for m in chosen], base_url=base_url, ttl=dt.timedelta(days=ttl_days)
     )
     out = io.StringIO()
     writer = csv.writer(out)

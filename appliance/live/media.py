@@ -235,6 +235,7 @@ class MediaBridge:
                     learners_subscribed=st["learners"],
                     bytes_forwarded=st["bytes_forwarded"],
                     packets_forwarded=st["packets_forwarded"],
+                    send_bitrate_bps=st["send_bitrate_bps"],
                     learners=links,
                 )
             )

@@ -22,7 +22,7 @@ from appliance.accounts import services
 from appliance.accounts.tables import JoinLink, Role, User
 from appliance.auth.guards import cohort_access, user_from_connection
 from appliance.ids import PathId
-from appliance.web.render import pick_language, render_page
+from appliance.web.render import render_page, request_language
 
 __all__ = ["LINK_PROBLEMS", "PageController", "html_not_found", "static_files_router"]
 
@@ -56,7 +56,7 @@ def static_files_router() -> Router:
 
 
 def _lang(request: AnyRequest) -> str:
-    return pick_language(request.headers.get("accept-language", ""))
+    return request_language(request.headers, request.cookies)
 
 
 def _page(request: AnyRequest, page: str, **kwargs: Any) -> Response[str]:
@@ -82,7 +82,10 @@ async def _to_login(request: AnyRequest) -> Redirect:
     link_id = _session(request).get("link")
     if link_id is not None:
         link = await JoinLink.objects().where(JoinLink.id == link_id).first()
-        expired = link is not None and link.revoked_at is None
+        # Expired only when it is (a deactivated learner's valid link is "no longer valid").
+        expired = (
+            link is not None and link.revoked_at is None and link.expires_at <= services.utcnow()
+        )
         reason = "expired" if expired else "revoked"
         return Redirect(path=f"/link-problem?reason={reason}", status_code=303)
     return Redirect(path=f"/login?next={quote(request.url.path)}", status_code=303)

@@ -232,7 +232,8 @@ export function attendanceLinks(list, cohortId, { from = null, to = null } = {})
       download: "", text: t("attendance.csv", { from: start, to: end }),
     })),
     h("li", {}, h("a", {
-      id: "attendance-sheet", href: `/cohorts/${cohortId}/attendance/${day}/sheet`, target: "_blank",
+      // "today" in the cohort's time zone, which the server knows (the browser may be elsewhere).
+      id: "attendance-sheet", href: `/cohorts/${cohortId}/attendance/today/sheet`, target: "_blank",
       text: t("attendance.sheet_today"),
     })),
   );

@@ -150,7 +150,11 @@ room.on("closed", (e) => {
   // 4401: this session no longer lets the learner in (link revoked or replaced, account
   // deactivated): the page that says why and what to do. The server has already dropped the
   // session, so the reason comes from the close code, not from a later request.
-  if (e.code === 4401) leaveFor("/link-problem?reason=revoked");
+  // A refused handshake says nothing precise: "/" asks the server, which knows the link's state.
+  const why = e.reason || "";
+  if (e.code === 4401) {
+    leaveFor(/expired/.test(why) ? "/link-problem?reason=expired" : /revoked|deactivated/.test(why) ? "/link-problem?reason=revoked" : "/");
+  }
 });
 
 // --- rendering ---------------------------------------------------------------------------
@@ -228,7 +232,7 @@ function renderQuestions() {
 function renderCards() {
   const box = clear($("#live-cards"));
   if (state.signing && isLearner) {
-    const half = t(`attendance.${state.signing.half}`);
+    const half = t(`attendance.this_${state.signing.half}`);
     const card = h("section", { class: "live-card sign", "aria-label": t("attendance.title") });
     if (state.signed) card.append(h("p", { class: "summary ok", text: t("attendance.signed", { half }) }));
     else {

@@ -235,7 +235,7 @@ function renderReactions() {
 function renderSigning() {
   const w = state.signing;
   $("#signing-state").textContent = w
-    ? t("attendance.window_open", { half: t(`attendance.${w.half}`), time: clock(w.closes_at) })
+    ? t("attendance.window_open", { half: t(`attendance.the_${w.half}`), time: clock(w.closes_at) })
     : t("attendance.window_closed");
   $("#signing-open").hidden = Boolean(w);
   $("#signing-close").hidden = !w;
@@ -364,9 +364,12 @@ async function ensureMedia() {
       code === "NotAllowedError" ? t("media.refused") : code === "NotFoundError" ? t("media.no_device") : t("media.failed_detail", { detail: (err && err.message) || code });
   });
   media.on("state", (s) => {
-    $("#media-status").textContent = t("media.state", { state: String(s) });
+    const label = t(`media.pc.${s}`); // the connection's state, in words of the page's language
+    $("#media-status").textContent = t("media.state", { state: label.startsWith("media.pc.") ? String(s) : label });
   });
   state.media = media;
+  // Kept on the element for diagnostics, as the classroom does: media.pc.getStats() (tests).
+  $("#console").estradeMedia = media;
   return media;
 }
 
