@@ -30,6 +30,8 @@ from appliance.auth.guards import user_from_connection
 from appliance.auth.sessions import build_session_config, build_session_store
 from appliance.documents import BlobStore, DocumentController
 from appliance.documents.services import DocumentTotals
+from appliance.engagement.controllers import EngagementController, EngagementPage
+from appliance.engagement.live import EngagementLive
 from appliance.live import access_listeners, classroom_socket, live_plugin
 from appliance.live.documents import LiveDocumentNotifier
 from appliance.live.media import MediaBridge
@@ -136,6 +138,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             await db.close(engine)
 
     channels, live = live_plugin(settings)
+    engagement = EngagementLive(live)  # counts hands, reactions, low bandwidth per learner
     live.metrics = metrics
     media = MediaBridge(live)
     document_totals = DocumentTotals()
@@ -151,6 +154,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             "document_store": document_store,
             "document_notifier": LiveDocumentNotifier(live),
             "document_totals": document_totals,
+            "engagement": engagement,
             "login_limiter": LoginLimiter(
                 settings.login_attempts_per_address,
                 settings.login_attempts_per_account,
@@ -171,6 +175,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             PollController,
             classroom_socket,
             DocumentController,
+            EngagementController,
+            EngagementPage,
             PageController,
             static_files_router(),
         ],
@@ -192,7 +198,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         ),
         exception_handlers={HTTPException: _json_errors, Exception: _server_error},
         request_max_body_size=settings.max_request_bytes,
-        lifespan=[lifespan],
+        lifespan=[lifespan, engagement.lifespan],
         state=state,
         debug=False,
     )
