@@ -61,8 +61,9 @@ __all__ = [
 
 TODAY_MAX_AGE_S = 60
 """Today's figures are recomputed on read when older than this."""
-LOOKBACK_DAYS = 30
-"""Signals look at most this many class days back from the end of the range."""
+LOOKBACK_DAYS = 20
+"""Signals look this many class days back from the end of the range (more when a cohort's
+thresholds need it: see :func:`_lookback`), and ``attendance_days`` calendar days."""
 STRIP_DAYS = 20
 """Squares in each learner's strip on the cohort page (the last class days of the range)."""
 _SUMMED = (
@@ -471,27 +472,38 @@ async def _sums(
     return {r["user"]: r for r in await query}
 
 
-_DAY_COLUMNS = ("user", "day", "morning_signed", "afternoon_signed", *_SUMMED)
+_DAY_COLUMNS = ("morning_signed", "afternoon_signed", *_SUMMED)
+# The day rows travel packed in one text column: converting 18 typed values per row costs
+# several times more than the query itself on a 200-learner page (see benchmarks/engagement.py).
+_PACKED = " || ',' || ".join(f'"{c}"' for c in _DAY_COLUMNS)
+_TRUE = {"1", "t", "true"}
+
+
+def _unpack(user: int, day: dt.date, packed: str) -> dict[str, Any]:
+    values = packed.split(",")
+    row: dict[str, Any] = dict(zip(_SUMMED, map(int, values[2:]), strict=True))
+    row["user"], row["day"] = user, day
+    row["morning_signed"] = values[0] in _TRUE
+    row["afternoon_signed"] = values[1] in _TRUE
+    return row
 
 
 async def _day_rows(
     cohort_id: int, first: dt.date, last: dt.date, user: int | None = None
 ) -> dict[int, list[dict[str, Any]]]:
-    where = (
-        (EngagementDay.cohort == cohort_id)
-        & (EngagementDay.day >= first)
-        & (EngagementDay.day <= last)
+    """Each learner's day rows from ``first`` to ``last``, oldest first."""
+    sql = (
+        f'SELECT "user", day, {_PACKED} AS packed FROM estrade_engagement_day'  # noqa: S608
+        " WHERE cohort = {} AND day >= {} AND day <= {}"
     )
+    args: list[Any] = [cohort_id, first, last]
     if user is not None:
-        where = where & (EngagementDay.user == user)
-    rows = (
-        await EngagementDay.select(*(getattr(EngagementDay, c) for c in _DAY_COLUMNS))
-        .where(where)
-        .order_by(EngagementDay.day)
-    )
+        sql += ' AND "user" = {}'
+        args.append(user)
+    rows = await EngagementDay.raw(sql + " ORDER BY day", *args)
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        out[r["user"]].append(r)
+        out[r["user"]].append(_unpack(r["user"], r["day"], r["packed"]))
     return out
 
 
@@ -504,15 +516,22 @@ async def _class_days(cohort_id: int, first: dt.date | None, last: dt.date) -> l
     return [r["day"] for r in await query.order_by(EngagementClassDay.day)]
 
 
-async def _lookback_start(cohort_id: int, first: dt.date, last: dt.date, t: Thresholds) -> dt.date:
+def _lookback(t: Thresholds) -> int:
+    return max(
+        LOOKBACK_DAYS, t.absent_half_days, 2 * t.silent_days, 2 * t.poll_days + 5, t.network_days
+    )
+
+
+async def _lookback_start(cohort_id: int, last: dt.date, t: Thresholds) -> dt.date:
+    """The oldest day the signals (and the strips) need to see, ending at ``last``."""
     recent = (
         await EngagementClassDay.select(EngagementClassDay.day)
         .where((EngagementClassDay.cohort == cohort_id) & (EngagementClassDay.day <= last))
         .order_by(EngagementClassDay.day, ascending=False)
-        .limit(LOOKBACK_DAYS)
+        .limit(_lookback(t))
     )
     oldest = recent[-1]["day"] if recent else last
-    return min(oldest, last - dt.timedelta(days=t.attendance_days - 1), first)
+    return min(oldest, last - dt.timedelta(days=t.attendance_days - 1))
 
 
 def _strip(rows: list[dict[str, Any]], first: dt.date) -> list[StripDay]:
@@ -554,10 +573,18 @@ async def _last_computed(cohort_id: int) -> dt.datetime | None:
 async def cohort_view(cohort_id: int, first: dt.date, last: dt.date) -> CohortEngagement:
     """The cohort page: current learners sorted by signals, range totals and per-day strips."""
     t = await get_thresholds(cohort_id)
-    learners = await current_learners(cohort_id)
-    start = await _lookback_start(cohort_id, first, last, t)
-    sums = await _sums(cohort_id, first, last)
-    rows = await _day_rows(cohort_id, start, last)
+
+    async def recent_rows() -> dict[int, list[dict[str, Any]]]:
+        return await _day_rows(cohort_id, await _lookback_start(cohort_id, last, t), last)
+
+    # Independent reads, run side by side (each its own connection on either engine).
+    learners, sums, rows, class_days, computed_at = await asyncio.gather(
+        current_learners(cohort_id),
+        _sums(cohort_id, first, last),
+        recent_rows(),
+        _class_days(cohort_id, first, last),
+        _last_computed(cohort_id),
+    )
     out = []
     for user, name in learners.items():
         mine = rows.get(user, [])
@@ -576,10 +603,10 @@ async def cohort_view(cohort_id: int, first: dt.date, last: dt.date) -> CohortEn
         cohort_id=cohort_id,
         date_from=first,
         date_to=last,
-        class_days=await _class_days(cohort_id, first, last),
+        class_days=class_days,
         thresholds=t,
         learners=out,
-        computed_at=await _last_computed(cohort_id),
+        computed_at=computed_at,
     )
 
 
@@ -604,7 +631,7 @@ async def learner_detail(
     if user_id not in learners:
         return None
     t = await get_thresholds(cohort_id)
-    start = await _lookback_start(cohort_id, first, last, t)
+    start = min(first, await _lookback_start(cohort_id, last, t))
     mine = (await _day_rows(cohort_id, start, last, user_id)).get(user_id, [])
     sums = (await _sums(cohort_id, first, last, user_id)).get(user_id)
     return LearnerDetail(
