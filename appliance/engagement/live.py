@@ -45,6 +45,7 @@ class EngagementLive:
         self.pending: list[tuple[int, int, str, dt.datetime, int]] = []
         """(cohort, user, counter, when, amount) not yet in the database."""
         self._tz: dict[int, zoneinfo.ZoneInfo] = {}
+        self._carry: dict[tuple[int, int], float] = {}
         self._lock = asyncio.Lock()
         self._wrap()
 
@@ -77,7 +78,12 @@ class EngagementLive:
                 if c.capacity is Role.learner and c.low_bandwidth
             }
             for user in users:
-                self.note(room.cohort_id, user, "low_bandwidth_s", round(seconds))
+                key = (room.cohort_id, user)
+                carried = self._carry.get(key, 0.0) + seconds
+                whole = int(carried)
+                self._carry[key] = carried - whole  # fractions of a second add up
+                if whole:
+                    self.note(room.cohort_id, user, "low_bandwidth_s", whole)
 
     async def _zone(self, cohort_id: int) -> zoneinfo.ZoneInfo:
         tz = self._tz.get(cohort_id)
@@ -101,6 +107,8 @@ class EngagementLive:
             try:
                 async with db.write_transaction(EngagementCounter._meta.db):
                     for (cohort, user, day), add in sums.items():
+                        if not any(add.values()):
+                            continue
                         where = (
                             (EngagementCounter.cohort == cohort)
                             & (EngagementCounter.user == user)
