@@ -20,7 +20,6 @@ let detail = null;
 let cohortName = "";
 
 const pct = (x) => (x === null || x === undefined ? "—" : `${Math.round(100 * x)} %`);
-const iso = (d) => d.toISOString().slice(0, 10);
 
 function svg(tag, attrs = {}, ...children) {
   const el = document.createElementNS(SVG, tag);
@@ -29,19 +28,31 @@ function svg(tag, attrs = {}, ...children) {
   return el;
 }
 
-function dayList(days) {
-  return days.map((d) => i18n.formatDate(d)).join(", ");
+const shortDates = {};
+
+/** "25 Nov" / "25 nov." : the days a signal is based on, short enough to list. */
+function shortDate(iso) {
+  const lang = i18n.language();
+  shortDates[lang] ||= new Intl.DateTimeFormat(lang, { day: "numeric", month: "short", timeZone: "UTC" });
+  return shortDates[lang].format(new Date(`${iso}T00:00:00Z`));
 }
+
+function dayList(days) {
+  return days.map(shortDate).join(", ");
+}
+
+const num = (x) => Number(x).toLocaleString(i18n.language(), { maximumFractionDigits: 1 });
 
 /** One sentence per signal, with its figures and days. */
 function signalText(s) {
-  const d = s.detail;
+  const d = { ...s.detail };
+  for (const k of ["rate_pct", "before_pct"]) if (k in d) d[k] = num(d[k]);
   const days = dayList(s.days);
   switch (s.rule) {
     case "absent":
       return t("eng.sig.absent", { n: d.half_days, days });
     case "low_attendance":
-      return t("eng.sig.low_attendance", { rate: d.rate_pct, threshold: d.threshold_pct, from: i18n.formatDate(d.from), to: i18n.formatDate(d.to), days });
+      return t("eng.sig.low_attendance", { rate: d.rate_pct, threshold: d.threshold_pct, from: shortDate(d.from), to: shortDate(d.to), days });
     case "silent":
       return t("eng.sig.silent", { n: d.days, days });
     case "polls_falling":
@@ -175,13 +186,16 @@ function query() {
 async function load() {
   showError($("#eng-error"), null);
   const { from, to } = range();
-  if (!from || !to) {
+  const first = !view && !from && !to; // first visit: the server's default range (cohort time zone)
+  if (!first && (!from || !to)) {
     $("#eng-error").textContent = t("eng.need_dates");
     return;
   }
-  $("#eng-csv").href = `/api/cohorts/${cohortId}/engagement.csv?${query()}`;
   try {
-    view = await api("GET", `/api/cohorts/${cohortId}/engagement?${query()}`);
+    view = await api("GET", `/api/cohorts/${cohortId}/engagement${first ? "" : `?${query()}`}`);
+    $("#eng-from").value = view.date_from;
+    $("#eng-to").value = view.date_to;
+    $("#eng-csv").href = `/api/cohorts/${cohortId}/engagement.csv?${query()}`;
     if (detail) detail = await api("GET", `/api/cohorts/${cohortId}/engagement/learners/${detail.user_id}?${query()}`);
     render();
   } catch (err) {
@@ -234,9 +248,10 @@ $("#eng-settings").addEventListener("submit", (ev) => {
 i18n.onChange(render);
 $("#eng-back").href = `/cohorts/${cohortId}/console`;
 const params = new URLSearchParams(location.search);
-const today = new Date();
-$("#eng-to").value = params.get("to") || iso(today);
-$("#eng-from").value = params.get("from") || iso(new Date(today.getTime() - 27 * 86400000));
+if (params.get("from") && params.get("to")) {
+  $("#eng-from").value = params.get("from");
+  $("#eng-to").value = params.get("to");
+}
 try {
   const cohorts = await api("GET", "/api/cohorts");
   const mine = cohorts.find((c) => c.id === cohortId);
