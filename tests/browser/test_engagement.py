@@ -186,3 +186,17 @@ def test_learners_and_operators_do_not_see_it(
     learner.goto(api.link(world["cohort"], world["learner"]["id"]))
     r = learner.goto(f"/cohorts/{world['cohort']}/engagement")
     assert r is not None and r.status == 403
+    # a learner sees their own summary in the classroom, and only theirs
+    steady = next(u for u, p in world["profiles"].items() if p == "steady")
+    for locale, words in (("en-US", "half-days signed"), ("fr-FR", "demi-journées signées")):
+        page = new_page(locale=locale, width=360)
+        page.goto(api.link(world["cohort"], int(steady)))
+        page.wait_for_url(f"**/classroom/{world['cohort']}")
+        expect(page.locator("#my-engagement-text")).to_contain_text(words)
+        expect(page.locator("#my-engagement-text")).to_contain_text("%")
+        page.locator("#my-engagement").screenshot(
+            path=str(screenshot_dir() / f"engagement-mine-{locale[:2]}-360.png")
+        )
+    lone = new_page(locale="en-US")
+    lone.goto(api.link(world["cohort"], world["learner"]["id"]))
+    expect(lone.locator("#my-engagement-text")).to_have_text("No class day yet.")
