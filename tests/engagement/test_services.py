@@ -344,3 +344,20 @@ async def test_signals_fire_at_their_boundaries(world: World) -> None:
     assert detail.totals.attendance_rate == 0.0 and detail.signals[0].rule == "absent"
     assert await services.learner_detail(c, world.other_learner.id, LAST, LAST) is None
     assert await User.exists().where(User.id == users["steady"])
+
+
+def test_attendance_exactly_at_the_threshold_does_not_fire() -> None:
+    """The rule is 'below': 3 of 4 half-days with a 75 % threshold is fine, 2 of 4 is not."""
+    from appliance.engagement.signals import evaluate
+
+    t = Thresholds(attendance_min_pct=75, attendance_days=2, absent_half_days=9)
+    days = [CLASS_DAYS[-2], CLASS_DAYS[-1]]
+    at_75 = [day_row(day=days[0]), day_row(day=days[1], **AFTERNOON_MISSED)]
+    assert evaluate(at_75, t, days[1]) == []
+    at_50 = [day_row(day=days[0], **AFTERNOON_MISSED), day_row(day=days[1], **AFTERNOON_MISSED)]
+    (low,) = evaluate(at_50, t, days[1])
+    assert low.rule == "low_attendance" and low.days == days and low.detail["rate_pct"] == 50.0
+    # days after the end of the range are not looked at
+    later_absent = [day_row(day=days[0]), day_row(day=days[1], **ABSENT)]
+    assert evaluate(later_absent, t, days[0]) == []
+    assert [s.rule for s in evaluate(later_absent, t, days[1])] == ["low_attendance"]
