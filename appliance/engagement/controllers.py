@@ -15,7 +15,7 @@ from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from appliance.accounts.tables import Role, User
-from appliance.auth.guards import cohort_access
+from appliance.auth.guards import Access, cohort_access
 from appliance.engagement import services
 from appliance.engagement.schemas import (
     CohortEngagement,
@@ -34,9 +34,9 @@ MAX_DAYS = 366
 
 
 async def _range(
-    cohort_id: int, date_from: dt.date | None, date_to: dt.date | None
+    access: Access, date_from: dt.date | None, date_to: dt.date | None
 ) -> tuple[dt.date, dt.date]:
-    last = date_to or await services.today_of(cohort_id)
+    last = date_to or await services.today_of(access.cohort.id, access.cohort.time_zone)
     first = date_from or last - dt.timedelta(days=DEFAULT_DAYS - 1)
     if last < first:
         raise field_error("date_to", "the end date is before the start date")
@@ -62,8 +62,8 @@ class EngagementController(Controller):
         Default range: the 28 days up to today (cohort time zone). Today's figures are
         recomputed when older than a minute; ended days not yet final are computed first.
         """
-        await cohort_access(request.user, cohort_id, READERS)
-        first, last = await _range(cohort_id, date_from, date_to)
+        access = await cohort_access(request.user, cohort_id, READERS)
+        first, last = await _range(access, date_from, date_to)
         await services.refresh(cohort_id)
         return await services.cohort_view(cohort_id, first, last)
 
@@ -77,8 +77,8 @@ class EngagementController(Controller):
         date_to: FromQuery[dt.date | None] = None,
     ) -> LearnerDetail:
         """One learner of the cohort: every class day of the range, totals and signals."""
-        await cohort_access(request.user, cohort_id, READERS)
-        first, last = await _range(cohort_id, date_from, date_to)
+        access = await cohort_access(request.user, cohort_id, READERS)
+        first, last = await _range(access, date_from, date_to)
         await services.refresh(cohort_id)
         detail = await services.learner_detail(cohort_id, user_id, first, last)
         if detail is None:
@@ -95,7 +95,7 @@ class EngagementController(Controller):
     ) -> MySummary:
         """A learner's own attendance rate and participation (default: the whole cohort)."""
         access = await cohort_access(request.user, cohort_id, {Role.learner})
-        last = date_to or await services.today_of(cohort_id)
+        last = date_to or await services.today_of(cohort_id, access.cohort.time_zone)
         first = date_from or access.cohort.first_day
         if last < first:
             raise field_error("date_to", "the end date is before the start date")
@@ -139,8 +139,8 @@ class EngagementController(Controller):
     ) -> Response[str]:
         """Per learner over the range (learners removed since included): attendance rate,
         half-days signed, minutes connected, participation counts. Formula-safe."""
-        await cohort_access(request.user, cohort_id, READERS)
-        first, last = await _range(cohort_id, date_from, date_to)
+        access = await cohort_access(request.user, cohort_id, READERS)
+        first, last = await _range(access, date_from, date_to)
         await services.refresh(cohort_id)
         name = f"engagement-{cohort_id}-{first}-{last}.csv"
         return Response(

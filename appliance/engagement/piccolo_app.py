@@ -13,6 +13,9 @@ APP_CONFIG = AppConfig(
     app_name="engagement",
     migrations_folder_path=os.path.join(os.path.dirname(__file__), "piccolo_migrations"),
     table_classes=[EngagementSettings, EngagementClassDay, EngagementDay, EngagementCounter],
-    migration_dependencies=["appliance.accounts.piccolo_app"],
+    migration_dependencies=[
+        "appliance.accounts.piccolo_app",
+        "appliance.attendance.piccolo_app",
+    ],
     commands=[],
 )

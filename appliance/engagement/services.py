@@ -18,6 +18,7 @@ import asyncio
 import csv
 import datetime as dt
 import io
+import time
 import zoneinfo
 from collections import defaultdict
 from typing import Any
@@ -402,9 +403,22 @@ async def _class_days_pending(
     return {d for d in days if d <= today}
 
 
+_checked: dict[int, float] = {}
+"""When each cohort was last brought up to date by a read (monotonic seconds)."""
+
+
 async def refresh(cohort_id: int, *, max_age_s: float = TODAY_MAX_AGE_S) -> list[dt.date]:
     """Bring the aggregates up to date: every ended class day not final yet (the end-of-day
-    run), and today when older than ``max_age_s``. Returns the days recomputed."""
+    run), and today when older than ``max_age_s``. Returns the days recomputed.
+
+    Reads call it with the default ``max_age_s``: within that time of the last check nothing is
+    queried at all (a page read then costs only its own queries).
+    """
+    if max_age_s == TODAY_MAX_AGE_S:
+        last = _checked.get(cohort_id)
+        if last is not None and time.monotonic() - last < max_age_s:
+            return []
+    _checked[cohort_id] = time.monotonic()
     cohort = await _cohort(cohort_id)
     tz = zoneinfo.ZoneInfo(cohort["time_zone"])
     now = _now()
@@ -507,15 +521,6 @@ async def _day_rows(
     return out
 
 
-async def _class_days(cohort_id: int, first: dt.date | None, last: dt.date) -> list[dt.date]:
-    query = EngagementClassDay.select(EngagementClassDay.day).where(
-        (EngagementClassDay.cohort == cohort_id) & (EngagementClassDay.day <= last)
-    )
-    if first is not None:
-        query = query.where(EngagementClassDay.day >= first)
-    return [r["day"] for r in await query.order_by(EngagementClassDay.day)]
-
-
 def _lookback(t: Thresholds) -> int:
     return max(
         LOOKBACK_DAYS, t.absent_half_days, 2 * t.silent_days, 2 * t.poll_days + 5, t.network_days
@@ -560,31 +565,46 @@ async def current_learners(cohort_id: int) -> dict[int, str]:
     return {r["user"]: r["user.display_name"] for r in rows}
 
 
-async def _last_computed(cohort_id: int) -> dt.datetime | None:
-    row = (
-        await EngagementClassDay.select(EngagementClassDay.computed_at)
-        .where(EngagementClassDay.cohort == cohort_id)
-        .order_by(EngagementClassDay.computed_at, ascending=False)
-        .first()
-    )
-    return row["computed_at"] if row else None
+SHORT_RANGE_DAYS = 62
+"""Ranges up to this long read their day rows once and sum them here (no SUM query)."""
+
+
+def _sum_rows(rows: list[dict[str, Any]], first: dt.date) -> dict[str, Any] | None:
+    mine = [r for r in rows if r["day"] >= first]
+    if not mine:
+        return None
+    out: dict[str, Any] = {k: sum(r[k] for r in mine) for k in _SUMMED}
+    out["class_days"] = len(mine)
+    return out
 
 
 async def cohort_view(cohort_id: int, first: dt.date, last: dt.date) -> CohortEngagement:
-    """The cohort page: current learners sorted by signals, range totals and per-day strips."""
+    """The cohort page: current learners sorted by signals, range totals and per-day strips.
+
+    Five queries whatever the cohort's size: thresholds; learners and class days side by side;
+    then the day rows the signals and strips need (from the lookback, or from the start of a
+    short range) and, for a long range only, the range totals summed by the database.
+    """
     t = await get_thresholds(cohort_id)
-
-    async def recent_rows() -> dict[int, list[dict[str, Any]]]:
-        return await _day_rows(cohort_id, await _lookback_start(cohort_id, last, t), last)
-
-    # Independent reads, run side by side (each its own connection on either engine).
-    learners, sums, rows, class_days, computed_at = await asyncio.gather(
+    learners, days = await asyncio.gather(
         current_learners(cohort_id),
-        _sums(cohort_id, first, last),
-        recent_rows(),
-        _class_days(cohort_id, first, last),
-        _last_computed(cohort_id),
+        EngagementClassDay.select(EngagementClassDay.day, EngagementClassDay.computed_at)
+        .where((EngagementClassDay.cohort == cohort_id) & (EngagementClassDay.day <= last))
+        .order_by(EngagementClassDay.day),
     )
+    recent = days[-_lookback(t) :]
+    start = min(
+        recent[0]["day"] if recent else last, last - dt.timedelta(days=t.attendance_days - 1)
+    )
+    short = (last - first).days < SHORT_RANGE_DAYS
+    if short:
+        start = min(start, first)
+        rows = await _day_rows(cohort_id, start, last)
+        sums = {user: total for user, mine in rows.items() if (total := _sum_rows(mine, first))}
+    else:
+        rows, sums = await asyncio.gather(
+            _day_rows(cohort_id, start, last), _sums(cohort_id, first, last)
+        )
     out = []
     for user, name in learners.items():
         mine = rows.get(user, [])
@@ -603,10 +623,10 @@ async def cohort_view(cohort_id: int, first: dt.date, last: dt.date) -> CohortEn
         cohort_id=cohort_id,
         date_from=first,
         date_to=last,
-        class_days=class_days,
+        class_days=[d["day"] for d in days if d["day"] >= first],
         thresholds=t,
         learners=out,
-        computed_at=computed_at,
+        computed_at=max((d["computed_at"] for d in days), default=None),
     )
 
 
@@ -665,9 +685,11 @@ async def my_summary(cohort_id: int, user_id: int, first: dt.date, last: dt.date
     )
 
 
-async def today_of(cohort_id: int) -> dt.date:
-    cohort = await _cohort(cohort_id)
-    return _now().astimezone(zoneinfo.ZoneInfo(cohort["time_zone"])).date()
+async def today_of(cohort_id: int, time_zone: str | None = None) -> dt.date:
+    """Today in the cohort's time zone (``time_zone`` when the caller has it already)."""
+    if time_zone is None:
+        time_zone = (await _cohort(cohort_id))["time_zone"]
+    return _now().astimezone(zoneinfo.ZoneInfo(time_zone)).date()
 
 
 CSV_COLUMNS = [

@@ -14,6 +14,10 @@ INDEXES = (
     " ON estrade_engagement_class_day (cohort, day)",
     "CREATE UNIQUE INDEX IF NOT EXISTS estrade_engagement_counter_cohort_user_day"
     ' ON estrade_engagement_counter (cohort, "user", day)',
+    # The engagement run looks up the rare kinds of the attendance log (window_open,
+    # correction) of a cohort on each refresh; without this it would read the whole log.
+    "CREATE INDEX IF NOT EXISTS estrade_attendance_record_cohort_kind"
+    " ON estrade_attendance_record (cohort, kind)",
 )
 
 
