@@ -23,7 +23,7 @@ from appliance.chat.tables import ChatMessage, QuestionVote
 from appliance.engagement.tables import EngagementClassDay, EngagementDay
 from appliance.polls.tables import Ballot, Poll, PollChoice
 
-__all__ = ["Seeded", "class_days", "seed_cohort"]
+__all__ = ["Seeded", "class_days", "raw_class_day", "seed_cohort"]
 
 CHUNK = 400
 PROFILES = ("steady",) * 14 + ("dropping", "silent", "network", "polls_falling", "late_joiner")
@@ -156,9 +156,19 @@ async def seed_cohort(
             for d in all_days
         ],
     )
+    seeded = Seeded(cid, trainer.id, ids, profiles, all_days)
     if raw_day is not None:
-        await _raw_day(cid, trainer.id, ids, raw_day, zoneinfo.ZoneInfo(time_zone), rnd)
-    return Seeded(cid, trainer.id, ids, profiles, all_days)
+        await raw_class_day(seeded, raw_day, time_zone=time_zone, seed=seed)
+    return seeded
+
+
+async def raw_class_day(
+    seeded: Seeded, day: dt.date, *, time_zone: str = "Europe/Paris", seed: int = 16
+) -> None:
+    """Write one class day of raw records for a generated cohort (appended to its log)."""
+    rnd = random.Random(seed + day.toordinal())  # noqa: S311 - made-up data, not secrets
+    tz = zoneinfo.ZoneInfo(time_zone)
+    await _raw_day(seeded.cohort_id, seeded.trainer_id, seeded.learner_ids, day, tz, rnd)
 
 
 async def _raw_day(

@@ -177,24 +177,32 @@ async def _aggregate_day(cohort_id: int, day: dt.date, thresholds: Thresholds | 
         & (ClassSession.started_at >= start)
         & (ClassSession.started_at < end)
     )
-    records = (
-        await AttendanceRecord.select(
-            AttendanceRecord.kind,
-            AttendanceRecord.at,
-            AttendanceRecord.user,
-            AttendanceRecord.connection,
-            AttendanceRecord.half,
-            AttendanceRecord.day,
-            AttendanceRecord.signed_at,
-        )
-        .where(
-            (AttendanceRecord.cohort == cohort_id)
-            & (
-                ((AttendanceRecord.at >= start) & (AttendanceRecord.at < end))
-                | (AttendanceRecord.day == day)
-            )
-        )
-        .order_by(AttendanceRecord.position)
+    columns = (
+        AttendanceRecord.position,
+        AttendanceRecord.kind,
+        AttendanceRecord.at,
+        AttendanceRecord.user,
+        AttendanceRecord.connection,
+        AttendanceRecord.half,
+        AttendanceRecord.day,
+        AttendanceRecord.signed_at,
+    )
+    # Two indexed reads instead of one OR over the cohort's whole log: what was written that
+    # day (cohort, at), and the corrections of that day written any time (cohort, kind).
+    that_day = await AttendanceRecord.select(*columns).where(
+        (AttendanceRecord.cohort == cohort_id)
+        & (AttendanceRecord.at >= start)
+        & (AttendanceRecord.at < end)
+    )
+    corrections = await AttendanceRecord.select(*columns).where(
+        (AttendanceRecord.cohort == cohort_id)
+        & (AttendanceRecord.kind == Kind.correction)
+        & (AttendanceRecord.day == day)
+    )
+    seen = {r["position"] for r in that_day}
+    records = sorted(
+        [*that_day, *(r for r in corrections if r["position"] not in seen)],
+        key=lambda r: r["position"],
     )
     windows = {r["half"] for r in records if r["kind"] == Kind.window_open and r["day"] == day}
     engine = EngagementDay._meta.db

@@ -18,6 +18,9 @@ INDEXES = (
     # correction) of a cohort on each refresh; without this it would read the whole log.
     "CREATE INDEX IF NOT EXISTS estrade_attendance_record_cohort_kind"
     " ON estrade_attendance_record (cohort, kind)",
+    # ...and computes one day from that day's records, not the whole log.
+    "CREATE INDEX IF NOT EXISTS estrade_attendance_record_cohort_at"
+    " ON estrade_attendance_record (cohort, at)",
 )
 
 
