@@ -253,7 +253,7 @@ async def _raw_day(
     questions = [
         r["id"]
         for r in await ChatMessage.select(ChatMessage.id).where(
-            (ChatMessage.cohort == cid) & ChatMessage.is_question.eq(True)
+            (ChatMessage.class_session == session.id) & ChatMessage.is_question.eq(True)
         )
     ]
     votes = [
