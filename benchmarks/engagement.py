@@ -11,7 +11,9 @@ For SQLite (a file in TMPDIR) and then a throwaway PostgreSQL 15 (tests/pg.py, o
 3. ``page_api_p95_ms``: ``GET /api/cohorts/{id}/engagement`` over the whole 150 days (the
    worst case: range totals over 30 000 rows, signals and strips for every learner), through
    the whole app in process (routing, session, access check, JSON), 30 requests after 3
-   warm-ups; ``page_api_default_p95_ms`` for the page's default range (28 days);
+   warm-ups, each computed afresh (the in-memory view cache emptied before each);
+   ``page_api_warm_p95_ms`` the same read repeated with nothing changed (served from that
+   cache); ``page_api_default_p95_ms`` for the page's default range (28 days), computed afresh;
 4. baseline, same run, same app: ``GET /api/cohorts/{id}/attendance.csv`` for the raw day
    (the existing attendance list: 200 learners, one day from the raw log); ``ratio`` is
    page p95 / baseline p95. ``*_cpu_ms``: this process's CPU time per request (event loop and
@@ -43,6 +45,8 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from appliance.engagement import services  # noqa: E402
+
 RAW_DAY = dt.date(2026, 8, 3)
 PASSWORD = "correct horse battery"
 
@@ -55,7 +59,9 @@ def p95(values: list[float]) -> float:
 CPU_MS: dict[str, float] = {}
 
 
-async def timed_get(client: httpx.AsyncClient, path: str, n: int, name: str = "") -> list[float]:
+async def timed_get(
+    client: httpx.AsyncClient, path: str, n: int, name: str = "", cold: bool = False
+) -> list[float]:
     """Wall time of ``n`` requests (ms) after 3 warm-ups; this process's CPU time per request
     (event loop and database threads) goes to ``CPU_MS[name]``: less sensitive to other jobs."""
     for _ in range(3):
@@ -64,6 +70,8 @@ async def timed_get(client: httpx.AsyncClient, path: str, n: int, name: str = ""
     out = []
     cpu0 = time.process_time()
     for _ in range(n):
+        if cold:  # nothing kept from the previous request: every view computed again
+            services._views.clear()
         t0 = time.perf_counter()
         r = await client.get(path)
         out.append((time.perf_counter() - t0) * 1000)
@@ -78,7 +86,6 @@ async def run(database_url: str, data_dir: Path, requests: int, log_days: int) -
     from appliance.app import create_app
     from appliance.attendance.tables import AttendanceRecord
     from appliance.auth.passwords import hash_password
-    from appliance.engagement import services
     from appliance.engagement.generate import raw_class_day, seed_cohort
     from appliance.settings import load_settings
 
@@ -123,18 +130,16 @@ async def run(database_url: str, data_dir: Path, requests: int, log_days: int) -
             "/api/auth/login", json={"email": "admin@bench.local", "password": PASSWORD}
         )
         assert r.status_code == 200, r.text
-        whole = await timed_get(
-            client,
-            f"/api/cohorts/{c}/engagement?date_from={days[0]}&date_to={days[-1]}",
-            requests,
-            "page",
-        )
+        whole_path = f"/api/cohorts/{c}/engagement?date_from={days[0]}&date_to={days[-1]}"
+        cold = await timed_get(client, whole_path, requests, "cold", cold=True)
+        whole = await timed_get(client, whole_path, requests, "page")
         default_from = RAW_DAY - dt.timedelta(days=27)
         default = await timed_get(
             client,
             f"/api/cohorts/{c}/engagement?date_from={default_from}&date_to={RAW_DAY}",
             requests,
             "default",
+            cold=True,
         )
         baseline = await timed_get(
             client,
@@ -145,15 +150,17 @@ async def run(database_url: str, data_dir: Path, requests: int, log_days: int) -
         size = len((await client.get(f"/api/cohorts/{c}/engagement?date_from={days[0]}")).content)
     await db.close(engine)
     return {
-        "page_api_p95_ms": round(p95(whole), 1),
-        "page_api_p50_ms": round(statistics.median(whole), 1),
+        "page_api_p95_ms": round(p95(cold), 1),
+        "page_api_p50_ms": round(statistics.median(cold), 1),
+        "page_api_warm_p95_ms": round(p95(whole), 1),
         "page_api_default_p95_ms": round(p95(default), 1),
         "baseline_attendance_day_p95_ms": round(p95(baseline), 1),
-        "ratio": round(p95(whole) / p95(baseline), 2),
-        "page_api_cpu_ms": round(CPU_MS["page"], 1),
+        "ratio": round(p95(cold) / p95(baseline), 2),
+        "page_api_cpu_ms": round(CPU_MS["cold"], 1),
+        "page_api_warm_cpu_ms": round(CPU_MS["page"], 1),
         "page_api_default_cpu_ms": round(CPU_MS["default"], 1),
         "baseline_cpu_ms": round(CPU_MS["baseline"], 1),
-        "cpu_ratio": round(CPU_MS["page"] / CPU_MS["baseline"], 2),
+        "cpu_ratio": round(CPU_MS["cold"] / CPU_MS["baseline"], 2),
         "aggregate_day_s": round(statistics.median(aggregate), 3),
         "page_json_bytes": size,
         "attendance_log_records": log_records,

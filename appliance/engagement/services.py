@@ -20,9 +20,10 @@ import datetime as dt
 import io
 import time
 import zoneinfo
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from typing import Any
 
+import msgspec
 from piccolo.query.functions.aggregate import Count, Sum
 
 from appliance import db
@@ -573,6 +574,9 @@ async def current_learners(cohort_id: int) -> dict[int, str]:
     return {r["user"]: r["user.display_name"] for r in rows}
 
 
+VIEW_CACHE_SIZE = 64
+_views: OrderedDict[tuple[int, int, dt.date, dt.date], tuple[Any, CohortEngagement]] = OrderedDict()
+
 SHORT_RANGE_DAYS = 62
 """Ranges up to this long read their day rows once and sum them here (no SUM query)."""
 
@@ -592,6 +596,10 @@ async def cohort_view(cohort_id: int, first: dt.date, last: dt.date) -> CohortEn
     Five queries whatever the cohort's size: thresholds; learners and class days side by side;
     then the day rows the signals and strips need (from the lookback, or from the start of a
     short range) and, for a long range only, the range totals summed by the database.
+
+    The last views are kept in memory with what they were computed from (thresholds, learners,
+    number of class days and the latest ``computed_at``): while none of these changes — no day
+    recomputed, no threshold or enrolment changed — a read costs only the first three queries.
     """
     t = await get_thresholds(cohort_id)
     learners, days = await asyncio.gather(
@@ -600,6 +608,32 @@ async def cohort_view(cohort_id: int, first: dt.date, last: dt.date) -> CohortEn
         .where((EngagementClassDay.cohort == cohort_id) & (EngagementClassDay.day <= last))
         .order_by(EngagementClassDay.day),
     )
+    version = (
+        msgspec.json.encode(t),
+        tuple(sorted(learners.items())),
+        len(days),
+        max((d["computed_at"] for d in days), default=None),
+    )
+    key = (id(EngagementDay._meta.db), cohort_id, first, last)
+    cached = _views.get(key)
+    if cached is not None and cached[0] == version:
+        _views.move_to_end(key)
+        return cached[1]
+    view = await _cohort_view(cohort_id, first, last, t, learners, days)
+    _views[key] = (version, view)
+    while len(_views) > VIEW_CACHE_SIZE:
+        _views.popitem(last=False)
+    return view
+
+
+async def _cohort_view(
+    cohort_id: int,
+    first: dt.date,
+    last: dt.date,
+    t: Thresholds,
+    learners: dict[int, str],
+    days: list[dict[str, Any]],
+) -> CohortEngagement:
     recent = days[-_lookback(t) :]
     start = min(
         recent[0]["day"] if recent else last, last - dt.timedelta(days=t.attendance_days - 1)

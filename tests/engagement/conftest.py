@@ -11,5 +11,7 @@ from appliance.engagement import services
 @pytest.fixture(autouse=True)
 def _fresh_checks() -> Iterator[None]:
     services._checked.clear()
+    services._views.clear()
     yield
     services._checked.clear()
+    services._views.clear()

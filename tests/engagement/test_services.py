@@ -331,6 +331,23 @@ async def test_signals_fire_at_their_boundaries(world: World) -> None:
     assert falling.detail["rate_pct"] == 70.0 and falling.detail["before_pct"] == 100.0
     assert len(by_name["steady"].strip) == services.STRIP_DAYS
 
+    # a view is kept while nothing it was computed from changes; a recomputed day renews it
+    assert await services.cohort_view(c, CLASS_DAYS[0], LAST) is view
+    steady = users["steady"]
+    await EngagementDay.update({EngagementDay.messages: 0}).where(EngagementDay.user == steady)
+    await EngagementClassDay.update(
+        {EngagementClassDay.computed_at: dt.datetime.now(dt.UTC)}
+    ).where(EngagementClassDay.day == LAST)
+    again = await services.cohort_view(c, CLASS_DAYS[0], LAST)
+    assert again is not view
+    assert {s.rule for s in next(r for r in again.learners if r.user_id == steady).signals} == {
+        "silent"
+    }
+    await EngagementDay.update({EngagementDay.messages: 1}).where(EngagementDay.user == steady)
+    await EngagementClassDay.update(
+        {EngagementClassDay.computed_at: dt.datetime.now(dt.UTC)}
+    ).where(EngagementClassDay.day == LAST)
+
     # thresholds are per cohort: stricter silence fires on two days; the other cohort keeps defaults
     await services.set_thresholds(c, Thresholds(silent_days=2))
     view = await services.cohort_view(c, CLASS_DAYS[0], LAST)
