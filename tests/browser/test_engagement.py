@@ -139,6 +139,12 @@ def test_the_engagement_page(new_page: Any, world: dict[str, Any], locale: str) 
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         if width == 360:
             shoot(page, f"engagement-detail-{lang}-{width}")
+            box = detail.bounding_box()
+            assert box is not None
+            y = box["y"] + page.evaluate("window.scrollY")  # page coordinates
+            top = {"x": box["x"], "y": y, "width": box["width"], "height": 900}
+            path = screenshot_dir() / f"engagement-detail-{lang}-360-top.png"
+            page.screenshot(path=str(path), clip=top, full_page=True)
         page.locator("#eng-detail-close").click()
         expect(detail).to_be_hidden()
 
