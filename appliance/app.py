@@ -34,6 +34,8 @@ from appliance.auth.redact import redact
 from appliance.auth.sessions import build_session_config, build_session_store, sweep_sessions
 from appliance.documents import BlobStore, DocumentController
 from appliance.documents.services import DocumentTotals
+from appliance.engagement.controllers import EngagementController, EngagementPage
+from appliance.engagement.live import EngagementLive
 from appliance.live import access_listeners, classroom_socket, live_plugin
 from appliance.live.documents import LiveDocumentNotifier
 from appliance.live.media import MediaBridge
@@ -149,6 +151,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
 
     password_workers = PasswordWorkers(settings.password_workers, settings.password_queue)
     channels, live = live_plugin(settings)
+    engagement = EngagementLive(live)  # counts hands, reactions, low bandwidth per learner
     live.metrics = metrics
     media = MediaBridge(live)
     document_totals = DocumentTotals()
@@ -166,6 +169,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             "document_totals": document_totals,
             "password_workers": password_workers,
             "csrf_secret": csrf_secret,
+            "engagement": engagement,
             "login_limiter": LoginLimiter(
                 settings.login_attempts_per_address,
                 settings.login_attempts_per_account,
@@ -186,6 +190,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             PollController,
             classroom_socket,
             DocumentController,
+            EngagementController,
+            EngagementPage,
             PageController,
             static_files_router(),
         ],
@@ -210,7 +216,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         request_max_body_size=settings.max_request_bytes,
         request_class=EstradeRequest,
         template_config=template_config(),
-        lifespan=[lifespan],
+        lifespan=[lifespan, engagement.lifespan],
         state=state,
         debug=False,
     )

@@ -74,7 +74,7 @@ def test_trainer_sees_their_cohorts_and_opens_the_console(
     items = page.locator("#my-cohorts li")
     expect(items).to_have_count(1)
     expect(items.first).to_contain_text("Dev web")
-    items.first.get_by_role("link").click()
+    items.first.locator('a[href$="/console"]').click()
     page.wait_for_url(f"**/cohorts/{world['cohort']['id']}/console")
     expect(page.locator("h1")).to_have_text("Trainer console")
     # A cohort the trainer is not part of is the same 404 as one that does not exist.

@@ -394,6 +394,7 @@ function renderAttendance() {
     download: "",
     text: t("attendance.csv", { from: cohort.first_day, to }),
   })));
+  list.append(h("li", {}, h("a", { id: "engagement-link", href: `/cohorts/${cohortId}/engagement`, text: t("eng.open_cohort", { name: cohort.name }) })));
   const days = [...new Set(sessions.map((s) => (s.started_at || s.scheduled_start || "").slice(0, 10)).filter(Boolean))].sort();
   for (const day of days) {
     list.append(h("li", {}, h("a", {

@@ -7,6 +7,7 @@ import * as i18n from "../i18n.js";
 import { ChatPanel, clock, connectionBanner, dateTime, liveError, resultBars } from "../live.js";
 import { Classroom } from "../protocol.js";
 import { boot, errorText, notify, t } from "../ui.js";
+import { showMySummary } from "../engagement-mine.js";
 
 await boot({ title: "classroom.title", signedIn: true });
 
@@ -447,3 +448,4 @@ window.addEventListener("beforeunload", (e) => {
 
 loadDocuments();
 room.connect();
+showMySummary(cohortId); // the learner's own attendance and participation (engagement)
