@@ -317,9 +317,11 @@ export class LearnerMedia {
     this._lost = false;
     this._retry = null;
     this._attempt = 0;
-    if (room.mediaConfig && room.mediaConfig.tracks) this.live = { ...room.mediaConfig.tracks };
+    // The room keeps the live tracks up to date from media_config and every media_tracks event
+    // (this player may be created long after the socket opened: a learner who waited).
+    this.live = { ...room.tracks };
     this._offs = [
-      room.on("media_tracks", (m) => { this.live = { ...m.tracks }; this._report(); }),
+      room.on("media_tracks", () => { this.live = { ...room.tracks }; this._report(); }),
       room.on("media_quality", (m) => {
         this.level = m.level;
         this.onQuality({ level: m.level, automatic: m.automatic, reason: m.reason });
@@ -332,8 +334,8 @@ export class LearnerMedia {
         if (this.active) this._later();
       }),
       room.on("status", (s) => { if (s === "reconnecting") this._lost = true; }),
-      room.on("media_config", (m) => {
-        this.live = { ...m.tracks };
+      room.on("media_config", () => {
+        this.live = { ...room.tracks };
         if (this._lost && this.active) this._resubscribe();
         this._lost = false;
         this._report();

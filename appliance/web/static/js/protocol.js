@@ -25,6 +25,10 @@ export class Classroom {
     this.closedByUser = false;
     this.nextRef = 1;
     this.mediaConfig = null;
+    // The trainer's live tracks as of the last message seen: media_config on connect, then every
+    // media_tracks event. A media player created later (a learner who joins after waiting) starts
+    // from this, never from the state of the moment the socket opened.
+    this.tracks = { audio: false, camera: false, screen: false };
   }
 
   /** Listen to a message type ("*" for all, "status" for connection changes). */
@@ -75,7 +79,10 @@ export class Classroom {
     } catch {
       return;
     }
-    if (msg.type === "media_config") this.mediaConfig = msg; // media.js reads it (ICE servers)
+    if (msg.type === "media_config") {
+      this.mediaConfig = msg; // media.js reads it (ICE servers)
+      this.tracks = { ...this.tracks, ...msg.tracks };
+    }
     if (msg.type === "welcome") {
       this.epoch = msg.epoch;
       this.lastSeq = msg.seq;
@@ -85,6 +92,7 @@ export class Classroom {
       if (msg.seq <= this.lastSeq) return; // already seen: never apply twice
       this.lastSeq = msg.seq;
     }
+    if (msg.type === "media_tracks") this.tracks = { ...this.tracks, ...msg.tracks };
     this.emit(msg.type, msg);
   }
 

@@ -395,7 +395,9 @@ async function join() {
   }
   state.media = new mod.LearnerMedia(room, {
     onTracks: (tracks) => { state.tracks = tracks || {}; showTracks(); },
-    onQuality: (level, automatic) => {
+    // media.js passes one object (docs/protocol.md, media_quality): the server's automatic steps
+    // are said to the learner; their own choice shows on the low-bandwidth switch.
+    onQuality: ({ level, automatic }) => {
       state.mediaNote = automatic ? t(`media.quality.${level}`) : "";
       renderStage();
     },
