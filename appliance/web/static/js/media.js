@@ -5,6 +5,8 @@
 //   trainer.on("error", (e) => banner(e.detail));
 //   await trainer.start({ mic: true, camera: true }); // video.srcObject = trainer.localStream
 //   await trainer.shareScreen(true);
+//   // Or preview first (nothing sent), publish when the class starts:
+//   await trainer.setCamera(true); await trainer.shareScreen(true); ... await trainer.publish();
 //
 //   const learner = new LearnerMedia(room, {
 //     onTracks: ({ camera, screen, audio }) => show(camera, screen, audio), // MediaStreams or null
@@ -153,6 +155,13 @@ export class TrainerMedia extends Emitter {
     await this._serial(() => this._connect());
   }
 
+  /** Publish what is open (previewed before the class started) and every later change. */
+  async publish() {
+    if (this.started) return;
+    this.started = true;
+    await this._serial(() => this._connect());
+  }
+
   async setMic(on) {
     await this._setSource("audio", on, async () => {
       const s = await navigator.mediaDevices.getUserMedia({ audio: MIC });
@@ -207,7 +216,8 @@ export class TrainerMedia extends Emitter {
       return;
     }
     this._refreshLocal();
-    if (!this.started) return;
+    this.emit("sources", { ...this.tracks });
+    if (!this.started) return; // a preview: published by publish()
     // Renegotiate: learners see media_tracks change (a silent replaceTrack would not tell them).
     await this._serial(async () => {
       if (!this.pc) return this._connect();
@@ -331,6 +341,8 @@ export class LearnerMedia {
         this.onClosed(m.reason);
         this._dropPc();
         this._report();
+        // "replaced": the same learner watches elsewhere; taking it back is their choice.
+        if (m.reason === "replaced") this.active = false;
         if (this.active) this._later();
       }),
       room.on("status", (s) => { if (s === "reconnecting") this._lost = true; }),
