@@ -193,8 +193,10 @@ class MediaBridge:
                 # The same learner subscribes from another window or device: the old one is
                 # told (instead of freezing on its last frame) and does not take it back alone.
                 other.send_direct(p.MediaClosed(reason="replaced"))
-            offer = await media_room.subscribe(uid)
+            # Claimed before awaiting: an older socket of this learner closing meanwhile (the tab
+            # this one replaced) must not drop the connection being made here in its leave hook.
             self._learner_conns[(cid, uid)] = ctx.conn.id
+            offer = await media_room.subscribe(uid)
             level = self._levels.get((cid, uid), "full")
             if level != "full":
                 media_room.set_quality(uid, level)

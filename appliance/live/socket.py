@@ -280,6 +280,19 @@ async def _serve(
             await _record(room, conn, connected=False)
 
 
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_later(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
+    async def close() -> None:
+        with contextlib.suppress(Exception):
+            await socket.close(code=code, reason=reason)
+
+    task = asyncio.get_running_loop().create_task(close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
 async def _receive_loop(
     socket: WebSocket[Any, Any, Any], registry: RoomRegistry, room: CohortRoom, conn: Conn
 ) -> None:
@@ -303,11 +316,11 @@ async def _receive_loop(
                 log.info(
                     "socket %s of user %s silent for %.1f s: closed", conn.id, conn.user_id, idle
                 )
-                # Bounded: on a dead link the closing handshake would wait for the peer.
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(
-                        socket.close(code=IDLE, reason=f"nothing received for {idle:g} s"), 1.0
-                    )
+                # In the background: on a dead link the closing handshake waits for the peer
+                # (10 s in websockets, which does not let itself be cancelled), while leaving the
+                # room and recording the disconnect must not. The transport is closed when this
+                # handler returns.
+                _close_later(socket, IDLE, f"nothing received for {idle:g} s")
                 return
             if now >= next_beat:
                 next_beat = now + beat

@@ -68,6 +68,7 @@ def wait_for(page: Any, what: str, check: Any, within: float = 25.0) -> dict[str
             return state
         if time.monotonic() > deadline:
             stage = page.locator("#classroom").inner_text()[:400]
+            stage += " | notices: " + page.locator("#notices").inner_text()
             raise AssertionError(f"{what}: not within {within}s: {state} {stage!r}")
         page.wait_for_timeout(150)
 
@@ -186,3 +187,154 @@ def test_learners_see_and_hear_the_trainer_in_every_order(
     plays(arrived)
     for page in learners:
         plays(page)
+
+
+SELF_JS = """(sel) => { const v = document.querySelector(sel);
+  return { width: v.videoWidth, paused: v.paused, hidden: v.hidden, time: v.currentTime }; }"""
+
+
+def previews(console: Any, selector: str, min_width: int = 1) -> None:
+    deadline = time.monotonic() + 15
+    while True:
+        v = console.evaluate(SELF_JS, selector)
+        if v["width"] >= min_width and not v["paused"] and not v["hidden"]:
+            return
+        assert time.monotonic() < deadline, (selector, v)
+        console.wait_for_timeout(150)
+
+
+def test_trainer_previews_then_reloads_the_console_mid_class(
+    new_page: Any, live_server: LiveServer
+) -> None:
+    w = world(live_server, "reload", learners=1)
+    cid = w["cohort"]["id"]
+    learner = new_page()
+    open_classroom(learner, w["links"][0], cid)
+    expect(learner.locator("#cohort-name")).to_contain_text("Orders reload")
+
+    console = new_page()
+    sign_in(console, w["trainer"]["email"])
+    open_console(console, cid)
+    expect(console.locator("#cohort-name")).to_contain_text("Orders reload")
+    # Before the class: camera and screen previewed on the console only.
+    press(console, "#media-camera", True)
+    press(console, "#media-screen", True)
+    previews(console, "#self-view")
+    previews(console, "#screen-view", min_width=1000)
+    expect(console.locator("#media-preview")).to_be_visible()
+    expect(console.locator("#nothing-sent")).to_be_hidden()
+
+    # Starting the class publishes what was previewed.
+    console.locator("#session-start").click()
+    expect(console.locator("#media-preview")).to_be_hidden()
+    join(learner)
+    plays(learner, audio=False, min_width=1000)
+    wait_for(learner, "camera in the small view", lambda s: s["pipWidth"] > 0)
+    press(console, "#media-mic", True)
+    plays(learner, min_width=1000)
+
+    # The trainer reloads the console mid-class (and confirms leaving the page).
+    console.on("dialog", lambda d: d.accept())
+    console.reload()
+    # Camera and microphone come back by themselves; the screen asks for one click.
+    expect(console.locator("#media-camera")).to_have_attribute("aria-pressed", "true")
+    expect(console.locator("#media-mic")).to_have_attribute("aria-pressed", "true")
+    restore = console.locator("#media-restore")
+    expect(restore).to_be_visible()
+    restore.click()
+    expect(console.locator("#media-screen")).to_have_attribute("aria-pressed", "true")
+    expect(console.locator("#restore-row")).to_be_hidden()
+    previews(console, "#screen-view", min_width=1000)
+    plays(learner, min_width=1000)
+    wait_for(learner, "camera in the small view again", lambda s: s["pipWidth"] > 0)
+
+    # Live with nothing sent: the trainer is warned, until something is on again.
+    expect(console.locator("#nothing-sent")).to_be_hidden()
+    for button in ("#media-camera", "#media-mic", "#media-screen"):
+        press(console, button, False)
+    expect(console.locator("#nothing-sent")).to_be_visible()
+    press(console, "#media-camera", True)
+    expect(console.locator("#nothing-sent")).to_be_hidden()
+    plays(learner, audio=False)
+
+    # The trainer looking at the learners' view gets a way back to the console.
+    view = console.context.new_page()
+    view.goto(f"/classroom/{cid}")
+    expect(view.locator("#console-link")).to_have_attribute("href", f"/cohorts/{cid}/console")
+    view.close()
+
+
+def test_a_dead_link_is_noticed_and_the_class_resumes(
+    new_page: Any, live_server: LiveServer
+) -> None:
+    """The network is cut without closing anything (``set_offline``): the page says
+    "reconnecting" within ~10 s, the server drops the socket after ~15 s (the console sees the
+    learner leave), and once the network is back the page resumes by itself: the message typed
+    meanwhile is delivered and the video plays again."""
+    w = world(live_server, "offline", learners=1)
+    cid = w["cohort"]["id"]
+    console = new_page()
+    sign_in(console, w["trainer"]["email"])
+    open_console(console, cid)
+    console.locator("#session-start").click()
+    press(console, "#media-camera", True)
+    press(console, "#media-mic", True)
+    learner = new_page()
+    open_classroom(learner, w["links"][0], cid)
+    join(learner)
+    plays(learner)
+    person = console.locator("#people-list li", has_text="Learner 0")
+    expect(person).not_to_have_class(re.compile("gone"))
+
+    cut = time.monotonic()
+    learner.context.set_offline(True)
+    learner.locator("#chat-input").fill("typed on a dead link")
+    learner.locator("#chat-send").click()
+    expect(learner.locator("#conn-banner")).to_be_visible(timeout=15_000)
+    noticed_s = time.monotonic() - cut
+    expect(person).to_have_class(re.compile("gone"), timeout=25_000)
+    dropped_s = time.monotonic() - cut
+    # Explicit bounds the issue asks for (client ~10 s, server ~15 s), generous for a busy box.
+    assert 8 <= noticed_s <= 14, noticed_s
+    assert 13 <= dropped_s <= 22, dropped_s
+    expect(learner.locator("#chat-log .pending")).to_contain_text("typed on a dead link")
+
+    learner.context.set_offline(False)
+    expect(learner.locator("#conn-banner")).to_be_hidden(timeout=20_000)
+    expect(console.locator("#chat-log li.msg").last).to_contain_text("typed on a dead link")
+    expect(learner.locator("#chat-log .pending")).to_have_count(0)
+    expect(person).not_to_have_class(re.compile("gone"))
+    plays(learner)
+    print(f"dead link: banner after {noticed_s:.1f} s, server drop seen after {dropped_s:.1f} s")
+
+
+def test_the_same_learner_in_two_tabs(new_page: Any, live_server: LiveServer) -> None:
+    w = world(live_server, "tabs", learners=1)
+    cid = w["cohort"]["id"]
+    console = new_page(locale="fr-FR")
+    sign_in(console, w["trainer"]["email"])
+    open_console(console, cid)
+    console.locator("#session-start").click()
+    press(console, "#media-camera", True)
+    press(console, "#media-mic", True)
+
+    first = new_page(locale="fr-FR")
+    open_classroom(first, w["links"][0], cid)
+    join(first)
+    plays(first)
+    # The same browser (same session) opens the class in a second tab.
+    second = first.context.new_page()
+    second.goto(f"/classroom/{cid}")
+    expect(first.locator("#replaced-note")).to_contain_text("ouverte dans un autre onglet")
+    join(second)
+    plays(second)
+    # The first tab takes it back in one click: its video comes back, the second is told.
+    first.locator("#take-back").click()
+    expect(second.locator("#replaced-note")).to_be_visible()
+    expect(first.locator("#conn-banner")).to_be_hidden()
+    plays(first)
+    # One learner all along for the trainer.
+    expect(console.locator("#people-list li", has_text="Learner 0")).to_have_count(1)
+    expect(console.locator("#people-list li", has_text="Learner 0")).not_to_have_class(
+        re.compile("gone")
+    )
