@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import LiveServer, sign_in
+from tests.browser.conftest import LiveServer, shoot, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -223,6 +223,7 @@ def test_trainer_previews_then_reloads_the_console_mid_class(
     previews(console, "#screen-view", min_width=1000)
     expect(console.locator("#media-preview")).to_be_visible()
     expect(console.locator("#nothing-sent")).to_be_hidden()
+    shoot(console, "console-preview-en-1440")
 
     # Starting the class publishes what was previewed.
     console.locator("#session-start").click()
@@ -241,6 +242,7 @@ def test_trainer_previews_then_reloads_the_console_mid_class(
     expect(console.locator("#media-mic")).to_have_attribute("aria-pressed", "true")
     restore = console.locator("#media-restore")
     expect(restore).to_be_visible()
+    shoot(console, "console-reloaded-en-1440")
     restore.click()
     expect(console.locator("#media-screen")).to_have_attribute("aria-pressed", "true")
     expect(console.locator("#restore-row")).to_be_hidden()
@@ -298,6 +300,7 @@ def test_a_dead_link_is_noticed_and_the_class_resumes(
     assert 8 <= noticed_s <= 14, noticed_s
     assert 13 <= dropped_s <= 22, dropped_s
     expect(learner.locator("#chat-log .pending")).to_contain_text("typed on a dead link")
+    shoot(learner, "classroom-dead-link-en-1440")
 
     learner.context.set_offline(False)
     expect(learner.locator("#conn-banner")).to_be_hidden(timeout=20_000)
@@ -326,6 +329,7 @@ def test_the_same_learner_in_two_tabs(new_page: Any, live_server: LiveServer) ->
     second = first.context.new_page()
     second.goto(f"/classroom/{cid}")
     expect(first.locator("#replaced-note")).to_contain_text("ouverte dans un autre onglet")
+    shoot(first, "classroom-other-tab-fr-1440")
     join(second)
     plays(second)
     # The first tab takes it back in one click: its video comes back, the second is told.

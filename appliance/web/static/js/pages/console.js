@@ -499,21 +499,26 @@ function restore(which) {
       if (which.mic && !media.tracks.audio) await media.setMic(true);
       if (which.screen && !media.tracks.screen) await media.shareScreen(true);
       if (state.session) await media.publish();
-      $("#restore-row").hidden = true;
       if (which.camera || which.mic) notify(t("console.restored"));
     } catch (err) {
       mediaError(err);
-      offerRestore(which, "console.restore");
+      // One click for everything still off (a screen offer already shown included).
+      const all = { ...which };
+      if (restoreOffer) for (const k of ["camera", "mic", "screen"]) all[k] = all[k] || restoreOffer[k];
+      offerRestore(all, "console.restore");
     }
     syncMedia();
   });
 }
 
+let restoreOffer = null;
 function offerRestore(which, label) {
+  restoreOffer = which;
   const b = $("#media-restore");
   b.textContent = t(label);
   b.onclick = () => {
     $("#restore-row").hidden = true;
+    restoreOffer = null;
     restore(which);
   };
   $("#restore-row").hidden = false;
@@ -534,6 +539,7 @@ function stopMedia() {
   state.mediaState = "";
   state.mediaOn = { camera: false, mic: false, screen: false };
   $("#restore-row").hidden = true;
+  restoreOffer = null;
   saveMedia();
   showSelf();
   renderMediaButtons();
