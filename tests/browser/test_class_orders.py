@@ -106,6 +106,7 @@ def open_console(page: Any, cohort_id: int) -> None:
     page.goto(f"/cohorts/{cohort_id}/console")
     # Connected once the welcome filled the badge ("Not started" or "Live since").
     expect(page.locator("#session-badge")).not_to_be_empty()
+    expect(page.locator("#session-start, #session-end").locator("visible=true")).to_be_enabled()
 
 
 def press(console: Any, button: str, pressed: bool) -> None:
@@ -224,6 +225,11 @@ def test_trainer_previews_then_reloads_the_console_mid_class(
     expect(console.locator("#media-preview")).to_be_visible()
     expect(console.locator("#nothing-sent")).to_be_hidden()
     shoot(console, "console-preview-en-1440")
+    # Beside a shared screen (420 px) the previews fit without sideways scrolling.
+    console.set_viewport_size({"width": 420, "height": 900})
+    assert console.evaluate("document.documentElement.scrollWidth") <= 420
+    shoot(console, "console-preview-en-420")
+    console.set_viewport_size({"width": 1440, "height": 900})
 
     # Starting the class publishes what was previewed.
     console.locator("#session-start").click()

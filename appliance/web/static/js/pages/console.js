@@ -30,6 +30,10 @@ const state = {
 
 $("#classroom-link").href = `/classroom/${cohortId}`;
 connectionBanner(room, $("#conn-banner"));
+// Class start and end need the socket: not clickable before it is open (nothing would happen).
+room.on("status", (s) => {
+  for (const id of ["#session-start", "#session-end"]) $(id).disabled = s !== "open";
+});
 attendanceLinks($("#attendance-links"), cohortId);
 
 const chat = new ChatPanel(room, {
@@ -515,6 +519,7 @@ let restoreOffer = null;
 function offerRestore(which, label) {
   restoreOffer = which;
   const b = $("#media-restore");
+  b.dataset.label = label;
   b.textContent = t(label);
   b.onclick = () => {
     $("#restore-row").hidden = true;
@@ -551,6 +556,7 @@ $("#media-screen").addEventListener("click", () => toggle("screen"));
 
 i18n.onChange(() => {
   renderAll();
+  if ($("#media-restore").dataset.label) $("#media-restore").textContent = t($("#media-restore").dataset.label);
   loadDocuments();
   attendanceLinks($("#attendance-links"), cohortId);
 });
