@@ -99,12 +99,28 @@ class LiveServer:
 
 
 class Peer:
-    """A websocket client that keeps what it received and waits for a message type."""
+    """A websocket client that keeps what it received and waits for a message type.
+
+    Like the browser client it answers the server's ``heartbeat`` (unless ``answer_heartbeats``
+    is off: a silently dead link); heartbeats are counted, not kept in ``seen``.
+    """
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.seen: list[dict[str, Any]] = []
         self.welcome: dict[str, Any] = {}
+        self.answer_heartbeats = True
+        self.heartbeats = 0
+
+    async def _recv(self, timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109
+        """The next message; a heartbeat is answered and returned as None."""
+        msg: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        if msg.get("type") == "heartbeat":
+            self.heartbeats += 1
+            if self.answer_heartbeats:
+                await self.ws.send('{"type": "heartbeat"}')
+            return None
+        return msg
 
     async def send(self, type_: str, **fields: Any) -> None:
         await self.ws.send(json.dumps({"type": type_, **fields}))
@@ -115,8 +131,11 @@ class Peer:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 raise AssertionError(f"no {type_} {match} within {timeout}s; got {self.seen[-5:]}")
-            raw = await asyncio.wait_for(self.ws.recv(), left)
-            msg = json.loads(raw)
+            msg = await self._recv(left)
+            if msg is None:
+                if type_ == "heartbeat":
+                    return {"type": "heartbeat"}
+                continue
             self.seen.append(msg)
             if msg["type"] == type_ and all(msg.get(k) == v for k, v in match.items()):
                 return msg
@@ -142,13 +161,16 @@ class Peer:
     async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
         """Everything received within ``seconds``."""
         got = []
+        deadline = asyncio.get_running_loop().time() + seconds
         try:
-            while True:
-                raw = await asyncio.wait_for(self.ws.recv(), seconds)
-                got.append(json.loads(raw))
-                self.seen.append(got[-1])
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                msg = await self._recv(left)
+                if msg is not None:
+                    got.append(msg)
+                    self.seen.append(msg)
         except TimeoutError:
-            return got
+            pass
+        return got
 
     @property
     def last_seq(self) -> int:

@@ -47,6 +47,10 @@ class Ping(ClientMessage, tag="ping"):
     pass
 
 
+class HeartbeatIn(ClientMessage, tag="heartbeat"):
+    """The client's answer to the server's ``heartbeat``: no reply."""
+
+
 class ChatSend(ClientMessage, tag="chat_send"):
     text: str
     question: bool = False
@@ -145,6 +149,7 @@ class AttendanceSign(ClientMessage, tag="attendance_sign"):
 
 CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
     Ping,
+    HeartbeatIn,
     ChatSend,
     ChatDelete,
     ChatMute,
@@ -213,6 +218,9 @@ class Welcome(Reply, tag="welcome"):
     signing: WindowOut | None = None
     signed: bool = False
     muted: bool = False
+    cohort_name: str = ""
+    heartbeat_s: float | None = None
+    """How often the server sends ``heartbeat``; no frame for twice that: the link is dead."""
 
 
 class Reload(Reply, tag="reload"):
@@ -244,6 +252,12 @@ class Ack(Reply, tag="ack"):
 
 class Pong(Reply, tag="pong"):
     ref: str | None = None
+
+
+class Heartbeat(Reply, tag="heartbeat"):
+    """Sent every ``interval_s``: the link is alive; the client answers ``heartbeat``."""
+
+    interval_s: float
 
 
 class ChatMessage(Event, tag="chat_message"):
@@ -351,6 +365,7 @@ SERVER_MESSAGES: tuple[type[Any], ...] = (
     RateLimited,
     Ack,
     Pong,
+    Heartbeat,
     ChatMessage,
     ChatDeleted,
     ChatMuted,

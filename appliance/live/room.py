@@ -31,13 +31,16 @@ from appliance.metrics.sources import RoomStats
 from appliance.polls import services as polls
 from appliance.settings import Settings
 
-__all__ = ["STAFF", "TRAINERS", "CohortRoom", "Conn", "RoomRegistry", "end_connection"]
+__all__ = ["REPLACED", "STAFF", "TRAINERS", "CohortRoom", "Conn", "RoomRegistry", "end_connection"]
 
 TRAINERS = frozenset({Role.trainer, Role.admin})
 """Capacities that run a class (an admin may stand in for a trainer)."""
 STAFF = frozenset({Role.trainer, Role.admin, Role.operator})
 """Capacities that see the staff channel (operators watch, read-only)."""
 REACTION_KINDS = ("lost", "slower", "ok")
+REPLACED = 4409
+"""Close code of a socket replaced by a newer one of the same session (another tab)."""
+REPLACED_REASON = "this class is open in another tab"
 
 _encoder = msgspec.json.Encoder()
 
@@ -66,6 +69,8 @@ class Conn:
     """(code, reason) once the server decided to close this socket; its frames are ignored."""
     end: Any = None
     """Callable closing the socket with ``closing``, set by the socket once it streams."""
+    session_key: str | None = None
+    """A digest of the sign-in session the socket was opened with (the per-session limit)."""
 
     @property
     def is_staff(self) -> bool:
@@ -85,6 +90,7 @@ class CohortRoom:
     conns: dict[str, Conn] = field(default_factory=dict)
     hands: dict[int, str] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    cohort_name: str = ""
 
     def __post_init__(self) -> None:
         self.ring: deque[tuple[int, bool, bytes]] = deque(maxlen=self.settings.live_resume_events)
@@ -301,6 +307,8 @@ class RoomRegistry:
         self.access_changes = 0
         """How many access changes (see :meth:`end_connections`) this process has seen."""
         self._recent: deque[tuple[int, Match, int, str]] = deque(maxlen=256)
+        self._by_session: dict[tuple[str, int], list[Conn]] = {}
+        """(session digest, cohort) -> its open sockets, oldest first."""
 
     async def room(self, cohort_id: int) -> CohortRoom:
         room = self.rooms.get(cohort_id)
@@ -376,6 +384,40 @@ class RoomRegistry:
                 if match(room, conn) and end_connection(conn, code, reason):
                     ended += 1
         return ended
+
+    def admit(self, room: CohortRoom, conn: Conn) -> list[Conn]:
+        """Count ``conn`` against its session's limit; close the oldest beyond it (4409).
+
+        One learner in two tabs would otherwise watch in both while the relay sends to one, and
+        one session could hold sockets until the server runs out of file descriptors.
+        Returns the sockets told to close.
+        """
+        if conn.session_key is None:
+            return []
+        held = self._by_session.setdefault((conn.session_key, room.cohort_id), [])
+        held.append(conn)
+        limit = (
+            self.settings.ws_learner_sockets_per_session
+            if conn.capacity is Role.learner
+            else self.settings.ws_staff_sockets_per_session
+        )
+        replaced = []
+        while len(held) > limit:
+            old = held.pop(0)
+            if end_connection(old, REPLACED, REPLACED_REASON):
+                replaced.append(old)
+        return replaced
+
+    def release(self, room: CohortRoom, conn: Conn) -> None:
+        """``conn`` closed: it no longer counts against its session's limit."""
+        key = (conn.session_key or "", room.cohort_id)
+        held = self._by_session.get(key)
+        if held is None:
+            return
+        if conn in held:
+            held.remove(conn)
+        if not held:
+            del self._by_session[key]
 
     def catch_up(self, room: CohortRoom, conn: Conn, checked_at: int) -> None:
         """Apply the access changes made since ``checked_at`` to a socket that just joined."""

@@ -6,7 +6,9 @@ checked on connect with ``cohort_access`` and the sender's capacity on every mes
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 from typing import Any
@@ -20,6 +22,7 @@ from appliance.accounts.tables import Role, User
 from appliance.attendance import services as attendance
 from appliance.auth.guards import cohort_access
 from appliance.auth.origin import same_origin
+from appliance.auth.sessions import SESSION_COOKIE
 from appliance.chat import services as chat
 from appliance.errors import RuleViolation
 from appliance.live import protocol as p
@@ -35,6 +38,8 @@ _encoder = msgspec.json.Encoder()
 DIRECT = seq_prefix(0)
 CLOSE = b"\xff" * 8
 """Queued (by identity) to make the socket's sender close it with ``Conn.closing``."""
+IDLE = 4408
+"""Close code of a socket that sent nothing for ``ws_idle_timeout_s`` (a dead link)."""
 
 
 class _RefOnly(msgspec.Struct):
@@ -52,6 +57,12 @@ def _int(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _session_key(socket: WebSocket[Any, Any, Any]) -> str | None:
+    """A digest of the session cookie: the per-session socket limit, without keeping the id."""
+    sid = socket.cookies.get(SESSION_COOKIE)
+    return hashlib.sha256(sid.encode()).hexdigest()[:32] if sid else None
 
 
 def _link_of(socket: WebSocket[Any, Any, Any]) -> int | None:
@@ -74,6 +85,8 @@ async def _welcome(room: CohortRoom, conn: Conn, resumed: bool) -> p.Welcome:
         session=room.session,
         participants=room.participants(),
         signing=room.signing,
+        cohort_name=room.cohort_name,
+        heartbeat_s=room.settings.ws_idle_timeout_s / 3,
     )
     if resumed:
         return w
@@ -157,7 +170,7 @@ async def _handle(
         registry.failures.log(tag, exc)
         return [p.Error(code="server_error", detail="the server could not do this", ref=msg.ref)]
     registry.count(msg, room.cohort_id)
-    if msg.ref is not None and tag != "ping":
+    if msg.ref is not None and tag not in ("ping", "heartbeat"):
         ctx.replies.append(p.Ack(ref=msg.ref))
     return ctx.replies
 
@@ -176,6 +189,7 @@ async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPat
         return
     await socket.accept()
     room = await registry.room(cohort_id)
+    room.cohort_name = access.cohort.name  # kept fresh by every connect, for welcome
     user = access.user
     conn = Conn(
         id=secrets.token_hex(8),
@@ -185,6 +199,7 @@ async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPat
         address=socket.client.host if socket.client else None,
         user_agent=socket.headers.get("user-agent"),
         link_id=_link_of(socket),
+        session_key=_session_key(socket),
     )
     epoch = socket.query_params.get("epoch")
     last_seq = _int(socket.query_params.get("last_seq"))
@@ -210,6 +225,7 @@ async def _serve(
         async with room.lock:
             room.add(conn)
             registry.catch_up(room, conn, checked_at)
+            registry.admit(room, conn)
             replay = None
             if epoch is not None and last_seq is not None:
                 replay = room.replay(last_seq, staff=conn.is_staff) if epoch == room.epoch else None
@@ -264,6 +280,7 @@ async def _serve(
             conn.send_direct = conn.end = None
             async with room.lock:
                 room.remove(conn)
+                registry.release(room, conn)
             for left in registry.leave_hooks:
                 try:
                     await left(room, conn)
@@ -272,12 +289,54 @@ async def _serve(
             await _record(registry, room, conn, connected=False)
 
 
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_later(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
+    async def close() -> None:
+        with contextlib.suppress(Exception):
+            await socket.close(code=code, reason=reason)
+
+    task = asyncio.get_running_loop().create_task(close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
 async def _receive_loop(
     socket: WebSocket[Any, Any, Any], registry: RoomRegistry, room: CohortRoom, conn: Conn
 ) -> None:
     settings = registry.settings
+    loop = asyncio.get_running_loop()
+    # Heartbeat: a link that dies silently (a phone losing its network) sends no close; the
+    # server hears nothing for ws_idle_timeout_s, closes it and the learner is recorded as gone.
+    # Every third of that it sends `heartbeat`, which the client answers, so a live but quiet
+    # page is never dropped and the page itself notices a dead server (docs/protocol.md).
+    idle = settings.ws_idle_timeout_s
+    beat = idle / 3
+    heard = loop.time()
+    next_beat = heard + beat
     while True:
-        event = await socket.receive()
+        try:
+            async with asyncio.timeout_at(min(next_beat, heard + idle)):
+                event = await socket.receive()
+        except TimeoutError:
+            now = loop.time()
+            if now - heard >= idle:
+                log.info(
+                    "socket %s of user %s silent for %.1f s: closed", conn.id, conn.user_id, idle
+                )
+                # In the background: on a dead link the closing handshake waits for the peer
+                # (10 s in websockets, which does not let itself be cancelled), while leaving the
+                # room and recording the disconnect must not. The transport is closed when this
+                # handler returns.
+                _close_later(socket, IDLE, f"nothing received for {idle:g} s")
+                return
+            if now >= next_beat:
+                next_beat = now + beat
+                if conn.send_direct is not None:
+                    conn.send_direct(p.Heartbeat(interval_s=beat))
+            continue
+        heard = loop.time()
         if event["type"] == "websocket.disconnect":
             return
         if conn.closing is not None:  # no longer allowed here: wait for the close to finish

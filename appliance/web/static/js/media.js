@@ -5,6 +5,8 @@
 //   trainer.on("error", (e) => banner(e.detail));
 //   await trainer.start({ mic: true, camera: true }); // video.srcObject = trainer.localStream
 //   await trainer.shareScreen(true);
+//   // Or preview first (nothing sent), publish when the class starts:
+//   await trainer.setCamera(true); await trainer.shareScreen(true); ... await trainer.publish();
 //
 //   const learner = new LearnerMedia(room, {
 //     onTracks: ({ camera, screen, audio }) => show(camera, screen, audio), // MediaStreams or null
@@ -153,6 +155,13 @@ export class TrainerMedia extends Emitter {
     await this._serial(() => this._connect());
   }
 
+  /** Publish what is open (previewed before the class started) and every later change. */
+  async publish() {
+    if (this.started) return;
+    this.started = true;
+    await this._serial(() => this._connect());
+  }
+
   async setMic(on) {
     await this._setSource("audio", on, async () => {
       const s = await navigator.mediaDevices.getUserMedia({ audio: MIC });
@@ -207,7 +216,8 @@ export class TrainerMedia extends Emitter {
       return;
     }
     this._refreshLocal();
-    if (!this.started) return;
+    this.emit("sources", { ...this.tracks });
+    if (!this.started) return; // a preview: published by publish()
     // Renegotiate: learners see media_tracks change (a silent replaceTrack would not tell them).
     await this._serial(async () => {
       if (!this.pc) return this._connect();
@@ -321,10 +331,12 @@ export class LearnerMedia {
     this._waiting = false;
     this._retry = null;
     this._attempt = 0;
-    if (room.mediaConfig && room.mediaConfig.tracks) this.live = { ...room.mediaConfig.tracks };
+    // The room keeps the live tracks up to date from media_config and every media_tracks event
+    // (this player may be created long after the socket opened: a learner who waited).
+    this.live = { ...room.tracks };
     this._offs = [
-      room.on("media_tracks", (m) => {
-        this.live = { ...m.tracks };
+      room.on("media_tracks", () => {
+        this.live = { ...room.tracks };
         // The trainer started presenting: the media room exists now, subscribe.
         if (this._waiting && this.active && anyLive(this.live)) this._resubscribe();
         this._report();
@@ -338,11 +350,13 @@ export class LearnerMedia {
         this.onClosed(m.reason);
         this._dropPc();
         this._report();
+        // "replaced": the same learner watches elsewhere; taking it back is their choice.
+        if (m.reason === "replaced") this.active = false;
         if (this.active) this._later();
       }),
       room.on("status", (s) => { if (s === "reconnecting") this._lost = true; }),
-      room.on("media_config", (m) => {
-        this.live = { ...m.tracks };
+      room.on("media_config", () => {
+        this.live = { ...room.tracks };
         if (this._lost && this.active) this._resubscribe();
         this._lost = false;
         this._report();

@@ -34,6 +34,8 @@ const state = {
   mediaNote: "",
   swapped: false,
   tracks: {},
+  rejoin: false,
+  cohortName: "",
 };
 
 connectionBanner(room, $("#conn-banner"));
@@ -71,7 +73,12 @@ room.on("welcome", (w) => {
     setMuted(w.muted);
   }
   $("#low-bandwidth").checked = w.you.state === "low_bandwidth";
+  showCohort(w.cohort_name);
   renderAll();
+  if (state.rejoin && state.session) {
+    state.rejoin = false;
+    join();
+  }
 });
 
 room.on("chat_message", (e) => {
@@ -147,6 +154,8 @@ room.on("document_pushed", (e) => {
   loadDocuments();
 });
 room.on("closed", (e) => {
+  // Opened in another tab (4409): the video moves there; taken back here, it comes back.
+  if (e.code === 4409) state.rejoin = state.rejoin || state.joined;
   stopMedia();
   // 4401: this session no longer lets the learner in (link revoked or replaced, account
   // deactivated): the page that says why and what to do. The server has already dropped the
@@ -160,7 +169,21 @@ room.on("closed", (e) => {
 
 // --- rendering ---------------------------------------------------------------------------
 
+function showCohort(name) {
+  if (name !== undefined) state.cohortName = name;
+  const el = $("#cohort-name");
+  el.textContent = state.cohortName ? t("console.cohort", { name: state.cohortName }) : "";
+  el.hidden = !state.cohortName;
+}
+
+// A trainer (or admin) looking at the learners' view: one click back to the console.
+if (!isLearner) {
+  $("#console-link").href = `/cohorts/${cohortId}/console`;
+  $("#console-link").hidden = false;
+}
+
 function renderAll() {
+  showCohort();
   renderStage();
   renderQuestions();
   renderCards();
@@ -193,7 +216,7 @@ async function renderStage() {
   $("#swap-video").hidden = !live || !state.joined || !(state.tracks.camera && state.tracks.screen);
   for (const b of document.querySelectorAll(".toolbar button")) b.disabled = !live || !isLearner;
   if (live) {
-    if (!state.joined) box.append(h("p", { text: t("classroom.ready") }));
+    if (!state.joined) box.append(h("p", { text: state.mediaNote || t("classroom.ready") }));
     else if (state.mediaNote) box.append(h("p", { text: state.mediaNote }));
     return;
   }
@@ -400,14 +423,18 @@ async function join() {
   }
   state.media = new mod.LearnerMedia(room, {
     onTracks: (tracks) => { state.tracks = tracks || {}; showTracks(); },
-    onQuality: (level, automatic) => {
+    // media.js passes one object (docs/protocol.md, media_quality): the server's automatic steps
+    // are said to the learner; their own choice shows on the low-bandwidth switch.
+    onQuality: ({ level, automatic }) => {
       state.mediaNote = automatic ? t(`media.quality.${level}`) : "";
       renderStage();
     },
     onClosed: (reason) => {
+      if (reason === "replaced" && state.media) state.media.stop(); // watching elsewhere now
       state.media = null;
       state.joined = false;
-      state.mediaNote = reason === "room_full" ? t("media.room_full") : t("media.closed");
+      state.mediaNote = reason === "room_full" ? t("media.room_full")
+        : reason === "replaced" ? t("media.replaced") : t("media.closed");
       notify(state.mediaNote, "error");
       renderStage();
     },
