@@ -1,13 +1,22 @@
-"""Media relay benchmark: CPU per learner of the forwarding relay vs. aiortc's MediaRelay.
+"""Media relay benchmark: CPU per learner of the relay as served, beside the in-process figure.
 
-One aiortc trainer (synthetic 640x480 VP8 at 30 fps plus Opus) publishes to a relay running in
-a child process (so its CPU time can be read from /proc); N aiortc learners count frames
-without decoding, two of them decode. The same run measures ``aiortc.contrib.media.MediaRelay``
-(decode once, encode per learner) with a few learners as the baseline.
+**Served** (the judge): ``estrade serve`` runs in a child process (SQLite in a temporary data
+directory, media on 127.0.0.1). One aiortc trainer (synthetic 640x480 VP8 at 30 fps, encoder
+pinned at ``--bitrate``, plus Opus) and N count-only aiortc learners signal over the classroom
+socket like browsers: each learner has its own join link, cookie and socket, sends
+``media_subscribe``, answers ``media_offer`` with ``media_answer``. The server process's CPU
+(all threads, ``/proc/<pid>/stat``) is read over a window with the trainer publishing and the
+learners' sockets open but not subscribed (N=0), then over the same window with the N learners
+receiving; per learner = (busy - idle) / N.
 
-    .venv/bin/python benchmarks/relay.py [--learners 30] [--baseline-learners 3] [--seconds 10]
+**In-process** (the old figure, same sitting): the relay alone (``MediaServer``, no web app)
+in a child process driven over a local socket, the same trainer and learners.
 
-Prints one JSON line. Everything stays on 127.0.0.1.
+    .venv/bin/python benchmarks/relay.py [--learners 30] [--seconds 12] [--send-path lean]
+        [--compare-send-path aiortc] [--no-in-process] [--transcode-baseline 3]
+
+Prints one JSON line. Everything stays on 127.0.0.1. The machine is shared: read the load
+average beside the figures and prefer the same-run ratios.
 """
 
 from __future__ import annotations
@@ -167,11 +176,192 @@ def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-async def run(mode: str, learners: int, seconds: float, decoding: int) -> dict[str, Any]:
+# -- as served: `estrade serve` in a child process, signalling over the classroom socket ------
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class Sock:
+    """A classroom socket that keeps reading (so the server never blocks on it)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.reader = asyncio.ensure_future(self._read())
+        self.refs = 0
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                self.queue.put_nowait(json.loads(raw))
+        except Exception:  # closed
+            return
+
+    async def expect(self, type_: str, timeout: float = 20.0, **match: Any) -> dict[str, Any]:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = await asyncio.wait_for(self.queue.get(), max(0.01, deadline - time.monotonic()))
+            if msg["type"] in ("error", "forbidden") and msg.get("ref") in match.values():
+                raise RuntimeError(f"refused: {msg}")
+            if msg["type"] == type_ and all(msg.get(k) == v for k, v in match.items()):
+                return msg
+
+    async def send(self, type_: str, **fields: Any) -> None:
+        await self.ws.send(json.dumps({"type": type_, **fields}))
+
+    async def request(self, type_: str, **fields: Any) -> dict[str, Any]:
+        self.refs += 1
+        ref = f"b{self.refs}"
+        await self.send(type_, ref=ref, **fields)
+        return await self.expect("ack", ref=ref)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.reader.cancel()
+
+
+async def run_served(
+    learners: int, seconds: float, send_path: str | None, warmup: float
+) -> dict[str, Any]:
+    import httpx
+    import websockets
+    from chat import cookie_for, free_port, seed  # benchmarks/chat.py
+
+    from appliance.settings import load_settings
+    from tests.media.peers import Learner, Trainer, wait_for
+
+    tmp = Path(tempfile.mkdtemp(prefix="estrade-relay-bench-"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "ESTRADE_DATA_DIR": str(tmp),
+        "ESTRADE_PORT": str(port),
+        "ESTRADE_SESSION_STORE": "memory",
+        "ESTRADE_LOG_LEVEL": "warning",
+        "ESTRADE_PUBLIC_URL": base,
+        "ESTRADE_MEDIA_INTERFACE": "127.0.0.1",
+        "ESTRADE_MEDIA_MAX_LEARNERS_PER_ROOM": str(max(200, learners)),
+    }
+    if send_path:
+        env["ESTRADE_MEDIA_SEND_PATH"] = send_path
+    log = (tmp / "serve.log").open("wb")
+    server = subprocess.Popen(  # noqa: ASYNC220 (started once, before timing)
+        [sys.executable, "-m", "appliance", "serve"], env=env, cwd=ROOT, stdout=log, stderr=log
+    )
+    socks: list[Sock] = []
+    peers: list[Learner] = []
+    trainer: Trainer | None = None
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+            for _ in range(300):
+                try:
+                    if (await http.get("/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            settings = load_settings(env={}, data_dir=str(tmp), session_store="memory")
+            cohort_id, links = await seed(settings, learners, base)
+            cookies = [await cookie_for(http, link) for link in links]
+            http.cookies.clear()
+            await http.get("/api/auth/csrf")
+            http.headers["x-csrftoken"] = http.cookies["csrftoken"]
+            r = await http.post(
+                "/api/auth/login",
+                json={"email": "trainer@bench.test", "password": "bench password 1"},
+            )
+            assert r.status_code == 200, r.text
+            trainer_cookie = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
+        url = f"ws://127.0.0.1:{port}/ws/cohorts/{cohort_id}"
+
+        async def connect(cookie: str) -> Sock:
+            ws = await websockets.connect(url, additional_headers={"Cookie": cookie}, max_size=None)
+            return Sock(ws)
+
+        tsock = await connect(trainer_cookie)
+        socks.append(tsock)
+        for i in range(0, learners, 20):
+            socks += await asyncio.gather(*[connect(c) for c in cookies[i : i + 20]])
+        trainer = Trainer(replay=True, width=640, height=480, fps=30)
+        await tsock.send("media_publish", sdp=await trainer.offer())
+        await trainer.answer((await tsock.expect("media_answer"))["sdp"])
+        await asyncio.sleep(warmup)  # ICE, DTLS, the sockets' presence storm settling
+        load = os.getloadavg()[0]
+        c0, t0 = proc_cpu_s(server.pid), time.monotonic()
+        await asyncio.sleep(seconds)
+        idle = (proc_cpu_s(server.pid) - c0) / (time.monotonic() - t0)
+
+        async def join(sock: Sock) -> Learner:
+            learner = Learner(decode=False)
+            learner.started_at = time.monotonic()
+            await sock.send("media_subscribe")
+            offer = await sock.expect("media_offer")
+            await sock.request("media_answer", sdp=await learner.answer(offer["sdp"]))
+            return learner
+
+        # Browsers arrive in small bursts.
+        for i in range(0, learners, 10):
+            peers += await asyncio.gather(*[join(s) for s in socks[1 + i : 1 + i + 10]])
+        await wait_for(lambda: all(p.first_frame_at for p in peers), within=30)
+        joins = sorted(p.first_frame_at - p.started_at for p in peers)  # type: ignore[operator]
+        await asyncio.sleep(2.0)
+        packets0 = [p.packets for p in peers]
+        client0 = time.process_time()
+        c0, t0 = proc_cpu_s(server.pid), time.monotonic()
+        await asyncio.sleep(seconds)
+        wall = time.monotonic() - t0
+        busy = (proc_cpu_s(server.pid) - c0) / wall
+        client = (time.process_time() - client0) / wall
+        pps = [(p.packets - n) / wall for p, n in zip(peers, packets0, strict=True)]
+        load = max(load, os.getloadavg()[0])
+        # Delivery: the trainer stops, the last frames arrive; each learner's frames against the
+        # frames between its first and last (RTP timestamps advance 3000 per frame at 30 fps).
+        await trainer.close()
+        await asyncio.sleep(1.5)
+        got = sum(len(p.assembled) for p in peers)
+        expected = sum((p.assembled[-1][0] - p.assembled[0][0]) // 3000 + 1 for p in peers)
+        per_learner = max(busy - idle, 1e-9) / learners
+        pps_mean = sum(pps) / len(pps)
+        return {
+            "learners_per_core": learners / max(busy - idle, 1e-9),
+            "us_per_packet_per_learner": per_learner / max(pps_mean, 1) * 1e6,
+            "frames_delivered_ratio": got / max(expected, 1),
+            "join_to_first_frame_p95_s": joins[min(len(joins) - 1, int(0.95 * len(joins)))],
+            "server_cpu_idle": idle,
+            "server_cpu_busy": busy,
+            "packets_per_learner_s": pps_mean,
+            "packets_per_learner_s_min": min(pps),
+            "loadavg": load,
+            "client_cpu": client,
+        }
+    finally:
+        for p in peers:
+            await p.close()
+        if trainer is not None:
+            await trainer.close()
+        for sock in socks:
+            await sock.close()
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+# -- in process: the relay alone (the old figure) ---------------------------------------------
+
+
+async def run_in_process(mode: str, learners: int, seconds: float, decoding: int) -> dict[str, Any]:
     from tests.media.peers import Learner, Trainer, wait_for
 
     relay = Relay(mode)
-    trainer = Trainer(width=640, height=480, fps=30)
+    trainer = Trainer(replay=True, width=640, height=480, fps=30)
     peers: list[Learner] = []
     try:
         await relay.connect()
@@ -240,60 +430,93 @@ async def run(mode: str, learners: int, seconds: float, decoding: int) -> dict[s
 
 
 def pin_trainer_bitrate(bps: int) -> None:
-    """The synthetic trainer encodes at ``bps`` whatever the relay's REMB says (~1 Mbps)."""
+    """The synthetic trainer encodes at ``bps`` whatever the relay's REMB says."""
     from aiortc.codecs import vpx
 
     vpx.DEFAULT_BITRATE = vpx.MIN_BITRATE = vpx.MAX_BITRATE = bps
 
 
+def r(x: float, n: int = 1) -> float:
+    return round(x, n)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--learners", type=int, default=int(os.environ.get("RELAY_LEARNERS", 30)))
-    parser.add_argument("--baseline-learners", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--warmup", type=float, default=4.0)
+    parser.add_argument("--bitrate", type=int, default=1_200_000)
+    parser.add_argument("--send-path", default=None, help="ESTRADE_MEDIA_SEND_PATH for the server")
+    parser.add_argument(
+        "--compare-send-path", default=None, help="also serve with this send path (same sitting)"
+    )
+    parser.add_argument("--no-in-process", action="store_true")
+    parser.add_argument("--transcode-baseline", type=int, default=0, metavar="LEARNERS")
     parser.add_argument("--serve", choices=["forward", "transcode"])
     args = parser.parse_args()
     if args.serve:
         await serve(args.serve)
         return
-    pin_trainer_bitrate(1_000_000)
+    pin_trainer_bitrate(args.bitrate)
     load_before = loadavg()
-    fwd = await run("forward", args.learners, args.seconds, decoding=2)
-    base = await run("transcode", args.baseline_learners, args.seconds, decoding=2)
-    print(
-        json.dumps(
+    served = await run_served(args.learners, args.seconds, args.send_path, args.warmup)
+    out: dict[str, Any] = {
+        "benchmark": "relay",
+        "learners": args.learners,
+        "send_path": args.send_path or "default",
+        "learners_per_core": r(served["learners_per_core"]),
+        "us_per_packet_per_learner": r(served["us_per_packet_per_learner"]),
+        "frames_delivered_ratio": r(served["frames_delivered_ratio"], 4),
+        "join_to_first_frame_p95_s": r(served["join_to_first_frame_p95_s"], 3),
+        "server_cpu_idle": r(served["server_cpu_idle"], 3),
+        "server_cpu_busy": r(served["server_cpu_busy"], 3),
+        "packets_per_learner_s": r(served["packets_per_learner_s"]),
+        "packets_per_learner_s_min": r(served["packets_per_learner_s_min"]),
+        "client_cpu": r(served["client_cpu"], 2),
+    }
+    if args.compare_send_path:
+        other = await run_served(args.learners, args.seconds, args.compare_send_path, args.warmup)
+        out.update(
             {
-                "benchmark": "relay",
-                "learners": args.learners,
-                "learners_per_core": round(fwd["learners_per_core"], 1),
-                "baseline_learners": args.baseline_learners,
-                "baseline_learners_per_core": round(base["learners_per_core"], 2),
-                "ratio_vs_baseline": round(fwd["learners_per_core"] / base["learners_per_core"], 1),
-                "frames_delivered_ratio": round(fwd["frames_delivered_ratio"], 4),
-                "join_to_first_frame_p95_s": round(fwd["join_p95_s"], 3),
-                "relay_cpu_per_learner_s": round(fwd["cpu_per_learner_s"], 5),
-                "learners_per_core_including_publisher": round(args.learners / fwd["cpu_busy"], 1),
-                "relay_cpu_idle": round(fwd["cpu_idle"], 3),
-                "relay_cpu_busy": round(fwd["cpu_busy"], 3),
-                "baseline_cpu_per_learner_s": round(base["cpu_per_learner_s"], 4),
-                "video_kbps": round(fwd["video_kbps_in"]),
-                "video_fps": round(fwd["video_fps"], 1),
-                "audio_packets_per_learner_s_min": round(fwd["audio_packets_per_learner_s_min"], 1),
-                "packets_in_per_s": round(fwd["packets_per_s"]),
-                "relay_us_per_packet_per_learner": round(
-                    fwd["cpu_per_learner_s"] / max(fwd["packets_per_s"], 1) * 1e6, 1
+                "compare_send_path": args.compare_send_path,
+                "compare_learners_per_core": r(other["learners_per_core"]),
+                "compare_us_per_packet_per_learner": r(other["us_per_packet_per_learner"]),
+                "compare_frames_delivered_ratio": r(other["frames_delivered_ratio"], 4),
+                "compare_join_to_first_frame_p95_s": r(other["join_to_first_frame_p95_s"], 3),
+                "ratio_vs_compare": r(
+                    served["learners_per_core"] / max(other["learners_per_core"], 1e-9), 2
                 ),
-                "decoded_frames": fwd["decoded_frames"],
-                "decoded_sizes": fwd["decoded_sizes"],
-                "plis_out": fwd["plis_out"],
-                "queue_overflows": fwd["overflows"],
-                "loadavg_before": load_before,
-                "loadavg_after": loadavg(),
-                "cpus": os.cpu_count(),
-                "transcoding": False,
             }
         )
+    if not args.no_in_process:
+        fwd = await run_in_process("forward", args.learners, args.seconds, decoding=2)
+        out.update(
+            {
+                "in_process_learners_per_core": r(fwd["learners_per_core"]),
+                "in_process_us_per_packet_per_learner": r(
+                    fwd["cpu_per_learner_s"] / max(fwd["packets_per_s"], 1) * 1e6
+                ),
+                "in_process_frames_delivered_ratio": r(fwd["frames_delivered_ratio"], 4),
+                "in_process_join_p95_s": r(fwd["join_p95_s"], 3),
+                "served_vs_in_process": r(
+                    served["learners_per_core"] / max(fwd["learners_per_core"], 1e-9), 2
+                ),
+            }
+        )
+    if args.transcode_baseline:
+        base = await run_in_process("transcode", args.transcode_baseline, args.seconds, decoding=2)
+        out["transcode_baseline_learners_per_core"] = r(base["learners_per_core"], 2)
+    out.update(
+        {
+            "video_bitrate": args.bitrate,
+            "seconds": args.seconds,
+            "loadavg_before": load_before,
+            "loadavg_during": served["loadavg"],
+            "loadavg_after": loadavg(),
+            "cpus": os.cpu_count(),
+        }
     )
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":
