@@ -126,6 +126,9 @@ class Settings:
     """Learners receiving media in one class; the next one is refused with a clear message."""
     media_max_rooms: int = 2
     """Classes relaying media at the same time on this server."""
+    media_send_path: str = "lean"
+    """How forwarded packets reach learners: ``lean`` (header rewrite, SRTP, sendto; the
+    default) or ``aiortc`` (each learner's ``RTCRtpSender`` packetizes; for comparison)."""
 
     @property
     def resolved_public_url(self) -> str:
@@ -269,6 +272,8 @@ def _validate_media(s: Settings, bad: Any) -> None:
         raise bad("turn_url", s.turn_url, "must start with turn: or turns:")
     if s.turn_url and not s.turn_secret:
         raise bad("turn_secret", "", "is required with turn_url")
+    if s.media_send_path not in ("lean", "aiortc"):
+        raise bad("media_send_path", s.media_send_path, "must be lean or aiortc")
 
 
 def _validate_metrics(s: Settings, bad: Any) -> None:

@@ -1,10 +1,15 @@
-"""Forwarding encoded media: a tap in the publisher's receiver, a queue per learner and slot.
+"""Forwarding encoded media: a tap in the publisher's receiver, a track per learner and slot.
 
 Nothing here decodes or encodes. The tap replaces the receiver's jitter buffer (aiortc still
 does SRTP, statistics, RTX unwrapping, NACKs and depayloading before calling ``add``), assembles
-VP8 frames on the marker bit and hands each complete frame, as one shared ``av.Packet``, to the
-:class:`Source` of its slot, which offers it to every learner's :class:`ForwardTrack`. The
-learner's ``RTCRtpSender`` sees a non-``av.Frame`` and only packetizes it (``encoder.pack``).
+VP8 frames on the marker bit and hands each complete frame (its RTP payloads, shared) to the
+:class:`Source` of its slot, which offers it to every learner's :class:`ForwardTrack` in one
+loop. Two send paths:
+
+- ``lean`` (default): the track sends the frame's packets itself through a
+  :class:`~appliance.media.lean.LeanOutput` (header rewrite, the learner's SRTP, ``sendto``).
+- ``aiortc``: the frame also becomes one ``av.Packet``, queued for the learner's
+  ``RTCRtpSender``, which only packetizes it (``encoder.pack``).
 """
 
 from __future__ import annotations
@@ -20,11 +25,16 @@ from typing import Any
 
 import av
 from aiortc import MediaStreamTrack
+from aiortc.clock import current_ntp_time
 from aiortc.mediastreams import MediaStreamError
 
+from .lean import LeanOutput, bind_output
 from .observer import MediaObserver, NullObserver
 
-__all__ = ["AudioTap", "ForwardTrack", "Frame", "Source", "VideoTap"]
+__all__ = ["SEND_PATHS", "AudioTap", "ForwardTrack", "Frame", "Source", "VideoTap"]
+
+#: ``media_send_path`` values
+SEND_PATHS = ("lean", "aiortc")
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +47,33 @@ _MASK32 = 0xFFFFFFFF
 class Frame:
     """One encoded frame (VP8) or packet (Opus), shared by every learner."""
 
-    packet: av.Packet
+    packet: av.Packet | None  # for the aiortc send path only
     keyframe: bool
     size: int
+    pts: int = 0  # RTP timestamp on the source's continuous timeline
+    payloads: tuple[bytes, ...] = ()  # the trainer's RTP payloads, in order
+    marker: bool = True  # marker bit of the last payload
+    ntp: int = 0  # NTP time the frame was released (sender reports)
+    ast: bytes = b"\0\0\0"  # abs-send-time (24 bits) of that moment
+
+
+def _frame(
+    source: Source,
+    data: bytes | None,
+    size: int,
+    keyframe: bool,
+    pts: int,
+    payloads: tuple[bytes, ...],
+    marker: bool,
+) -> Frame:
+    ntp = current_ntp_time()
+    packet = None
+    if data is not None:
+        packet = av.Packet(data)
+        packet.pts = pts
+        packet.time_base = source.time_base
+    return Frame(packet, keyframe, size, pts, payloads, marker, ntp,
+                 ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big"))  # fmt: skip
 
 
 @dataclass
@@ -61,11 +95,17 @@ class Source:
     # Class attributes so tests can shorten them the way aiortc's tests shorten its timers.
     pli_interval_s = 0.5
 
-    def __init__(self, slot: str, kind: str, observer: MediaObserver | None = None) -> None:
+    def __init__(
+        self, slot: str, kind: str, observer: MediaObserver | None = None, send_path: str = "lean"
+    ) -> None:
         self.slot = slot
         self.observer: MediaObserver = observer or NullObserver()
         self.kind = kind
+        self.send_path = send_path
+        #: whether frames also become ``av.Packet`` objects (the aiortc send path)
+        self.av_packets = send_path == "aiortc"
         self.clock = VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK
+        self.time_base = fractions.Fraction(1, self.clock)
         self.tracks: set[ForwardTrack] = set()
         self.stats = SourceStats()
         self.live = False
@@ -176,18 +216,18 @@ class AudioTap:
 
     def __init__(self, source: Source) -> None:
         self.source = source
-        self._time_base = fractions.Fraction(1, AUDIO_CLOCK)
 
     def add(self, packet: Any) -> tuple[bool, None]:
         data: bytes = packet._data
-        stats = self.source.stats
+        source = self.source
+        stats = source.stats
         stats.packets_in += 1
         stats.bytes_in += len(data)
         if data:
-            av_packet = av.Packet(data)
-            av_packet.pts = self.source.pts(packet.ssrc, packet.timestamp)
-            av_packet.time_base = self._time_base
-            self.source.deliver(Frame(av_packet, True, len(data)))
+            pts = source.pts(packet.ssrc, packet.timestamp)
+            wanted = data if source.av_packets else None
+            frame = _frame(source, wanted, len(data), True, pts, (packet.payload,), packet.marker)
+            source.deliver(frame)
         return False, None
 
 
@@ -196,18 +236,19 @@ class _PendingFrame:
 
     def __init__(self, now: float) -> None:
         self.first_seen = now
-        self.parts: dict[int, bytes] = {}
+        self.parts: dict[int, Any] = {}  # sequence number -> RtpPacket
         self.start: int | None = None
         self.end: int | None = None
 
-    def assemble(self) -> bytes | None:
+    def assemble(self) -> list[Any] | None:
+        """The frame's RTP packets in order, or None while one is missing."""
         if self.start is None or self.end is None:
             return None
         count = ((self.end - self.start) & 0xFFFF) + 1
         if len(self.parts) < count:
             return None
         try:
-            return b"".join(self.parts[(self.start + i) & 0xFFFF] for i in range(count))
+            return [self.parts[(self.start + i) & 0xFFFF] for i in range(count)]
         except KeyError:
             return None
 
@@ -229,7 +270,6 @@ class VideoTap:
         self._done: collections.deque[int] = collections.deque(maxlen=64)
         self._broken = True  # until the first keyframe
         self._ssrc: int | None = None
-        self._time_base = fractions.Fraction(1, VIDEO_CLOCK)
 
     def add(self, packet: Any) -> tuple[bool, None]:
         payload: bytes = packet.payload
@@ -251,7 +291,7 @@ class VideoTap:
                 return False, None  # a late retransmission of a frame already released
             frame = self._pending[ts] = _PendingFrame(now)
         seq = packet.sequence_number
-        frame.parts[seq] = data
+        frame.parts[seq] = packet
         # VP8 payload descriptor: S bit set with partition index 0 starts a frame.
         if payload[0] & 0x10 and payload[0] & 0x07 == 0:
             frame.start = seq
@@ -264,8 +304,8 @@ class VideoTap:
         while self._pending:
             ts = next(iter(self._pending))
             frame = self._pending[ts]
-            data = frame.assemble()
-            if data is None:
+            packets = frame.assemble()
+            if packets is None:
                 if now - frame.first_seen < self.giveup_s and len(self._pending) < self.max_pending:
                     return
                 del self._pending[ts]
@@ -276,15 +316,17 @@ class VideoTap:
                 continue
             del self._pending[ts]
             self._done.append(ts)
-            keyframe = data[0] & 0x01 == 0
+            keyframe = packets[0]._data[0] & 0x01 == 0
             if self._broken and not keyframe:
                 self.source.request_keyframe()
                 continue
             self._broken = False
-            av_packet = av.Packet(data)
-            av_packet.pts = self.source.pts(ssrc, ts)
-            av_packet.time_base = self._time_base
-            self.source.deliver(Frame(av_packet, keyframe, len(data)))
+            source = self.source
+            data = b"".join(p._data for p in packets) if source.av_packets else None
+            size = sum(len(p._data) for p in packets)
+            payloads = tuple(p.payload for p in packets)
+            pts = source.pts(ssrc, ts)
+            source.deliver(_frame(source, data, size, keyframe, pts, payloads, True))
 
 
 @dataclass
@@ -299,7 +341,14 @@ class TrackStats:
 
 
 class ForwardTrack(MediaStreamTrack):
-    """What one learner's sender reads for one slot: pre-encoded ``av.Packet`` objects."""
+    """One learner's slot: keyframe gating, a bounded queue, and the send path.
+
+    ``aiortc`` path: the learner's ``RTCRtpSender`` reads pre-encoded ``av.Packet`` objects
+    from :meth:`recv`. ``lean`` path: :meth:`offer` sends the frame's packets at once through
+    the learner's :class:`LeanOutput` (the queue only holds frames until the learner's DTLS
+    transport is up); :meth:`recv` idles until the track stops, so the sender's RTP loop never
+    runs while its RTCP loop does.
+    """
 
     def __init__(
         self,
@@ -312,11 +361,17 @@ class ForwardTrack(MediaStreamTrack):
         self.source = source
         self.maxsize = maxsize
         self.enabled = True
+        self.lean = source.send_path == "lean"
         self.waiting_keyframe = source.kind == "video"
         self.stats = TrackStats()
         self._queue: collections.deque[Frame] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._on_first_frame = on_first_frame
+        self._live = True
+        # lean path: the learner's sender, its negotiated parameters, the bound output
+        self.sender: Any = None
+        self.parameters: Any = None
+        self.output: LeanOutput | None = None
 
     def set_enabled(self, enabled: bool) -> None:
         """Stop or resume this slot for the learner; a resumed video waits for a keyframe."""
@@ -329,13 +384,30 @@ class ForwardTrack(MediaStreamTrack):
             self.source.request_keyframe()
 
     def offer(self, frame: Frame) -> None:
-        if not self.enabled or self.readyState != "live":
+        if not self.enabled or not self._live:
             return
         if self.waiting_keyframe:
             if not frame.keyframe:
                 self.stats.frames_skipped_waiting_keyframe += 1
                 return
             self.waiting_keyframe = False
+        if self.lean:
+            output = self.output
+            if output is None or not output.usable():
+                output = self.output = bind_output(self.sender, self.parameters)
+            if output is not None:
+                if self._queue:
+                    self._flush(output)
+                if output.congested():
+                    # The learner's socket buffer is full: drop, resume at a keyframe.
+                    self.stats.overflows += 1
+                    if self.kind == "video":
+                        self.waiting_keyframe = True
+                        self.source.request_keyframe()
+                    return
+                self._sent(frame, 0)
+                output.send(frame)
+                return
         if len(self._queue) >= self.maxsize:
             self.stats.overflows += 1
             if self.kind == "audio":
@@ -352,28 +424,50 @@ class ForwardTrack(MediaStreamTrack):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _flush(self, output: LeanOutput) -> None:
+        """Send the frames held while the learner's transport was not up yet."""
+        queue = self._queue
+        while queue:
+            frame = queue.popleft()
+            self._sent(frame, len(queue))
+            output.send(frame)
+
+    def _sent(self, frame: Frame, queued: int) -> None:
+        stats = self.stats
+        stats.frames_sent += 1
+        stats.bytes_sent += frame.size
+        if stats.first_frame_at is None:
+            stats.first_frame_at = time.monotonic()
+            stats.source_frames_at_first = self.source.stats.frames_in - queued - 1
+            if self._on_first_frame is not None:
+                self._on_first_frame(self)
+
+    def retransmit(self, seq: int) -> bool:
+        """Lean path: answer a learner's NACK for ``seq`` from the history."""
+        output = self.output
+        if output is None:
+            return False
+        ntp = current_ntp_time()
+        return output.retransmit(seq, ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big"))
+
     async def recv(self) -> av.Packet:
-        while not self._queue:
+        while self.lean or not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
             self._waiter = None
         frame = self._queue.popleft()
-        stats = self.stats
-        stats.frames_sent += 1
-        stats.bytes_sent += frame.size
-        if stats.first_frame_at is None:
-            stats.first_frame_at = time.monotonic()
-            stats.source_frames_at_first = self.source.stats.frames_in - len(self._queue) - 1
-            if self._on_first_frame is not None:
-                self._on_first_frame(self)
+        self._sent(frame, len(self._queue))
+        assert frame.packet is not None
         return frame.packet
 
     def stop(self) -> None:
         super().stop()
+        self._live = False
         self.source.tracks.discard(self)
         self._queue.clear()
+        self.output = None
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
