@@ -179,6 +179,11 @@ def loadavg() -> float:
 # -- as served: `estrade serve` in a child process, signalling over the classroom socket ------
 
 
+def p95(values: list[float]) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(0.95 * len(values)))] if values else -1.0
+
+
 def proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -224,7 +229,11 @@ class Sock:
 
 
 async def run_served(
-    learners: int, seconds: float, send_path: str | None, warmup: float
+    learners: int,
+    seconds: float,
+    send_path: str | None,
+    warmup: float,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     import httpx
     import websockets
@@ -295,12 +304,24 @@ async def run_served(
         await asyncio.sleep(seconds)
         idle = (proc_cpu_s(server.pid) - c0) / (time.monotonic() - t0)
 
+        steps: dict[str, list[float]] = {"offer": [], "answer": [], "acked": [], "connected": []}
+
         async def join(sock: Sock) -> Learner:
             learner = Learner(decode=False)
-            learner.started_at = time.monotonic()
+            t0 = learner.started_at = time.monotonic()
+
+            @learner.pc.on("connectionstatechange")
+            def connected() -> None:
+                if learner.pc.connectionState == "connected":
+                    steps["connected"].append(time.monotonic() - t0)
+
             await sock.send("media_subscribe")
             offer = await sock.expect("media_offer")
-            await sock.request("media_answer", sdp=await learner.answer(offer["sdp"]))
+            steps["offer"].append(time.monotonic() - t0)
+            answer = await learner.answer(offer["sdp"])
+            steps["answer"].append(time.monotonic() - t0)
+            await sock.request("media_answer", sdp=answer)
+            steps["acked"].append(time.monotonic() - t0)
             return learner
 
         # Browsers arrive in small bursts.
@@ -311,8 +332,20 @@ async def run_served(
         await asyncio.sleep(2.0)
         packets0 = [p.packets for p in peers]
         client0 = time.process_time()
+        spy = None
+        if profile:
+            # py-spy samples the served process over the window (its CPU figure is then
+            # inflated by the sampling: read the breakdown, not learners_per_core).
+            spy = subprocess.Popen(  # noqa: ASYNC220
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid),
+                 "--duration", str(int(seconds)), "--rate", "250", "--format", "raw",
+                 "--native", "--output", profile],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
         c0, t0 = proc_cpu_s(server.pid), time.monotonic()
         await asyncio.sleep(seconds)
+        if spy is not None:
+            await asyncio.to_thread(spy.wait)
         wall = time.monotonic() - t0
         busy = (proc_cpu_s(server.pid) - c0) / wall
         client = (time.process_time() - client0) / wall
@@ -330,7 +363,8 @@ async def run_served(
             "learners_per_core": learners / max(busy - idle, 1e-9),
             "us_per_packet_per_learner": per_learner / max(pps_mean, 1) * 1e6,
             "frames_delivered_ratio": got / max(expected, 1),
-            "join_to_first_frame_p95_s": joins[min(len(joins) - 1, int(0.95 * len(joins)))],
+            "join_to_first_frame_p95_s": p95(joins),
+            "join_p95_steps_s": {k: round(p95(v), 3) for k, v in steps.items()},
             "server_cpu_idle": idle,
             "server_cpu_busy": busy,
             "packets_per_learner_s": pps_mean,
@@ -429,6 +463,62 @@ async def run_in_process(mode: str, learners: int, seconds: float, decoding: int
         relay.stop()
 
 
+# -- the profile breakdown --------------------------------------------------------------------
+
+#: (category, markers): a sample goes to the first category one of whose markers is in its stack
+PROFILE_CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("srtp_protect", ("Session.protect ",)),
+    ("srtcp_protect", ("Session.protect_rtcp ",)),
+    ("srtp_unprotect", ("Session.unprotect",)),
+    ("aiortc_rtp_serialize", ("RtpPacket.serialize ",)),
+    ("aiortc_clock_reads", ("current_ntp_time ", "current_datetime ")),
+    ("aiortc_encoder_pack", ("Encoder.pack ",)),
+    ("lean_send_python", ("LeanOutput.",)),
+    ("forwarder_python", ("ForwardTrack.", "Source.deliver ", "_frame (")),
+    ("assembler_python", ("VideoTap.", "AudioTap.")),
+    ("aiortc_receiver", ("RTCRtpReceiver.", "_handle_rtp_data ", "RtpPacket.parse ")),
+    ("rtcp", ("_run_rtcp ", "_handle_rtcp", "RtcpPacket")),
+    (
+        "ice_stun",
+        ("request_received ", "send_stun ", "check_start ", "StunProtocol.datagram_received"),
+    ),
+    ("aiortc_sender_coroutines", ("RTCRtpSender._run_rtp ", "_send_rtp ", "Connection.send")),
+    ("dtls_recv", ("RTCDtlsTransport._recv_next ", "RTCDtlsTransport.__run ")),
+]
+_SEND_LEAVES = ("sendmsg", "sendto", "__libc_sendmsg", "__libc_sendto", "__sendmsg", "uv__udp")
+_IDLE_MARKERS = ("Condition.wait ", "QueueListener.dequeue ", "Event.wait ")
+_IDLE_LEAVES = ("epoll_pwait", "epoll_wait", "uv__io_poll")
+_LOOP_FILES = ("_asynciomodule.c", "(loop.c", "(cbhandles", "(handles", "(core.c", "(timer.c")
+
+
+def profile_breakdown(path: str) -> dict[str, float]:
+    """Shares of the served process's busy samples (py-spy ``--format raw --native``)."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        leaf = frames[-1].split(" ", 1)[0]
+        if leaf in _IDLE_LEAVES or any(m in stack for m in _IDLE_MARKERS):
+            continue
+        total += int(n)
+        in_send = "send_data " in stack or "LeanOutput.send " in stack or "retransmit " in stack
+        native_leaf = ".py:" not in frames[-1] and "pylibsrtp" not in stack
+        if leaf.startswith(_SEND_LEAVES) or (in_send and native_leaf and "cffi" not in stack):
+            category = "udp_sendto"
+        elif leaf.startswith(("recvmsg", "recvfrom", "__libc_recv")):
+            category = "udp_recv"
+        elif any(f in frames[-1] for f in _LOOP_FILES):
+            category = "asyncio_loop"  # scheduling: tasks, futures, handles, libuv
+        else:
+            category = next(
+                (name for name, marks in PROFILE_CATEGORIES if any(m in stack for m in marks)),
+                "asyncio_loop" if ".py:" not in stack.split("Handle__run", 1)[-1] else "other",
+            )
+        counts[category] = counts.get(category, 0) + int(n)
+    return {k: round(v / max(total, 1), 3) for k, v in sorted(counts.items(), key=lambda x: -x[1])}
+
+
 def pin_trainer_bitrate(bps: int) -> None:
     """The synthetic trainer encodes at ``bps`` whatever the relay's REMB says."""
     from aiortc.codecs import vpx
@@ -452,6 +542,7 @@ async def main() -> None:
     )
     parser.add_argument("--no-in-process", action="store_true")
     parser.add_argument("--transcode-baseline", type=int, default=0, metavar="LEARNERS")
+    parser.add_argument("--profile", metavar="FILE", help="py-spy the served relay (raw stacks)")
     parser.add_argument("--serve", choices=["forward", "transcode"])
     args = parser.parse_args()
     if args.serve:
@@ -459,7 +550,9 @@ async def main() -> None:
         return
     pin_trainer_bitrate(args.bitrate)
     load_before = loadavg()
-    served = await run_served(args.learners, args.seconds, args.send_path, args.warmup)
+    served = await run_served(
+        args.learners, args.seconds, args.send_path, args.warmup, args.profile
+    )
     out: dict[str, Any] = {
         "benchmark": "relay",
         "learners": args.learners,
@@ -468,12 +561,16 @@ async def main() -> None:
         "us_per_packet_per_learner": r(served["us_per_packet_per_learner"]),
         "frames_delivered_ratio": r(served["frames_delivered_ratio"], 4),
         "join_to_first_frame_p95_s": r(served["join_to_first_frame_p95_s"], 3),
+        "join_p95_steps_s": served["join_p95_steps_s"],
         "server_cpu_idle": r(served["server_cpu_idle"], 3),
         "server_cpu_busy": r(served["server_cpu_busy"], 3),
         "packets_per_learner_s": r(served["packets_per_learner_s"]),
         "packets_per_learner_s_min": r(served["packets_per_learner_s_min"]),
         "client_cpu": r(served["client_cpu"], 2),
     }
+    if args.profile:
+        out["profiled"] = True  # the CPU figures above include py-spy's sampling
+        out["profile_shares"] = profile_breakdown(args.profile)
     if args.compare_send_path:
         other = await run_served(args.learners, args.seconds, args.compare_send_path, args.warmup)
         out.update(
