@@ -408,6 +408,18 @@ class ForwardTrack(MediaStreamTrack):
                 self._sent(frame, 0)
                 output.send(frame)
                 return
+            if self.kind == "video":
+                # Not connected yet: hold the frames from the freshest keyframe on.
+                if frame.keyframe:
+                    self._queue.clear()
+                elif len(self._queue) >= self.maxsize:
+                    # Too long: drop them all, ask for a keyframe once connected.
+                    self.stats.overflows += 1
+                    self._queue.clear()
+                    self.waiting_keyframe = True
+                    return
+                self._queue.append(frame)
+                return
         if len(self._queue) >= self.maxsize:
             self.stats.overflows += 1
             if self.kind == "audio":
@@ -423,6 +435,17 @@ class ForwardTrack(MediaStreamTrack):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def connected(self) -> None:
+        """Lean path: the learner's connection is up; send what was held at once."""
+        if not self.lean or not self._live:
+            return
+        if self.output is None:
+            self.output = bind_output(self.sender, self.parameters)
+        if self.output is not None and self._queue:
+            self._flush(self.output)
+        if self.waiting_keyframe and self.enabled and self.kind == "video":
+            self.source.request_keyframe()
 
     def _flush(self, output: LeanOutput) -> None:
         """Send the frames held while the learner's transport was not up yet."""

@@ -364,6 +364,8 @@ class MediaRoom:
         state = learner.pc.connectionState
         if state == "connected" and not learner.settled.is_set():
             learner.settled.set()
+            for track in learner.tracks.values():
+                track.connected()
             learner.relayed = _relayed(learner.pc)
             self.observer.connection_established(relayed=learner.relayed)
         if state not in ("failed", "closed"):
