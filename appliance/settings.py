@@ -80,9 +80,9 @@ class Settings:
     """Client networks allowed to read ``/metrics`` (comma-separated CIDRs; ``0.0.0.0/0``: any)."""
     metrics_token: str = ""
     """When set, ``/metrics`` also needs ``Authorization: Bearer <token>`` (16+ characters)."""
-    capacity_learner_cpu: float = 0.001
+    capacity_learner_cpu: float = 0.0009
     """CPU-seconds per second one learner costs besides video (signalling, audio; measured)."""
-    capacity_video_track_cpu: float = 0.004
+    capacity_video_track_cpu: float = 0.0024
     """CPU-seconds per second relaying one video track to one learner (benchmarks/relay.py)."""
     capacity_video_tracks: int = 2
     """Video tracks a class is planned with (camera and screen), for the capacity estimate."""
