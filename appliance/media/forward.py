@@ -335,6 +335,7 @@ class TrackStats:
     bytes_sent: int = 0
     frames_skipped_waiting_keyframe: int = 0
     overflows: int = 0
+    send_errors: int = 0
     first_frame_at: float | None = None
     #: the source's ``frames_in`` when this track sent its first frame (for delivery ratios)
     source_frames_at_first: int = 0
@@ -372,6 +373,7 @@ class ForwardTrack(MediaStreamTrack):
         self.sender: Any = None
         self.parameters: Any = None
         self.output: LeanOutput | None = None
+        self._previous: LeanOutput | None = None
 
     def set_enabled(self, enabled: bool) -> None:
         """Stop or resume this slot for the learner; a resumed video waits for a keyframe."""
@@ -392,21 +394,23 @@ class ForwardTrack(MediaStreamTrack):
                 return
             self.waiting_keyframe = False
         if self.lean:
-            output = self.output
-            if output is None or not output.usable():
-                output = self.output = bind_output(self.sender, self.parameters)
-            if output is not None:
-                if self._queue:
-                    self._flush(output)
-                if output.congested():
-                    # The learner's socket buffer is full: drop, resume at a keyframe.
-                    self.stats.overflows += 1
-                    if self.kind == "video":
-                        self.waiting_keyframe = True
-                        self.source.request_keyframe()
+            try:
+                output = self._bound()
+                if output is not None:
+                    if self._queue:
+                        self._flush(output)
+                    if output.congested():
+                        # The learner's socket buffer is full: drop, resume at a keyframe.
+                        self.stats.overflows += 1
+                        if self.kind == "video":
+                            self.waiting_keyframe = True
+                            self.source.request_keyframe()
+                        return
+                    self._sent(frame, 0)
+                    output.send(frame)
                     return
-                self._sent(frame, 0)
-                output.send(frame)
+            except Exception:  # this learner only; the others and the trainer's leg go on
+                self._send_failed()
                 return
             if self.kind == "video":
                 # Not connected yet: hold the frames from the freshest keyframe on.
@@ -440,11 +444,37 @@ class ForwardTrack(MediaStreamTrack):
         """Lean path: the learner's connection is up; send what was held at once."""
         if not self.lean or not self._live:
             return
-        if self.output is None:
-            self.output = bind_output(self.sender, self.parameters)
-        if self.output is not None and self._queue:
-            self._flush(self.output)
+        try:
+            output = self._bound()
+            if output is not None and self._queue:
+                self._flush(output)
+        except Exception:
+            self._send_failed()
         if self.waiting_keyframe and self.enabled and self.kind == "video":
+            self.source.request_keyframe()
+
+    def _bound(self) -> LeanOutput | None:
+        """The learner's output if packets can go out now (bound on first use; after a
+        failure, bound again with the same SSRC, sequence numbers, timestamps and history)."""
+        output = self.output
+        if output is not None and output.usable():
+            return output
+        if output is None:
+            output = bind_output(self.sender, self.parameters, self._previous)
+            if output is not None:
+                self.output = self._previous = output
+        return output if output is not None and output.usable() else None
+
+    def _send_failed(self) -> None:
+        """A send raised (a transport closing under us, SRTP refusing): rebind, resume at a
+        keyframe. Logged once per track."""
+        self.stats.send_errors += 1
+        if self.stats.send_errors == 1:
+            logger.warning("media relay: lean send failed for a learner", exc_info=True)
+        self.output = None
+        self._queue.clear()
+        if self.kind == "video":
+            self.waiting_keyframe = True
             self.source.request_keyframe()
 
     def _flush(self, output: LeanOutput) -> None:

@@ -83,7 +83,14 @@ class LeanOutput:
         "ts_origin",
     )
 
-    def __init__(self, sender: Any, parameters: Any, pair: Any, connection: Any) -> None:
+    def __init__(
+        self,
+        sender: Any,
+        parameters: Any,
+        pair: Any,
+        connection: Any,
+        previous: LeanOutput | None = None,
+    ) -> None:
         from aiortc.rtcrtpsender import random_sequence_number
         from aiortc.utils import random32
 
@@ -106,6 +113,14 @@ class LeanOutput:
         self._dtls = sender.transport
         self._protect = self._dtls._tx_srtp.protect
         self._history: list[tuple[int, int, int, bytes] | None] = [None] * RTP_HISTORY_SIZE
+        if previous is not None and previous.ssrc == self.ssrc:
+            # Bound again after a failure: the learner sees one continuous stream.
+            self.seq, self.rtx_seq, self.ts_origin = (
+                previous.seq,
+                previous.rtx_seq,
+                previous.ts_origin,
+            )
+            self._history = previous._history
         self._set_pair(pair)
 
     def _set_pair(self, pair: Any) -> None:
@@ -171,7 +186,9 @@ class LeanOutput:
         return True
 
 
-def bind_output(sender: Any, parameters: Any) -> LeanOutput | None:
+def bind_output(
+    sender: Any, parameters: Any, previous: LeanOutput | None = None
+) -> LeanOutput | None:
     """A :class:`LeanOutput` for ``sender`` once its DTLS transport is up, else None."""
     dtls = sender.transport
     if parameters is None or dtls is None or dtls.state != "connected":
@@ -182,4 +199,4 @@ def bind_output(sender: Any, parameters: Any) -> LeanOutput | None:
     pair = connection._nominated.get(1)
     if pair is None:
         return None
-    return LeanOutput(sender, parameters, pair, connection)
+    return LeanOutput(sender, parameters, pair, connection, previous)

@@ -195,3 +195,45 @@ async def test_both_send_paths_deliver_decodable_video(make_server: Any, send_pa
         await trainer.close()
         await learner.close()
         await server.close()
+
+
+async def test_a_failing_send_stays_with_its_learner(server: MediaServer) -> None:
+    """One learner's send raising (its transport closing under us) touches nobody else; that
+    learner resumes at a keyframe, on the same continuous sequence."""
+    room = server.room(1)
+    trainer = Trainer()
+    a, b = RecordingLearner(), Learner()
+    try:
+        await trainer.publish(room)
+        await a.join(room, 10)
+        await b.join(room, 11)
+        await wait_for(lambda: min(a.frames["video"], b.frames["video"]) >= 10)
+        track = room._learners[10].tracks["camera"]
+        assert track.output is not None
+        real = track.output._sendto
+        calls = 0
+
+        def broken(data: bytes, addr: Any) -> None:
+            nonlocal calls
+            calls += 1
+            raise OSError("sendto failed")
+
+        track.output._sendto = broken
+        await wait_for(lambda: calls > 0)
+        at_failure = len(a.packets)
+        assert track.stats.send_errors == 1
+        assert track.output is None  # dropped, bound again at the next keyframe
+        frames_b = b.frames["video"]
+        await wait_for(lambda: b.frames["video"] >= frames_b + 15)  # the other one never stopped
+        assert room._learners[10].tracks["camera"].output is not None
+        assert track.output is not None and track.output._sendto is not broken
+        assert real is not broken
+        await wait_for(lambda: len(a.packets) >= at_failure + 20)
+        assert starts_keyframe(a.packets[at_failure].payload)  # resumed at a keyframe
+        got = a.packets
+        steps = {(y.sequence_number - x.sequence_number) & 0xFFFF for x, y in pairwise(got)}
+        assert steps == {1}  # the failed frame never took a sequence number
+        assert len({p.ssrc for p in got}) == 1
+    finally:
+        for peer in (trainer, a, b):
+            await peer.close()
