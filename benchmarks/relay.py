@@ -41,7 +41,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # -- the relay process -----------------------------------------------------------------------
 
 
-async def serve(mode: str) -> None:
+async def serve(mode: str, send_path: str | None = None) -> None:
     """Child process: a relay driven by JSON lines on a local TCP socket."""
     from appliance.media.network import IceScope, ice_scope
 
@@ -55,6 +55,7 @@ async def serve(mode: str) -> None:
             data_dir=tempfile.mkdtemp(),
             media_interface="127.0.0.1",
             media_max_learners_per_room=1000,
+            **({"media_send_path": send_path} if send_path else {}),
         )
         server = MediaServer(settings)
         room = server.room(1)
@@ -140,9 +141,10 @@ async def serve(mode: str) -> None:
 
 
 class Relay:
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, send_path: str | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", mode],
+            [sys.executable, __file__, "--serve", mode]
+            + (["--send-path", send_path] if send_path else []),
             stdout=subprocess.PIPE,
             cwd=ROOT,
         )
@@ -405,10 +407,12 @@ async def run_served(
 # -- in process: the relay alone (the old figure) ---------------------------------------------
 
 
-async def run_in_process(mode: str, learners: int, seconds: float, decoding: int) -> dict[str, Any]:
+async def run_in_process(
+    mode: str, learners: int, seconds: float, decoding: int, send_path: str | None = None
+) -> dict[str, Any]:
     from tests.media.peers import Learner, Trainer, wait_for
 
-    relay = Relay(mode)
+    relay = Relay(mode, send_path)
     trainer = Trainer(replay=True, width=640, height=480, fps=30)
     peers: list[Learner] = []
     try:
@@ -561,7 +565,7 @@ async def main() -> None:
     parser.add_argument("--serve", choices=["forward", "transcode"])
     args = parser.parse_args()
     if args.serve:
-        await serve(args.serve)
+        await serve(args.serve, args.send_path)
         return
     pin_trainer_bitrate(args.bitrate)
     load_before = loadavg()
@@ -588,7 +592,11 @@ async def main() -> None:
     }
     if args.profile:
         out["profiled"] = True  # the CPU figures above include py-spy's sampling
-        out["profile_shares"] = profile_breakdown(args.profile)
+        shares = out["profile_shares"] = profile_breakdown(args.profile)
+        # The same, as µs of the served process per packet per learner (fixed costs, such as
+        # receiving the trainer's packets, spread over the learners).
+        scale = served["server_cpu_busy"] / args.learners / served["packets_per_learner_s"] * 1e6
+        out["profile_us_per_packet_per_learner"] = {k: r(v * scale, 2) for k, v in shares.items()}
     if args.compare_send_path:
         other = await run_served(
             args.learners,
@@ -615,7 +623,9 @@ async def main() -> None:
             }
         )
     if not args.no_in_process:
-        fwd = await run_in_process("forward", args.learners, args.seconds, decoding=2)
+        fwd = await run_in_process(
+            "forward", args.learners, args.seconds, decoding=2, send_path=args.send_path
+        )
         out.update(
             {
                 "in_process_learners_per_core": r(fwd["learners_per_core"]),

@@ -33,6 +33,14 @@ send_buffer_limit = 256 * 1024
 _AST_PROBE = 0xA5C3E1
 
 
+def _false() -> bool:
+    return False
+
+
+def _zero() -> int:
+    return 0
+
+
 def _extension_parts(parameters: Any) -> tuple[bytes, bytes, bool]:
     """The learner's header extension block around the 3 abs-send-time bytes.
 
@@ -61,6 +69,8 @@ class LeanOutput:
 
     __slots__ = (
         "_addr",
+        "_buffered",
+        "_closing",
         "_dtls",
         "_ext_after",
         "_ext_before",
@@ -125,9 +135,12 @@ class LeanOutput:
 
     def _set_pair(self, pair: Any) -> None:
         self._pair = pair
-        self._udp = pair.protocol.transport
-        self._sendto = self._udp.sendto
+        self._udp = udp = pair.protocol.transport
+        self._sendto = udp.sendto
         self._addr = pair.remote_addr
+        # A TURN allocation (aioice's TurnTransport) has neither: it queues nothing itself.
+        self._closing = getattr(udp, "is_closing", _false)
+        self._buffered = getattr(udp, "get_write_buffer_size", _zero)
 
     def usable(self) -> bool:
         """Whether packets can go out now (follows a new nominated ICE pair)."""
@@ -138,10 +151,10 @@ class LeanOutput:
             return False
         if pair is not self._pair:
             self._set_pair(pair)
-        return not self._udp.is_closing()
+        return not self._closing()
 
     def congested(self) -> bool:
-        return bool(self._udp.get_write_buffer_size() > send_buffer_limit)
+        return bool(self._buffered() > send_buffer_limit)
 
     def send(self, frame: Frame) -> int:
         """Send one frame's packets; returns how many. Updates the sender's SR counters."""

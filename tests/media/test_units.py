@@ -108,3 +108,19 @@ def test_start_up_names_a_missing_hook(monkeypatch) -> None:
     monkeypatch.setattr(aiortc, "__version__", "1.17.0")
     with pytest.raises(RuntimeError, match=r"hook missing: aiortc 1\.16\.\*"):
         hooks.check_private_hooks()
+
+
+def test_lean_output_follows_a_turn_pair_too() -> None:
+    """A nominated pair over TURN has aioice's TurnTransport: sendto only, nothing queued."""
+    from types import SimpleNamespace
+
+    from aioice.turn import TurnTransport
+
+    from appliance.media.lean import LeanOutput
+
+    turn = TurnTransport(None)  # type: ignore[arg-type]
+    out = LeanOutput.__new__(LeanOutput)
+    out._set_pair(SimpleNamespace(protocol=SimpleNamespace(transport=turn), remote_addr=("::1", 9)))
+    assert out.congested() is False
+    assert out._closing() is False
+    assert out._sendto == turn.sendto
