@@ -94,6 +94,8 @@ class Source:
 
     # Class attributes so tests can shorten them the way aiortc's tests shorten its timers.
     pli_interval_s = 0.5
+    #: lean path: the last keyframe and the frames since, for learners connecting now (frames)
+    gop_max = 60
 
     def __init__(
         self, slot: str, kind: str, observer: MediaObserver | None = None, send_path: str = "lean"
@@ -106,6 +108,8 @@ class Source:
         self.av_packets = send_path == "aiortc"
         self.clock = VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK
         self.time_base = fractions.Fraction(1, self.clock)
+        #: lean path, video: the last keyframe and the frames since (at most ``gop_max``)
+        self.gop: list[Frame] = []
         self.tracks: set[ForwardTrack] = set()
         self.stats = SourceStats()
         self.live = False
@@ -138,6 +142,7 @@ class Source:
         receiver._send_rtcp_nack = counting_nack
 
     def detach(self) -> None:
+        self.gop = []
         self._receiver = None
         self._media_ssrc = None
         self.live = False
@@ -164,6 +169,14 @@ class Source:
                 del self.stats.keyframe_waits_s[:-100]
                 self._pending_since = None
                 self._cancel_timer()
+        if self.kind == "video" and not self.av_packets:
+            if frame.keyframe:
+                self.gop = [frame]
+            elif self.gop:
+                if len(self.gop) < self.gop_max:
+                    self.gop.append(frame)
+                else:
+                    self.gop = []  # too old to hand to a learner connecting now
         for track in tuple(self.tracks):
             track.offer(frame)
 
@@ -446,8 +459,14 @@ class ForwardTrack(MediaStreamTrack):
             return
         try:
             output = self._bound()
-            if output is not None and self._queue:
-                self._flush(output)
+            if output is not None:
+                if not self._queue and self.waiting_keyframe and self.enabled and self.source.gop:
+                    # Accepted after the last keyframe: that keyframe and the frames since, at
+                    # once (no PLI round trip, no coalescing window).
+                    self._queue.extend(self.source.gop)
+                    self.waiting_keyframe = False
+                if self._queue:
+                    self._flush(output)
         except Exception:
             self._send_failed()
         if self.waiting_keyframe and self.enabled and self.kind == "video":

@@ -334,9 +334,10 @@ class MediaRoom:
             track.enabled = slot in allowed
             if track.enabled:
                 self.sources[slot].tracks.add(track)
-        # A learner joining mid-class starts at a keyframe: ask for one now.
+        # A learner joining mid-class starts at a keyframe: ask for one now, unless the lean
+        # path holds a recent one (sent with the frames since when the connection is up).
         for slot in ("camera", "screen"):
-            if slot in allowed:
+            if slot in allowed and not self.sources[slot].gop:
                 self.sources[slot].request_keyframe()
 
     def _first_frame(self, learner: _Learner, track: ForwardTrack) -> None:

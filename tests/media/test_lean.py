@@ -210,30 +210,67 @@ async def test_a_failing_send_stays_with_its_learner(server: MediaServer) -> Non
         await wait_for(lambda: min(a.frames["video"], b.frames["video"]) >= 10)
         track = room._learners[10].tracks["camera"]
         assert track.output is not None
-        real = track.output._sendto
+        output = track.output
+        real = output._sendto
         calls = 0
+        failed_at: list[int] = []
 
         def broken(data: bytes, addr: Any) -> None:
             nonlocal calls
             calls += 1
+            failed_at.append(output.seq)  # the sequence number the failed frame would have had
             raise OSError("sendto failed")
 
-        track.output._sendto = broken
+        output._sendto = broken
         await wait_for(lambda: calls > 0)
-        at_failure = len(a.packets)
         assert track.stats.send_errors == 1
-        assert track.output is None  # dropped, bound again at the next keyframe
         frames_b = b.frames["video"]
         await wait_for(lambda: b.frames["video"] >= frames_b + 15)  # the other one never stopped
         assert room._learners[10].tracks["camera"].output is not None
         assert track.output is not None and track.output._sendto is not broken
         assert real is not broken
-        await wait_for(lambda: len(a.packets) >= at_failure + 20)
-        assert starts_keyframe(a.packets[at_failure].payload)  # resumed at a keyframe
+        await wait_for(lambda: a.packets[-1].sequence_number - failed_at[0] > 20)
+        resumed = next(p for p in a.packets if p.sequence_number == failed_at[0])
+        assert starts_keyframe(resumed.payload)  # resumed at a keyframe
         got = a.packets
         steps = {(y.sequence_number - x.sequence_number) & 0xFFFF for x, y in pairwise(got)}
         assert steps == {1}  # the failed frame never took a sequence number
         assert len({p.ssrc for p in got}) == 1
     finally:
         for peer in (trainer, a, b):
+            await peer.close()
+
+
+async def test_a_learner_arriving_after_a_keyframe_starts_from_it_without_a_new_pli(
+    server: MediaServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Learners arriving together: the first one's PLI brings a keyframe; the next one,
+    connected a moment later, gets that keyframe and the frames since at once."""
+    from appliance.media.forward import Source
+
+    monkeypatch.setattr(Source, "pli_interval_s", 8.0)  # a second PLI would come too late
+    room = server.room(1)
+    trainer = Trainer()
+    first, second = Learner(), Learner()
+    try:
+        await trainer.publish(room)
+        await wait_for(lambda: room.sources["camera"].stats.frames_in > Source.gop_max + 5)
+        assert not room.sources["camera"].gop  # the trainer's first keyframe is too old now
+        # Held long enough for a slow connection on a busy machine.
+        monkeypatch.setattr(Source, "gop_max", 240)
+        await first.join(room, 10)
+        await wait_for(lambda: first.frames["video"] >= 3)
+        assert trainer.plis_received == 1
+        assert room.sources["camera"].gop  # the keyframe and the frames since
+        await second.join(room, 11)
+        await wait_for(lambda: second.frames["video"] >= 5, within=6)
+        assert second.assembled_keyframes[0] is True
+        assert not any(second.assembled_keyframes[1:5])
+        assert trainer.plis_received == 1  # nobody asked the trainer again
+        assert second.first_frame_at is not None
+        assert second.first_frame_at - second.started_at < 6.0  # before any second PLI
+        # Frames in order from that keyframe on: the second learner decodes what the first does.
+        assert set(second.sizes) == {(320, 240)}
+    finally:
+        for peer in (trainer, first, second):
             await peer.close()
