@@ -363,6 +363,19 @@ async def run_served(
         pps = [(p.packets - n) / wall for p, n in zip(peers, packets0, strict=True)]
         trainer_pps = (trainer_packets(trainer) - trainer0) / wall
         load = max(load, os.getloadavg()[0])
+        # The relay's own view: NACKs and PLIs (learners' losses, keyframes asked for).
+        async with httpx.AsyncClient(base_url=base) as http:
+            text = (await http.get("/metrics")).text
+        rtcp = {
+            f"{kind}_{direction}": sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith(f"estrade_rtcp_{kind}_total")
+                and f'direction="{direction}"' in line
+            )
+            for kind in ("nack", "pli")
+            for direction in ("received", "sent")
+        }
         # Delivery: the trainer stops, the last frames arrive; each learner's frames against the
         # frames between its first and last (RTP timestamps advance 3000 per frame at 30 fps).
         await trainer.close()
@@ -387,6 +400,7 @@ async def run_served(
             "packets_per_learner_s_min": min(pps),
             "loadavg": load,
             "client_cpu": client,
+            "relay_rtcp": rtcp,
         }
     finally:
         for p in peers:
@@ -589,6 +603,7 @@ async def main() -> None:
         "packets_per_learner_s": r(served["packets_per_learner_s"]),
         "packets_per_learner_s_min": r(served["packets_per_learner_s_min"]),
         "client_cpu": r(served["client_cpu"], 2),
+        "relay_rtcp": served["relay_rtcp"],
     }
     if args.profile:
         out["profiled"] = True  # the CPU figures above include py-spy's sampling
