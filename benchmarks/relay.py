@@ -581,6 +581,8 @@ async def main() -> None:
     if args.serve:
         await serve(args.serve, args.send_path)
         return
+    if args.profile and not (Path(sys.executable).parent / "py-spy").exists():
+        raise SystemExit("--profile needs py-spy in this environment: .venv/bin/pip install py-spy")
     pin_trainer_bitrate(args.bitrate)
     load_before = loadavg()
     served = await run_served(
