@@ -335,10 +335,12 @@ class MediaRoom:
             if track.enabled:
                 self.sources[slot].tracks.add(track)
         # A learner joining mid-class starts at a keyframe: ask for one now, unless the lean
-        # path holds a recent one (sent with the frames since when the connection is up).
+        # path holds a recent one (sent with the frames since when the connection is up) that
+        # will still be held when the connection is up (ICE + DTLS: well under a second).
         for slot in ("camera", "screen"):
-            if slot in allowed and not self.sources[slot].gop:
-                self.sources[slot].request_keyframe()
+            source = self.sources[slot]
+            if slot in allowed and (not source.gop or len(source.gop) > source.gop_max // 2):
+                source.request_keyframe()
 
     def _first_frame(self, learner: _Learner, track: ForwardTrack) -> None:
         if learner.first_frame_s is not None:
