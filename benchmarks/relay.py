@@ -181,6 +181,20 @@ def loadavg() -> float:
 # -- as served: `estrade serve` in a child process, signalling over the classroom socket ------
 
 
+async def metrics_sum(base: str, name: str, **labels: str) -> float:
+    """Sum of the samples of one metric on the served process's /metrics (127.0.0.1)."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base) as http:
+        text = (await http.get("/metrics")).text
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + "{", name + " ")) and all(w in line for w in want)
+    )
+
+
 def trainer_packets(trainer: Any) -> int:
     """RTP packets the trainer's senders sent (aiortc's own counter, as in its getStats)."""
     return sum(
@@ -244,6 +258,7 @@ async def run_served(
     warmup: float,
     profile: str | None = None,
     burst: int = 10,
+    light: bool = False,
 ) -> dict[str, Any]:
     import httpx
     import websockets
@@ -330,6 +345,8 @@ async def run_served(
             steps["offer"].append(time.monotonic() - t0)
             answer = await learner.answer(offer["sdp"])
             steps["answer"].append(time.monotonic() - t0)
+            if light:
+                learner.go_light()
             await sock.request("media_answer", sdp=answer)
             steps["acked"].append(time.monotonic() - t0)
             return learner
@@ -337,8 +354,17 @@ async def run_served(
         # Browsers arrive in small bursts.
         for i in range(0, learners, burst):
             peers += await asyncio.gather(*[join(s) for s in socks[1 + i : 1 + i + burst]])
-        await wait_for(lambda: all(p.first_frame_at for p in peers), within=30)
-        joins = sorted(p.first_frame_at - p.started_at for p in peers)  # type: ignore[operator]
+
+        def video(p: Any) -> list[float]:  # light learners: the busiest SSRC is the camera
+            return max(p.light.values(), key=lambda e: e[1])
+
+        if light:
+            await wait_for(lambda: all(len(p.light) >= 2 for p in peers), within=30)
+            await asyncio.sleep(0.5)
+            joins = sorted(video(p)[0] - p.started_at for p in peers)
+        else:
+            await wait_for(lambda: all(p.first_frame_at for p in peers), within=30)
+            joins = sorted(p.first_frame_at - p.started_at for p in peers)  # type: ignore[operator]
         await asyncio.sleep(2.0)
         packets0 = [p.packets for p in peers]
         trainer0 = trainer_packets(trainer)
@@ -353,6 +379,7 @@ async def run_served(
                  "--native", "--output", profile],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
+        sent0 = await metrics_sum(base, "estrade_media_forwarded_packets_total")
         c0, t0 = proc_cpu_s(server.pid), time.monotonic()
         await asyncio.sleep(seconds)
         if spy is not None:
@@ -362,16 +389,13 @@ async def run_served(
         client = (time.process_time() - client0) / wall
         pps = [(p.packets - n) / wall for p, n in zip(peers, packets0, strict=True)]
         trainer_pps = (trainer_packets(trainer) - trainer0) / wall
+        # Packets the relay sent (its senders' counters; retransmissions not included).
+        sent_pps = (await metrics_sum(base, "estrade_media_forwarded_packets_total") - sent0) / wall
         load = max(load, os.getloadavg()[0])
         # The relay's own view: NACKs and PLIs (learners' losses, keyframes asked for).
-        async with httpx.AsyncClient(base_url=base) as http:
-            text = (await http.get("/metrics")).text
         rtcp = {
-            f"{kind}_{direction}": sum(
-                float(line.rsplit(" ", 1)[1])
-                for line in text.splitlines()
-                if line.startswith(f"estrade_rtcp_{kind}_total")
-                and f'direction="{direction}"' in line
+            f"{kind}_{direction}": await metrics_sum(
+                base, f"estrade_rtcp_{kind}_total", direction=direction
             )
             for kind in ("nack", "pli")
             for direction in ("received", "sent")
@@ -380,8 +404,12 @@ async def run_served(
         # frames between its first and last (RTP timestamps advance 3000 per frame at 30 fps).
         await trainer.close()
         await asyncio.sleep(1.5)
-        got = sum(len(p.assembled) for p in peers)
-        expected = sum((p.assembled[-1][0] - p.assembled[0][0]) // 3000 + 1 for p in peers)
+        if light:  # packets: the frames cannot be told apart undecrypted
+            got = sum(int(video(p)[1]) for p in peers)
+            expected = sum(int(video(p)[3] - video(p)[2]) + 1 for p in peers)
+        else:
+            got = sum(len(p.assembled) for p in peers)
+            expected = sum((p.assembled[-1][0] - p.assembled[0][0]) // 3000 + 1 for p in peers)
         per_learner = max(busy - idle, 1e-9) / learners
         pps_mean = sum(pps) / len(pps)
         us_per_packet = per_learner / max(pps_mean, 1) * 1e6
@@ -391,6 +419,9 @@ async def run_served(
             "learners_per_core_at_trainer_rate": 1e6 / max(us_per_packet * trainer_pps, 1e-9),
             "trainer_packets_per_s": trainer_pps,
             "us_per_packet_per_learner": us_per_packet,
+            # per packet the relay SENT: not skewed by a client too starved to receive them all
+            "us_per_packet_sent": max(busy - idle, 1e-9) / max(sent_pps, 1) * 1e6,
+            "relay_packets_sent_per_s": sent_pps,
             "frames_delivered_ratio": got / max(expected, 1),
             "join_to_first_frame_p95_s": p95(joins),
             "join_p95_steps_s": {k: round(p95(v), 3) for k, v in steps.items()},
@@ -575,6 +606,13 @@ async def main() -> None:
     parser.add_argument("--no-in-process", action="store_true")
     parser.add_argument("--transcode-baseline", type=int, default=0, metavar="LEARNERS")
     parser.add_argument("--join-burst", type=int, default=10, help="learners joining at once")
+    parser.add_argument(
+        "--light",
+        action="store_true",
+        help="learners count SRTP packets by their clear header (no decryption, no RTCP from "
+        "them): the relay's forwarding cost when the client is short of CPU; delivery is then "
+        "counted in video packets",
+    )
     parser.add_argument("--profile", metavar="FILE", help="py-spy the served relay (raw stacks)")
     parser.add_argument("--serve", choices=["forward", "transcode"])
     args = parser.parse_args()
@@ -586,17 +624,26 @@ async def main() -> None:
     pin_trainer_bitrate(args.bitrate)
     load_before = loadavg()
     served = await run_served(
-        args.learners, args.seconds, args.send_path, args.warmup, args.profile, args.join_burst
+        args.learners,
+        args.seconds,
+        args.send_path,
+        args.warmup,
+        args.profile,
+        args.join_burst,
+        args.light,
     )
     out: dict[str, Any] = {
         "benchmark": "relay",
         "learners": args.learners,
         "join_burst": args.join_burst,
+        "light_learners": args.light,
         "send_path": args.send_path or "default",
         "learners_per_core": r(served["learners_per_core"]),
         "learners_per_core_at_trainer_rate": r(served["learners_per_core_at_trainer_rate"]),
         "trainer_packets_per_s": r(served["trainer_packets_per_s"]),
         "us_per_packet_per_learner": r(served["us_per_packet_per_learner"]),
+        "us_per_packet_sent": r(served["us_per_packet_sent"]),
+        "relay_packets_sent_per_s": r(served["relay_packets_sent_per_s"]),
         "frames_delivered_ratio": r(served["frames_delivered_ratio"], 4),
         "join_to_first_frame_p95_s": r(served["join_to_first_frame_p95_s"], 3),
         "join_p95_steps_s": served["join_p95_steps_s"],
@@ -621,6 +668,7 @@ async def main() -> None:
             args.compare_send_path,
             args.warmup,
             burst=args.join_burst,
+            light=args.light,
         )
         out.update(
             {
@@ -630,6 +678,10 @@ async def main() -> None:
                     other["learners_per_core_at_trainer_rate"]
                 ),
                 "compare_us_per_packet_per_learner": r(other["us_per_packet_per_learner"]),
+                "compare_us_per_packet_sent": r(other["us_per_packet_sent"]),
+                "ratio_sent_vs_compare": r(
+                    other["us_per_packet_sent"] / max(served["us_per_packet_sent"], 1e-9), 2
+                ),
                 "compare_frames_delivered_ratio": r(other["frames_delivered_ratio"], 4),
                 "compare_join_to_first_frame_p95_s": r(other["join_to_first_frame_p95_s"], 3),
                 "ratio_vs_compare": r(

@@ -309,6 +309,41 @@ class Learner:
                 protocol.datagram_received = lossy
                 protocol._estrade_lossy = True
 
+    def go_light(self) -> None:
+        """Benchmarks: count RTP datagrams by their clear header and drop them undecrypted.
+
+        STUN and DTLS still reach aiortc (ICE consent, the handshake); RTCP from the relay too.
+        The learner then costs its process almost nothing per packet, so a crowded benchmark
+        client cannot starve and lose what the relay sends. Counts land in ``light``:
+        ``{ssrc: [first arrival, packets, lowest seq, highest seq]}`` (no wrap: short runs).
+        """
+        self.light: dict[int, list[float]] = {}
+        light = self.light
+        for transceiver in self.pc.getTransceivers():
+            ice = transceiver.receiver.transport.transport
+            for protocol in ice._connection._protocols:
+                if getattr(protocol, "_estrade_light", False):
+                    continue
+                real = protocol.datagram_received
+
+                def count(data: bytes, addr: Any, real: Any = real) -> None:
+                    if len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 224:
+                        ssrc = int.from_bytes(data[8:12], "big")
+                        seq = int.from_bytes(data[2:4], "big")
+                        entry = light.get(ssrc)
+                        if entry is None:
+                            light[ssrc] = [time.monotonic(), 1, seq, seq]
+                        else:
+                            entry[1] += 1
+                            entry[2] = min(entry[2], seq)
+                            entry[3] = max(entry[3], seq)
+                        self.packets += 1
+                        return
+                    real(data, addr)
+
+                protocol.datagram_received = count
+                protocol._estrade_light = True
+
     async def send_pli(self) -> None:
         for t in self.pc.getTransceivers():
             if t.kind == "video" and self.video_ssrc is not None:
