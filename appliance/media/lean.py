@@ -78,7 +78,6 @@ class LeanOutput:
         "_history",
         "_pair",
         "_protect",
-        "_rtx",
         "_sendto",
         "_udp",
         "b0",
@@ -165,20 +164,25 @@ class LeanOutput:
         protect, sendto, addr, history = self._protect, self._sendto, self._addr, self._history
         payloads = frame.payloads
         last = len(payloads) - 1
-        octets = 0
-        for i, payload in enumerate(payloads):
-            b1 = pt | 0x80 if i == last and frame.marker else pt
-            sendto(protect(_HEADER.pack(b0, b1, seq, ts, ssrc) + ext + payload), addr)
-            history[seq % RTP_HISTORY_SIZE] = (seq, b1, ts, payload)
-            octets += len(payload)
-            seq = (seq + 1) & 0xFFFF
-        self.seq = seq
-        sender = self.sender
-        sender._RTCRtpSender__ntp_timestamp = frame.ntp
-        sender._RTCRtpSender__rtp_timestamp = ts
-        sender._RTCRtpSender__packet_count += last + 1
-        sender._RTCRtpSender__octet_count += octets
-        return last + 1
+        octets = sent = 0
+        try:
+            for i, payload in enumerate(payloads):
+                b1 = pt | 0x80 if i == last and frame.marker else pt
+                sendto(protect(_HEADER.pack(b0, b1, seq, ts, ssrc) + ext + payload), addr)
+                history[seq % RTP_HISTORY_SIZE] = (seq, b1, ts, payload)
+                octets += len(payload)
+                seq = (seq + 1) & 0xFFFF
+                sent += 1
+        finally:
+            # A send that raised mid-frame: the packets that went out keep their numbers.
+            self.seq = seq
+            if sent:
+                sender = self.sender
+                sender._RTCRtpSender__ntp_timestamp = frame.ntp
+                sender._RTCRtpSender__rtp_timestamp = ts
+                sender._RTCRtpSender__packet_count += sent
+                sender._RTCRtpSender__octet_count += octets
+        return sent
 
     def retransmit(self, seq: int, ast: bytes) -> bool:
         """Answer a NACK from the history: RTX when negotiated, else the packet again."""

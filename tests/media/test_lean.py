@@ -199,9 +199,10 @@ async def test_both_send_paths_deliver_decodable_video(make_server: Any, send_pa
 
 async def test_a_failing_send_stays_with_its_learner(server: MediaServer) -> None:
     """One learner's send raising (its transport closing under us) touches nobody else; that
-    learner resumes at a keyframe, on the same continuous sequence."""
+    learner resumes at a keyframe, on the same continuous sequence, even when the failure
+    came in the middle of a frame."""
     room = server.room(1)
-    trainer = Trainer()
+    trainer = Trainer(width=640, height=480)  # frames of several packets
     a, b = RecordingLearner(), Learner()
     try:
         await trainer.publish(room)
@@ -218,11 +219,14 @@ async def test_a_failing_send_stays_with_its_learner(server: MediaServer) -> Non
         def broken(data: bytes, addr: Any) -> None:
             nonlocal calls
             calls += 1
-            failed_at.append(output.seq)  # the sequence number the failed frame would have had
+            if calls == 1:  # the first packet goes out, the next one fails
+                real(data, addr)
+                return
+            failed_at.append(int.from_bytes(data[2:4], "big"))  # SRTP leaves the header clear
             raise OSError("sendto failed")
 
         output._sendto = broken
-        await wait_for(lambda: calls > 0)
+        await wait_for(lambda: calls > 1)
         assert track.stats.send_errors == 1
         frames_b = b.frames["video"]
         await wait_for(lambda: b.frames["video"] >= frames_b + 15)  # the other one never stopped
@@ -234,7 +238,10 @@ async def test_a_failing_send_stays_with_its_learner(server: MediaServer) -> Non
         assert starts_keyframe(resumed.payload)  # resumed at a keyframe
         got = a.packets
         steps = {(y.sequence_number - x.sequence_number) & 0xFFFF for x, y in pairwise(got)}
-        assert steps == {1}  # the failed frame never took a sequence number
+        assert steps == {1}  # what failed never took a sequence number
+        by_seq: dict[int, bytes] = {}
+        for p in got:  # and no number was given twice
+            assert by_seq.setdefault(p.sequence_number, p.payload) == p.payload
         assert len({p.ssrc for p in got}) == 1
     finally:
         for peer in (trainer, a, b):
