@@ -364,6 +364,10 @@ class ForwardTrack(MediaStreamTrack):
     runs while its RTCP loop does.
     """
 
+    #: lean path: held frames go out at most this many packets per tick
+    flush_packets = 24
+    flush_tick_s = 0.004
+
     def __init__(
         self,
         source: Source,
@@ -387,6 +391,7 @@ class ForwardTrack(MediaStreamTrack):
         self.parameters: Any = None
         self.output: LeanOutput | None = None
         self._previous: LeanOutput | None = None
+        self._pacer: asyncio.TimerHandle | None = None
 
     def set_enabled(self, enabled: bool) -> None:
         """Stop or resume this slot for the learner; a resumed video waits for a keyframe."""
@@ -410,8 +415,12 @@ class ForwardTrack(MediaStreamTrack):
             try:
                 output = self._bound()
                 if output is not None:
-                    if self._queue:
-                        self._flush(output)
+                    if self._queue or self._pacer is not None:
+                        # Held frames still going out (paced): this one goes behind them.
+                        self._queue.append(frame)
+                        if self._pacer is None:
+                            self._flush(output)
+                        return
                     if output.congested():
                         # The learner's socket buffer is full: drop, resume at a keyframe.
                         self.stats.overflows += 1
@@ -492,17 +501,41 @@ class ForwardTrack(MediaStreamTrack):
             logger.warning("media relay: lean send failed for a learner", exc_info=True)
         self.output = None
         self._queue.clear()
+        self._cancel_pacer()
         if self.kind == "video":
             self.waiting_keyframe = True
             self.source.request_keyframe()
 
     def _flush(self, output: LeanOutput) -> None:
-        """Send the frames held while the learner's transport was not up yet."""
+        """Send the frames held while the learner's transport was not up yet, paced:
+        ``flush_packets`` now, the rest every ``flush_tick_s`` (a keyframe and a second of
+        frames at once would overflow a receiving socket)."""
         queue = self._queue
-        while queue:
+        budget = self.flush_packets
+        while queue and budget > 0:
             frame = queue.popleft()
             self._sent(frame, len(queue))
-            output.send(frame)
+            budget -= output.send(frame)
+        if queue and self._pacer is None:
+            self._pacer = asyncio.get_running_loop().call_later(self.flush_tick_s, self._paced)
+
+    def _paced(self) -> None:
+        self._pacer = None
+        if not self._live or not self._queue:
+            return
+        try:
+            output = self._bound()
+            if output is not None:
+                self._flush(output)
+            else:
+                self._pacer = asyncio.get_running_loop().call_later(1.0, self._paced)
+        except Exception:
+            self._send_failed()
+
+    def _cancel_pacer(self) -> None:
+        if self._pacer is not None:
+            self._pacer.cancel()
+            self._pacer = None
 
     def _sent(self, frame: Frame, queued: int) -> None:
         stats = self.stats
@@ -539,6 +572,7 @@ class ForwardTrack(MediaStreamTrack):
         self._live = False
         self.source.tracks.discard(self)
         self._queue.clear()
+        self._cancel_pacer()
         self.output = None
         waiter = self._waiter
         if waiter is not None and not waiter.done():
