@@ -463,8 +463,11 @@ class ForwardTrack(MediaStreamTrack):
             waiter.set_result(None)
 
     def connected(self) -> None:
-        """Lean path: the learner's connection is up; send what was held at once."""
-        if not self.lean or not self._live:
+        """Lean path: the learner's connection is up; send what was held at once.
+
+        Called when the connection is announced and again when aiortc starts the sender (its
+        parameters known): the first call that can bind does the work."""
+        if not self.lean or not self._live or self.parameters is None:
             return
         try:
             output = self._bound()

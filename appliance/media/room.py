@@ -312,6 +312,9 @@ class MediaRoom:
             async def capture_send(parameters: Any) -> None:
                 track.parameters = parameters
                 await send(parameters)
+                # aiortc starts the senders once DTLS is up, after "connected" was announced:
+                # the first moment the lean path can send what it holds.
+                track.connected()
 
             sender.send = capture_send
 
