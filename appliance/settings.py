@@ -89,9 +89,9 @@ class Settings:
     """Client networks allowed to read ``/metrics`` (comma-separated CIDRs; ``0.0.0.0/0``: any)."""
     metrics_token: str = ""
     """When set, ``/metrics`` also needs ``Authorization: Bearer <token>`` (16+ characters)."""
-    capacity_learner_cpu: float = 0.001
+    capacity_learner_cpu: float = 0.0009
     """CPU-seconds per second one learner costs besides video (signalling, audio; measured)."""
-    capacity_video_track_cpu: float = 0.004
+    capacity_video_track_cpu: float = 0.0024
     """CPU-seconds per second relaying one video track to one learner (benchmarks/relay.py)."""
     capacity_video_tracks: int = 2
     """Video tracks a class is planned with (camera and screen), for the capacity estimate."""
@@ -156,6 +156,9 @@ class Settings:
     learner down the ladder (full > screen > audio). 0: every reported second counts as bad."""
     media_step_down_rtt_s: float = 0.6
     """Round-trip time that makes a bad second, likewise."""
+    media_send_path: str = "lean"
+    """How forwarded packets reach learners: ``lean`` (header rewrite, SRTP, sendto; the
+    default) or ``aiortc`` (each learner's ``RTCRtpSender`` packetizes; for comparison)."""
 
     @property
     def open_files_needed(self) -> int:
@@ -341,6 +344,8 @@ def _validate_media(s: Settings, bad: Any) -> None:
         raise bad("turn_url", s.turn_url, "must start with turn: or turns:")
     if s.turn_url and not s.turn_secret:
         raise bad("turn_secret", "", "is required with turn_url")
+    if s.media_send_path not in ("lean", "aiortc"):
+        raise bad("media_send_path", s.media_send_path, "must be lean or aiortc")
 
 
 def _validate_metrics(s: Settings, bad: Any) -> None:

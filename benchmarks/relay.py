@@ -1,13 +1,22 @@
-"""Media relay benchmark: CPU per learner of the forwarding relay vs. aiortc's MediaRelay.
+"""Media relay benchmark: CPU per learner of the relay as served, beside the in-process figure.
 
-One aiortc trainer (synthetic 640x480 VP8 at 30 fps plus Opus) publishes to a relay running in
-a child process (so its CPU time can be read from /proc); N aiortc learners count frames
-without decoding, two of them decode. The same run measures ``aiortc.contrib.media.MediaRelay``
-(decode once, encode per learner) with a few learners as the baseline.
+**Served** (the judge): ``estrade serve`` runs in a child process (SQLite in a temporary data
+directory, media on 127.0.0.1). One aiortc trainer (synthetic 640x480 VP8 at 30 fps, encoder
+pinned at ``--bitrate``, plus Opus) and N count-only aiortc learners signal over the classroom
+socket like browsers: each learner has its own join link, cookie and socket, sends
+``media_subscribe``, answers ``media_offer`` with ``media_answer``. The server process's CPU
+(all threads, ``/proc/<pid>/stat``) is read over a window with the trainer publishing and the
+learners' sockets open but not subscribed (N=0), then over the same window with the N learners
+receiving; per learner = (busy - idle) / N.
 
-    .venv/bin/python benchmarks/relay.py [--learners 30] [--baseline-learners 3] [--seconds 10]
+**In-process** (the old figure, same sitting): the relay alone (``MediaServer``, no web app)
+in a child process driven over a local socket, the same trainer and learners.
 
-Prints one JSON line. Everything stays on 127.0.0.1.
+    .venv/bin/python benchmarks/relay.py [--learners 30] [--seconds 12] [--send-path lean]
+        [--compare-send-path aiortc] [--no-in-process] [--transcode-baseline 3]
+
+Prints one JSON line. Everything stays on 127.0.0.1. The machine is shared: read the load
+average beside the figures and prefer the same-run ratios.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # -- the relay process -----------------------------------------------------------------------
 
 
-async def serve(mode: str) -> None:
+async def serve(mode: str, send_path: str | None = None) -> None:
     """Child process: a relay driven by JSON lines on a local TCP socket."""
     from appliance.media.network import IceScope, ice_scope
 
@@ -46,6 +55,7 @@ async def serve(mode: str) -> None:
             data_dir=tempfile.mkdtemp(),
             media_interface="127.0.0.1",
             media_max_learners_per_room=1000,
+            **({"media_send_path": send_path} if send_path else {}),
         )
         server = MediaServer(settings)
         room = server.room(1)
@@ -131,9 +141,10 @@ async def serve(mode: str) -> None:
 
 
 class Relay:
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, send_path: str | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", mode],
+            [sys.executable, __file__, "--serve", mode]
+            + (["--send-path", send_path] if send_path else []),
             stdout=subprocess.PIPE,
             cwd=ROOT,
         )
@@ -167,11 +178,287 @@ def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-async def run(mode: str, learners: int, seconds: float, decoding: int) -> dict[str, Any]:
+# -- as served: `estrade serve` in a child process, signalling over the classroom socket ------
+
+
+async def metrics_sum(base: str, name: str, **labels: str) -> float:
+    """Sum of the samples of one metric on the served process's /metrics (127.0.0.1)."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base) as http:
+        text = (await http.get("/metrics")).text
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith((name + "{", name + " ")) and all(w in line for w in want)
+    )
+
+
+def trainer_packets(trainer: Any) -> int:
+    """RTP packets the trainer's senders sent (aiortc's own counter, as in its getStats)."""
+    return sum(
+        t.sender._RTCRtpSender__packet_count for t in trainer.pc.getTransceivers() if t.sender
+    )
+
+
+def p95(values: list[float]) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(0.95 * len(values)))] if values else -1.0
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+class Sock:
+    """A classroom socket that keeps reading (so the server never blocks on it)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.reader = asyncio.ensure_future(self._read())
+        self.refs = 0
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                self.queue.put_nowait(json.loads(raw))
+        except Exception:  # closed
+            return
+
+    async def expect(self, type_: str, timeout: float = 20.0, **match: Any) -> dict[str, Any]:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = await asyncio.wait_for(self.queue.get(), max(0.01, deadline - time.monotonic()))
+            if msg["type"] in ("error", "forbidden") and msg.get("ref") in match.values():
+                raise RuntimeError(f"refused: {msg}")
+            if msg["type"] == type_ and all(msg.get(k) == v for k, v in match.items()):
+                return msg
+
+    async def send(self, type_: str, **fields: Any) -> None:
+        await self.ws.send(json.dumps({"type": type_, **fields}))
+
+    async def request(self, type_: str, **fields: Any) -> dict[str, Any]:
+        self.refs += 1
+        ref = f"b{self.refs}"
+        await self.send(type_, ref=ref, **fields)
+        return await self.expect("ack", ref=ref)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.reader.cancel()
+
+
+async def run_served(
+    learners: int,
+    seconds: float,
+    send_path: str | None,
+    warmup: float,
+    profile: str | None = None,
+    burst: int = 10,
+    light: bool = False,
+) -> dict[str, Any]:
+    import httpx
+    import websockets
+    from chat import cookie_for, free_port, seed  # benchmarks/chat.py
+
+    from appliance.settings import load_settings
     from tests.media.peers import Learner, Trainer, wait_for
 
-    relay = Relay(mode)
-    trainer = Trainer(width=640, height=480, fps=30)
+    tmp = Path(tempfile.mkdtemp(prefix="estrade-relay-bench-"))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "ESTRADE_DATA_DIR": str(tmp),
+        "ESTRADE_PORT": str(port),
+        "ESTRADE_SESSION_STORE": "memory",
+        "ESTRADE_LOG_LEVEL": "warning",
+        "ESTRADE_PUBLIC_URL": base,
+        "ESTRADE_MEDIA_INTERFACE": "127.0.0.1",
+        "ESTRADE_MEDIA_MAX_LEARNERS_PER_ROOM": str(max(200, learners)),
+    }
+    if send_path:
+        env["ESTRADE_MEDIA_SEND_PATH"] = send_path
+    log = (tmp / "serve.log").open("wb")
+    server = subprocess.Popen(  # noqa: ASYNC220 (started once, before timing)
+        [sys.executable, "-m", "appliance", "serve"], env=env, cwd=ROOT, stdout=log, stderr=log
+    )
+    socks: list[Sock] = []
+    peers: list[Learner] = []
+    trainer: Trainer | None = None
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+            for _ in range(300):
+                try:
+                    if (await http.get("/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            settings = load_settings(env={}, data_dir=str(tmp), session_store="memory")
+            cohort_id, links = await seed(settings, learners, base)
+            cookies = [await cookie_for(http, link) for link in links]
+            http.cookies.clear()
+            await http.get("/api/auth/csrf")
+            http.headers["x-csrftoken"] = http.cookies["csrftoken"]
+            r = await http.post(
+                "/api/auth/login",
+                json={"email": "trainer@bench.test", "password": "bench password 1"},
+            )
+            assert r.status_code == 200, r.text
+            trainer_cookie = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
+        url = f"ws://127.0.0.1:{port}/ws/cohorts/{cohort_id}"
+
+        async def connect(cookie: str) -> Sock:
+            ws = await websockets.connect(url, additional_headers={"Cookie": cookie}, max_size=None)
+            return Sock(ws)
+
+        tsock = await connect(trainer_cookie)
+        socks.append(tsock)
+        for i in range(0, learners, 20):
+            socks += await asyncio.gather(*[connect(c) for c in cookies[i : i + 20]])
+        trainer = Trainer(replay=True, width=640, height=480, fps=30)
+        await tsock.send("media_publish", sdp=await trainer.offer())
+        await trainer.answer((await tsock.expect("media_answer"))["sdp"])
+        await asyncio.sleep(warmup)  # ICE, DTLS, the sockets' presence storm settling
+        load = os.getloadavg()[0]
+        c0, t0 = proc_cpu_s(server.pid), time.monotonic()
+        await asyncio.sleep(seconds)
+        idle = (proc_cpu_s(server.pid) - c0) / (time.monotonic() - t0)
+
+        steps: dict[str, list[float]] = {"offer": [], "answer": [], "acked": [], "connected": []}
+
+        async def join(sock: Sock) -> Learner:
+            learner = Learner(decode=False)
+            t0 = learner.started_at = time.monotonic()
+
+            @learner.pc.on("connectionstatechange")
+            def connected() -> None:
+                if learner.pc.connectionState == "connected":
+                    steps["connected"].append(time.monotonic() - t0)
+
+            await sock.send("media_subscribe")
+            offer = await sock.expect("media_offer")
+            steps["offer"].append(time.monotonic() - t0)
+            answer = await learner.answer(offer["sdp"])
+            steps["answer"].append(time.monotonic() - t0)
+            if light:
+                learner.go_light()
+            await sock.request("media_answer", sdp=answer)
+            steps["acked"].append(time.monotonic() - t0)
+            return learner
+
+        # Browsers arrive in small bursts.
+        for i in range(0, learners, burst):
+            peers += await asyncio.gather(*[join(s) for s in socks[1 + i : 1 + i + burst]])
+
+        def video(p: Any) -> list[float]:  # light learners: the busiest SSRC is the camera
+            return max(p.light.values(), key=lambda e: e[1])
+
+        if light:
+            await wait_for(lambda: all(len(p.light) >= 2 for p in peers), within=30)
+            await asyncio.sleep(0.5)
+            joins = sorted(video(p)[0] - p.started_at for p in peers)
+        else:
+            await wait_for(lambda: all(p.first_frame_at for p in peers), within=30)
+            joins = sorted(p.first_frame_at - p.started_at for p in peers)  # type: ignore[operator]
+        await asyncio.sleep(2.0)
+        packets0 = [p.packets for p in peers]
+        trainer0 = trainer_packets(trainer)
+        client0 = time.process_time()
+        spy = None
+        if profile:
+            # py-spy samples the served process over the window (its CPU figure is then
+            # inflated by the sampling: read the breakdown, not learners_per_core).
+            spy = subprocess.Popen(  # noqa: ASYNC220
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid),
+                 "--duration", str(int(seconds)), "--rate", "250", "--format", "raw",
+                 "--native", "--output", profile],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        sent0 = await metrics_sum(base, "estrade_media_forwarded_packets_total")
+        c0, t0 = proc_cpu_s(server.pid), time.monotonic()
+        await asyncio.sleep(seconds)
+        if spy is not None:
+            await asyncio.to_thread(spy.wait)
+        wall = time.monotonic() - t0
+        busy = (proc_cpu_s(server.pid) - c0) / wall
+        client = (time.process_time() - client0) / wall
+        pps = [(p.packets - n) / wall for p, n in zip(peers, packets0, strict=True)]
+        trainer_pps = (trainer_packets(trainer) - trainer0) / wall
+        # Packets the relay sent (its senders' counters; retransmissions not included).
+        sent_pps = (await metrics_sum(base, "estrade_media_forwarded_packets_total") - sent0) / wall
+        load = max(load, os.getloadavg()[0])
+        # The relay's own view: NACKs and PLIs (learners' losses, keyframes asked for).
+        rtcp = {
+            f"{kind}_{direction}": await metrics_sum(
+                base, f"estrade_rtcp_{kind}_total", direction=direction
+            )
+            for kind in ("nack", "pli")
+            for direction in ("received", "sent")
+        }
+        # Delivery: the trainer stops, the last frames arrive; each learner's frames against the
+        # frames between its first and last (RTP timestamps advance 3000 per frame at 30 fps).
+        await trainer.close()
+        await asyncio.sleep(1.5)
+        if light:  # packets: the frames cannot be told apart undecrypted
+            got = sum(int(video(p)[1]) for p in peers)
+            expected = sum(int(video(p)[3] - video(p)[2]) + 1 for p in peers)
+        else:
+            got = sum(len(p.assembled) for p in peers)
+            expected = sum((p.assembled[-1][0] - p.assembled[0][0]) // 3000 + 1 for p in peers)
+        per_learner = max(busy - idle, 1e-9) / learners
+        pps_mean = sum(pps) / len(pps)
+        us_per_packet = per_learner / max(pps_mean, 1) * 1e6
+        return {
+            "learners_per_core": learners / max(busy - idle, 1e-9),
+            # the same cost for the stream the trainer sent (a loaded client may receive less)
+            "learners_per_core_at_trainer_rate": 1e6 / max(us_per_packet * trainer_pps, 1e-9),
+            "trainer_packets_per_s": trainer_pps,
+            "us_per_packet_per_learner": us_per_packet,
+            # per packet the relay SENT: not skewed by a client too starved to receive them all
+            "us_per_packet_sent": max(busy - idle, 1e-9) / max(sent_pps, 1) * 1e6,
+            "relay_packets_sent_per_s": sent_pps,
+            "frames_delivered_ratio": got / max(expected, 1),
+            "join_to_first_frame_p95_s": p95(joins),
+            "join_p95_steps_s": {k: round(p95(v), 3) for k, v in steps.items()},
+            "server_cpu_idle": idle,
+            "server_cpu_busy": busy,
+            "packets_per_learner_s": pps_mean,
+            "packets_per_learner_s_min": min(pps),
+            "loadavg": load,
+            "client_cpu": client,
+            "relay_rtcp": rtcp,
+        }
+    finally:
+        for p in peers:
+            await p.close()
+        if trainer is not None:
+            await trainer.close()
+        for sock in socks:
+            await sock.close()
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+# -- in process: the relay alone (the old figure) ---------------------------------------------
+
+
+async def run_in_process(
+    mode: str, learners: int, seconds: float, decoding: int, send_path: str | None = None
+) -> dict[str, Any]:
+    from tests.media.peers import Learner, Trainer, wait_for
+
+    relay = Relay(mode, send_path)
+    trainer = Trainer(replay=True, width=640, height=480, fps=30)
     peers: list[Learner] = []
     try:
         await relay.connect()
@@ -239,61 +526,202 @@ async def run(mode: str, learners: int, seconds: float, decoding: int) -> dict[s
         relay.stop()
 
 
+# -- the profile breakdown --------------------------------------------------------------------
+
+#: (category, markers): a sample goes to the first category one of whose markers is in its stack
+PROFILE_CATEGORIES: list[tuple[str, tuple[str, ...]]] = [
+    ("srtp_protect", ("Session.protect ",)),
+    ("srtcp_protect", ("Session.protect_rtcp ",)),
+    ("srtp_unprotect", ("Session.unprotect",)),
+    ("aiortc_rtp_serialize", ("RtpPacket.serialize ",)),
+    ("aiortc_clock_reads", ("current_ntp_time ", "current_datetime ")),
+    ("aiortc_encoder_pack", ("Encoder.pack ",)),
+    ("lean_send_python", ("LeanOutput.",)),
+    ("forwarder_python", ("ForwardTrack.", "Source.deliver ", "_frame (")),
+    ("assembler_python", ("VideoTap.", "AudioTap.")),
+    ("aiortc_receiver", ("RTCRtpReceiver.", "_handle_rtp_data ", "RtpPacket.parse ")),
+    ("rtcp", ("_run_rtcp ", "_handle_rtcp", "RtcpPacket")),
+    (
+        "ice_stun",
+        ("request_received ", "send_stun ", "check_start ", "StunProtocol.datagram_received"),
+    ),
+    ("aiortc_sender_coroutines", ("RTCRtpSender._run_rtp ", "_send_rtp ", "Connection.send")),
+    ("dtls_recv", ("RTCDtlsTransport._recv_next ", "RTCDtlsTransport.__run ")),
+]
+_SEND_LEAVES = ("sendmsg", "sendto", "__libc_sendmsg", "__libc_sendto", "__sendmsg", "uv__udp")
+_IDLE_MARKERS = ("Condition.wait ", "QueueListener.dequeue ", "Event.wait ")
+_IDLE_LEAVES = ("epoll_pwait", "epoll_wait", "uv__io_poll")
+_LOOP_FILES = ("_asynciomodule.c", "(loop.c", "(cbhandles", "(handles", "(core.c", "(timer.c")
+
+
+def profile_breakdown(path: str) -> dict[str, float]:
+    """Shares of the served process's busy samples (py-spy ``--format raw --native``)."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in Path(path).read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        frames = stack.split(";")
+        leaf = frames[-1].split(" ", 1)[0]
+        if leaf in _IDLE_LEAVES or any(m in stack for m in _IDLE_MARKERS):
+            continue
+        total += int(n)
+        in_send = "send_data " in stack or "LeanOutput.send " in stack or "retransmit " in stack
+        native_leaf = ".py:" not in frames[-1] and "pylibsrtp" not in stack
+        if leaf.startswith(_SEND_LEAVES) or (in_send and native_leaf and "cffi" not in stack):
+            category = "udp_sendto"
+        elif leaf.startswith(("recvmsg", "recvfrom", "__libc_recv")):
+            category = "udp_recv"
+        elif any(f in frames[-1] for f in _LOOP_FILES):
+            category = "asyncio_loop"  # scheduling: tasks, futures, handles, libuv
+        else:
+            category = next(
+                (name for name, marks in PROFILE_CATEGORIES if any(m in stack for m in marks)),
+                "asyncio_loop" if ".py:" not in stack.split("Handle__run", 1)[-1] else "other",
+            )
+        counts[category] = counts.get(category, 0) + int(n)
+    return {k: round(v / max(total, 1), 3) for k, v in sorted(counts.items(), key=lambda x: -x[1])}
+
+
 def pin_trainer_bitrate(bps: int) -> None:
-    """The synthetic trainer encodes at ``bps`` whatever the relay's REMB says (~1 Mbps)."""
+    """The synthetic trainer encodes at ``bps`` whatever the relay's REMB says."""
     from aiortc.codecs import vpx
 
     vpx.DEFAULT_BITRATE = vpx.MIN_BITRATE = vpx.MAX_BITRATE = bps
 
 
+def r(x: float, n: int = 1) -> float:
+    return round(x, n)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--learners", type=int, default=int(os.environ.get("RELAY_LEARNERS", 30)))
-    parser.add_argument("--baseline-learners", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=12.0)
+    parser.add_argument("--warmup", type=float, default=4.0)
+    parser.add_argument("--bitrate", type=int, default=1_200_000)
+    parser.add_argument("--send-path", default=None, help="ESTRADE_MEDIA_SEND_PATH for the server")
+    parser.add_argument(
+        "--compare-send-path", default=None, help="also serve with this send path (same sitting)"
+    )
+    parser.add_argument("--no-in-process", action="store_true")
+    parser.add_argument("--transcode-baseline", type=int, default=0, metavar="LEARNERS")
+    parser.add_argument("--join-burst", type=int, default=10, help="learners joining at once")
+    parser.add_argument(
+        "--light",
+        action="store_true",
+        help="learners count SRTP packets by their clear header (no decryption, no RTCP from "
+        "them): the relay's forwarding cost when the client is short of CPU; delivery is then "
+        "counted in video packets",
+    )
+    parser.add_argument("--profile", metavar="FILE", help="py-spy the served relay (raw stacks)")
     parser.add_argument("--serve", choices=["forward", "transcode"])
     args = parser.parse_args()
     if args.serve:
-        await serve(args.serve)
+        await serve(args.serve, args.send_path)
         return
-    pin_trainer_bitrate(1_000_000)
+    if args.profile and not (Path(sys.executable).parent / "py-spy").exists():
+        raise SystemExit("--profile needs py-spy in this environment: .venv/bin/pip install py-spy")
+    pin_trainer_bitrate(args.bitrate)
     load_before = loadavg()
-    fwd = await run("forward", args.learners, args.seconds, decoding=2)
-    base = await run("transcode", args.baseline_learners, args.seconds, decoding=2)
-    print(
-        json.dumps(
+    served = await run_served(
+        args.learners,
+        args.seconds,
+        args.send_path,
+        args.warmup,
+        args.profile,
+        args.join_burst,
+        args.light,
+    )
+    out: dict[str, Any] = {
+        "benchmark": "relay",
+        "learners": args.learners,
+        "join_burst": args.join_burst,
+        "light_learners": args.light,
+        "send_path": args.send_path or "default",
+        "learners_per_core": r(served["learners_per_core"]),
+        "learners_per_core_at_trainer_rate": r(served["learners_per_core_at_trainer_rate"]),
+        "trainer_packets_per_s": r(served["trainer_packets_per_s"]),
+        "us_per_packet_per_learner": r(served["us_per_packet_per_learner"]),
+        "us_per_packet_sent": r(served["us_per_packet_sent"]),
+        "relay_packets_sent_per_s": r(served["relay_packets_sent_per_s"]),
+        "frames_delivered_ratio": r(served["frames_delivered_ratio"], 4),
+        "join_to_first_frame_p95_s": r(served["join_to_first_frame_p95_s"], 3),
+        "join_p95_steps_s": served["join_p95_steps_s"],
+        "server_cpu_idle": r(served["server_cpu_idle"], 3),
+        "server_cpu_busy": r(served["server_cpu_busy"], 3),
+        "packets_per_learner_s": r(served["packets_per_learner_s"]),
+        "packets_per_learner_s_min": r(served["packets_per_learner_s_min"]),
+        "client_cpu": r(served["client_cpu"], 2),
+        "relay_rtcp": served["relay_rtcp"],
+    }
+    if args.profile:
+        out["profiled"] = True  # the CPU figures above include py-spy's sampling
+        shares = out["profile_shares"] = profile_breakdown(args.profile)
+        # The same, as µs of the served process per packet per learner (fixed costs, such as
+        # receiving the trainer's packets, spread over the learners).
+        scale = served["server_cpu_busy"] / args.learners / served["packets_per_learner_s"] * 1e6
+        out["profile_us_per_packet_per_learner"] = {k: r(v * scale, 2) for k, v in shares.items()}
+    if args.compare_send_path:
+        other = await run_served(
+            args.learners,
+            args.seconds,
+            args.compare_send_path,
+            args.warmup,
+            burst=args.join_burst,
+            light=args.light,
+        )
+        out.update(
             {
-                "benchmark": "relay",
-                "learners": args.learners,
-                "learners_per_core": round(fwd["learners_per_core"], 1),
-                "baseline_learners": args.baseline_learners,
-                "baseline_learners_per_core": round(base["learners_per_core"], 2),
-                "ratio_vs_baseline": round(fwd["learners_per_core"] / base["learners_per_core"], 1),
-                "frames_delivered_ratio": round(fwd["frames_delivered_ratio"], 4),
-                "join_to_first_frame_p95_s": round(fwd["join_p95_s"], 3),
-                "relay_cpu_per_learner_s": round(fwd["cpu_per_learner_s"], 5),
-                "learners_per_core_including_publisher": round(args.learners / fwd["cpu_busy"], 1),
-                "relay_cpu_idle": round(fwd["cpu_idle"], 3),
-                "relay_cpu_busy": round(fwd["cpu_busy"], 3),
-                "baseline_cpu_per_learner_s": round(base["cpu_per_learner_s"], 4),
-                "video_kbps": round(fwd["video_kbps_in"]),
-                "video_fps": round(fwd["video_fps"], 1),
-                "audio_packets_per_learner_s_min": round(fwd["audio_packets_per_learner_s_min"], 1),
-                "packets_in_per_s": round(fwd["packets_per_s"]),
-                "relay_us_per_packet_per_learner": round(
-                    fwd["cpu_per_learner_s"] / max(fwd["packets_per_s"], 1) * 1e6, 1
+                "compare_send_path": args.compare_send_path,
+                "compare_learners_per_core": r(other["learners_per_core"]),
+                "compare_learners_per_core_at_trainer_rate": r(
+                    other["learners_per_core_at_trainer_rate"]
                 ),
-                "decoded_frames": fwd["decoded_frames"],
-                "decoded_sizes": fwd["decoded_sizes"],
-                "plis_out": fwd["plis_out"],
-                "queue_overflows": fwd["overflows"],
-                "loadavg_before": load_before,
-                "loadavg_after": loadavg(),
-                "cpus": os.cpu_count(),
-                "transcoding": False,
+                "compare_us_per_packet_per_learner": r(other["us_per_packet_per_learner"]),
+                "compare_us_per_packet_sent": r(other["us_per_packet_sent"]),
+                "ratio_sent_vs_compare": r(
+                    other["us_per_packet_sent"] / max(served["us_per_packet_sent"], 1e-9), 2
+                ),
+                "compare_frames_delivered_ratio": r(other["frames_delivered_ratio"], 4),
+                "compare_join_to_first_frame_p95_s": r(other["join_to_first_frame_p95_s"], 3),
+                "ratio_vs_compare": r(
+                    other["us_per_packet_per_learner"]
+                    / max(served["us_per_packet_per_learner"], 1e-9),
+                    2,
+                ),
             }
         )
+    if not args.no_in_process:
+        fwd = await run_in_process(
+            "forward", args.learners, args.seconds, decoding=2, send_path=args.send_path
+        )
+        out.update(
+            {
+                "in_process_learners_per_core": r(fwd["learners_per_core"]),
+                "in_process_us_per_packet_per_learner": r(
+                    fwd["cpu_per_learner_s"] / max(fwd["packets_per_s"], 1) * 1e6
+                ),
+                "in_process_frames_delivered_ratio": r(fwd["frames_delivered_ratio"], 4),
+                "in_process_join_p95_s": r(fwd["join_p95_s"], 3),
+                "served_vs_in_process": r(
+                    served["learners_per_core"] / max(fwd["learners_per_core"], 1e-9), 2
+                ),
+            }
+        )
+    if args.transcode_baseline:
+        base = await run_in_process("transcode", args.transcode_baseline, args.seconds, decoding=2)
+        out["transcode_baseline_learners_per_core"] = r(base["learners_per_core"], 2)
+    out.update(
+        {
+            "video_bitrate": args.bitrate,
+            "seconds": args.seconds,
+            "loadavg_before": load_before,
+            "loadavg_during": served["loadavg"],
+            "loadavg_after": loadavg(),
+            "cpus": os.cpu_count(),
+        }
     )
+    print(json.dumps(out), flush=True)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,9 @@ from appliance.metrics.operator import overview
 from appliance.settings import load_settings
 from tests.metrics_fakes import FakeDocuments, FakeLive, FakeMedia, a_class
 
+# relay_cores above the test machines' cores: these tests check the machine's budget.
 MODEL = CapacityModel(
-    learner_cpu=0.002, video_track_cpu=0.015, planned_video_tracks=2, cpu_target=0.8
+    learner_cpu=0.002, video_track_cpu=0.015, planned_video_tracks=2, cpu_target=0.8, relay_cores=8
 )
 
 
@@ -244,6 +245,18 @@ def test_capacity_uses_measured_cpu_when_above_the_model() -> None:
     est = MODEL.estimate(cpu, [(5, 1)])  # model 5 x 0.017 = 0.085 < 1.2 measured
     assert est.used_cores == pytest.approx(1.2)
     assert est.learners == int((1.6 - 1.2) / 0.032)  # 12
+
+
+def test_capacity_is_bounded_by_the_one_core_a_process_relays_on() -> None:
+    one = CapacityModel(learner_cpu=0.002, video_track_cpu=0.015, planned_video_tracks=2,
+                        cpu_target=0.8)  # fmt: skip
+    est = one.estimate(CpuUsage(cores=4, host_busy_cores=0.0, process_busy_cores=0.0), [])
+    assert est.budget_cores == pytest.approx(3.2)  # the machine could take 100
+    assert est.learners == int(0.8 / 0.032)  # one event loop takes 25
+    busy = one.estimate(CpuUsage(cores=4, host_busy_cores=0.5, process_busy_cores=0.5), [])
+    assert busy.learners == int((0.8 - 0.5) / 0.032)  # 9
+    single = one.estimate(CpuUsage(cores=1, host_busy_cores=0.0, process_busy_cores=0.0), [])
+    assert single.learners == 25
 
 
 def test_capacity_never_negative_and_room_without_video_counts_planned_tracks() -> None:

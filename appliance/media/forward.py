@@ -1,10 +1,15 @@
-"""Forwarding encoded media: a tap in the publisher's receiver, a queue per learner and slot.
+"""Forwarding encoded media: a tap in the publisher's receiver, a track per learner and slot.
 
 Nothing here decodes or encodes. The tap replaces the receiver's jitter buffer (aiortc still
 does SRTP, statistics, RTX unwrapping, NACKs and depayloading before calling ``add``), assembles
-VP8 frames on the marker bit and hands each complete frame, as one shared ``av.Packet``, to the
-:class:`Source` of its slot, which offers it to every learner's :class:`ForwardTrack`. The
-learner's ``RTCRtpSender`` sees a non-``av.Frame`` and only packetizes it (``encoder.pack``).
+VP8 frames on the marker bit and hands each complete frame (its RTP payloads, shared) to the
+:class:`Source` of its slot, which offers it to every learner's :class:`ForwardTrack` in one
+loop. Two send paths:
+
+- ``lean`` (default): the track sends the frame's packets itself through a
+  :class:`~appliance.media.lean.LeanOutput` (header rewrite, the learner's SRTP, ``sendto``).
+- ``aiortc``: the frame also becomes one ``av.Packet``, queued for the learner's
+  ``RTCRtpSender``, which only packetizes it (``encoder.pack``).
 """
 
 from __future__ import annotations
@@ -20,11 +25,16 @@ from typing import Any
 
 import av
 from aiortc import MediaStreamTrack
+from aiortc.clock import current_ntp_time
 from aiortc.mediastreams import MediaStreamError
 
+from .lean import LeanOutput, bind_output
 from .observer import MediaObserver, NullObserver
 
-__all__ = ["AudioTap", "ForwardTrack", "Frame", "Source", "VideoTap"]
+__all__ = ["SEND_PATHS", "AudioTap", "ForwardTrack", "Frame", "Source", "VideoTap"]
+
+#: ``media_send_path`` values
+SEND_PATHS = ("lean", "aiortc")
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +47,33 @@ _MASK32 = 0xFFFFFFFF
 class Frame:
     """One encoded frame (VP8) or packet (Opus), shared by every learner."""
 
-    packet: av.Packet
+    packet: av.Packet | None  # for the aiortc send path only
     keyframe: bool
     size: int
+    pts: int = 0  # RTP timestamp on the source's continuous timeline
+    payloads: tuple[bytes, ...] = ()  # the trainer's RTP payloads, in order
+    marker: bool = True  # marker bit of the last payload
+    ntp: int = 0  # NTP time the frame was released (sender reports)
+    ast: bytes = b"\0\0\0"  # abs-send-time (24 bits) of that moment
+
+
+def _frame(
+    source: Source,
+    data: bytes | None,
+    size: int,
+    keyframe: bool,
+    pts: int,
+    payloads: tuple[bytes, ...],
+    marker: bool,
+) -> Frame:
+    ntp = current_ntp_time()
+    packet = None
+    if data is not None:
+        packet = av.Packet(data)
+        packet.pts = pts
+        packet.time_base = source.time_base
+    return Frame(packet, keyframe, size, pts, payloads, marker, ntp,
+                 ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big"))  # fmt: skip
 
 
 @dataclass
@@ -60,12 +94,22 @@ class Source:
 
     # Class attributes so tests can shorten them the way aiortc's tests shorten its timers.
     pli_interval_s = 0.5
+    #: lean path: the last keyframe and the frames since, for learners connecting now (frames)
+    gop_max = 60
 
-    def __init__(self, slot: str, kind: str, observer: MediaObserver | None = None) -> None:
+    def __init__(
+        self, slot: str, kind: str, observer: MediaObserver | None = None, send_path: str = "lean"
+    ) -> None:
         self.slot = slot
         self.observer: MediaObserver = observer or NullObserver()
         self.kind = kind
+        self.send_path = send_path
+        #: whether frames also become ``av.Packet`` objects (the aiortc send path)
+        self.av_packets = send_path == "aiortc"
         self.clock = VIDEO_CLOCK if kind == "video" else AUDIO_CLOCK
+        self.time_base = fractions.Fraction(1, self.clock)
+        #: lean path, video: the last keyframe and the frames since (at most ``gop_max``)
+        self.gop: list[Frame] = []
         self.tracks: set[ForwardTrack] = set()
         self.stats = SourceStats()
         self.live = False
@@ -98,6 +142,7 @@ class Source:
         receiver._send_rtcp_nack = counting_nack
 
     def detach(self) -> None:
+        self.gop = []
         self._receiver = None
         self._media_ssrc = None
         self.live = False
@@ -124,6 +169,14 @@ class Source:
                 del self.stats.keyframe_waits_s[:-100]
                 self._pending_since = None
                 self._cancel_timer()
+        if self.kind == "video" and not self.av_packets:
+            if frame.keyframe:
+                self.gop = [frame]
+            elif self.gop:
+                if len(self.gop) < self.gop_max:
+                    self.gop.append(frame)
+                else:
+                    self.gop = []  # too old to hand to a learner connecting now
         for track in tuple(self.tracks):
             track.offer(frame)
 
@@ -176,18 +229,18 @@ class AudioTap:
 
     def __init__(self, source: Source) -> None:
         self.source = source
-        self._time_base = fractions.Fraction(1, AUDIO_CLOCK)
 
     def add(self, packet: Any) -> tuple[bool, None]:
         data: bytes = packet._data
-        stats = self.source.stats
+        source = self.source
+        stats = source.stats
         stats.packets_in += 1
         stats.bytes_in += len(data)
         if data:
-            av_packet = av.Packet(data)
-            av_packet.pts = self.source.pts(packet.ssrc, packet.timestamp)
-            av_packet.time_base = self._time_base
-            self.source.deliver(Frame(av_packet, True, len(data)))
+            pts = source.pts(packet.ssrc, packet.timestamp)
+            wanted = data if source.av_packets else None
+            frame = _frame(source, wanted, len(data), True, pts, (packet.payload,), packet.marker)
+            source.deliver(frame)
         return False, None
 
 
@@ -196,18 +249,19 @@ class _PendingFrame:
 
     def __init__(self, now: float) -> None:
         self.first_seen = now
-        self.parts: dict[int, bytes] = {}
+        self.parts: dict[int, Any] = {}  # sequence number -> RtpPacket
         self.start: int | None = None
         self.end: int | None = None
 
-    def assemble(self) -> bytes | None:
+    def assemble(self) -> list[Any] | None:
+        """The frame's RTP packets in order, or None while one is missing."""
         if self.start is None or self.end is None:
             return None
         count = ((self.end - self.start) & 0xFFFF) + 1
         if len(self.parts) < count:
             return None
         try:
-            return b"".join(self.parts[(self.start + i) & 0xFFFF] for i in range(count))
+            return [self.parts[(self.start + i) & 0xFFFF] for i in range(count)]
         except KeyError:
             return None
 
@@ -229,7 +283,6 @@ class VideoTap:
         self._done: collections.deque[int] = collections.deque(maxlen=64)
         self._broken = True  # until the first keyframe
         self._ssrc: int | None = None
-        self._time_base = fractions.Fraction(1, VIDEO_CLOCK)
 
     def add(self, packet: Any) -> tuple[bool, None]:
         payload: bytes = packet.payload
@@ -251,7 +304,7 @@ class VideoTap:
                 return False, None  # a late retransmission of a frame already released
             frame = self._pending[ts] = _PendingFrame(now)
         seq = packet.sequence_number
-        frame.parts[seq] = data
+        frame.parts[seq] = packet
         # VP8 payload descriptor: S bit set with partition index 0 starts a frame.
         if payload[0] & 0x10 and payload[0] & 0x07 == 0:
             frame.start = seq
@@ -264,8 +317,8 @@ class VideoTap:
         while self._pending:
             ts = next(iter(self._pending))
             frame = self._pending[ts]
-            data = frame.assemble()
-            if data is None:
+            packets = frame.assemble()
+            if packets is None:
                 if now - frame.first_seen < self.giveup_s and len(self._pending) < self.max_pending:
                     return
                 del self._pending[ts]
@@ -276,15 +329,17 @@ class VideoTap:
                 continue
             del self._pending[ts]
             self._done.append(ts)
-            keyframe = data[0] & 0x01 == 0
+            keyframe = packets[0]._data[0] & 0x01 == 0
             if self._broken and not keyframe:
                 self.source.request_keyframe()
                 continue
             self._broken = False
-            av_packet = av.Packet(data)
-            av_packet.pts = self.source.pts(ssrc, ts)
-            av_packet.time_base = self._time_base
-            self.source.deliver(Frame(av_packet, keyframe, len(data)))
+            source = self.source
+            data = b"".join(p._data for p in packets) if source.av_packets else None
+            size = sum(len(p._data) for p in packets)
+            payloads = tuple(p.payload for p in packets)
+            pts = source.pts(ssrc, ts)
+            source.deliver(_frame(source, data, size, keyframe, pts, payloads, True))
 
 
 @dataclass
@@ -293,13 +348,25 @@ class TrackStats:
     bytes_sent: int = 0
     frames_skipped_waiting_keyframe: int = 0
     overflows: int = 0
+    send_errors: int = 0
     first_frame_at: float | None = None
     #: the source's ``frames_in`` when this track sent its first frame (for delivery ratios)
     source_frames_at_first: int = 0
 
 
 class ForwardTrack(MediaStreamTrack):
-    """What one learner's sender reads for one slot: pre-encoded ``av.Packet`` objects."""
+    """One learner's slot: keyframe gating, a bounded queue, and the send path.
+
+    ``aiortc`` path: the learner's ``RTCRtpSender`` reads pre-encoded ``av.Packet`` objects
+    from :meth:`recv`. ``lean`` path: :meth:`offer` sends the frame's packets at once through
+    the learner's :class:`LeanOutput` (the queue only holds frames until the learner's DTLS
+    transport is up); :meth:`recv` idles until the track stops, so the sender's RTP loop never
+    runs while its RTCP loop does.
+    """
+
+    #: lean path: held frames go out at most this many packets per tick
+    flush_packets = 24
+    flush_tick_s = 0.004
 
     def __init__(
         self,
@@ -312,11 +379,19 @@ class ForwardTrack(MediaStreamTrack):
         self.source = source
         self.maxsize = maxsize
         self.enabled = True
+        self.lean = source.send_path == "lean"
         self.waiting_keyframe = source.kind == "video"
         self.stats = TrackStats()
         self._queue: collections.deque[Frame] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._on_first_frame = on_first_frame
+        self._live = True
+        # lean path: the learner's sender, its negotiated parameters, the bound output
+        self.sender: Any = None
+        self.parameters: Any = None
+        self.output: LeanOutput | None = None
+        self._previous: LeanOutput | None = None
+        self._pacer: asyncio.TimerHandle | None = None
 
     def set_enabled(self, enabled: bool) -> None:
         """Stop or resume this slot for the learner; a resumed video waits for a keyframe."""
@@ -329,13 +404,48 @@ class ForwardTrack(MediaStreamTrack):
             self.source.request_keyframe()
 
     def offer(self, frame: Frame) -> None:
-        if not self.enabled or self.readyState != "live":
+        if not self.enabled or not self._live:
             return
         if self.waiting_keyframe:
             if not frame.keyframe:
                 self.stats.frames_skipped_waiting_keyframe += 1
                 return
             self.waiting_keyframe = False
+        if self.lean:
+            try:
+                output = self._bound()
+                if output is not None:
+                    if self._queue or self._pacer is not None:
+                        # Held frames still going out (paced): this one goes behind them.
+                        self._queue.append(frame)
+                        if self._pacer is None:
+                            self._flush(output)
+                        return
+                    if output.congested():
+                        # The learner's socket buffer is full: drop, resume at a keyframe.
+                        self.stats.overflows += 1
+                        if self.kind == "video":
+                            self.waiting_keyframe = True
+                            self.source.request_keyframe()
+                        return
+                    self._sent(frame, 0)
+                    output.send(frame)
+                    return
+            except Exception:  # this learner only; the others and the trainer's leg go on
+                self._send_failed()
+                return
+            if self.kind == "video":
+                # Not connected yet: hold the frames from the freshest keyframe on.
+                if frame.keyframe:
+                    self._queue.clear()
+                elif len(self._queue) >= self.maxsize:
+                    # Too long: drop them all, ask for a keyframe once connected.
+                    self.stats.overflows += 1
+                    self._queue.clear()
+                    self.waiting_keyframe = True
+                    return
+                self._queue.append(frame)
+                return
         if len(self._queue) >= self.maxsize:
             self.stats.overflows += 1
             if self.kind == "audio":
@@ -352,28 +462,121 @@ class ForwardTrack(MediaStreamTrack):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def connected(self) -> None:
+        """Lean path: the learner's connection is up; send what was held at once.
+
+        Called when the connection is announced and again when aiortc starts the sender (its
+        parameters known): the first call that can bind does the work."""
+        if not self.lean or not self._live or self.parameters is None:
+            return
+        try:
+            output = self._bound()
+            if output is not None:
+                if not self._queue and self.waiting_keyframe and self.enabled and self.source.gop:
+                    # Accepted after the last keyframe: that keyframe and the frames since, at
+                    # once (no PLI round trip, no coalescing window).
+                    self._queue.extend(self.source.gop)
+                    self.waiting_keyframe = False
+                if self._queue:
+                    self._flush(output)
+        except Exception:
+            self._send_failed()
+        if self.waiting_keyframe and self.enabled and self.kind == "video":
+            self.source.request_keyframe()
+
+    def _bound(self) -> LeanOutput | None:
+        """The learner's output if packets can go out now (bound on first use; after a
+        failure, bound again with the same SSRC, sequence numbers, timestamps and history)."""
+        output = self.output
+        if output is not None and output.usable():
+            return output
+        if output is None:
+            output = bind_output(self.sender, self.parameters, self._previous)
+            if output is not None:
+                self.output = self._previous = output
+        return output if output is not None and output.usable() else None
+
+    def _send_failed(self) -> None:
+        """A send raised (a transport closing under us, SRTP refusing): rebind, resume at a
+        keyframe. Logged once per track."""
+        self.stats.send_errors += 1
+        if self.stats.send_errors == 1:
+            logger.warning("media relay: lean send failed for a learner", exc_info=True)
+        self.output = None
+        self._queue.clear()
+        self._cancel_pacer()
+        if self.kind == "video":
+            self.waiting_keyframe = True
+            self.source.request_keyframe()
+
+    def _flush(self, output: LeanOutput) -> None:
+        """Send the frames held while the learner's transport was not up yet, paced:
+        ``flush_packets`` now, the rest every ``flush_tick_s`` (a keyframe and a second of
+        frames at once would overflow a receiving socket)."""
+        queue = self._queue
+        budget = self.flush_packets
+        while queue and budget > 0:
+            frame = queue.popleft()
+            self._sent(frame, len(queue))
+            budget -= output.send(frame)
+        if queue and self._pacer is None:
+            self._pacer = asyncio.get_running_loop().call_later(self.flush_tick_s, self._paced)
+
+    def _paced(self) -> None:
+        self._pacer = None
+        if not self._live or not self._queue:
+            return
+        try:
+            output = self._bound()
+            if output is not None:
+                self._flush(output)
+            else:
+                self._pacer = asyncio.get_running_loop().call_later(1.0, self._paced)
+        except Exception:
+            self._send_failed()
+
+    def _cancel_pacer(self) -> None:
+        if self._pacer is not None:
+            self._pacer.cancel()
+            self._pacer = None
+
+    def _sent(self, frame: Frame, queued: int) -> None:
+        stats = self.stats
+        stats.frames_sent += 1
+        stats.bytes_sent += frame.size
+        if stats.first_frame_at is None:
+            stats.first_frame_at = time.monotonic()
+            stats.source_frames_at_first = self.source.stats.frames_in - queued - 1
+            if self._on_first_frame is not None:
+                self._on_first_frame(self)
+
+    def retransmit(self, seq: int) -> bool:
+        """Lean path: answer a learner's NACK for ``seq`` from the history."""
+        output = self.output
+        if output is None:
+            return False
+        ntp = current_ntp_time()
+        return output.retransmit(seq, ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big"))
+
     async def recv(self) -> av.Packet:
-        while not self._queue:
+        while self.lean or not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError
             self._waiter = asyncio.get_running_loop().create_future()
             await self._waiter
             self._waiter = None
         frame = self._queue.popleft()
-        stats = self.stats
-        stats.frames_sent += 1
-        stats.bytes_sent += frame.size
-        if stats.first_frame_at is None:
-            stats.first_frame_at = time.monotonic()
-            stats.source_frames_at_first = self.source.stats.frames_in - len(self._queue) - 1
-            if self._on_first_frame is not None:
-                self._on_first_frame(self)
+        self._sent(frame, len(self._queue))
+        assert frame.packet is not None
         return frame.packet
 
     def stop(self) -> None:
         super().stop()
+        self._live = False
         self.source.tracks.discard(self)
         self._queue.clear()
+        self._cancel_pacer()
+        self.output = None
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

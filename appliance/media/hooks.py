@@ -11,13 +11,89 @@ import types
 
 import aioice.ice
 import aiortc
-from aiortc import RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+import aiortc.rtcrtpsender
+import pylibsrtp
+from aiortc import (
+    RTCDtlsTransport,
+    RTCIceTransport,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+from aiortc import rtp as aiortc_rtp
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 
 __all__ = ["check_private_hooks"]
 
 _CHECKED = False
+
+
+def _src(obj: object) -> str:
+    return inspect.getsource(obj)  # type: ignore[arg-type]
+
+
+def _lean_path_hooks() -> list[tuple[str, bool]]:
+    """What the lean send path (``lean.py``, ``ForwardTrack``) touches."""
+    sender_init = _src(RTCRtpSender.__init__)
+    rtcp_loop = _src(RTCRtpSender._run_rtcp)
+    return [
+        (
+            "RTCPeerConnection calls transceiver.sender.send(parameters)",
+            "await transceiver.sender.send(" in _src(RTCPeerConnection),
+        ),
+        (
+            "RTCRtpSender._ssrc / _rtx_ssrc",
+            "self._ssrc = random32()" in sender_init
+            and "self._rtx_ssrc = random32()" in sender_init,
+        ),
+        (
+            "RTCRtpSender SR counters (__ntp_timestamp, __rtp_timestamp, __packet_count, "
+            "__octet_count) read by _run_rtcp",
+            all(
+                f"self.__{name} = 0" in sender_init and f"=self.__{name}" in rtcp_loop
+                for name in ("ntp_timestamp", "rtp_timestamp")
+            )
+            and all(
+                f"self.__{name} = 0" in sender_init and f"self.__{name} & 0xFFFFFFFF" in rtcp_loop
+                for name in ("packet_count", "octet_count")
+            ),
+        ),
+        (
+            "RTCRtpSender answers NACKs through self._retransmit(seq)",
+            "await self._retransmit(seq)" in _src(RTCRtpSender._handle_rtcp_packet),
+        ),
+        (
+            "aiortc.rtcrtpsender.random_sequence_number",
+            hasattr(aiortc.rtcrtpsender, "random_sequence_number"),
+        ),
+        (
+            "RTCDtlsTransport._tx_srtp (pylibsrtp Session)",
+            "self._tx_srtp = Session(" in _src(RTCDtlsTransport)
+            and callable(getattr(pylibsrtp.Session, "protect", None)),
+        ),
+        (
+            "RTCIceTransport._connection (aioice Connection)",
+            "self._connection = gatherer._connection" in _src(RTCIceTransport.__init__),
+        ),
+        (
+            "aioice Connection._nominated[component] -> pair.protocol, pair.remote_addr",
+            "active_pair = self._nominated.get(component)" in _src(aioice.ice.Connection.sendto)
+            and "active_pair.protocol.send_data(data, active_pair.remote_addr)"
+            in _src(aioice.ice.Connection.sendto),
+        ),
+        (
+            "aioice StunProtocol.send_data is transport.sendto",
+            "self.transport.sendto(data, addr)" in _src(aioice.ice.StunProtocol.send_data),
+        ),
+        (
+            "aiortc.rtp.HeaderExtensionsMap.configure/set, RTP_HISTORY_SIZE",
+            hasattr(aiortc_rtp.HeaderExtensionsMap, "configure")
+            and hasattr(aiortc_rtp.HeaderExtensionsMap, "set")
+            and hasattr(aiortc_rtp, "RTP_HISTORY_SIZE"),
+        ),
+    ]
 
 
 def check_private_hooks() -> None:
@@ -61,6 +137,7 @@ def check_private_hooks() -> None:
             and "loop = asyncio.get_running_loop()"
             in inspect.getsource(aioice.ice.Connection.get_component_candidates),
         ),
+        *_lean_path_hooks(),
     ]
     for name, ok in needed:
         if not ok:

@@ -109,7 +109,8 @@ class MediaRoom:
         self.server = server
         self.cohort_id = cohort_id
         self.observer = server.observer
-        self.sources = {slot: Source(slot, kind, self.observer) for slot, kind in SLOTS}
+        send_path = server.settings.media_send_path
+        self.sources = {slot: Source(slot, kind, self.observer, send_path) for slot, kind in SLOTS}
         self._publisher: RTCPeerConnection | None = None
         self._publisher_id: int | None = None
         self._tapped: set[int] = set()
@@ -262,7 +263,7 @@ class MediaRoom:
             transceiver = pc.addTransceiver(track, direction="sendonly")
             pin_codecs(transceiver)
             sender = transceiver.sender
-            self._hook_sender(learner, sender, source)
+            self._hook_sender(learner, sender, source, track)
             learner.tracks[slot] = track
             learner.senders[slot] = sender
         self._learners[learner_id] = learner
@@ -281,7 +282,9 @@ class MediaRoom:
         sdp = announce_address(pc.localDescription.sdp, self.server.public_address)
         return SubscribeOffer(sdp, mids)
 
-    def _hook_sender(self, learner: _Learner, sender: Any, source: Source) -> None:
+    def _hook_sender(
+        self, learner: _Learner, sender: Any, source: Source, track: ForwardTrack
+    ) -> None:
         # The sender answers PLI/FIR by forcing its encoder, which pack() ignores: ask the
         # publisher instead (coalesced by the source).
         def keyframe() -> None:
@@ -297,9 +300,26 @@ class MediaRoom:
             learner.nacks_in += 1
             self._counters["nacks_in"] += 1
             self.observer.nack("received")
-            await retransmit(seq)
+            if track.lean:
+                track.retransmit(seq)  # from the lean path's own history
+            else:
+                await retransmit(seq)
 
         sender._retransmit = counting_retransmit
+        if track.lean:
+            # The lean path needs what was negotiated (payload types, RTX, header extension
+            # ids, mid): the parameters aiortc starts the sender with.
+            track.sender = sender
+            send = sender.send
+
+            async def capture_send(parameters: Any) -> None:
+                track.parameters = parameters
+                await send(parameters)
+                # aiortc starts the senders once DTLS is up, after "connected" was announced:
+                # the first moment the lean path can send what it holds.
+                track.connected()
+
+            sender.send = capture_send
 
     async def accept_answer(self, learner_id: int, answer_sdp: str) -> None:
         """Apply the learner's answer. An answer that would send media is refused."""
@@ -320,10 +340,13 @@ class MediaRoom:
             track.enabled = slot in allowed
             if track.enabled:
                 self.sources[slot].tracks.add(track)
-        # A learner joining mid-class starts at a keyframe: ask for one now.
+        # A learner joining mid-class starts at a keyframe: ask for one now, unless the lean
+        # path holds a recent one (sent with the frames since when the connection is up) that
+        # will still be held when the connection is up (ICE + DTLS: well under a second).
         for slot in ("camera", "screen"):
-            if slot in allowed:
-                self.sources[slot].request_keyframe()
+            source = self.sources[slot]
+            if slot in allowed and (not source.gop or len(source.gop) > source.gop_max // 2):
+                source.request_keyframe()
 
     def _first_frame(self, learner: _Learner, track: ForwardTrack) -> None:
         if learner.first_frame_s is not None:
@@ -350,6 +373,8 @@ class MediaRoom:
         state = learner.pc.connectionState
         if state == "connected" and not learner.settled.is_set():
             learner.settled.set()
+            for track in learner.tracks.values():
+                track.connected()
             learner.relayed = _relayed(learner.pc)
             self.observer.connection_established(relayed=learner.relayed)
         if state not in ("failed", "closed"):

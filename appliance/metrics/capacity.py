@@ -5,7 +5,9 @@
     relay    = sum over rooms of learners x (learner_cpu + video_track_cpu x video tracks)
     used     = max(process CPU busy, relay)                   (measured or modelled, the larger)
     marginal = learner_cpu + video_track_cpu x planned video tracks
-    capacity = floor(max(0, budget - other - used) / marginal)
+    free     = min(budget - other - used,                   (the machine)
+                   min(cores, relay_cores) x cpu_target - used)   (one process: one event loop)
+    capacity = floor(max(0, free) / marginal)
 
 CPU figures are in cores (CPU-seconds per second), measured over the last few seconds.
 """
@@ -109,6 +111,8 @@ class CapacityModel:
     video_track_cpu: float
     planned_video_tracks: int
     cpu_target: float
+    relay_cores: float = 1.0
+    """Cores one Estrade process can relay on: its event loop runs on one core."""
 
     def learner_cost(self, video_tracks: int) -> float:
         return self.learner_cpu + self.video_track_cpu * video_tracks
@@ -129,7 +133,8 @@ class CapacityModel:
         )
         used = max(cpu.process_busy_cores, relay)
         marginal = self.learner_cost(self.planned_video_tracks)
-        free = max(0.0, budget - other - used)
+        process_budget = min(cpu.cores, self.relay_cores) * self.cpu_target
+        free = max(0.0, min(budget - other - used, process_budget - used))
         return CapacityEstimate(
             learners=math.floor(free / marginal + 1e-9),
             budget_cores=budget,

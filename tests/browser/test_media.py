@@ -58,14 +58,31 @@ LEARNER_JS = """async (cohortId) => {
 }"""
 
 STATS_JS = """async () => {
-  const out = { framesDecoded: 0, audioPackets: 0, codecs: [], at: performance.now() };
+  const out = { framesDecoded: 0, audioPackets: 0, codecs: [], at: performance.now(),
+                videoJitter: null, videoReceived: 0, videoLost: 0, audioJitter: null,
+                videoReportedSent: null, reports: 0, rtt: null };
   const report = await window.learner.pc.getStats();
   const codecs = {};
   report.forEach((r) => { if (r.type === "codec") codecs[r.id] = r.mimeType; });
   report.forEach((r) => {
+    if (r.type === "candidate-pair" && r.nominated && r.currentRoundTripTime !== undefined)
+      out.rtt = r.currentRoundTripTime;
+    // The relay's sender reports, as the browser read them.
+    if (r.type === "remote-outbound-rtp" && r.kind === "video") {
+      out.videoReportedSent = r.packetsSent;
+      out.reports = r.reportsSent || 0;
+    }
     if (r.type !== "inbound-rtp") return;
-    if (r.kind === "video") out.framesDecoded += r.framesDecoded || 0;
-    if (r.kind === "audio") out.audioPackets += r.packetsReceived || 0;
+    if (r.kind === "video") {
+      out.framesDecoded += r.framesDecoded || 0;
+      out.videoJitter = r.jitter;
+      out.videoReceived = r.packetsReceived || 0;
+      out.videoLost = r.packetsLost || 0;
+    }
+    if (r.kind === "audio") {
+      out.audioPackets += r.packetsReceived || 0;
+      out.audioJitter = r.jitter;
+    }
     if (r.codecId && codecs[r.codecId]) out.codecs.push(codecs[r.codecId]);
   });
   return out;
@@ -112,6 +129,16 @@ def test_trainer_publishes_camera_and_mic_learner_decodes(
     assert later["framesDecoded"] > first["framesDecoded"] + 10, (first, later)
     assert later["audioPackets"] > 50, later
     assert sorted(set(later["codecs"])) == ["audio/opus", "video/VP8"], later
+    # The relay's stream looks healthy to the browser: jitter (seconds) and the ICE round
+    # trip small on loopback, few losses, and sender reports that count what arrived.
+    assert 0 <= later["videoJitter"] < 0.1 and 0 <= later["audioJitter"] < 0.1, later
+    assert later["rtt"] is not None and 0 <= later["rtt"] < 0.5, later
+    assert later["videoLost"] <= max(2, later["videoReceived"] // 100), later
+    reported = poll(lpage, STATS_JS, lambda s: s["reports"] >= 2)
+    assert reported["videoReportedSent"] is not None
+    # A report counts packets sent before it; the browser's count grows after it.
+    assert 0 < reported["videoReportedSent"] <= reported["videoReceived"] + reported["videoLost"]
+    assert reported["videoReceived"] - reported["videoReportedSent"] < 300, reported
     seen = lpage.evaluate("window.tracksSeen")
     assert seen[-1] == {"camera": True, "screen": False, "audio": True}, seen
 
@@ -134,6 +161,8 @@ def test_trainer_publishes_camera_and_mic_learner_decodes(
                 "browser_frames_decoded": later["framesDecoded"],
                 "browser_audio_packets": later["audioPackets"],
                 "browser_join_to_first_frame_s": round(join_to_first_frame_s, 3),
+                "browser_video_jitter_s": later["videoJitter"],
+                "browser_ice_rtt_s": later["rtt"],
             }
         )
     )

@@ -70,6 +70,55 @@ class SyntheticVideo(VideoStreamTrack):
         return frame
 
 
+class ReplayVideo(MediaStreamTrack):
+    """Pre-encoded VP8 (aiortc's own encoder, at its pinned bitrate) replayed at ``fps``.
+
+    For benchmarks: the trainer's encoding does not compete with the server for the CPU.
+    ``gop`` frames are encoded once from :class:`SyntheticVideo`'s pattern, a keyframe first;
+    the replay loops over them (a keyframe every ``gop`` frames) and restarts at the keyframe
+    when the receiver asks for one (PLI/FIR), so every frame sent is decodable.
+    """
+
+    kind = "video"
+
+    def __init__(self, width: int = 640, height: int = 480, fps: int = 30, gop: int = 150) -> None:
+        super().__init__()
+        from aiortc.codecs.vpx import Vp8Encoder, VpxPayloadDescriptor
+
+        source = SyntheticVideo(width, height, fps)
+        encoder = Vp8Encoder()
+        self.encoded: list[bytes] = []
+        for i in range(gop):
+            frame = source._frames[i % len(source._frames)]
+            frame.pts = i * (90000 // fps)
+            frame.time_base = fractions.Fraction(1, 90000)
+            payloads, _ = encoder.encode(frame, force_keyframe=i == 0)
+            frame.pict_type = av.video.frame.PictureType.NONE
+            self.encoded.append(b"".join(VpxPayloadDescriptor.parse(p)[1] for p in payloads))
+        self.fps = fps
+        self.frames_sent = 0
+        self._index = 0
+        self._count = 0
+        self._start: float | None = None
+
+    def request_keyframe(self) -> None:
+        self._index = 0
+
+    async def recv(self) -> av.Packet:
+        if self._start is None:
+            self._start = time.monotonic()
+        self._count += 1
+        wait = self._start + self._count / self.fps - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        packet = av.Packet(self.encoded[self._index])
+        self._index = (self._index + 1) % len(self.encoded)
+        packet.pts = self._count * (90000 // self.fps)
+        packet.time_base = fractions.Fraction(1, 90000)
+        self.frames_sent += 1
+        return packet
+
+
 def config() -> RTCConfiguration:
     return RTCConfiguration(iceServers=[])  # never a public STUN server, even in tests
 
@@ -77,9 +126,13 @@ def config() -> RTCConfiguration:
 class Trainer:
     """The trainer's browser, played by aiortc: microphone and camera (and screen)."""
 
-    def __init__(self, audio: bool = True, video: bool = True, **video_kw: Any) -> None:
+    def __init__(
+        self, audio: bool = True, video: bool = True, replay: bool = False, **video_kw: Any
+    ) -> None:
         self.pc = RTCPeerConnection(config())
-        self.video = SyntheticVideo(**video_kw) if video else None
+        self.video: SyntheticVideo | ReplayVideo | None = None
+        if video:
+            self.video = ReplayVideo(**video_kw) if replay else SyntheticVideo(**video_kw)
         self.plis_received = 0
         self.transceivers = {}
         if audio:
@@ -90,6 +143,8 @@ class Trainer:
             t = self.pc.addTransceiver(self.video, direction="sendonly")
             self.transceivers["camera"] = t
             self._count_plis(t.sender)
+            if isinstance(self.video, ReplayVideo):
+                t.sender._send_keyframe = self.video.request_keyframe
 
     def add_camera(self, **video_kw: Any) -> Any:
         """Start the camera later (the caller renegotiates)."""
@@ -148,6 +203,7 @@ class Learner:
         self.pc = RTCPeerConnection(config())
         self.decode = decode
         self.frames: dict[str, int] = {"audio": 0, "video": 0}
+        self.packets = 0  # RTP packets received (count-only learners)
         self.sizes: list[tuple[int, int]] = []
         self.assembled_keyframes: list[bool] = []
         self.assembled: list[tuple[int, bool]] = []
@@ -176,6 +232,7 @@ class Learner:
             # Count without decoding: the stock buffer assembles, the decoder gets nothing.
             class Counting:
                 def add(self, packet: Any) -> tuple[bool, Any]:
+                    learner.packets += 1
                     pli, frame = real.add(packet)
                     learner._saw(packet, frame)
                     return pli, None
@@ -196,6 +253,7 @@ class Learner:
 
         class Counting:
             def add(self, packet: Any) -> tuple[bool, Any]:
+                learner.packets += 1
                 learner.frames["audio"] += 1
                 return False, None
 
@@ -250,6 +308,41 @@ class Learner:
 
                 protocol.datagram_received = lossy
                 protocol._estrade_lossy = True
+
+    def go_light(self) -> None:
+        """Benchmarks: count RTP datagrams by their clear header and drop them undecrypted.
+
+        STUN and DTLS still reach aiortc (ICE consent, the handshake); RTCP from the relay too.
+        The learner then costs its process almost nothing per packet, so a crowded benchmark
+        client cannot starve and lose what the relay sends. Counts land in ``light``:
+        ``{ssrc: [first arrival, packets, lowest seq, highest seq]}`` (no wrap: short runs).
+        """
+        self.light: dict[int, list[float]] = {}
+        light = self.light
+        for transceiver in self.pc.getTransceivers():
+            ice = transceiver.receiver.transport.transport
+            for protocol in ice._connection._protocols:
+                if getattr(protocol, "_estrade_light", False):
+                    continue
+                real = protocol.datagram_received
+
+                def count(data: bytes, addr: Any, real: Any = real) -> None:
+                    if len(data) >= 12 and 127 < data[0] < 192 and not 191 < data[1] < 224:
+                        ssrc = int.from_bytes(data[8:12], "big")
+                        seq = int.from_bytes(data[2:4], "big")
+                        entry = light.get(ssrc)
+                        if entry is None:
+                            light[ssrc] = [time.monotonic(), 1, seq, seq]
+                        else:
+                            entry[1] += 1
+                            entry[2] = min(entry[2], seq)
+                            entry[3] = max(entry[3], seq)
+                        self.packets += 1
+                        return
+                    real(data, addr)
+
+                protocol.datagram_received = count
+                protocol._estrade_light = True
 
     async def send_pli(self) -> None:
         for t in self.pc.getTransceivers():

@@ -91,6 +91,8 @@ async def test_a_request_held_back_by_the_coalescing_window_is_sent_when_it_ends
     server: MediaServer, monkeypatch
 ) -> None:
     monkeypatch.setattr(Source, "pli_interval_s", 1.5)
+    # No kept keyframe for arriving learners (the lean path's): every join asks for one.
+    monkeypatch.setattr(Source, "gop_max", 1)
     # A constant bitrate: aiortc's VP8 encoder restarts (with a keyframe) when REMB moves it,
     # and those keyframes would hide a request that never reaches the trainer.
     for name in ("DEFAULT_BITRATE", "MIN_BITRATE", "MAX_BITRATE"):

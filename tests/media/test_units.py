@@ -14,8 +14,8 @@ from appliance.media.ladder import LadderPolicy, LadderState
 
 
 class Collect(Source):
-    def __init__(self) -> None:
-        super().__init__("camera", "video")
+    def __init__(self, send_path: str = "lean") -> None:
+        super().__init__("camera", "video", send_path=send_path)
         self.frames: list[Frame] = []
         self.requests = 0
 
@@ -39,16 +39,26 @@ def frame_packets(seq: int, ts: int, key: bool, parts: int = 3) -> list[RtpPacke
     return [vp8(seq + i, ts, i == 0, i == parts - 1, key, bytes([i]) * 10) for i in range(parts)]
 
 
-def test_frames_are_assembled_in_order_even_out_of_order() -> None:
-    source = Collect()
+@pytest.mark.parametrize("send_path", ["lean", "aiortc"])
+def test_frames_are_assembled_in_order_even_out_of_order(send_path: str) -> None:
+    source = Collect(send_path)
     tap = VideoTap(source)
     key = frame_packets(100, 3000, key=True)
     delta = frame_packets(103, 6000, key=False)
     for packet in [key[0], key[2], delta[0], key[1], delta[2], delta[1]]:
         assert tap.add(packet) == (False, None)
     assert [f.keyframe for f in source.frames] == [True, False]
-    assert [f.packet.pts for f in source.frames] == [0, 3000]
-    assert bytes(source.frames[0].packet) == b"\x00" + b"\x00" * 10 + b"\x01" * 10 + b"\x02" * 10
+    assert [f.pts for f in source.frames] == [0, 3000]
+    # The trainer's RTP payloads, in sequence order, for the lean path.
+    assert source.frames[0].payloads == tuple(p.payload for p in key)
+    assert source.frames[1].payloads == tuple(p.payload for p in delta)
+    assert source.frames[0].size == 31
+    if send_path == "lean":
+        assert source.frames[0].packet is None  # no av.Packet built
+    else:
+        packet = source.frames[0].packet
+        assert packet is not None and packet.pts == 0
+        assert bytes(packet) == b"\x00" + b"\x00" * 10 + b"\x01" * 10 + b"\x02" * 10
 
 
 def test_delta_frames_wait_for_a_keyframe_after_a_lost_packet(monkeypatch) -> None:
@@ -98,3 +108,19 @@ def test_start_up_names_a_missing_hook(monkeypatch) -> None:
     monkeypatch.setattr(aiortc, "__version__", "1.17.0")
     with pytest.raises(RuntimeError, match=r"hook missing: aiortc 1\.16\.\*"):
         hooks.check_private_hooks()
+
+
+def test_lean_output_follows_a_turn_pair_too() -> None:
+    """A nominated pair over TURN has aioice's TurnTransport: sendto only, nothing queued."""
+    from types import SimpleNamespace
+
+    from aioice.turn import TurnTransport
+
+    from appliance.media.lean import LeanOutput
+
+    turn = TurnTransport(None)  # type: ignore[arg-type]
+    out = LeanOutput.__new__(LeanOutput)
+    out._set_pair(SimpleNamespace(protocol=SimpleNamespace(transport=turn), remote_addr=("::1", 9)))
+    assert out.congested() is False
+    assert out._closing() is False
+    assert out._sendto == turn.sendto
