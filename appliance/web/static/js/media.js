@@ -370,6 +370,7 @@ export class LearnerMedia {
     this.active = true;
     if (!anyLive(this.live)) {
       this._waiting = true;
+      this._report(); // the page says the trainer is not sending yet
       return;
     }
     await this._subscribe();
