@@ -190,6 +190,7 @@ def test_learners_and_operators_do_not_see_it(
     assert r is not None and r.status == 403
     learner = new_page(locale="en-US")
     learner.goto(api.link(world["cohort"], world["learner"]["id"]))
+    learner.wait_for_url(f"**/classroom/{world['cohort']}")  # the link page joins, then goes on
     r = learner.goto(f"/cohorts/{world['cohort']}/engagement")
     assert r is not None and r.status == 403
     # a learner sees their own summary in the classroom, and only theirs
