@@ -150,8 +150,7 @@ room.on("closed", (e) => {
   // 4401: this session no longer lets the learner in (link revoked or replaced, account
   // deactivated): the page that says why and what to do. The server has already dropped the
   // session, so the reason comes from the close code, not from a later request.
-  // A link that reached its expiry says "expired" in the close reason (docs/protocol.md).
-  if (e.code === 4401) leaveFor(`/link-problem?reason=${/expired/.test(e.reason || "") ? "expired" : "revoked"}`);
+  if (e.code === 4401) leaveFor("/link-problem?reason=revoked");
 });
 
 // --- rendering ---------------------------------------------------------------------------
