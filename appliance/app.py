@@ -34,6 +34,8 @@ from appliance.auth.redact import redact
 from appliance.auth.sessions import build_session_config, build_session_store, sweep_sessions
 from appliance.documents import BlobStore, DocumentController
 from appliance.documents.services import DocumentTotals
+from appliance.engagement.controllers import EngagementController, EngagementPage
+from appliance.engagement.live import EngagementLive
 from appliance.live import access_listeners, classroom_socket, live_plugin
 from appliance.live.documents import LiveDocumentNotifier
 from appliance.live.media import MediaBridge
@@ -45,9 +47,11 @@ from appliance.metrics import (
     request_metrics,
 )
 from appliance.polls.controllers import PollController
+from appliance.request import EstradeRequest
 from appliance.settings import Settings
 from appliance.system import SystemController
 from appliance.web import PageController, html_not_found, static_files_router
+from appliance.web.render import template_config
 
 __all__ = ["create_app", "create_app_from_env", "secret_key"]
 
@@ -140,12 +144,14 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             sweeper.cancel()
             await metrics.loop_monitor.stop()
             await media.close()
+            await live.attendance.flush()
             live.close()
             password_workers.close()
             await db.close(engine)
 
     password_workers = PasswordWorkers(settings.password_workers, settings.password_queue)
     channels, live = live_plugin(settings)
+    engagement = EngagementLive(live)  # counts hands, reactions, low bandwidth per learner
     live.metrics = metrics
     media = MediaBridge(live)
     document_totals = DocumentTotals()
@@ -163,6 +169,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             "document_totals": document_totals,
             "password_workers": password_workers,
             "csrf_secret": csrf_secret,
+            "engagement": engagement,
             "login_limiter": LoginLimiter(
                 settings.login_attempts_per_address,
                 settings.login_attempts_per_account,
@@ -183,6 +190,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             PollController,
             classroom_socket,
             DocumentController,
+            EngagementController,
+            EngagementPage,
             PageController,
             static_files_router(),
         ],
@@ -205,7 +214,9 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         ),
         exception_handlers={HTTPException: _json_errors, Exception: _server_error},
         request_max_body_size=settings.max_request_bytes,
-        lifespan=[lifespan],
+        request_class=EstradeRequest,
+        template_config=template_config(),
+        lifespan=[lifespan, engagement.lifespan],
         state=state,
         debug=False,
     )

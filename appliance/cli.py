@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from appliance.settings import Settings, SettingsError, load_settings
 
@@ -154,6 +155,54 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's options for ``estrade serve`` (the tests serve with the same ones)."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        # The sans-I/O implementation: uvicorn deprecates its legacy `websockets` one.
+        "ws": "websockets-sansio",
+        # The WebSocket layer refuses a frame whose header says it is bigger than this before
+        # reading it (close 1009): at most this much is held per frame. Twice the protocol's
+        # limit, so a frame just over it still reaches the socket handler, which closes with
+        # 1009 after the replies already queued (docs/protocol.md).
+        "ws_max_size": ws_transport_limit(settings),
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "log_level": settings.log_level,
+        "lifespan": "on",
+        "server_header": False,
+    }
+
+
+def ws_transport_limit(settings: Settings) -> int:
+    """Largest WebSocket message the server reads at all (bytes)."""
+    return 2 * settings.ws_max_frame_bytes
+
+
+def _raise_open_files(settings: Settings) -> None:
+    """Raise the soft open-files limit to what the capacity needs (the systemd unit sets it;
+    this covers other ways of running), and say so when the hard limit is too low."""
+    import resource
+
+    need = settings.open_files_needed
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        target = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft != resource.RLIM_INFINITY and soft < need:
+        print(
+            f"estrade: warning: {soft} open files allowed, the configured capacity needs {need}"
+            " (raise LimitNOFILE or lower media_max_rooms / media_max_learners_per_room)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -174,20 +223,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(asyncio.run(_with_db(settings, run)), flush=True)
 
         demo()
+    _raise_open_files(settings)
     app = create_app(settings, migrate_on_start=True)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        ws="websockets",
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        log_level=settings.log_level,
-        lifespan="on",
-        server_header=False,
-    )
+    config = uvicorn.Config(app, **server_options(settings))
     # uvicorn.Config set its logging up: from here on, no join-link secret reaches a log.
     install_log_redaction("uvicorn", "uvicorn.access", "uvicorn.error", "estrade")
     print(f"estrade: serving on http://{settings.host}:{settings.port}", flush=True)

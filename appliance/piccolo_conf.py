@@ -18,5 +18,6 @@ APP_REGISTRY = AppRegistry(
         "appliance.polls.piccolo_app",
         "appliance.attendance.piccolo_app",
         "appliance.documents.piccolo_app",
+        "appliance.engagement.piccolo_app",
     ]
 )

@@ -101,12 +101,28 @@ class Settings:
     """Largest classroom-socket frame accepted; a bigger one closes the socket (code 1009)."""
     ws_malformed_limit: int = 10
     """Malformed frames tolerated per socket; the next closes it (code 1008)."""
+    ws_idle_timeout_s: float = 15.0
+    """A classroom socket that sends nothing for this long is closed (code 4408) and the learner
+    counted as gone; the server sends ``heartbeat`` every third of it, clients answer."""
+    ws_learner_sockets_per_session: int = 1
+    """Classroom sockets one learner session may hold per cohort; a new one closes the oldest
+    (code 4409: the class is open in another tab)."""
+    ws_staff_sockets_per_session: int = 4
+    """Classroom sockets one staff session may hold per cohort (console, learner view...)."""
     chat_max_chars: int = 2000
     """Longest chat message or question, in characters."""
     chat_rate_limit: int = 5
     """Chat messages a learner may send per ``chat_rate_window_s`` (more: ``rate_limited``)."""
     chat_rate_window_s: int = 10
     """Window of the learners' chat rate limit, in seconds."""
+    live_rate_limit: int = 10
+    """Messages of one type (hand, reaction, vote...) a learner may send per
+    ``live_rate_window_s``; more: ``rate_limited`` (chat has its own, stricter limit)."""
+    live_rate_window_s: int = 10
+    """Window of the learners' per-message-type rate limit, in seconds."""
+    attendance_reconnect_grace_s: int = 10
+    """A learner whose last socket closes and who is back within this many seconds stays
+    connected in the attendance record (a reload or a network blip is not an absence)."""
     chat_history: int = 100
     """Recent chat messages sent to a participant when they join."""
     live_resume_events: int = 1000
@@ -135,6 +151,18 @@ class Settings:
     """Learners receiving media in one class; the next one is refused with a clear message."""
     media_max_rooms: int = 2
     """Classes relaying media at the same time on this server."""
+    media_step_down_loss: float = 0.08
+    """Loss ratio in a learner's receiver reports that makes a bad second; 3 in a row step the
+    learner down the ladder (full > screen > audio). 0: every reported second counts as bad."""
+    media_step_down_rtt_s: float = 0.6
+    """Round-trip time that makes a bad second, likewise."""
+
+    @property
+    def open_files_needed(self) -> int:
+        """File descriptors the configured capacity needs: 8 per participant (sockets, media,
+        downloads) of every class, plus 1024 (database, logs, listeners). The systemd unit's
+        ``LimitNOFILE`` (roles/estrade) uses the same formula."""
+        return 1024 + 8 * self.media_max_rooms * (self.media_max_learners_per_room + 1)
 
     @property
     def resolved_public_url(self) -> str:
@@ -245,10 +273,15 @@ def _validate(s: Settings) -> None:
         "join_link_ttl_days",
         "ws_max_frame_bytes",
         "ws_malformed_limit",
+        "ws_idle_timeout_s",
+        "ws_learner_sockets_per_session",
+        "ws_staff_sockets_per_session",
         "chat_max_chars",
         "chat_rate_limit",
         "chat_rate_window_s",
         "chat_history",
+        "live_rate_limit",
+        "live_rate_window_s",
         "live_resume_events",
         "reaction_window_s",
         "signing_window_minutes",
@@ -258,6 +291,9 @@ def _validate(s: Settings) -> None:
     ):
         if getattr(s, key) <= 0:
             raise bad(key, getattr(s, key), "must be positive")
+    if s.attendance_reconnect_grace_s < 0:
+        grace = s.attendance_reconnect_grace_s
+        raise bad("attendance_reconnect_grace_s", grace, "must be 0 or more")
     _validate_media(s, bad)
 
 
@@ -287,6 +323,10 @@ def _validate_media(s: Settings, bad: Any) -> None:
                 ipaddress.ip_address(value)
             except ValueError:
                 raise bad(key, value, "is not an IP address") from None
+    if not 0 <= s.media_step_down_loss <= 1:
+        raise bad("media_step_down_loss", s.media_step_down_loss, "must be a ratio within 0-1")
+    if s.media_step_down_rtt_s <= 0:
+        raise bad("media_step_down_rtt_s", s.media_step_down_rtt_s, "must be positive")
     if (s.media_port_min == 0) != (s.media_port_max == 0):
         raise bad("media_port_min", s.media_port_min, "and media_port_max must both be set")
     if s.media_port_min and not 1024 <= s.media_port_min <= s.media_port_max <= 65535:

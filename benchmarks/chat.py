@@ -185,6 +185,7 @@ async def run(args: argparse.Namespace) -> dict:
             trainer_cookie = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
 
         url = f"ws://127.0.0.1:{port}/ws/cohorts/{cohort_id}"
+        HEARTBEAT = '{"type": "heartbeat"}'
         decoder = msgspec.json.Decoder(Event)
         welcome = msgspec.json.Decoder(dict)
 
@@ -212,6 +213,9 @@ async def run(args: argparse.Namespace) -> dict:
             async for raw in ws:
                 now = time.monotonic_ns()
                 msg = decoder.decode(raw)
+                if msg.type == "heartbeat":  # answered as the browser does (docs/protocol.md)
+                    await ws.send(HEARTBEAT)
+                    continue
                 if msg.type == "rate_limited":
                     phase.rate_limited += 1
                 elif msg.type in ("error", "forbidden"):
@@ -225,8 +229,9 @@ async def run(args: argparse.Namespace) -> dict:
                     phase.received[i] += 1
 
         async def drain(ws) -> None:
-            async for _ in ws:
-                pass
+            async for raw in ws:
+                if decoder.decode(raw).type == "heartbeat":
+                    await ws.send(HEARTBEAT)
 
         readers = [asyncio.create_task(reader(i, ws)) for i, (ws, _) in enumerate(sockets)]
         readers.append(asyncio.create_task(drain(trainer)))

@@ -28,7 +28,10 @@ def pg_server() -> Iterator[PgServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+# The `postgres` mark lets `make test-fast` deselect the PostgreSQL half (-m "not postgres").
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated database, one per backend for the whole run; tables are emptied per test."""
     if request.param == "sqlite":
@@ -58,6 +61,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "public_url": "http://testserver.local",
         # Media sockets on loopback only: tests send nothing beyond 127.0.0.1.
         "media_interface": "127.0.0.1",
+        # Tests that hold a socket without reading it (waiting for media, say) must not be
+        # dropped as dead links on a busy machine; tests/test_live_links.py sets its own.
+        "ws_idle_timeout_s": 60.0,
     }
     base.update(overrides)
     return load_settings(env={}, **base)

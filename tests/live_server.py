@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -15,6 +16,7 @@ from websockets.asyncio.client import ClientConnection
 
 from appliance.accounts import services
 from appliance.app import create_app
+from appliance.cli import ws_transport_limit
 from appliance.settings import Settings
 from tests.servers import free_port
 
@@ -25,10 +27,16 @@ class LiveServer:
         self.port = free_port()
         self.app = create_app(settings)
         config = uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="on",
+            ws_max_size=ws_transport_limit(settings),  # as `estrade serve`
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.peers: list[Peer] = []
 
     @property
     def base(self) -> str:
@@ -79,17 +87,42 @@ class LiveServer:
             max_size=None,
         )
         peer = Peer(ws)
+        self.peers.append(peer)
         peer.welcome = await peer.expect("welcome")
         return peer
 
+    async def close_peers(self) -> None:
+        """Close every client socket this server's tests opened (no unclosed transports)."""
+        for peer in self.peers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(peer.ws.close(), 5)
+            peer.ws.transport.abort()
+        self.peers.clear()
+
 
 class Peer:
-    """A websocket client that keeps what it received and waits for a message type."""
+    """A websocket client that keeps what it received and waits for a message type.
+
+    Like the browser client it answers the server's ``heartbeat`` (unless ``answer_heartbeats``
+    is off: a silently dead link); heartbeats are counted, not kept in ``seen``.
+    """
 
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.seen: list[dict[str, Any]] = []
         self.welcome: dict[str, Any] = {}
+        self.answer_heartbeats = True
+        self.heartbeats = 0
+
+    async def _recv(self, timeout: float) -> dict[str, Any] | None:  # noqa: ASYNC109
+        """The next message; a heartbeat is answered and returned as None."""
+        msg: dict[str, Any] = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+        if msg.get("type") == "heartbeat":
+            self.heartbeats += 1
+            if self.answer_heartbeats:
+                await self.ws.send('{"type": "heartbeat"}')
+            return None
+        return msg
 
     async def send(self, type_: str, **fields: Any) -> None:
         await self.ws.send(json.dumps({"type": type_, **fields}))
@@ -100,10 +133,25 @@ class Peer:
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
                 raise AssertionError(f"no {type_} {match} within {timeout}s; got {self.seen[-5:]}")
-            raw = await asyncio.wait_for(self.ws.recv(), left)
-            msg = json.loads(raw)
+            msg = await self._recv(left)
+            if msg is None:
+                if type_ == "heartbeat":
+                    return {"type": "heartbeat"}
+                continue
             self.seen.append(msg)
             if msg["type"] == type_ and all(msg.get(k) == v for k, v in match.items()):
+                return msg
+
+    async def expect_ref(self, ref: str, timeout: float = 5) -> dict[str, Any]:  # noqa: ASYNC109
+        """The next message carrying ``ref`` (whatever its type)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise AssertionError(f"no reply to {ref} within {timeout}s; got {self.seen[-5:]}")
+            msg = json.loads(await asyncio.wait_for(self.ws.recv(), left))
+            self.seen.append(msg)
+            if msg.get("ref") == ref:
                 return msg
 
     async def request(self, type_: str, expect: str = "ack", **fields: Any) -> dict[str, Any]:
@@ -115,13 +163,16 @@ class Peer:
     async def quiet(self, seconds: float = 0.3) -> list[dict[str, Any]]:
         """Everything received within ``seconds``."""
         got = []
+        deadline = asyncio.get_running_loop().time() + seconds
         try:
-            while True:
-                raw = await asyncio.wait_for(self.ws.recv(), seconds)
-                got.append(json.loads(raw))
-                self.seen.append(got[-1])
+            while (left := deadline - asyncio.get_running_loop().time()) > 0:
+                msg = await self._recv(left)
+                if msg is not None:
+                    got.append(msg)
+                    self.seen.append(msg)
         except TimeoutError:
-            return got
+            pass
+        return got
 
     @property
     def last_seq(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -72,6 +73,12 @@ ADMIN_ROUTES: dict[str, tuple[Call, int]] = {
     "revoke link": (
         lambda c, w: c.post(
             f"/api/admin/cohorts/{w.cohort.id}/learners/{w.learner.id}/join-link/revoke"
+        ),
+        200,
+    ),
+    "expire link": (
+        lambda c, w: c.post(
+            f"/api/admin/cohorts/{w.cohort.id}/learners/{w.learner.id}/join-link/expire"
         ),
         200,
     ),
@@ -281,6 +288,25 @@ class TestImport:
         assert await User.count() == before
         assert await Enrolment.count().where(Enrolment.cohort == world.cohort.id) == 2
 
+    @pytest.mark.parametrize("newline", ["\r", "\r\n", "\n"], ids=["cr", "crlf", "lf"])
+    async def test_every_line_end_is_read(self, client: Client, world: World, newline: str) -> None:
+        # CR alone: "CSV (Macintosh)" from old spreadsheets (the csv module refused it: a 500).
+        lines = ["nom,email", "Zoé Roux,zoe@example.org", '"Martin, Léa",lea@example.org']
+        r = await self._post(client, world, newline.join(lines) + newline)
+        assert r.status_code == 200, r.text
+        rows = r.json()["rows"]
+        assert [(row["row"], row["display_name"]) for row in rows] == [
+            (2, "Zoé Roux"),
+            (3, "Martin, Léa"),
+        ]
+
+    async def test_a_field_over_the_csv_limit_is_a_422(self, client: Client, world: World) -> None:
+        before = await User.count()
+        r = await self._post(client, world, "Ana,ana@example.org\n" + "A" * 140_000 + ",a@b.org\n")
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"] == "body: line 2: field larger than field limit (131072)"
+        assert await User.count() == before
+
     async def test_empty_and_non_utf8(self, client: Client, world: World) -> None:
         assert (await self._post(client, world, "name,email\n")).status_code == 422
         r = await client.post(
@@ -310,6 +336,33 @@ async def test_export_links_csv(client: Client, world: World) -> None:
     await client.post("/api/auth/logout")
     await client.join(url.removeprefix("http://testserver.local"))
     assert (await client.get("/api/me")).json()["id"] == world.learner.id
+
+
+async def test_link_for_some_hours_then_expired_now(client: Client, world: World) -> None:
+    await client.login(world.admin.email)
+    base = f"/api/admin/cohorts/{world.cohort.id}/learners/{world.learner.id}/join-link"
+    for bad in (0, -1, 24 * 366 + 1, "soon"):
+        r = await client.post(base, json={"hours": bad})
+        assert r.status_code == 400 and "hours" in r.text, (bad, r.text)
+    r = await client.post(base, json={"hours": 3})
+    assert r.status_code == 201, r.text
+    left = dt.datetime.fromisoformat(r.json()["expires_at"]) - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(hours=2, minutes=59) < left <= dt.timedelta(hours=3)
+    url = r.json()["url"].removeprefix("http://testserver.local")
+    # Without a body the configured lifetime in days still applies.
+    default = (await client.post(base)).json()
+    left = dt.datetime.fromisoformat(default["expires_at"]) - dt.datetime.now(dt.UTC)
+    assert left > dt.timedelta(days=179)
+    assert (await client.post(f"{base}/expire")).json() == {"expired": 1}
+    assert (await client.post(f"{base}/expire")).json() == {"expired": 0}
+    statuses = (await client.get(f"/api/admin/cohorts/{world.cohort.id}/join-links")).json()
+    assert statuses[0]["status"] == "expired"
+    await client.post("/api/auth/logout")
+    # The replaced 3-hour link says revoked; the expired one says expired.
+    assert "revoked" in (await client.get(url)).text
+    other = default["url"].removeprefix("http://testserver.local")
+    r = await client.get(other)
+    assert r.status_code == 410 and "expired" in r.text, r.text
 
 
 async def test_cohort_detail_lists_members(client: Client, world: World) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -28,7 +29,7 @@ def run(
     )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     env = {"ESTRADE_DATA_DIR": str(tmp_path / "data")}
     if request.param == "postgres":
@@ -124,7 +125,87 @@ def test_serve_migrates_seeds_demo_and_stops_cleanly(tmp_path: Path) -> None:
         proc.send_signal(2)  # Ctrl-C
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
-    assert "Trainer: sign in at" in out
     assert out.count(f"http://127.0.0.1:{port}/join/") == 3
     assert "password" in out
     assert (tmp_path / "data" / "estrade.sqlite3").exists()
+    # The trainer is sent to the console (not the learners' classroom); no deprecation warning
+    # (uvicorn's legacy websockets implementation) at start.
+    assert re.search(rf"http://127.0.0.1:{port}/cohorts/\d+/console", out), out
+    assert "/classroom/" not in out
+    assert "deprecat" not in out.lower(), out
+
+
+def _demo_output(out: str) -> dict[str, str]:
+    """The learners' links and the admin's password printed by the demo."""
+    found = dict(re.findall(r"^    (.+?): (http://\S+/join/\S+)", out, flags=re.M))
+    admin = re.search(r"^           password (\S+)   \(shown only this once", out, flags=re.M)
+    if admin:
+        found["admin password"] = admin.group(1)
+    return found
+
+
+def test_demo_links_stay_and_the_admin_can_sign_in(tmp_path: Path) -> None:
+    """`make run` twice: the same learners' links, the admin's password printed only once; a
+    link revoked meanwhile is replaced, and the output says so."""
+    env = {"ESTRADE_DATA_DIR": str(tmp_path / "data")}
+    first = run(["demo"], env)
+    assert first.returncode == 0, first.stderr
+    links = _demo_output(first.stdout)
+    assert len(links) == 4, first.stdout
+    password = links.pop("admin password")
+    assert len(password) >= 12
+    assert (tmp_path / "data" / "demo-learner-links.json").stat().st_mode & 0o777 == 0o600
+    again = run(["demo"], env)
+    assert _demo_output(again.stdout) == links  # same links, no admin password again
+    assert "admin@demo.estrade.invalid" in again.stdout and password not in again.stdout
+    assert "create-admin admin@demo.estrade.invalid" in again.stdout
+
+    # The admin signs in with the printed password and revokes one learner's link.
+    port = free_port()
+    server = subprocess.Popen(
+        [*ESTRADE, "serve"],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("ESTRADE_")},
+            **env,
+            "ESTRADE_PORT": str(port),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        with httpx.Client(base_url=base) as http:
+            http.get("/api/auth/csrf")
+            http.headers["x-csrftoken"] = http.cookies["csrftoken"]
+            r = http.post(
+                "/api/auth/login",
+                json={"email": "admin@demo.estrade.invalid", "password": password},
+            )
+            assert r.status_code == 200 and r.json()["role"] == "admin", r.text
+            cohort = http.get("/api/admin/cohorts").json()[0]
+            alice = next(
+                m
+                for m in http.get(f"/api/admin/cohorts/{cohort['id']}").json()["learners"]
+                if m["display_name"] == "Alice Martin"
+            )
+            path = f"/api/admin/cohorts/{cohort['id']}/learners/{alice['id']}/join-link/revoke"
+            assert http.post(path).status_code == 200
+    finally:
+        server.send_signal(2)
+        server.wait(timeout=20)
+    third = run(["demo"], env)
+    now = _demo_output(third.stdout)
+    assert now["Alice Martin"] != links["Alice Martin"]
+    assert {k: v for k, v in now.items() if k != "Alice Martin"} == {
+        k: v for k, v in links.items() if k != "Alice Martin"
+    }
+    assert "old ones no longer work" in third.stdout and f"{now['Alice Martin']} *" in third.stdout

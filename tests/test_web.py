@@ -137,6 +137,8 @@ def _keys_used() -> set[str]:
         keys |= set(re.findall(r'\bt\(\s*"([^"]+)"', text))
         keys |= set(re.findall(r'\b(?:title|key): "([a-z_]+\.[a-z_.]+)"', text))
         keys |= set(re.findall(r'\["/[^"]*", "([a-z_.]+)"\]', text))
+    for template in (WEB / "templates").glob("*.html"):  # rendered by the server (Jinja2)
+        keys |= set(re.findall(r"""\bt\(\s*["']([^"']+)["']""", template.read_text()))
     return keys
 
 
@@ -151,6 +153,11 @@ def test_every_string_is_translated() -> None:
     used |= {f"link.status.{s}" for s in ("none", "active", "expired", "revoked")}
     used |= {f"import.status.{s}" for s in ("created", "existing", "already_enrolled", "error")}
     used |= {f"error.page.{s}.{p}" for s in (403, 404) for p in ("title", "text")}
+    used |= {f"attendance.{w}_{h}" for w in ("this", "the") for h in ("morning", "afternoon")}
+    used |= {
+        f"media.pc.{s}"
+        for s in ("new", "connecting", "connected", "disconnected", "failed", "closed")
+    }
     used |= {
         "import.err." + e for e in ("columns", "name_empty", "name_long", "email", "twice", "role")
     }

@@ -7,6 +7,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from appliance.ids import Id
+from appliance.text import NO_CONTROL
+
 __all__ = [
     "ClassSessionIn",
     "ClassSessionOut",
@@ -18,6 +21,7 @@ __all__ = [
     "ImportReport",
     "ImportRow",
     "IssuedLink",
+    "LinkIssueIn",
     "LinkStatus",
     "Member",
     "UserIn",
@@ -27,9 +31,13 @@ __all__ = [
 
 Email = Annotated[
     str,
-    msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\"]+$"),
+    msgspec.Meta(
+        min_length=3,
+        max_length=254,
+        pattern=r"^[^@\s<>\"\x00-\x1f\x7f]+@[^@\s<>\"\x00-\x1f\x7f]+\.[^@\s<>\"\x00-\x1f\x7f]+$",
+    ),
 ]
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=NO_CONTROL)]
 Locale = Literal["fr", "en"]
 RoleName = Literal["admin", "operator", "trainer", "learner"]
 Password = Annotated[str, msgspec.Meta(min_length=10, max_length=200)]
@@ -103,7 +111,7 @@ class CohortDetail(CohortOut):
 
 
 class EnrolmentIn(Base):
-    user_id: int
+    user_id: Id
 
 
 class ImportRow(Base):
@@ -120,6 +128,15 @@ class ImportReport(Base):
     enrolled: int
     errors: int
     rows: list[ImportRow]
+
+
+MAX_LINK_HOURS = 24 * 366
+
+
+class LinkIssueIn(Base):
+    """Optional body of a link issue: a lifetime in hours instead of the configured days."""
+
+    hours: Annotated[int, msgspec.Meta(ge=1, le=MAX_LINK_HOURS)] | None = None
 
 
 class IssuedLink(Base):

@@ -18,6 +18,7 @@ from appliance.accounts.tables import ClassSession, Cohort, Enrolment, JoinLink,
 from appliance.auth.passwords import hash_password_off_loop
 from appliance.db import write_transaction
 from appliance.errors import conflict, field_error, is_blank, require_visible
+from appliance.text import check_day, check_moment, has_control
 
 __all__ = [
     "archive_cohort",
@@ -142,6 +143,8 @@ async def _revoke_all_links_of(user_id: int) -> None:
 
 
 def _check_days(first: dt.date, last: dt.date) -> None:
+    check_day("first_day", first)
+    check_day("last_day", last)
     if last < first:
         raise field_error("last_day", "the last day is before the first day")
 
@@ -149,7 +152,7 @@ def _check_days(first: dt.date, last: dt.date) -> None:
 def _check_tz(tz: str) -> None:
     try:
         zoneinfo.ZoneInfo(tz)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise field_error("time_zone", f"unknown time zone {tz!r}") from None
 
 
@@ -248,22 +251,37 @@ async def unenrol(cohort_id: int, user_id: int) -> None:
         )
 
 
-def _parse_csv(text: str) -> list[tuple[int, str, str]]:
-    """(row number, name, email) for every non-empty line; a header line is skipped."""
-    rows: list[tuple[int, str, str]] = []
-    for number, fields in enumerate(csv.reader(io.StringIO(text)), start=1):
-        if not fields or all(not f.strip() for f in fields):
-            continue
-        if number == 1 and [f.strip().lower() for f in fields[:2]] in (
-            ["name", "email"],
-            ["nom", "email"],
-            ["nom", "e-mail"],
-        ):
-            continue
-        name = fields[0].strip() if fields else ""
-        email = fields[1].strip() if len(fields) > 1 else ""
-        extra = ",".join(fields[2:]).strip()
-        rows.append((number, name, email if not extra else f"{email}\x00{extra}"))
+def _parse_csv(text: str) -> list[tuple[int, str, str, bool]]:
+    """(row number, name, email, extra columns?) for every non-empty line; a header line is
+    skipped.
+
+    Raises:
+        ClientException: 422 when the csv module cannot read the file (a field over its
+            131 072-character limit, a NUL byte); the message names the line.
+    """
+    rows: list[tuple[int, str, str, bool]] = []
+    # newline="": the csv module splits lines itself, so CR-only line ends (old Mac
+    # spreadsheets) and line breaks inside quoted fields are read as the csv module documents.
+    reader = csv.reader(io.StringIO(text, newline=""))
+    last_line = 0
+    try:
+        for fields in reader:
+            # Rows are numbered by the line they start on (a quoted field may span lines).
+            number, last_line = last_line + 1, reader.line_num
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            if not rows and [f.strip().lower() for f in fields[:2]] in (
+                ["name", "email"],
+                ["nom", "email"],
+                ["nom", "e-mail"],
+            ):
+                continue
+            name = fields[0].strip() if fields else ""
+            email = fields[1].strip() if len(fields) > 1 else ""
+            extra = bool(",".join(fields[2:]).strip())
+            rows.append((number, name, email, extra))
+    except csv.Error as exc:
+        raise field_error("body", f"line {reader.line_num}: {exc}", 422) from None
     return rows
 
 
@@ -283,7 +301,7 @@ async def import_learners(cohort_id: int, text: str) -> s.ImportReport:
         r["user"]
         for r in await Enrolment.select(Enrolment.user).where(Enrolment.cohort == cohort_id)
     }
-    for number, name, raw_email in parsed:
+    for number, name, raw_email, extra in parsed:
         email = _normalise_email(raw_email)
 
         def err(message: str, number: int = number, name: str = name, email: str = email) -> None:
@@ -293,11 +311,14 @@ async def import_learners(cohort_id: int, text: str) -> s.ImportReport:
                 )
             )
 
-        if "\x00" in email:
+        if extra:
             err("too many columns (expected: name,email)")
             continue
         if is_blank(name):
             err("the name is empty")
+            continue
+        if has_control(name):
+            err("the name contains control characters")
             continue
         if len(name) > 120:
             err("the name is longer than 120 characters")
@@ -360,17 +381,39 @@ async def _learner_enrolment(cohort_id: int, user_id: int) -> None:
         raise NotFoundException(detail="this user is not a learner of this cohort")
 
 
-async def issue_link(cohort_id: int, user_id: int, *, base_url: str, ttl_days: int) -> s.IssuedLink:
-    """Issue a fresh personal link, revoking the learner's previous links for this cohort."""
+async def issue_link(
+    cohort_id: int, user_id: int, *, base_url: str, ttl_days: int, ttl_hours: int | None = None
+) -> s.IssuedLink:
+    """Issue a fresh personal link, revoking the learner's previous links for this cohort.
+
+    The link lasts ``ttl_hours`` when given (a short trial, a one-day course), else ``ttl_days``.
+    """
     await _learner_enrolment(cohort_id, user_id)
-    return (await _issue_many(cohort_id, [user_id], base_url=base_url, ttl_days=ttl_days))[0]
+    ttl = dt.timedelta(hours=ttl_hours) if ttl_hours else dt.timedelta(days=ttl_days)
+    return (await _issue_many(cohort_id, [user_id], base_url=base_url, ttl=ttl))[0]
+
+
+async def expire_links(cohort_id: int, user_id: int) -> int:
+    """End a learner's active links now: they show "expired" (not "revoked") from then on."""
+    await _learner_enrolment(cohort_id, user_id)
+    now = utcnow()
+    active = (
+        (JoinLink.cohort == cohort_id)
+        & (JoinLink.user == user_id)
+        & JoinLink.revoked_at.is_null()
+        & (JoinLink.expires_at > now)
+    )
+    async with write_transaction(JoinLink._meta.db):
+        count = await JoinLink.count().where(active)
+        await JoinLink.update({JoinLink.expires_at: now}).where(active)
+    return int(count)
 
 
 async def _issue_many(
-    cohort_id: int, user_ids: Iterable[int], *, base_url: str, ttl_days: int
+    cohort_id: int, user_ids: Iterable[int], *, base_url: str, ttl: dt.timedelta
 ) -> list[s.IssuedLink]:
     now = utcnow()
-    expires = now + dt.timedelta(days=ttl_days)
+    expires = now + ttl
     issued: list[s.IssuedLink] = []
     async with write_transaction(JoinLink._meta.db):
         for user_id in user_ids:
@@ -431,6 +474,32 @@ async def live_link_pairs(pairs: Iterable[tuple[int, int]]) -> set[tuple[int, in
     return wanted & {(r["cohort"], r["user"]) for r in rows}
 
 
+async def expired_links(link_ids: Iterable[int]) -> set[int]:
+    """Those of ``link_ids`` that reached their expiry without being revoked."""
+    ids = list(link_ids)
+    if not ids:
+        return set()
+    rows = await JoinLink.select(JoinLink.id).where(
+        JoinLink.id.is_in(ids) & JoinLink.revoked_at.is_null() & (JoinLink.expires_at <= utcnow())
+    )
+    return {r["id"] for r in rows}
+
+
+async def users_whose_link_expired(user_ids: Iterable[int]) -> set[int]:
+    """Those of ``user_ids`` whose latest link expired without being revoked."""
+    ids = list(user_ids)
+    if not ids:
+        return set()
+    rows = (
+        await JoinLink.select(JoinLink.user, JoinLink.revoked_at, JoinLink.expires_at)
+        .where(JoinLink.user.is_in(ids))
+        .order_by(JoinLink.id)
+    )
+    latest = {r["user"]: r for r in rows}
+    now = utcnow()
+    return {u for u, r in latest.items() if r["revoked_at"] is None and r["expires_at"] <= now}
+
+
 async def link_statuses(cohort_id: int) -> list[s.LinkStatus]:
     await get_cohort(cohort_id)
     _, learners = await members(cohort_id)
@@ -477,7 +546,7 @@ async def export_links_csv(cohort_id: int, *, base_url: str, ttl_days: int) -> s
     }
     chosen = [m for m in learners if m.id in active]
     issued = await _issue_many(
-        cohort_id, [m.id for m in chosen], base_url=base_url, ttl_days=ttl_days
+        cohort_id, [m.id for m in chosen], base_url=base_url, ttl=dt.timedelta(days=ttl_days)
     )
     out = io.StringIO()
     writer = csv.writer(out)
@@ -504,6 +573,8 @@ async def create_class_session(cohort_id: int, data: s.ClassSessionIn) -> s.Clas
     await get_cohort(cohort_id)
     if data.scheduled_start.tzinfo is None or data.scheduled_end.tzinfo is None:
         raise field_error("scheduled_start", "give times with a UTC offset")
+    check_moment("scheduled_start", data.scheduled_start)
+    check_moment("scheduled_end", data.scheduled_end)
     if data.scheduled_end <= data.scheduled_start:
         raise field_error("scheduled_end", "the end is not after the start")
     cs = ClassSession(

@@ -7,18 +7,22 @@ appliance and may have to hand a sheet to a funder, but never alter attendance).
 from __future__ import annotations
 
 import datetime as dt
-import html
+import functools
 import zoneinfo
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.response import Template
 
 from appliance.accounts.tables import Role, User
 from appliance.attendance import services
 from appliance.attendance.schemas import ChainCheck, CorrectionIn
 from appliance.auth.guards import cohort_access
 from appliance.errors import RuleViolation, field_error
+from appliance.ids import PathId
+from appliance.text import check_day, check_moment
+from appliance.web.render import PAGE_HEADERS, request_language, translate
 
 __all__ = ["AttendanceController"]
 
@@ -28,6 +32,8 @@ MAX_DAYS = 366
 
 
 def _range(first: dt.date, last: dt.date) -> None:
+    check_day("date_from", first)
+    check_day("date_to", last)
     if last < first:
         raise field_error("to", "the end date is before the start date")
     if (last - first).days >= MAX_DAYS:
@@ -41,7 +47,7 @@ class AttendanceController(Controller):
     async def export_csv(
         self,
         request: Request[User, Any, Any],
-        cohort_id: FromPath[int],
+        cohort_id: PathId,
         date_from: FromQuery[dt.date],
         date_to: FromQuery[dt.date],
     ) -> Response[str]:
@@ -58,35 +64,43 @@ class AttendanceController(Controller):
 
     @get(
         "/cohorts/{cohort_id:int}/attendance/{day:str}/sheet",
-        media_type="text/html",
+        media_type="text/html; charset=utf-8",
         include_in_schema=False,
     )
     async def sheet(
-        self, request: Request[User, Any, Any], cohort_id: FromPath[int], day: FromPath[str]
-    ) -> Response[str]:
-        """A printable sign-in sheet for one day."""
+        self, request: Request[User, Any, Any], cohort_id: PathId, day: FromPath[str]
+    ) -> Template:
+        """A printable sign-in sheet for one day, in the viewer's language."""
         access = await cohort_access(request.user, cohort_id, READERS)
-        try:
-            the_day = dt.date.fromisoformat(day)
-        except ValueError:
-            raise field_error("day", f"{day!r} is not a date (YYYY-MM-DD)") from None
-        rows = await services.day_sheet(cohort_id, the_day)
         tz = zoneinfo.ZoneInfo(access.cohort.time_zone)
+        try:
+            # "today" is the cohort's today (the viewer's clock may be in another time zone).
+            the_day = dt.datetime.now(tz).date() if day == "today" else dt.date.fromisoformat(day)
+        except ValueError:
+            raise field_error("day", f"{day!r} is not a date (YYYY-MM-DD or today)") from None
+        check_day("day", the_day)
+        rows = await services.day_sheet(cohort_id, the_day)
         anchor = await services.last_hash(cohort_id)
-        return Response(
-            _sheet_html(access.cohort.name, the_day, rows, tz, anchor),
+        lang = request_language(request.headers, request.cookies)
+        return Template(
+            template_name="sheet.html",
+            context=_sheet_context(lang, access.cohort.name, the_day, rows, tz, anchor),
             media_type="text/html; charset=utf-8",
+            headers=dict(PAGE_HEADERS),
         )
 
     @post("/api/cohorts/{cohort_id:int}/attendance/corrections", status_code=201)
     async def correct(
         self,
         request: Request[User, Any, Any],
-        cohort_id: FromPath[int],
+        cohort_id: PathId,
         data: JSONBody[CorrectionIn],
     ) -> dict[str, int]:
         """Add a correction (a new record with its author and reason; nothing is edited)."""
         await cohort_access(request.user, cohort_id, WRITERS)
+        check_day("day", data.day)
+        if data.signed_at is not None:
+            check_moment("signed_at", data.signed_at)
         try:
             record_id = await services.correct(cohort_id, data, author=request.user.id)
         except RuleViolation as exc:
@@ -94,55 +108,42 @@ class AttendanceController(Controller):
         return {"id": record_id}
 
     @get("/api/cohorts/{cohort_id:int}/attendance/verify")
-    async def verify(
-        self, request: Request[User, Any, Any], cohort_id: FromPath[int]
-    ) -> ChainCheck:
+    async def verify(self, request: Request[User, Any, Any], cohort_id: PathId) -> ChainCheck:
         """Recompute the cohort's hash chain: ``ok`` false names the first altered record."""
         await cohort_access(request.user, cohort_id, READERS)
         return await services.verify_chain(cohort_id)
 
 
-def _sheet_html(
-    cohort: str, day: dt.date, rows: list[Any], tz: zoneinfo.ZoneInfo, anchor: str
-) -> str:
-    e = html.escape
+_DAY_FORMAT = {"fr": "%d/%m/%Y", "en": "%Y-%m-%d"}
 
-    def t(v: dt.datetime | None, corrected: bool = False) -> str:
-        if v is None:
-            return "—" + (" (corrigé)" if corrected else "")
-        return v.astimezone(tz).strftime("%H:%M") + (" (corrigé)" if corrected else "")
 
-    body = "\n".join(
-        "<tr>"
-        f"<td>{e(r.display_name)}</td>"
-        f"<td>{e(t(r.morning, r.morning_corrected))}</td>"
-        f"<td>{e(t(r.afternoon, r.afternoon_corrected))}</td>"
-        f"<td>{r.minutes_connected}</td>"
-        f"<td>{e(t(r.first_connection))}</td>"
-        f"<td>{e(t(r.last_connection))}</td>"
-        "<td class=sig></td>"
-        "</tr>"
-        for r in rows
-    )
-    return f"""<!doctype html>
-<html lang="fr"><head><meta charset="utf-8">
-<title>Feuille d'émargement — {e(cohort)} — {day.isoformat()}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; }}
-table {{ border-collapse: collapse; width: 100%; }}
-th, td {{ border: 1px solid #444; padding: .4rem .6rem; text-align: left; }}
-td.sig {{ width: 10rem; }}
-footer {{ margin-top: 1.5rem; font-size: .8rem; color: #555; word-break: break-all; }}
-@media print {{ body {{ margin: 0; }} }}
-</style></head><body>
-<h1>Feuille d'émargement</h1>
-<p><strong>{e(cohort)}</strong> — {day.strftime("%d/%m/%Y")} ({e(str(tz))})</p>
-<table>
-<thead><tr><th>Apprenant</th><th>Matin</th><th>Après-midi</th><th>Minutes connecté</th>
-<th>Première connexion</th><th>Dernière connexion</th><th>Signature</th></tr></thead>
-<tbody>
-{body}
-</tbody></table>
-<footer>Empreinte du registre (SHA-256 du dernier enregistrement) : {e(anchor)}</footer>
-</body></html>
-"""
+def _sheet_context(
+    lang: str, cohort: str, day: dt.date, rows: list[Any], tz: zoneinfo.ZoneInfo, anchor: str
+) -> dict[str, Any]:
+    """What the sheet template shows; names stay plain text (the template escapes them)."""
+    corrected = translate(lang, "sheet.corrected")
+
+    def t(v: dt.datetime | None, was_corrected: bool = False) -> str:
+        text = "—" if v is None else v.astimezone(tz).strftime("%H:%M")
+        return f"{text} {corrected}" if was_corrected else text
+
+    return {
+        "lang": lang,
+        "t": functools.partial(translate, lang),
+        "cohort": cohort,
+        "day": day.strftime(_DAY_FORMAT[lang]),
+        "day_iso": day.isoformat(),
+        "zone": str(tz),
+        "anchor": anchor,
+        "rows": [
+            {
+                "name": r.display_name,
+                "morning": t(r.morning, r.morning_corrected),
+                "afternoon": t(r.afternoon, r.afternoon_corrected),
+                "minutes": r.minutes_connected,
+                "first": t(r.first_connection),
+                "last": t(r.last_connection),
+            }
+            for r in rows
+        ],
+    }

@@ -7,6 +7,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from appliance.ids import Id
+from appliance.text import NO_NUL
+
 __all__ = ["ChainCheck", "CorrectionIn", "SheetRow", "WindowOut"]
 
 Half = Literal["morning", "afternoon"]
@@ -37,13 +40,13 @@ class SheetRow(msgspec.Struct, kw_only=True):
 
 
 class CorrectionIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    user_id: int
+    user_id: Id
     day: dt.date
     half: Half
     present: bool
     signed_at: dt.datetime | None = None
     """The time to record for a present learner (default: the end of the half-day's window)."""
-    reason: Annotated[str, msgspec.Meta(min_length=3, max_length=1000)]
+    reason: Annotated[str, msgspec.Meta(min_length=3, max_length=1000, pattern=NO_NUL)]
 
 
 class ChainCheck(msgspec.Struct, kw_only=True):

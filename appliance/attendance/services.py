@@ -119,10 +119,13 @@ async def record_connection(
     connection: str,
     address: str | None,
     user_agent: str | None,
+    at: dt.datetime | None = None,
 ) -> None:
+    """``at``: when it happened (default now; a disconnect is written after a grace)."""
     await _append(
         cohort_id,
         Kind.connect if connected else Kind.disconnect,
+        at=at or _now(),
         class_session=session_id,
         user=user_id,
         connection=connection,

@@ -11,7 +11,7 @@ from typing import Any, cast
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import ETag
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import FromPath, FromQuery, JSONBody
+from litestar.params import FromQuery, JSONBody
 from litestar.response import File
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from litestar.types import FileSystemProtocol
@@ -26,6 +26,8 @@ from appliance.documents.schemas import CohortUsage, DocumentOut, DocumentPatch
 from appliance.documents.sniff import ALLOWED
 from appliance.documents.storage import BlobStore
 from appliance.documents.tables import Document
+from appliance.ids import PathId
+from appliance.openapi import raw_body
 from appliance.settings import Settings
 
 __all__ = ["DocumentController"]
@@ -57,11 +59,14 @@ class DocumentController(Controller):
         # cohort's quota are enforced while the body streams (see services.upload).
         request_max_body_size=None,
         summary="Upload a document (raw body; ?filename=...&title=...)",
+        operation_class=raw_body(
+            "application/octet-stream", "The file itself (any Content-Type)", binary=True
+        ),
     )
     async def upload(
         self,
         request: AnyRequest,
-        cohort_id: FromPath[int],
+        cohort_id: PathId,
         filename: FromQuery[str],
         title: FromQuery[str | None] = None,
     ) -> DocumentOut:
@@ -82,9 +87,7 @@ class DocumentController(Controller):
         return services.document_out(doc)
 
     @get("/")
-    async def list_documents(
-        self, request: AnyRequest, cohort_id: FromPath[int]
-    ) -> list[DocumentOut]:
+    async def list_documents(self, request: AnyRequest, cohort_id: PathId) -> list[DocumentOut]:
         """All documents for the cohort's staff; published ones for its learners."""
         access = await cohort_access(request.user, cohort_id, MEMBERS)
         return await services.list_documents(
@@ -92,7 +95,7 @@ class DocumentController(Controller):
         )
 
     @get("/usage")
-    async def usage(self, request: AnyRequest, cohort_id: FromPath[int]) -> CohortUsage:
+    async def usage(self, request: AnyRequest, cohort_id: PathId) -> CohortUsage:
         """Documents stored for the cohort, against its quota."""
         await cohort_access(request.user, cohort_id, STAFF)
         settings: Settings = request.app.state.settings
@@ -100,7 +103,7 @@ class DocumentController(Controller):
 
     @get("/{doc_id:int}")
     async def get_document(
-        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
+        self, request: AnyRequest, cohort_id: PathId, doc_id: PathId
     ) -> DocumentOut:
         return services.document_out(await _document(request, cohort_id, doc_id, staff=False))
 
@@ -108,8 +111,8 @@ class DocumentController(Controller):
     async def update_document(
         self,
         request: AnyRequest,
-        cohort_id: FromPath[int],
-        doc_id: FromPath[int],
+        cohort_id: PathId,
+        doc_id: PathId,
         data: JSONBody[DocumentPatch],
     ) -> DocumentOut:
         """Rename, publish or hide."""
@@ -117,41 +120,33 @@ class DocumentController(Controller):
         return services.document_out(await services.update_document(doc, data))
 
     @post("/{doc_id:int}/publish", status_code=HTTP_200_OK)
-    async def publish(
-        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
-    ) -> DocumentOut:
+    async def publish(self, request: AnyRequest, cohort_id: PathId, doc_id: PathId) -> DocumentOut:
         doc = await _document(request, cohort_id, doc_id, staff=True)
         patch_ = DocumentPatch(published=True)
         return services.document_out(await services.update_document(doc, patch_))
 
     @post("/{doc_id:int}/hide", status_code=HTTP_200_OK)
-    async def hide(
-        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
-    ) -> DocumentOut:
+    async def hide(self, request: AnyRequest, cohort_id: PathId, doc_id: PathId) -> DocumentOut:
         doc = await _document(request, cohort_id, doc_id, staff=True)
         patch_ = DocumentPatch(published=False)
         return services.document_out(await services.update_document(doc, patch_))
 
     @post("/{doc_id:int}/push", status_code=HTTP_200_OK)
-    async def push(
-        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
-    ) -> DocumentOut:
+    async def push(self, request: AnyRequest, cohort_id: PathId, doc_id: PathId) -> DocumentOut:
         """Publish and show the document to the learners in class now."""
         doc = await _document(request, cohort_id, doc_id, staff=True)
         notifier: DocumentNotifier = request.app.state.document_notifier
         return await services.push_document(notifier, doc)
 
     @delete("/{doc_id:int}", status_code=HTTP_204_NO_CONTENT)
-    async def delete_document(
-        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
-    ) -> None:
+    async def delete_document(self, request: AnyRequest, cohort_id: PathId, doc_id: PathId) -> None:
         doc = await _document(request, cohort_id, doc_id, staff=True)
         await services.delete_document(_store(request), doc)
         await request.app.state.document_totals.refresh()
 
     @get("/{doc_id:int}/download")
     async def download(
-        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
+        self, request: AnyRequest, cohort_id: PathId, doc_id: PathId
     ) -> Response[Any]:
         """The file as an attachment; ``ETag``/``If-None-Match`` and single ``Range``."""
         doc = await _document(request, cohort_id, doc_id, staff=False)
@@ -162,7 +157,7 @@ class DocumentController(Controller):
 
     @get("/{doc_id:int}/preview")
     async def preview(
-        self, request: AnyRequest, cohort_id: FromPath[int], doc_id: FromPath[int]
+        self, request: AnyRequest, cohort_id: PathId, doc_id: PathId
     ) -> Response[Any]:
         """PDFs and images, inline for the browser's viewer."""
         doc = await _document(request, cohort_id, doc_id, staff=False)

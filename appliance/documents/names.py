@@ -6,25 +6,35 @@ import re
 import unicodedata
 from urllib.parse import quote
 
-__all__ = ["clean_name", "content_disposition"]
+__all__ = ["MAX_NAME", "BadName", "clean_name", "content_disposition"]
 
-_MAX = 255
+MAX_NAME = 255
+# Dots and white space (Unicode too) at either end.
+_ENDS = re.compile(r"^[\s.]+|[\s.]+$")
+
+
+class BadName(ValueError):
+    """The file name cannot be kept (HTTP 400 naming ``filename``)."""
 
 
 def clean_name(raw: str) -> str:
-    """A display name: the last path component, without control characters or leading dots.
+    """A display name: the last path component, without control characters, without dots
+    or spaces at either end.
 
     The name is never used as a path (blobs are stored under their SHA-256); cleaning it keeps
-    headers and listings safe and readable.
+    headers and listings safe and readable. Trailing dots and spaces go because Windows drops
+    them when saving: ``run.bat.`` would be checked as ``.`` and run as ``run.bat``.
+
+    Raises:
+        BadName: longer than :data:`MAX_NAME` characters once cleaned.
     """
     name = unicodedata.normalize("NFC", raw)
     name = re.split(r"[/\\]", name)[-1]
     # Cc: control characters; Cf: invisible format characters (bidi overrides fake extensions).
     name = "".join(ch for ch in name if unicodedata.category(ch) not in {"Cc", "Cf", "Cs"})
-    name = name.strip().lstrip(".").strip()
-    if len(name) > _MAX:
-        stem, dot, ext = name.rpartition(".")
-        name = (stem[: _MAX - len(ext) - 1] + "." + ext) if dot and len(ext) < 16 else name[:_MAX]
+    name = _ENDS.sub("", name)
+    if len(name) > MAX_NAME:
+        raise BadName(f"the file name is {len(name)} characters long (at most {MAX_NAME})")
     return name or "document"
 
 

@@ -20,6 +20,7 @@ from litestar.file_system import FileSystemAdapter
 __all__ = ["BadRange", "ByteRange", "WindowFileSystem", "etag_matches", "parse_range"]
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_LARGEST = 19  # digits: more than any file size
 
 
 class BadRange(ValueError):
@@ -58,17 +59,26 @@ def parse_range(header: str, size: int) -> ByteRange | None:
     if not first and not last:
         raise BadRange(f"malformed range {header!r}")
     if not first:  # suffix: the last N bytes
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0 or size == 0:
             raise BadRange("empty suffix range")
         return ByteRange(max(0, size - suffix), size - 1)
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _position(first)
+    end = _position(last) if last else size - 1
     if end < start:
         raise BadRange(f"malformed range {header!r}")
     if start >= size:
         raise BadRange(f"range starts after the end of the file ({size} bytes)")
     return ByteRange(start, min(end, size - 1))
+
+
+def _position(digits: str) -> int:
+    """A byte position; past :data:`_LARGEST` digits it is beyond any file anyway.
+
+    ``int()`` refuses strings of more than 4 300 digits (a ``ValueError``: it was a 500).
+    """
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= _LARGEST else 10**_LARGEST
 
 
 def etag_matches(header: str, etag: str) -> bool:

@@ -7,9 +7,11 @@ from typing import Annotated
 
 import msgspec
 
+from appliance.text import NO_CONTROL
+
 __all__ = ["CohortUsage", "DocumentOut", "DocumentPatch"]
 
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_CONTROL)]
 
 
 class Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
+import anyio.to_thread
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 from piccolo.query.functions.aggregate import Count, Sum
 
 from appliance.auth.guards import Access
-from appliance.documents.names import clean_name
+from appliance.documents.names import BadName, clean_name
 from appliance.documents.notifier import DocumentNotifier
 from appliance.documents.schemas import CohortUsage, DocumentOut, DocumentPatch
-from appliance.documents.sniff import ALLOWED, UnsupportedType, sniff
+from appliance.documents.sniff import ALLOWED, SuspiciousArchive, UnsupportedType, sniff
 from appliance.documents.storage import BlobStore, TooLarge
 from appliance.documents.tables import Document
 from appliance.errors import field_error
 from appliance.metrics.sources import DocumentTotals as Totals
 from appliance.settings import Settings
+from appliance.text import has_control
 
 __all__ = [
     "UploadInterrupted",
@@ -148,10 +151,15 @@ async def upload(
             announced or received length says so), 415 for a refused or contradicted type,
             400 for an empty file or a bad title. Nothing is kept in any of these cases.
     """
-    name = clean_name(filename)
+    try:
+        name = clean_name(filename)
+    except BadName as exc:
+        raise field_error("filename", str(exc)) from None
     title = (title or "").strip() or name.rpartition(".")[0] or name
     if len(title) > 200:
         raise field_error("title", "at most 200 characters")
+    if has_control(title):
+        raise field_error("title", "control characters are not allowed")
     cohort_id = access.cohort.id
     max_bytes = settings.document_max_bytes
     quota_left = settings.document_quota_bytes - (await cohort_usage(cohort_id)).bytes
@@ -168,7 +176,14 @@ async def upload(
         if received.size == 0:
             raise field_error("body", "the file is empty")
         try:
-            kind = sniff(received.tmp_path, received.head, is_text=received.is_text, name=name)
+            # Opening an archive is file I/O and parsing: never on the event loop.
+            kind = await anyio.to_thread.run_sync(
+                partial(
+                    sniff, received.tmp_path, received.head, is_text=received.is_text, name=name
+                )
+            )
+        except SuspiciousArchive as exc:
+            raise field_error("body", str(exc), 422) from None
         except UnsupportedType as exc:
             raise _unsupported(str(exc)) from None
         async with store.lock:

@@ -1,20 +1,23 @@
 """Decide a document's type from its content, against an allow-list.
 
 The signature check is the ``filetype`` library's (fixed magic numbers, no guessing); zip
-containers are then opened with :mod:`zipfile` to tell OOXML and OpenDocument files from plain
-archives, because their first bytes are those of any zip. Plain text is valid UTF-8 without NUL
-bytes (checked while the upload streams). The file name's extension must agree with the content.
+containers are then looked into (:mod:`appliance.documents.zipscan`, bounded) to tell OOXML
+and OpenDocument files from plain archives, because their first bytes are those of any zip.
+Plain text is valid UTF-8 without NUL bytes (checked while the upload streams). The file
+name's extension must agree with the content.
 """
 
 from __future__ import annotations
 
-import zipfile
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import filetype
 
-__all__ = ["ALLOWED", "Kind", "UnsupportedType", "sniff"]
+from appliance.documents import zipscan
+
+__all__ = ["ALLOWED", "Kind", "SuspiciousArchive", "UnsupportedType", "sniff"]
 
 
 class UnsupportedType(ValueError):
@@ -102,21 +105,38 @@ _OOXML_MAIN_PARTS = {
 }
 
 
+class SuspiciousArchive(UnsupportedType):
+    """A zip archive over the limits of :mod:`appliance.documents.zipscan` (HTTP 422)."""
+
+
+# What a zip container may declare itself to be: only zip-based formats.
+_ODF_KINDS = {t: k for t, k in ALLOWED.items() if t.startswith(_ODF)}
+
+
 def _zip_kind(path: Path) -> Kind:
-    """An office document when the archive is one, else a plain zip."""
+    """An office document when the archive is one, else a plain zip.
+
+    The archive's own claims decide only between zip-based formats: a ``mimetype`` entry that
+    says ``application/pdf`` does not make a zip a PDF.
+    """
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-            if "mimetype" in names:
-                # OpenDocument: a stored ``mimetype`` entry names the type (ODF 1.2 part 3).
-                declared = archive.read("mimetype")[:100].decode("ascii", "replace").strip()
-                if declared in ALLOWED:
-                    return ALLOWED[declared]
+        with path.open("rb") as fp:
+            toc = zipscan.read_toc(fp, path.stat().st_size)
+            names = toc.entries
+            # OpenDocument: a stored ``mimetype`` entry names the type (ODF 1.2 part 3, 3.3),
+            # next to the manifest every package has.
+            declared = toc.peek(fp, "mimetype")
+            if declared is not None and "META-INF/manifest.xml" in names:
+                kind = _ODF_KINDS.get(declared.decode("ascii", "replace").strip())
+                if kind is not None:
+                    return kind
             if "[Content_Types].xml" in names:
                 for part, media_type in _OOXML_MAIN_PARTS.items():
                     if part in names:
                         return ALLOWED[media_type]
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
+    except zipscan.ArchiveRefused as exc:
+        raise SuspiciousArchive(f"{exc}: refused as a possible zip bomb") from None
+    except (zipscan.DamagedArchive, OSError, struct.error):
         raise UnsupportedType("the zip archive is damaged") from None
     return ZIP
 

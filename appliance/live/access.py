@@ -75,6 +75,17 @@ def access_listeners(registry: RoomRegistry) -> list[EventListener]:
         }
         dead = await accounts.dead_links(links) if links else set()
         closed = pairs - await accounts.live_link_pairs(pairs)
+        # Expired ones (an admin's "expire now") say so: the page then explains expiry. A socket
+        # still joining its room is judged by its user's latest link.
+        expired = await accounts.expired_links(dead) if dead else set()
+        lapsed = await accounts.users_whose_link_expired(user_ids) if user_ids else set()
+        if expired or lapsed:
+            registry.end_connections(
+                lambda room, conn: conn.link_id in expired,
+                CLOSE_SESSION_ENDED,
+                "your join link has expired: ask for a new one",
+                late=lambda room, conn: concerned(room, conn) and conn.user_id in lapsed,
+            )
         registry.end_connections(
             lambda room, conn: (
                 conn.link_id in dead

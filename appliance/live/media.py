@@ -25,6 +25,7 @@ from appliance.media import (
     QualityChanged,
     TracksChanged,
 )
+from appliance.media.ladder import LadderPolicy
 from appliance.media.observer import MediaObserver
 from appliance.metrics.sources import LearnerLink, RoomMedia
 
@@ -63,7 +64,11 @@ class MediaBridge:
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self, observer: MediaObserver | None = None) -> None:
         """Create the relay (needs the running loop: call from the app's lifespan)."""
-        self.server = MediaServer(self.registry.settings, self.on_event, observer=observer)
+        settings = self.registry.settings
+        ladder = LadderPolicy(
+            down_loss=settings.media_step_down_loss, down_rtt_s=settings.media_step_down_rtt_s
+        )
+        self.server = MediaServer(settings, self.on_event, ladder=ladder, observer=observer)
 
     async def close(self) -> None:
         server, self.server = self.server, None
@@ -156,6 +161,13 @@ class MediaBridge:
         cid, conn = ctx.room.cohort_id, ctx.conn
         try:
             media_room = self._server().room(cid)
+            before = self._publishers.get(cid)
+            if before is not None and before[0] != conn.id and before[1] == conn.user_id:
+                # The same trainer from a new socket (a reloaded console, a reconnect before the
+                # server saw the old link die): its browser made a new peer connection, so the
+                # old one is dropped rather than renegotiated with an offer it never made.
+                del self._publishers[cid]
+                await media_room.unpublish()
             answer = await media_room.publish(msg.sdp, msg.slots, trainer_id=conn.user_id)
         except MediaError as exc:
             raise _refused(exc) from None
@@ -174,10 +186,24 @@ class MediaBridge:
 
     async def subscribe(self, ctx: Context, msg: p.MediaSubscribe) -> None:
         cid, uid = ctx.room.cohort_id, ctx.conn.user_id
+        # Only a presenting trainer opens a media room (rooms are a scarce, server-wide
+        # resource): a learner never creates one, so idle cohorts cannot use them up.
+        media_room = self._server().get_room(cid)
+        if media_room is None:
+            raise RuleViolation(
+                "no_class_media",
+                "the trainer is not presenting: media starts when they do (media_tracks)",
+            )
         try:
-            media_room = self._server().room(cid)
-            offer = await media_room.subscribe(uid)
+            other = self._conn(ctx.room, uid)
+            if other is not None and other is not ctx.conn and other.send_direct is not None:
+                # The same learner subscribes from another window or device: the old one is
+                # told (instead of freezing on its last frame) and does not take it back alone.
+                other.send_direct(p.MediaClosed(reason="replaced"))
+            # Claimed before awaiting: an older socket of this learner closing meanwhile (the tab
+            # this one replaced) must not drop the connection being made here in its leave hook.
             self._learner_conns[(cid, uid)] = ctx.conn.id
+            offer = await media_room.subscribe(uid)
             level = self._levels.get((cid, uid), "full")
             if level != "full":
                 media_room.set_quality(uid, level)
@@ -228,6 +254,7 @@ class MediaBridge:
                     learners_subscribed=st["learners"],
                     bytes_forwarded=st["bytes_forwarded"],
                     packets_forwarded=st["packets_forwarded"],
+                    send_bitrate_bps=st["send_bitrate_bps"],
                     learners=links,
                 )
             )

@@ -28,8 +28,12 @@ __all__ = [
 
 PROTOCOL_VERSION = 1
 
+DB_ID_MAX = 2**31 - 1
+"""Largest row id: ids are PostgreSQL ``integer`` (SERIAL) columns; beyond is no such row."""
+
 Ref = Annotated[str, msgspec.Meta(max_length=64)]
-Id = Annotated[int, msgspec.Meta(ge=1)]
+Id = Annotated[int, msgspec.Meta(ge=1, le=DB_ID_MAX)]
+"""A row id: out of the database's range is ``invalid_message`` (never a query)."""
 ParticipantState = Literal["waiting", "in_class", "low_bandwidth"]
 ReactionKind = Literal["lost", "slower", "ok"]
 
@@ -41,6 +45,10 @@ class ClientMessage(msgspec.Struct, tag_field="type", forbid_unknown_fields=True
 
 class Ping(ClientMessage, tag="ping"):
     pass
+
+
+class HeartbeatIn(ClientMessage, tag="heartbeat"):
+    """The client's answer to the server's ``heartbeat``: no reply."""
 
 
 class ChatSend(ClientMessage, tag="chat_send"):
@@ -141,6 +149,7 @@ class AttendanceSign(ClientMessage, tag="attendance_sign"):
 
 CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
     Ping,
+    HeartbeatIn,
     ChatSend,
     ChatDelete,
     ChatMute,
@@ -209,6 +218,9 @@ class Welcome(Reply, tag="welcome"):
     signing: WindowOut | None = None
     signed: bool = False
     muted: bool = False
+    cohort_name: str = ""
+    heartbeat_s: float | None = None
+    """How often the server sends ``heartbeat``; no frame for twice that: the link is dead."""
 
 
 class Reload(Reply, tag="reload"):
@@ -240,6 +252,12 @@ class Ack(Reply, tag="ack"):
 
 class Pong(Reply, tag="pong"):
     ref: str | None = None
+
+
+class Heartbeat(Reply, tag="heartbeat"):
+    """Sent every ``interval_s``: the link is alive; the client answers ``heartbeat``."""
+
+    interval_s: float
 
 
 class ChatMessage(Event, tag="chat_message"):
@@ -347,6 +365,7 @@ SERVER_MESSAGES: tuple[type[Any], ...] = (
     RateLimited,
     Ack,
     Pong,
+    Heartbeat,
     ChatMessage,
     ChatDeleted,
     ChatMuted,

@@ -31,13 +31,16 @@ from appliance.metrics.sources import RoomStats
 from appliance.polls import services as polls
 from appliance.settings import Settings
 
-__all__ = ["STAFF", "TRAINERS", "CohortRoom", "Conn", "RoomRegistry"]
+__all__ = ["REPLACED", "STAFF", "TRAINERS", "CohortRoom", "Conn", "RoomRegistry", "end_connection"]
 
 TRAINERS = frozenset({Role.trainer, Role.admin})
 """Capacities that run a class (an admin may stand in for a trainer)."""
 STAFF = frozenset({Role.trainer, Role.admin, Role.operator})
 """Capacities that see the staff channel (operators watch, read-only)."""
 REACTION_KINDS = ("lost", "slower", "ok")
+REPLACED = 4409
+"""Close code of a socket replaced by a newer one of the same session (another tab)."""
+REPLACED_REASON = "this class is open in another tab"
 
 _encoder = msgspec.json.Encoder()
 
@@ -66,6 +69,8 @@ class Conn:
     """(code, reason) once the server decided to close this socket; its frames are ignored."""
     end: Any = None
     """Callable closing the socket with ``closing``, set by the socket once it streams."""
+    session_key: str | None = None
+    """A digest of the sign-in session the socket was opened with (the per-session limit)."""
 
     @property
     def is_staff(self) -> bool:
@@ -85,13 +90,21 @@ class CohortRoom:
     conns: dict[str, Conn] = field(default_factory=dict)
     hands: dict[int, str] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    cohort_name: str = ""
 
     def __post_init__(self) -> None:
         self.ring: deque[tuple[int, bool, bytes]] = deque(maxlen=self.settings.live_resume_events)
-        self.reactions: deque[tuple[float, str]] = deque()
+        self.reactions: dict[int, tuple[float, str]] = {}
+        """Learner -> (when, kind) of their latest reaction, oldest first."""
+        self._reactions_sent: dict[str, int] | None = None
+        self._reaction_fade: asyncio.TimerHandle | None = None
         self.chat_limiter = SlidingWindow(
             self.settings.chat_rate_limit, self.settings.chat_rate_window_s
         )
+        self.message_limiter = SlidingWindow(
+            self.settings.live_rate_limit, self.settings.live_rate_window_s
+        )
+        """Every message type of a learner, keyed ``"<user id>:<type>"``."""
         self._timers: list[asyncio.TimerHandle] = []
         from appliance.live.chat_writer import ChatWriter
 
@@ -191,27 +204,48 @@ class CohortRoom:
 
     # ---- reactions ------------------------------------------------------------------------
     def reaction_counts(self) -> dict[str, int]:
+        """Learners per kind whose latest reaction is within the window (one each)."""
         horizon = time.monotonic() - self.settings.reaction_window_s
-        while self.reactions and self.reactions[0][0] <= horizon:
-            self.reactions.popleft()
-        counts = Counter(kind for _, kind in self.reactions)
+        while self.reactions:
+            user_id, (at, _) = next(iter(self.reactions.items()))
+            if at > horizon:
+                break
+            del self.reactions[user_id]
+        counts = Counter(kind for _, kind in self.reactions.values())
         return {k: counts.get(k, 0) for k in REACTION_KINDS}
 
     def _publish_reactions(self) -> None:
+        counts = self.reaction_counts()
+        if counts == self._reactions_sent:
+            return
+        self._reactions_sent = counts
         self.publish(
-            p.Reactions(counts=self.reaction_counts(), window_s=self.settings.reaction_window_s),
-            staff_only=True,
+            p.Reactions(counts=counts, window_s=self.settings.reaction_window_s), staff_only=True
         )
 
-    def react(self, kind: str) -> None:
-        self.reactions.append((time.monotonic(), kind))
+    def react(self, user_id: int, kind: str) -> None:
+        """A learner's reaction: it replaces their previous one and counts once per window.
+
+        The counters are published when they change, and again when a reaction fades out
+        (one timer per room, for the oldest reaction).
+        """
+        self.reactions.pop(user_id, None)  # re-inserted last: the dict stays oldest first
+        self.reactions[user_id] = (time.monotonic(), kind)
         self._publish_reactions()
-        # The counters fade: publish them again when this reaction leaves the window.
-        loop = asyncio.get_running_loop()
-        self._timers.append(
-            loop.call_later(self.settings.reaction_window_s + 0.01, self._publish_reactions)
-        )
-        self._timers = [t for t in self._timers if not t.cancelled() and t.when() > loop.time()]
+        if self._reaction_fade is None:
+            self._schedule_fade()
+
+    def _schedule_fade(self) -> None:
+        self._reaction_fade = None
+        if not self.reactions:
+            return
+        oldest = next(iter(self.reactions.values()))[0]
+        delay = oldest + self.settings.reaction_window_s - time.monotonic() + 0.01
+        self._reaction_fade = asyncio.get_running_loop().call_later(max(0.0, delay), self._fade)
+
+    def _fade(self) -> None:
+        self._publish_reactions()
+        self._schedule_fade()
 
     # ---- signing window -------------------------------------------------------------------
     def set_signing(self, window: WindowOut | None) -> None:
@@ -230,6 +264,8 @@ class CohortRoom:
     def close(self) -> None:
         for t in self._timers:
             t.cancel()
+        if self._reaction_fade is not None:
+            self._reaction_fade.cancel()
 
     # ---- metrics --------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -260,9 +296,19 @@ class RoomRegistry:
         """Called once a socket streams (after ``welcome``): e.g. the media bridge's config."""
         self.leave_hooks: list[Callable[[CohortRoom, Conn], Awaitable[None]]] = []
         """Awaited after a socket closed and left its room."""
+        from appliance.live.attendance_log import ConnectionLog
+        from appliance.live.failures import FailureLog
+
+        self.failures = FailureLog()
+        """Handler failures: a traceback once per message type and error per minute."""
+
+        self.attendance = ConnectionLog(settings)
+        """Learners' connect / disconnect records (one pair per span of presence)."""
         self.access_changes = 0
         """How many access changes (see :meth:`end_connections`) this process has seen."""
         self._recent: deque[tuple[int, Match, int, str]] = deque(maxlen=256)
+        self._by_session: dict[tuple[str, int], list[Conn]] = {}
+        """(session digest, cohort) -> its open sockets, oldest first."""
 
     async def room(self, cohort_id: int) -> CohortRoom:
         room = self.rooms.get(cohort_id)
@@ -335,22 +381,58 @@ class RoomRegistry:
         ended = 0
         for room in self.rooms.values():
             for conn in list(room.conns.values()):
-                if match(room, conn) and _end(conn, code, reason):
+                if match(room, conn) and end_connection(conn, code, reason):
                     ended += 1
         return ended
+
+    def admit(self, room: CohortRoom, conn: Conn) -> list[Conn]:
+        """Count ``conn`` against its session's limit; close the oldest beyond it (4409).
+
+        One learner in two tabs would otherwise watch in both while the relay sends to one, and
+        one session could hold sockets until the server runs out of file descriptors.
+        Returns the sockets told to close.
+        """
+        if conn.session_key is None:
+            return []
+        held = self._by_session.setdefault((conn.session_key, room.cohort_id), [])
+        held.append(conn)
+        limit = (
+            self.settings.ws_learner_sockets_per_session
+            if conn.capacity is Role.learner
+            else self.settings.ws_staff_sockets_per_session
+        )
+        replaced = []
+        while len(held) > limit:
+            old = held.pop(0)
+            if end_connection(old, REPLACED, REPLACED_REASON):
+                replaced.append(old)
+        return replaced
+
+    def release(self, room: CohortRoom, conn: Conn) -> None:
+        """``conn`` closed: it no longer counts against its session's limit."""
+        key = (conn.session_key or "", room.cohort_id)
+        held = self._by_session.get(key)
+        if held is None:
+            return
+        if conn in held:
+            held.remove(conn)
+        if not held:
+            del self._by_session[key]
 
     def catch_up(self, room: CohortRoom, conn: Conn, checked_at: int) -> None:
         """Apply the access changes made since ``checked_at`` to a socket that just joined."""
         for n, match, code, reason in self._recent:
             if n > checked_at and match(room, conn):
-                _end(conn, code, reason)
+                end_connection(conn, code, reason)
                 return
 
 
 Match = Callable[[CohortRoom, Conn], bool]
 
 
-def _end(conn: Conn, code: int, reason: str) -> bool:
+def end_connection(conn: Conn, code: int, reason: str) -> bool:
+    """Close ``conn`` with (code, reason) after the frames already queued for it; its later
+    frames are ignored. False when it is closing already."""
     if conn.closing is not None:
         return False
     conn.closing = (code, reason)

@@ -6,7 +6,9 @@ checked on connect with ``cohort_access`` and the sender's capacity on every mes
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import hashlib
 import logging
 import secrets
 from typing import Any
@@ -20,12 +22,13 @@ from appliance.accounts.tables import Role, User
 from appliance.attendance import services as attendance
 from appliance.auth.guards import cohort_access
 from appliance.auth.origin import same_origin
+from appliance.auth.sessions import SESSION_COOKIE
 from appliance.chat import services as chat
 from appliance.errors import RuleViolation
 from appliance.live import protocol as p
 from appliance.live.access import end_at_session_expiry
 from appliance.live.dispatch import Context
-from appliance.live.room import CohortRoom, Conn, RoomRegistry, seq_prefix
+from appliance.live.room import CohortRoom, Conn, RoomRegistry, end_connection, seq_prefix
 from appliance.polls import services as polls
 
 __all__ = ["classroom_socket"]
@@ -35,6 +38,8 @@ _encoder = msgspec.json.Encoder()
 DIRECT = seq_prefix(0)
 CLOSE = b"\xff" * 8
 """Queued (by identity) to make the socket's sender close it with ``Conn.closing``."""
+IDLE = 4408
+"""Close code of a socket that sent nothing for ``ws_idle_timeout_s`` (a dead link)."""
 
 
 class _RefOnly(msgspec.Struct):
@@ -43,6 +48,8 @@ class _RefOnly(msgspec.Struct):
 
 _ref_decoder = msgspec.json.Decoder(_RefOnly)
 EVERYONE = frozenset(Role)
+LIMITED = frozenset({Role.learner, Role.operator})
+"""Capacities whose messages are rate-limited (those who do not run the class)."""
 
 
 def _int(value: str | None) -> int | None:
@@ -50,6 +57,12 @@ def _int(value: str | None) -> int | None:
         return int(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _session_key(socket: WebSocket[Any, Any, Any]) -> str | None:
+    """A digest of the session cookie: the per-session socket limit, without keeping the id."""
+    sid = socket.cookies.get(SESSION_COOKIE)
+    return hashlib.sha256(sid.encode()).hexdigest()[:32] if sid else None
 
 
 def _link_of(socket: WebSocket[Any, Any, Any]) -> int | None:
@@ -72,6 +85,8 @@ async def _welcome(room: CohortRoom, conn: Conn, resumed: bool) -> p.Welcome:
         session=room.session,
         participants=room.participants(),
         signing=room.signing,
+        cohort_name=room.cohort_name,
+        heartbeat_s=room.settings.ws_idle_timeout_s / 3,
     )
     if resumed:
         return w
@@ -93,19 +108,12 @@ async def _welcome(room: CohortRoom, conn: Conn, resumed: bool) -> p.Welcome:
     return w
 
 
-async def _record(room: CohortRoom, conn: Conn, connected: bool) -> None:
-    if conn.capacity is not Role.learner:
-        return
+async def _record(registry: RoomRegistry, room: CohortRoom, conn: Conn, connected: bool) -> None:
     try:
-        await attendance.record_connection(
-            room.cohort_id,
-            connected=connected,
-            session_id=room.session_id,
-            user_id=conn.user_id,
-            connection=conn.id,
-            address=conn.address,
-            user_agent=conn.user_agent,
-        )
+        if connected:
+            await registry.attendance.connected(room, conn)
+        else:
+            await registry.attendance.disconnected(room, conn)
     except Exception:  # attendance must not take the class down; the log says what failed
         log.exception("could not record %s of user %s", connected, conn.user_id)
 
@@ -117,13 +125,14 @@ async def _handle(
     settings = registry.settings
     try:
         msg = registry.dispatcher.decoder.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than msgspec's limit (a hostile frame).
         conn.malformed += 1
         if not isinstance(exc, msgspec.ValidationError):  # ValidationError is a DecodeError
             return [p.Error(code="malformed", detail=f"not JSON: {exc}")]
         try:  # valid JSON, wrong shape: echo the ref so the client knows which message failed
             ref = _ref_decoder.decode(data).ref
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             ref = None
         return [p.Error(code="invalid_message", detail=str(exc), ref=ref)]
     tag = p.tag_of(type(msg))
@@ -136,12 +145,19 @@ async def _handle(
                 ref=msg.ref,
             )
         ]
-    if route.rate_limited and conn.capacity is Role.learner:
-        key = str(conn.user_id)
-        wait = room.chat_limiter.retry_after(key)
+    if conn.capacity in LIMITED:
+        # Every message type of a learner (and an operator) is limited per user, whatever
+        # socket it comes from; chat has its own, stricter limit on top.
+        key, chat_key = f"{conn.user_id}:{tag}", str(conn.user_id)
+        chat_limited = route.rate_limited and conn.capacity is Role.learner
+        wait = room.message_limiter.retry_after(key) or (
+            room.chat_limiter.retry_after(chat_key) if chat_limited else 0
+        )
         if wait:
             return [p.RateLimited(message_type=tag, retry_after=wait, ref=msg.ref)]
-        room.chat_limiter.hit(key)
+        room.message_limiter.hit(key)
+        if chat_limited:
+            room.chat_limiter.hit(chat_key)
     ctx = Context(room=room, conn=conn, settings=settings)
     try:
         await route.handler(ctx, msg)
@@ -150,11 +166,11 @@ async def _handle(
         if exc.code == "forbidden":
             return [p.Forbidden(message_type=tag, detail=exc.detail, ref=msg.ref)]
         return [p.Error(code=exc.code, detail=exc.detail, ref=msg.ref, limit=limit)]
-    except Exception:
-        log.exception("handler for %s failed", tag)
+    except Exception as exc:
+        registry.failures.log(tag, exc)
         return [p.Error(code="server_error", detail="the server could not do this", ref=msg.ref)]
     registry.count(msg, room.cohort_id)
-    if msg.ref is not None and tag != "ping":
+    if msg.ref is not None and tag not in ("ping", "heartbeat"):
         ctx.replies.append(p.Ack(ref=msg.ref))
     return ctx.replies
 
@@ -173,6 +189,7 @@ async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPat
         return
     await socket.accept()
     room = await registry.room(cohort_id)
+    room.cohort_name = access.cohort.name  # kept fresh by every connect, for welcome
     user = access.user
     conn = Conn(
         id=secrets.token_hex(8),
@@ -182,6 +199,7 @@ async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPat
         address=socket.client.host if socket.client else None,
         user_agent=socket.headers.get("user-agent"),
         link_id=_link_of(socket),
+        session_key=_session_key(socket),
     )
     epoch = socket.query_params.get("epoch")
     last_seq = _int(socket.query_params.get("last_seq"))
@@ -203,10 +221,11 @@ async def _serve(
     checked_at: int,
 ) -> None:
     async with registry.channels.start_subscription(channels) as subscriber:
-        await _record(room, conn, connected=True)
+        await _record(registry, room, conn, connected=True)
         async with room.lock:
             room.add(conn)
             registry.catch_up(room, conn, checked_at)
+            registry.admit(room, conn)
             replay = None
             if epoch is not None and last_seq is not None:
                 replay = room.replay(last_seq, staff=conn.is_staff) if epoch == room.epoch else None
@@ -261,20 +280,63 @@ async def _serve(
             conn.send_direct = conn.end = None
             async with room.lock:
                 room.remove(conn)
+                registry.release(room, conn)
             for left in registry.leave_hooks:
                 try:
                     await left(room, conn)
                 except Exception:
                     log.exception("leave hook %r failed", left)
-            await _record(room, conn, connected=False)
+            await _record(registry, room, conn, connected=False)
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_later(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> None:
+    async def close() -> None:
+        with contextlib.suppress(Exception):
+            await socket.close(code=code, reason=reason)
+
+    task = asyncio.get_running_loop().create_task(close())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 async def _receive_loop(
     socket: WebSocket[Any, Any, Any], registry: RoomRegistry, room: CohortRoom, conn: Conn
 ) -> None:
     settings = registry.settings
+    loop = asyncio.get_running_loop()
+    # Heartbeat: a link that dies silently (a phone losing its network) sends no close; the
+    # server hears nothing for ws_idle_timeout_s, closes it and the learner is recorded as gone.
+    # Every third of that it sends `heartbeat`, which the client answers, so a live but quiet
+    # page is never dropped and the page itself notices a dead server (docs/protocol.md).
+    idle = settings.ws_idle_timeout_s
+    beat = idle / 3
+    heard = loop.time()
+    next_beat = heard + beat
     while True:
-        event = await socket.receive()
+        try:
+            async with asyncio.timeout_at(min(next_beat, heard + idle)):
+                event = await socket.receive()
+        except TimeoutError:
+            now = loop.time()
+            if now - heard >= idle:
+                log.info(
+                    "socket %s of user %s silent for %.1f s: closed", conn.id, conn.user_id, idle
+                )
+                # In the background: on a dead link the closing handshake waits for the peer
+                # (10 s in websockets, which does not let itself be cancelled), while leaving the
+                # room and recording the disconnect must not. The transport is closed when this
+                # handler returns.
+                _close_later(socket, IDLE, f"nothing received for {idle:g} s")
+                return
+            if now >= next_beat:
+                next_beat = now + beat
+                if conn.send_direct is not None:
+                    conn.send_direct(p.Heartbeat(interval_s=beat))
+            continue
+        heard = loop.time()
         if event["type"] == "websocket.disconnect":
             return
         if conn.closing is not None:  # no longer allowed here: wait for the close to finish
@@ -284,16 +346,16 @@ async def _receive_loop(
         if isinstance(data, str) and size * 4 > settings.ws_max_frame_bytes:
             size = len(data.encode())
         if size > settings.ws_max_frame_bytes:
-            await socket.close(code=1009, reason=f"frame over {settings.ws_max_frame_bytes} bytes")
-            return
+            # Through the socket's queue, so every reply queued before is sent first (messages
+            # are handled one at a time: earlier ones' acks are queued by now).
+            end_connection(conn, 1009, f"frame over {settings.ws_max_frame_bytes} bytes")
+            continue
         replies = await _handle(registry, room, conn, data)
         if replies is None:
             continue
-        if conn.malformed > settings.ws_malformed_limit - 1 and any(
-            isinstance(r, p.Error) and r.code in ("malformed", "invalid_message") for r in replies
-        ):
-            with contextlib.suppress(Exception):
-                await socket.close(code=1008, reason="too many malformed messages")
-            return
         for r in replies:
             conn.send_direct(r)
+        if conn.malformed >= settings.ws_malformed_limit and any(
+            isinstance(r, p.Error) and r.code in ("malformed", "invalid_message") for r in replies
+        ):
+            end_connection(conn, 1008, "too many malformed messages")

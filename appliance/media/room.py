@@ -119,6 +119,9 @@ class MediaRoom:
         self._counters: collections.Counter[str] = collections.Counter()
         self._closed = False
         self._lock = asyncio.Lock()
+        # Outbound bitrate: bytes forwarded between two samples of the server's clock.
+        self._rate_mark: tuple[float, int] | None = None
+        self.send_bitrate_bps = 0.0
 
     # -- trainer ---------------------------------------------------------------------------
 
@@ -463,6 +466,23 @@ class MediaRoom:
             await self.leave(learner_id, reason="room_closed")
         await self.unpublish()
 
+    def _bytes_forwarded(self) -> int:
+        tracks = [t for lr in self._learners.values() for t in lr.tracks.values()]
+        return self._counters["bytes_forwarded"] + sum(t.stats.bytes_sent for t in tracks)
+
+    def sample_bitrate(self, now: float | None = None) -> float:
+        """Update :attr:`send_bitrate_bps` from the bytes forwarded since the last sample.
+
+        Called once per ladder interval by the server; the first sample only sets the mark.
+        """
+        now = time.monotonic() if now is None else now
+        sent = self._bytes_forwarded()
+        if self._rate_mark is not None and now > self._rate_mark[0]:
+            then, before = self._rate_mark
+            self.send_bitrate_bps = max(0.0, (sent - before) * 8 / (now - then))
+        self._rate_mark = (now, sent)
+        return self.send_bitrate_bps
+
     def stats(self) -> dict[str, Any]:
         """Figures for metrics and the operator (per-learner entries are keyed by learner id)."""
         src = self.sources.values()
@@ -477,8 +497,8 @@ class MediaRoom:
             "frames_dropped_incomplete": sum(s.stats.frames_dropped_incomplete for s in src),
             "frames_forwarded": self._counters["frames_forwarded"]
             + sum(t.stats.frames_sent for t in tracks),
-            "bytes_forwarded": self._counters["bytes_forwarded"]
-            + sum(t.stats.bytes_sent for t in tracks),
+            "bytes_forwarded": self._bytes_forwarded(),
+            "send_bitrate_bps": self.send_bitrate_bps,
             "packets_forwarded": self._counters["packets_forwarded"]
             + sum(_packets_sent(lr) for lr in self._learners.values()),
             "queue_overflows": self._counters["queue_overflows"]

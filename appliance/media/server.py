@@ -119,6 +119,7 @@ class MediaServer:
         while True:
             await asyncio.sleep(self.ladder.interval_s)
             for room in list(self._rooms.values()):
+                room.sample_bitrate()
                 try:
                     await room.sample_links()
                 except Exception:

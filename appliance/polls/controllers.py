@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get
-from litestar.params import FromPath
 
 from appliance.accounts.tables import Role, User
 from appliance.auth.guards import cohort_access
+from appliance.ids import PathId
 from appliance.polls import services
 from appliance.polls.schemas import PollOut
 
@@ -22,14 +22,14 @@ class PollController(Controller):
 
     @get("/api/cohorts/{cohort_id:int}/polls")
     async def list_polls(
-        self, request: Request[User, Any, Any], cohort_id: FromPath[int]
+        self, request: Request[User, Any, Any], cohort_id: PathId
     ) -> list[PollOut]:
         await cohort_access(request.user, cohort_id, READERS)
         return await services.list_polls(cohort_id)
 
     @get("/api/cohorts/{cohort_id:int}/polls.csv", media_type="text/csv")
     async def export_csv(
-        self, request: Request[User, Any, Any], cohort_id: FromPath[int]
+        self, request: Request[User, Any, Any], cohort_id: PathId
     ) -> Response[str]:
         """Results of every launched poll of the cohort, one row per choice."""
         await cohort_access(request.user, cohort_id, READERS)

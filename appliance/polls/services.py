@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import unicodedata
 
 from appliance.accounts.tables import Enrolment, Role
 from appliance.db import write_transaction
@@ -59,8 +60,17 @@ async def poll_out(poll: Poll) -> PollOut:
     )
 
 
+def _clean(text: str) -> str:
+    """Without control, format or surrogate characters (NUL is refused by PostgreSQL, and none
+    of them belongs in a poll), stripped."""
+    return "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf", "Cs")).strip()
+
+
 async def create_poll(cohort_id: int, by: int, data: PollIn) -> PollOut:
-    labels = [c.strip() for c in data.choices]
+    question = _clean(data.question)
+    if not question:
+        raise RuleViolation("empty_question", "the question is empty", 422)
+    labels = [_clean(c) for c in data.choices]
     if any(not c for c in labels):
         raise RuleViolation("empty_choice", "a choice is empty", 422)
     if len(set(labels)) != len(labels):
@@ -69,7 +79,7 @@ async def create_poll(cohort_id: int, by: int, data: PollIn) -> PollOut:
         poll = Poll(
             cohort=cohort_id,
             created_by=by,
-            question=data.question.strip(),
+            question=question,
             multiple=data.multiple,
             anonymous=data.anonymous,
             created_at=_now(),

@@ -14,14 +14,15 @@ from urllib.parse import quote
 from litestar import Controller, Request, Response, Router, get
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException, PermissionDeniedException
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromQuery
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
 from appliance.accounts import services
 from appliance.accounts.tables import JoinLink, Role, User
 from appliance.auth.guards import cohort_access, user_from_connection
-from appliance.web.render import pick_language, render_page
+from appliance.ids import PathId
+from appliance.web.render import render_page, request_language
 
 __all__ = ["LINK_PROBLEMS", "PageController", "html_not_found", "static_files_router"]
 
@@ -55,7 +56,7 @@ def static_files_router() -> Router:
 
 
 def _lang(request: AnyRequest) -> str:
-    return pick_language(request.headers.get("accept-language", ""))
+    return request_language(request.headers, request.cookies)
 
 
 def _page(request: AnyRequest, page: str, **kwargs: Any) -> Response[str]:
@@ -81,7 +82,10 @@ async def _to_login(request: AnyRequest) -> Redirect:
     link_id = _session(request).get("link")
     if link_id is not None:
         link = await JoinLink.objects().where(JoinLink.id == link_id).first()
-        expired = link is not None and link.revoked_at is None
+        # Expired only when it is (a deactivated learner's valid link is "no longer valid").
+        expired = (
+            link is not None and link.revoked_at is None and link.expires_at <= services.utcnow()
+        )
         reason = "expired" if expired else "revoked"
         return Redirect(path=f"/link-problem?reason={reason}", status_code=303)
     return Redirect(path=f"/login?next={quote(request.url.path)}", status_code=303)
@@ -160,7 +164,7 @@ class PageController(Controller):
         return await self._staff_page(request, "admin-people", {Role.admin})
 
     @get("/admin/cohorts/{cohort_id:int}")
-    async def admin_cohort(self, request: AnyRequest, cohort_id: FromPath[int]) -> Response[Any]:
+    async def admin_cohort(self, request: AnyRequest, cohort_id: PathId) -> Response[Any]:
         return await self._staff_page(request, "admin-cohort", {Role.admin}, cohort_id=cohort_id)
 
     @get("/cohorts")
@@ -191,13 +195,13 @@ class PageController(Controller):
         )
 
     @get("/classroom/{cohort_id:int}")
-    async def classroom(self, request: AnyRequest, cohort_id: FromPath[int]) -> Response[Any]:
+    async def classroom(self, request: AnyRequest, cohort_id: PathId) -> Response[Any]:
         """The learner's classroom (trainers and admins may look at it too)."""
         return await self._cohort_page(
             request, "classroom", cohort_id, {Role.learner, Role.trainer, Role.admin}
         )
 
     @get("/cohorts/{cohort_id:int}/console")
-    async def console(self, request: AnyRequest, cohort_id: FromPath[int]) -> Response[Any]:
+    async def console(self, request: AnyRequest, cohort_id: PathId) -> Response[Any]:
         """The trainer's console for one cohort."""
         return await self._cohort_page(request, "console", cohort_id, {Role.trainer, Role.admin})

@@ -8,13 +8,29 @@ from __future__ import annotations
 
 import functools
 import html
+import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from string import Template
 
+import jinja2
 from litestar import Response
 from litestar.enums import MediaType
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
 
-__all__ = ["CSP", "LANGUAGES", "pick_language", "render_page"]
+__all__ = [
+    "CSP",
+    "LANGUAGES",
+    "PAGE_HEADERS",
+    "pick_language",
+    "render_page",
+    "request_language",
+    "strings",
+    "template_config",
+    "translate",
+]
 
 PAGES_DIR = Path(__file__).parent / "pages"
 LANGUAGES = ("fr", "en")
@@ -30,6 +46,52 @@ CSP = (
 @functools.cache
 def _read(name: str) -> str:
     return (PAGES_DIR / name).read_text(encoding="utf-8")
+
+
+# Every HTML page's headers (the server-rendered sign-in sheet too).
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+# Set by i18n.js when a visitor switches language, so server-rendered pages follow the choice.
+LANG_COOKIE = "estrade_lang"
+
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+
+def template_config() -> TemplateConfig[JinjaTemplateEngine]:
+    """Jinja2 for the few pages the server renders itself (the sign-in sheet): autoescaped."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return TemplateConfig(engine=JinjaTemplateEngine.from_environment(env))
+
+
+@functools.cache
+def strings(lang: str) -> dict[str, str]:
+    """The UI's translations (``static/i18n/<lang>.json``), shared with the page scripts."""
+    path = Path(__file__).parent / "static" / "i18n" / f"{lang}.json"
+    data: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def translate(lang: str, key: str, **values: object) -> str:
+    """``key`` in ``lang`` with ``{name}`` filled, as ``t()`` does in i18n.js."""
+    text = strings(lang).get(key, key)
+    return re.sub(r"\{(\w+)\}", lambda m: str(values.get(m.group(1), "")), text)
+
+
+def request_language(headers: Mapping[str, str], cookies: Mapping[str, str]) -> str:
+    """The visitor's language: the choice made on a page (cookie), else the browser's."""
+    chosen = cookies.get(LANG_COOKIE, "")
+    if chosen in LANGUAGES:
+        return chosen
+    return pick_language(headers.get("accept-language", ""))
 
 
 def pick_language(accept_language: str) -> str:
@@ -70,10 +132,5 @@ def render_page(
         body,
         media_type=MediaType.HTML,
         status_code=status_code,
-        headers={
-            "Content-Security-Policy": CSP,
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "same-origin",
-            "Cache-Control": "no-store",
-        },
+        headers=dict(PAGE_HEADERS),
     )

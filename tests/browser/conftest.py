@@ -115,6 +115,14 @@ def _run(args: list[str], env: dict[str, str]) -> None:
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """``estrade serve`` on 127.0.0.1 with a fresh SQLite data folder and an admin."""
+    yield from serve_estrade(tmp_path_factory)
+
+
+def serve_estrade(
+    tmp_path_factory: pytest.TempPathFactory, settings: dict[str, str] | None = None
+) -> Iterator[LiveServer]:
+    """Run ``estrade serve`` (``settings``: extra ``ESTRADE_*`` variables) until closed; a module
+    that needs other settings overrides ``live_server`` with it."""
     data_dir = tmp_path_factory.mktemp("live") / "data"
     port = free_port()
     # A media port range of 50 from a per-run start, so parallel runs rarely collide.
@@ -131,6 +139,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
             "ESTRADE_MEDIA_INTERFACE": "127.0.0.1",
             "ESTRADE_MEDIA_PORT_MIN": str(port_min),
             "ESTRADE_MEDIA_PORT_MAX": str(port_min + 49),
+            **(settings or {}),
         }
     )
     _run(["create-admin", ADMIN_EMAIL, "--name", "Admin", "--password-from-env"], env)

@@ -102,6 +102,8 @@ def test_trainer_publishes_camera_and_mic_learner_decodes(
 
     lpage = new_page()
     lpage.goto(link)
+    # Off the classroom page, whose own socket would share the session's one-socket limit.
+    lpage.goto("/health")
     assert lpage.evaluate(LEARNER_JS, cohort["id"]) is True
     first = poll(lpage, STATS_JS, lambda s: s["framesDecoded"] > 0)
     join_to_first_frame_s = (first["at"] - lpage.evaluate("window.joinedAt")) / 1000

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ADMIN_EMAIL, LiveServer, sign_in
+from tests.browser.conftest import ADMIN_EMAIL, LiveServer, shoot, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -73,7 +74,7 @@ def test_trainer_sees_their_cohorts_and_opens_the_console(
     items = page.locator("#my-cohorts li")
     expect(items).to_have_count(1)
     expect(items.first).to_contain_text("Dev web")
-    items.first.get_by_role("link").click()
+    items.first.locator('a[href$="/console"]').click()
     page.wait_for_url(f"**/cohorts/{world['cohort']['id']}/console")
     expect(page.locator("h1")).to_have_text("Trainer console")
     # A cohort the trainer is not part of is the same 404 as one that does not exist.
@@ -228,3 +229,56 @@ def test_learner_password_does_not_open_the_sign_in_page(
     page.locator("#login-form button[type=submit]").click()
     expect(page.locator("#login-error")).to_contain_text("join link")
     assert "/login" in page.url
+
+
+EXPIRED = {
+    "en-US": ("Lifetime of the next links", "Expire now", "This link has expired", "Expired"),
+    "fr-FR": ("Durée des prochains liens", "Faire expirer", "Ce lien a expiré", "Expiré"),
+}
+
+
+@pytest.mark.parametrize("locale", ["en-US", "fr-FR"])
+def test_a_link_for_a_few_hours_then_expired_now(
+    new_page: Any, world: dict[str, Any], locale: str
+) -> None:
+    """An admin issues a link for two hours, then makes it expire: the learner's open classroom
+    goes to the expired-link page by itself, and the link keeps saying so."""
+    hours_label, expire, title, state = EXPIRED[locale]
+    api, cid = world["api"], world["cohort"]["id"]
+    user = api.user(f"short-{locale}@example.org", f"Sam Short {locale}", "learner", password=None)
+    api.enrol(cid, user["id"])
+    admin = new_page(locale=locale)
+    admin.on("dialog", lambda d: d.accept())
+    sign_in(admin, ADMIN_EMAIL)
+    admin.goto(f"/admin/cohorts/{cid}")
+    admin.get_by_label(hours_label).fill("2")
+    row = admin.locator(f'#learner-table tbody tr[data-user-id="{user["id"]}"]')
+    row.locator("td.row-actions button").first.click()
+    expect(admin.locator("#issued-url")).to_have_value(re.compile("/join/"))
+    url = admin.locator("#issued-url").input_value()
+    status = next(
+        s
+        for s in api.call("GET", f"/api/admin/cohorts/{cid}/join-links")
+        if s["user_id"] == user["id"]
+    )
+    left = dt.datetime.fromisoformat(status["expires_at"]) - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(hours=1, minutes=58) < left <= dt.timedelta(hours=2), left
+
+    learner = new_page(locale=locale, width=360, height=740)
+    learner.goto(url)
+    learner.wait_for_url(f"**/classroom/{cid}")
+    expect(learner.locator("#stage-state h2")).to_be_visible()  # in the room (welcome came)
+    row.get_by_role("button", name=re.compile(expire, re.I)).click()
+    expect(row).to_contain_text(state)
+    learner.wait_for_url("**/link-problem?reason=expired")
+    expect(learner.locator("h1")).to_have_text(title)
+    learner.goto(url)
+    learner.wait_for_url("**/link-problem?reason=expired")
+    expect(learner.locator("h1")).to_have_text(title)
+    assert learner.evaluate("document.documentElement.scrollWidth") <= 360
+    shoot(learner, f"link-expired-{locale[:2]}-360")
+    # A link for more than a year of hours is refused with the field named.
+    r = api.http.post(
+        f"/api/admin/cohorts/{cid}/learners/{user['id']}/join-link", json={"hours": 10_000}
+    )
+    assert r.status_code == 400 and "hours" in r.text, r.text

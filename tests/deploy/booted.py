@@ -8,15 +8,13 @@ A sandbox that cannot boot nspawn fails here: it never skips.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,133 +22,12 @@ import yaml
 
 from provisioning.variables import REPO
 from tests.deploy.helpers import SITE_VARS, ansible_env, tool
+from tests.deploy.nspawn import ARTIFACTS, KEY, BootError, Host, booted_host
 
-CACHE = Path(os.environ.get("ESTRADE_TEST_CACHE", "/var/cache/estrade-test"))
-TARBALL = CACHE / "bookworm-root.tar"
-KEY = CACHE / "id_ed25519"
-ARTIFACTS = Path(os.environ.get("ESTRADE_ARTIFACTS", REPO / "artifacts")) / "deploy"
 PROBE = Path(__file__).with_name("probe.py")
 SITE = yaml.safe_load(SITE_VARS.read_text())
 SSH_OPTIONS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"
 SERVICES = ("estrade", "nginx", "coturn", "nftables", "prometheus", "prometheus-node-exporter")
-
-
-class Host:
-    def __init__(self, name: str, root: Path, nspawn: subprocess.Popen, leader: int):
-        self.name, self.root, self.nspawn, self.leader = name, root, nspawn, leader
-
-    def run(
-        self, *cmd: str, check: bool = True, env: dict | None = None, timeout: float = 120
-    ) -> subprocess.CompletedProcess:
-        """A command inside the container (all its namespaces)."""
-        proc = subprocess.run(
-            ["nsenter", "-t", str(self.leader), "-a", "--", *cmd],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=env or {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-        )
-        if check:
-            assert proc.returncode == 0, f"{cmd}: {proc.stdout}{proc.stderr}"
-        return proc
-
-    def net(
-        self, *cmd: str, timeout: float = 900, cwd: Path = REPO, env: dict | None = None
-    ) -> subprocess.CompletedProcess:
-        """A controller command in the container's network namespace only."""
-        return subprocess.run(
-            ["nsenter", "-t", str(self.leader), "-n", "--", *cmd],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=cwd,
-            env=env or dict(os.environ),
-        )
-
-
-def _leader(nspawn: subprocess.Popen, deadline: float) -> int:
-    while time.monotonic() < deadline:
-        if nspawn.poll() is not None:
-            raise AssertionError(f"systemd-nspawn exited with {nspawn.returncode}")
-        children = subprocess.run(
-            ["pgrep", "-P", str(nspawn.pid), "-x", "systemd"], capture_output=True, text=True
-        ).stdout.split()
-        if children:
-            return int(children[0])
-        time.sleep(0.2)
-    raise AssertionError("the container's systemd did not start")
-
-
-@contextmanager
-def booted_host(name: str) -> Iterator[Host]:
-    for path, what in ((TARBALL, "tests/deploy/build-root.sh"), (KEY, "build-root.sh")):
-        assert path.exists(), f"{path} missing: run {what} (make test-deploy does)"
-    assert shutil.which("systemd-nspawn"), (
-        "systemd-nspawn missing: apt-get install systemd-container"
-    )
-    root = Path(f"/var/tmp/estrade-{name}-{os.getpid()}")
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir()
-    subprocess.run(["tar", "-C", str(root), "-xf", str(TARBALL)], check=True)
-    # The container has no network: its apt cache was filled when the root was built.
-    stamp = root / "var/lib/apt/periodic/update-success-stamp"
-    stamp.parent.mkdir(parents=True, exist_ok=True)
-    stamp.touch()
-    log = ARTIFACTS / f"{name}-console.log"
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    console = log.open("w")
-    nspawn = subprocess.Popen(
-        [
-            "systemd-nspawn",
-            "-q",
-            "-D",
-            str(root),
-            "--register=no",
-            "--keep-unit",
-            "--private-network",
-            f"--machine=estrade-{name}",
-            "--boot",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=console,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    host = None
-    try:
-        leader = _leader(nspawn, time.monotonic() + 30)
-        host = Host(name, root, nspawn, leader)
-        state = ""
-        for _ in range(3):
-            state = host.run(
-                "systemctl", "is-system-running", "--wait", check=False, timeout=90
-            ).stdout.strip()
-            if state in ("running", "degraded"):
-                break
-        assert state in ("running", "degraded"), (
-            f"the container did not boot ({state!r}): this sandbox cannot run systemd-nspawn "
-            f"hosts; see {log}"
-        )
-        yield host
-    finally:
-        if host is not None:
-            journal = host.run(
-                "journalctl", "--no-pager", "-b", "-o", "short-monotonic", check=False, timeout=60
-            )
-            (ARTIFACTS / f"{name}-journal.log").write_text(journal.stdout)
-        os.killpg(nspawn.pid, signal.SIGTERM)
-        try:
-            nspawn.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(nspawn.pid, signal.SIGKILL)
-            nspawn.wait(timeout=10)
-        console.close()
-        mounted = [
-            line for line in Path("/proc/self/mounts").read_text().splitlines() if str(root) in line
-        ]
-        assert not mounted, f"still mounted under {root}: {mounted}"
-        subprocess.run(["rm", "-rf", "--one-file-system", str(root)], check=False)
 
 
 # --- the two tools -------------------------------------------------------------------
@@ -377,6 +254,52 @@ def newer_wheelhouse(tmp: Path, suffix: str, broken: bool = False) -> tuple[Path
 
 
 # --- the tests --------------------------------------------------------------------
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``--boots N`` (tests/deploy/conftest.py) boots N hosts in a row; 1 by default."""
+    if "boot_round" in metafunc.fixturenames:
+        rounds = metafunc.config.getoption("--boots", default=1)
+        metafunc.parametrize("boot_round", range(1, rounds + 1), ids=lambda i: f"boot{i}")
+
+
+def test_a_fresh_host_boots_and_stops_cleanly(boot_round):
+    """First and quickest: a sandbox or root that cannot boot fails here, with its reason."""
+    with booted_host(f"boot{boot_round}") as host:
+        assert host.run("cat", "/proc/1/comm").stdout.strip() == "systemd"
+        assert host.run("systemctl", "is-active", "ssh.service").stdout.strip() == "active"
+        # --private-network: nothing but loopback, so services cannot bind the host's addresses.
+        links = host.run("ip", "-o", "link").stdout
+        assert [line.split(":")[1].strip() for line in links.splitlines()] == ["lo"], links
+        nspawn, times = host.nspawn, host.times
+    assert nspawn.returncode == 0, f"systemd-nspawn exited with {nspawn.returncode}"
+    record = {
+        "boot": boot_round,
+        **{k: round(v, 3) for k, v in vars(times).items() if k != "attempts"},
+    }
+    record["retries"] = len(times.attempts)
+    with (ARTIFACTS / "boots.jsonl").open("a") as out:
+        out.write(json.dumps(record) + "\n")
+    print(
+        f"boot {boot_round}: restore {times.restore:.2f} s, init {times.leader:.2f} s, "
+        f"ready {times.ready:.2f} s, running {times.running:.2f} s, stop {times.stop:.2f} s, "
+        f"retries {len(times.attempts)} {times.attempts}",
+        file=sys.stderr,
+    )
+
+
+def test_a_root_that_cannot_boot_fails_with_nspawn_s_reason(tmp_path):
+    """The failure names the cause (here nspawn's refusal), not an empty state."""
+    (tmp_path / "root" / "etc").mkdir(parents=True)  # no os-release: not an OS tree
+    tarball = tmp_path / "not-an-os.tar"
+    subprocess.run(["tar", "-C", str(tmp_path / "root"), "-cf", str(tarball), "."], check=True)
+    started = time.monotonic()
+    with pytest.raises(BootError) as failure, booted_host("not-an-os", tarball):
+        pass
+    message = str(failure.value)
+    assert "systemd-nspawn exited with 1" in message, message
+    assert "os-release" in message, message  # nspawn's own words, from the console log
+    assert time.monotonic() - started < 60
 
 
 def test_ansible_converges_a_fresh_host_then_pyinfra_agrees(tmp_path):

@@ -7,6 +7,9 @@ CACHE=${ESTRADE_TEST_CACHE:-/var/cache/estrade-test}
 PKGS="nginx coturn nftables python3-venv openssl logrotate prometheus prometheus-node-exporter"
 TARBALL=$CACHE/bookworm-root.tar
 mkdir -p "$CACHE"
+# Several checkouts may share the cache: one builds, the others wait, then find it done.
+exec 9>"$CACHE/build.lock"
+flock 9
 # The key is the controller's, as in production; kept with the cache.
 [ -f "$CACHE/id_ed25519" ] || ssh-keygen -q -t ed25519 -N '' -C estrade-test -f "$CACHE/id_ed25519"
 stamp="$(sha256sum "$0" | cut -c1-16)"

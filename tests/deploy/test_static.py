@@ -11,6 +11,7 @@ import jinja2
 import pytest
 import yaml
 
+from provisioning import role_docs
 from provisioning.variables import REPO
 from tests.deploy.helpers import (
     SITE_VARS,
@@ -20,6 +21,10 @@ from tests.deploy.helpers import (
     templates,
     tool,
 )
+
+# Each check runs Ansible, pyinfra or ansible-lint (about 100 s in all on a loaded 2-core
+# machine): make test runs them, make test-fast leaves them out.
+pytestmark = pytest.mark.slow
 
 
 def _system(cmd: str) -> str:
@@ -70,6 +75,50 @@ def test_playbook_syntax_is_valid():
         timeout=60,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+ROLES = sorted(p.name for p in (REPO / "roles").iterdir())
+
+
+def _examples(role: str) -> list[str]:
+    text = (REPO / "roles" / role / "README.md").read_text()
+    example = text.split("## Example", 1)[1] if "## Example" in text else ""
+    return [block.split("```", 1)[0] for block in example.split("```yaml\n")[1:]]
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_role_readme_lists_the_current_variables_and_an_example(role):
+    readme = REPO / "roles" / role / "README.md"
+    assert readme.exists(), f"roles/{role} has no README.md"
+    assert readme.read_text() == role_docs.rendered(readme), (
+        f"roles/{role}/README.md: variables table out of date, run `make role-docs`"
+    )
+    assert _examples(role), f"roles/{role}/README.md has no ```yaml example under ## Example"
+
+
+def test_role_readme_examples_pass_the_syntax_check(tmp_path):
+    plays = [play for role in ROLES for block in _examples(role) for play in yaml.safe_load(block)]
+    assert {r if isinstance(r, str) else r["role"] for p in plays for r in p["roles"]} >= set(ROLES)
+    playbook = tmp_path / "examples.yml"
+    playbook.write_text(yaml.safe_dump(plays))
+    proc = subprocess.run(
+        [tool("ansible-playbook"), "-i", "inventories/example", str(playbook), "--syntax-check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=ansible_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_role_metadata_claims_only_what_the_booted_tier_boots():
+    """Debian 12 only: build-root.sh bootstraps bookworm, and nothing else is converged."""
+    assert " bookworm " in (REPO / "tests/deploy/build-root.sh").read_text()
+    for role in ROLES:
+        meta = yaml.safe_load((REPO / "roles" / role / "meta/main.yml").read_text())
+        platforms = meta["galaxy_info"]["platforms"]
+        assert platforms == [{"name": "Debian", "versions": ["bookworm"]}], (role, platforms)
 
 
 @pytest.mark.parametrize(("role", "name"), templates())
@@ -214,6 +263,34 @@ def test_rendered_prometheus_config_and_shipped_rules_pass_promtool(rendered):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_the_proxy_accepts_exactly_the_documents_the_appliance_accepts(rendered, tmp_path):
+    from appliance.settings import load_settings
+
+    _, pyinfra_out, variables = rendered
+    settings = load_settings(env={}, config_path=pyinfra_out / "estrade" / "estrade.toml.j2")
+    site = (pyinfra_out / "nginx" / "estrade-site.conf.j2").read_text()
+    mib = settings.document_max_bytes // (1024 * 1024)
+    assert settings.document_max_bytes == variables["estrade_document_max_mib"] * 1024 * 1024
+    assert f"client_max_body_size {mib}m;" in site
+    # nginx's own refusal reads like the appliance's (JSON with the limit).
+    assert f'"detail":"the file is larger than the limit of {mib} MiB"' in site
+
+
+def test_a_site_document_limit_moves_the_proxy_limit(tmp_path):
+    site_vars = tmp_path / "vars.yml"
+    site_vars.write_text(
+        "estrade_turn_secret: 0123456789abcdef0123456789abcdef-x\nestrade_document_max_mib: 512\n"
+    )
+    out = tmp_path / "out"
+    render_with_ansible(site_vars, out / "ansible")
+    render_with_pyinfra(site_vars, out / "pyinfra")
+    for tool_out in ("ansible", "pyinfra"):
+        site = (out / tool_out / "nginx" / "estrade-site.conf.j2").read_text()
+        toml = (out / tool_out / "estrade" / "estrade.toml.j2").read_text()
+        assert "client_max_body_size 512m;" in site, tool_out
+        assert f"document_max_bytes = {512 * 1024 * 1024}\n" in toml, tool_out
+
+
 def test_rendered_proxy_logs_no_join_secret(rendered, tmp_path):
     """A real nginx with the rendered site (ports moved to free loopback ones): the access log
     records ``/join/[redacted]``, never a join link's secret (request line and Referer)."""
@@ -287,3 +364,19 @@ def test_rendered_proxy_logs_no_join_secret(rendered, tmp_path):
     assert '"GET /join/[redacted]?x=1 HTTP/1.1" 301' in log, log
     assert "https://classe.example.org/join/[redacted]" in log, log
     assert secret not in log and other not in log, log
+
+
+def test_unit_open_files_follow_the_configured_capacity(rendered, tmp_path):
+    """LimitNOFILE is computed from the capacity written in estrade.toml, as the app counts."""
+    import re
+
+    from appliance.settings import load_settings
+
+    _, pyinfra_out, variables = rendered
+    settings = load_settings(env={}, config_path=pyinfra_out / "estrade" / "estrade.toml.j2")
+    assert settings.media_max_rooms == variables["estrade_media_max_rooms"]
+    assert settings.media_max_learners_per_room == variables["estrade_media_max_learners_per_room"]
+    unit = (pyinfra_out / "estrade" / "estrade.service.j2").read_text()
+    limits = re.findall(r"^LimitNOFILE=(\d+)$", unit, re.M)
+    assert limits == [str(settings.open_files_needed)]
+    assert settings.open_files_needed > 2 * 200 * 2  # a socket and a media port per learner

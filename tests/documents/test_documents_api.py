@@ -14,7 +14,7 @@ from appliance.documents import services
 from appliance.documents.schemas import DocumentOut
 from appliance.documents.tables import Document
 from tests.conftest import ROLES, Client, World, make_settings, new_client, sign_in_as
-from tests.documents import samples
+from tests.documents import bombs, samples
 from tests.documents.helpers import assert_nothing_kept, files_under, store_of, upload
 
 PDF = samples.pdf()
@@ -100,6 +100,13 @@ async def test_every_allowed_type_is_recognised_by_content(
         (samples.ALLOWED["tp.odt"][0], "tp.docx", "odt named as docx"),
         (b"PK\x03\x04" + b"\x00" * 100, "broken.zip", "damaged zip"),
         (b"caf\xe9 au lait\n", "latin1.txt", "text that is not UTF-8"),
+        # An exe in a zip whose ``mimetype`` entry says PDF is a zip, not a PDF.
+        (bombs.odf_declaring("application/pdf", ("run.exe", bombs.EXE)), "cours.pdf", "zip as pdf"),
+        (bombs.odf_declaring("image/png", ("run.exe", bombs.EXE)), "schema.png", "zip as png"),
+        # Windows drops trailing dots and spaces: these are .bat files.
+        (b"@echo off\r\ndel /q *\r\n", "run.bat.", "trailing dot"),
+        (b"@echo off\r\ndel /q *\r\n", "run.bat..", "trailing dots"),
+        (b"@echo off\r\ndel /q *\r\n", "run.bat . ", "trailing dot and spaces"),
     ],
 )
 async def test_refused_types_keep_nothing(
@@ -109,6 +116,37 @@ async def test_refused_types_keep_nothing(
     r = await upload(client, world.cohort.id, content, name)
     assert r.status_code == 415, (why, r.text)
     assert r.json()["status_code"] == 415
+    await assert_nothing_kept(app)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (bombs.bzip2_mimetype_bomb, "would expand"),
+        (lambda: bombs.many_entries(20_000), "holds 20000 files"),
+        (bombs.lying_sizes, "would unpack to more than 2 GiB"),
+    ],
+    ids=["bzip2-mimetype", "entries", "declared-sizes"],
+)
+async def test_zip_bombs_get_422_and_keep_nothing(
+    client: Client, world: World, app: Litestar, make: Any, message: str
+) -> None:
+    await client.login(world.trainer.email)
+    r = await upload(client, world.cohort.id, make(), "archive.zip")
+    assert r.status_code == 422, r.text
+    assert message in r.json()["detail"] and "zip bomb" in r.json()["detail"]
+    await assert_nothing_kept(app)
+
+
+async def test_a_too_long_file_name_is_a_clear_error(
+    client: Client, world: World, app: Litestar
+) -> None:
+    await client.login(world.trainer.email)
+    r = await upload(client, world.cohort.id, b"text\n", "x" * 300 + ".txt")
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["extra"][0]["key"] == "filename"
+    assert "304 characters long (at most 255)" in body["detail"]
     await assert_nothing_kept(app)
 
 

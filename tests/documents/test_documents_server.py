@@ -1,8 +1,9 @@
 """Uploads against a real server (``estrade serve`` in a subprocess on 127.0.0.1).
 
 Memory stays flat during a 50 MB upload (VmHWM/VmRSS of the server process), a client that
-disconnects mid-body leaves nothing, and an announced length over the limit gets 413 before
-any body is sent. Both databases.
+disconnects mid-body leaves nothing, an announced length over the limit gets 413 before
+any body is sent, and zip bombs are refused without memory growth while ``/health`` keeps
+answering. Both databases.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ import pytest
 
 from appliance.documents.tables import Document
 from tests.conftest import PASSWORD, World
+from tests.documents import bombs, samples
 from tests.servers import free_port
 
 MB = 1024 * 1024
@@ -201,3 +204,73 @@ async def test_an_announced_length_over_the_limit_is_refused_before_the_body(
         assert b"larger than the limit of 100 MiB" in answer
         assert _files(server.data_dir / "documents") == []
         assert await Document.count() == 0
+
+
+class _HealthProbe:
+    """``GET /health`` every 20 ms in a thread; keeps the slowest answer."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.slowest = 0.0
+        self.answers = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.base, timeout=30) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                assert client.get("/health").status_code == 200
+                self.slowest = max(self.slowest, time.monotonic() - started)
+                self.answers += 1
+                self._stop.wait(0.02)
+
+    def __enter__(self) -> _HealthProbe:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self.answers:  # probing before the upload starts
+            assert time.monotonic() < deadline, "/health did not answer"
+            time.sleep(0.005)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # 472 bytes whose mimetype entry unpacks to 256 MiB (the old sniffer read it whole).
+        (bombs.bzip2_mimetype_bomb, "would expand"),
+        # 18 MB, 200 000 entries (the old sniffer built one object per entry on the loop).
+        (lambda: bombs.many_entries(200_000, announce=1), "table of contents is"),
+    ],
+    ids=["bzip2-mimetype", "200k-entries"],
+)
+async def test_zip_bombs_cost_no_memory_and_never_stall_the_server(
+    server: Server, world: World, make: object, message: str
+) -> None:
+    content = make()  # type: ignore[operator]
+    with server.signed_in(world.trainer.email) as client:
+        url = f"/api/cohorts/{world.cohort.id}/documents"
+        r = client.post(url, params={"filename": "warm.zip"}, content=samples.plain_zip())
+        assert r.status_code == 201, r.text
+        server.reset_peak()
+        before = server.memory_kib()
+        with _HealthProbe(server.base) as probe:
+            r = client.post(url, params={"filename": "archive.zip"}, content=content)
+        after = server.memory_kib()
+        assert r.status_code == 422, r.text
+        assert message in r.json()["detail"] and "zip bomb" in r.json()["detail"]
+        growth_mib = (after["VmHWM"] - before["VmHWM"]) / 1024
+        print(
+            f"\n{len(content)} bytes: peak memory +{growth_mib:.1f} MiB, slowest /health "
+            f"{probe.slowest * 1000:.0f} ms over {probe.answers} answers"
+        )
+        # The upload itself streams (a few MiB of buffers); the old sniffer took +256 MiB.
+        assert growth_mib < 48, (before, after)
+        # Generous: a loaded 2-core machine; the old sniffer blocked the loop for seconds.
+        assert probe.slowest < 1.0, probe.slowest
+        assert await Document.count() == 1  # the warm-up only
+        assert _files(server.data_dir / "documents" / "tmp") == []

@@ -113,3 +113,35 @@ async def test_a_request_held_back_by_the_coalescing_window_is_sent_when_it_ends
     finally:
         for peer in (trainer, first, second):
             await peer.close()
+
+
+async def test_the_room_reports_its_outbound_bitrate(server: MediaServer) -> None:
+    """What the operator page shows as "Sent": measured from the bytes forwarded each second,
+    about twice one learner's share with two learners, and back to zero when the trainer stops."""
+    room = server.room(1)
+    trainer = Trainer()
+    a, b = Learner(), Learner()
+
+    def bitrate() -> float:
+        return float(server.stats()["by_room"][1]["send_bitrate_bps"])
+
+    try:
+        await trainer.publish(room)
+        await a.join(room, 10)
+        await wait_for(lambda: a.frames["video"] >= 30)
+        await wait_for(lambda: bitrate() > 0, within=5)
+        await asyncio.sleep(2.2)  # two full sampling intervals with one learner
+        one = bitrate()
+        await b.join(room, 11)
+        await wait_for(lambda: b.frames["video"] >= 30)
+        await asyncio.sleep(2.2)
+        two = bitrate()
+        # Video and audio to each learner: tens of kbit/s at least; twice the learners, about
+        # twice the bitrate (the synthetic camera's frame sizes vary little).
+        assert one > 20_000, one
+        assert 1.4 * one < two < 2.8 * one, (one, two)
+        await trainer.close()
+        await wait_for(lambda: bitrate() == 0, within=5)
+    finally:
+        for peer in (trainer, a, b):
+            await peer.close()

@@ -1,4 +1,4 @@
-"""Class session start and end; ping."""
+"""Class session start and end; ping and heartbeat."""
 
 from appliance.accounts import services as accounts
 from appliance.accounts.tables import Role
@@ -11,6 +11,10 @@ EVERYONE = frozenset(Role)
 
 async def ping(ctx: Context, msg: p.Ping) -> None:
     ctx.reply(p.Pong(ref=msg.ref))
+
+
+async def heartbeat(ctx: Context, msg: p.HeartbeatIn) -> None:
+    """Nothing to do: any frame keeps the socket alive (see ``socket._receive_loop``)."""
 
 
 async def start(ctx: Context, msg: p.SessionStart) -> None:
@@ -31,5 +35,6 @@ async def end(ctx: Context, msg: p.SessionEnd) -> None:
 
 def register(d: Dispatcher) -> None:
     d.register(p.Ping, EVERYONE, ping)
+    d.register(p.HeartbeatIn, EVERYONE, heartbeat)
     d.register(p.SessionStart, TRAINERS, start)
     d.register(p.SessionEnd, TRAINERS, end)

@@ -30,8 +30,8 @@ async def lower_hand(ctx: Context, msg: p.HandLower) -> None:
 
 
 async def react(ctx: Context, msg: p.Reaction) -> None:
-    """The one place a reaction is counted."""
-    ctx.room.react(msg.kind)
+    """The one place a reaction is counted (once per learner per window)."""
+    ctx.room.react(ctx.conn.user_id, msg.kind)
 
 
 async def low_bandwidth(ctx: Context, msg: p.SetLowBandwidth) -> None:

@@ -34,6 +34,9 @@ export async function load(lang) {
   strings = await response.json();
   current = lang;
   document.documentElement.lang = lang;
+  // Pages the server renders (the printable sign-in sheet) follow the language shown here.
+  const secure = location.protocol === "https:" ? "; Secure" : "";
+  document.cookie = `estrade_lang=${lang}; Path=/; Max-Age=31536000; SameSite=Lax${secure}`;
 }
 
 /** The string for `key` with `{name}` placeholders filled; the key itself if missing. */

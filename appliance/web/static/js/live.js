@@ -39,11 +39,25 @@ export function connectionBanner(room, el, { onFinal } = {}) {
     el.className = "conn-banner error";
     el.hidden = false;
     clear(el);
-    el.append(
-      h("span", { text: e.code === 4404 ? t("live.closed_404") : t("live.closed") }),
-      " ",
-      h("button", { type: "button", class: "small", text: t("live.reload"), onclick: () => location.reload() }),
-    );
+    if (e.code === 4409) {
+      // Opened in another tab (docs/protocol.md "One session, one socket"): taking it back here
+      // connects again, which closes the other tab's socket the same way.
+      el.className = "conn-banner warn";
+      el.append(
+        h("span", { id: "replaced-note", text: t("live.replaced") }),
+        " ",
+        h("button", {
+          type: "button", class: "small primary", id: "take-back", text: t("live.take_back"),
+          onclick: () => room.connect(),
+        }),
+      );
+    } else {
+      el.append(
+        h("span", { text: e.code === 4404 ? t("live.closed_404") : t("live.closed") }),
+        " ",
+        h("button", { type: "button", class: "small", text: t("live.reload"), onclick: () => location.reload() }),
+      );
+    }
     if (onFinal) onFinal(e);
   });
 }
@@ -232,7 +246,8 @@ export function attendanceLinks(list, cohortId, { from = null, to = null } = {})
       download: "", text: t("attendance.csv", { from: start, to: end }),
     })),
     h("li", {}, h("a", {
-      id: "attendance-sheet", href: `/cohorts/${cohortId}/attendance/${day}/sheet`, target: "_blank",
+      // "today" in the cohort's time zone, which the server knows (the browser may be elsewhere).
+      id: "attendance-sheet", href: `/cohorts/${cohortId}/attendance/today/sheet`, target: "_blank",
       text: t("attendance.sheet_today"),
     })),
   );

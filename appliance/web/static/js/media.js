@@ -5,6 +5,8 @@
 //   trainer.on("error", (e) => banner(e.detail));
 //   await trainer.start({ mic: true, camera: true }); // video.srcObject = trainer.localStream
 //   await trainer.shareScreen(true);
+//   // Or preview first (nothing sent), publish when the class starts:
+//   await trainer.setCamera(true); await trainer.shareScreen(true); ... await trainer.publish();
 //
 //   const learner = new LearnerMedia(room, {
 //     onTracks: ({ camera, screen, audio }) => show(camera, screen, audio), // MediaStreams or null
@@ -153,6 +155,13 @@ export class TrainerMedia extends Emitter {
     await this._serial(() => this._connect());
   }
 
+  /** Publish what is open (previewed before the class started) and every later change. */
+  async publish() {
+    if (this.started) return;
+    this.started = true;
+    await this._serial(() => this._connect());
+  }
+
   async setMic(on) {
     await this._setSource("audio", on, async () => {
       const s = await navigator.mediaDevices.getUserMedia({ audio: MIC });
@@ -207,7 +216,8 @@ export class TrainerMedia extends Emitter {
       return;
     }
     this._refreshLocal();
-    if (!this.started) return;
+    this.emit("sources", { ...this.tracks });
+    if (!this.started) return; // a preview: published by publish()
     // Renegotiate: learners see media_tracks change (a silent replaceTrack would not tell them).
     await this._serial(async () => {
       if (!this.pc) return this._connect();
@@ -302,6 +312,9 @@ export class TrainerMedia extends Emitter {
 // ---- learner --------------------------------------------------------------------------------
 
 const LEVEL_SLOTS = { full: SLOTS, screen: ["audio", "screen"], audio: ["audio"] };
+/** The error of media_subscribe while no trainer presents in the class. */
+const NO_CLASS_MEDIA = "no_class_media";
+const anyLive = (tracks) => SLOTS.some((slot) => tracks && tracks[slot]);
 
 export class LearnerMedia {
   constructor(room, { onTracks = () => {}, onQuality = () => {}, onClosed = () => {} } = {}) {
@@ -315,11 +328,19 @@ export class LearnerMedia {
     this.live = { audio: false, camera: false, screen: false };
     this.streams = { audio: null, camera: null, screen: null };
     this._lost = false;
+    this._waiting = false;
     this._retry = null;
     this._attempt = 0;
-    if (room.mediaConfig && room.mediaConfig.tracks) this.live = { ...room.mediaConfig.tracks };
+    // The room keeps the live tracks up to date from media_config and every media_tracks event
+    // (this player may be created long after the socket opened: a learner who waited).
+    this.live = { ...room.tracks };
     this._offs = [
-      room.on("media_tracks", (m) => { this.live = { ...m.tracks }; this._report(); }),
+      room.on("media_tracks", () => {
+        this.live = { ...room.tracks };
+        // The trainer started presenting: the media room exists now, subscribe.
+        if (this._waiting && this.active && anyLive(this.live)) this._resubscribe();
+        this._report();
+      }),
       room.on("media_quality", (m) => {
         this.level = m.level;
         this.onQuality({ level: m.level, automatic: m.automatic, reason: m.reason });
@@ -329,11 +350,13 @@ export class LearnerMedia {
         this.onClosed(m.reason);
         this._dropPc();
         this._report();
+        // "replaced": the same learner watches elsewhere; taking it back is their choice.
+        if (m.reason === "replaced") this.active = false;
         if (this.active) this._later();
       }),
       room.on("status", (s) => { if (s === "reconnecting") this._lost = true; }),
-      room.on("media_config", (m) => {
-        this.live = { ...m.tracks };
+      room.on("media_config", () => {
+        this.live = { ...room.tracks };
         if (this._lost && this.active) this._resubscribe();
         this._lost = false;
         this._report();
@@ -341,9 +364,14 @@ export class LearnerMedia {
     ];
   }
 
-  /** Subscribe and answer the relay's offer; resolves once the answer is accepted. */
+  /** Subscribe and answer the relay's offer; resolves once the answer is accepted, or at once
+   * when the trainer is not presenting yet (it subscribes when their media_tracks arrive). */
   async start() {
     this.active = true;
+    if (!anyLive(this.live)) {
+      this._waiting = true;
+      return;
+    }
     await this._subscribe();
   }
 
@@ -364,7 +392,11 @@ export class LearnerMedia {
   // -- internals --
 
   _resubscribe() {
-    this._subscribe().catch((e) => { this.onClosed(e.code || "failed"); this._later(); });
+    this._subscribe().catch((e) => {
+      if (e.code === NO_CLASS_MEDIA) return; // waiting for the trainer: media_tracks will tell
+      this.onClosed(e.code || "failed");
+      this._later();
+    });
   }
 
   _later() {
@@ -381,7 +413,15 @@ export class LearnerMedia {
 
   async _subscribe() {
     this._dropPc();
-    const offer = await ask(this.room, () => this.room.mediaSubscribe(), (msg) => msg.type === "media_offer");
+    this._waiting = false;
+    let offer;
+    try {
+      offer = await ask(this.room, () => this.room.mediaSubscribe(), (msg) => msg.type === "media_offer");
+    } catch (e) {
+      // The trainer is not presenting (no media room): wait for their media_tracks.
+      if (e.code === NO_CLASS_MEDIA) this._waiting = true;
+      throw e;
+    }
     const pc = new RTCPeerConnection({ iceServers: iceServers(this.room) });
     this.pc = pc;
     this.streams = { audio: null, camera: null, screen: null };

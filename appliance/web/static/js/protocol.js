@@ -5,13 +5,16 @@
 //   const room = new Classroom(cohortId);
 //   room.on("chat_message", (ev) => show(ev.message));
 //   room.on("status", (s) => banner(s));   // "connecting" | "open" | "reconnecting" | "closed"
+//   room.on("closed", ({ code }) => ...);   // final: 4401/4404 access, 4409 open in another tab
 //   room.connect();
 //   room.chatSend("Bonjour");
 
 export const PROTOCOL_VERSION = 1;
 
-// Close codes after which reconnecting cannot help.
-const FINAL_CLOSE = new Set([1008, 1009, 4401, 4403, 4404]);
+// Close codes after which reconnecting cannot help (4409: the class was opened in another tab;
+// coming back is the user's choice, or two tabs would take it from each other forever).
+const FINAL_CLOSE = new Set([1008, 1009, 4401, 4403, 4404, 4409]);
+export const REPLACED = 4409;
 
 export class Classroom {
   constructor(cohortId, { base = location.origin.replace(/^http/, "ws"), maxDelayMs = 15000 } = {}) {
@@ -25,6 +28,26 @@ export class Classroom {
     this.closedByUser = false;
     this.nextRef = 1;
     this.mediaConfig = null;
+    // The trainer's live tracks as of the last message seen: media_config on connect, then every
+    // media_tracks event. A media player created later (a learner who joins after waiting) starts
+    // from this, never from the state of the moment the socket opened.
+    this.tracks = { audio: false, camera: false, screen: false };
+    // Heartbeat (docs/protocol.md "Heartbeat and dead links"): the server says how often it sends
+    // one; no frame at all for twice that and the socket is given up for a new one.
+    this.heartbeatMs = null;
+    this.lastHeard = 0;
+    this.retryTimer = null;
+    this.watchdog = null;
+    if (typeof window !== "undefined") {
+      // Back online: no need to wait for the backoff.
+      window.addEventListener("online", () => {
+        if (this.retryTimer !== null) {
+          clearTimeout(this.retryTimer);
+          this.retryTimer = null;
+          this.connect();
+        }
+      });
+    }
   }
 
   /** Listen to a message type ("*" for all, "status" for connection changes). */
@@ -42,30 +65,72 @@ export class Classroom {
 
   connect() {
     this.closedByUser = false;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.ws) return; // already connecting or open
     let url = this.url;
     if (this.epoch !== null) url += `?epoch=${encodeURIComponent(this.epoch)}&last_seq=${this.lastSeq}`;
     this.emit("status", this.attempt ? "reconnecting" : "connecting");
     const ws = new WebSocket(url);
     this.ws = ws;
-    ws.onmessage = (e) => this.receive(e.data);
+    this.lastHeard = Date.now();
+    ws.onmessage = (e) => {
+      this.lastHeard = Date.now();
+      this.receive(e.data);
+    };
     ws.onclose = (e) => {
       if (this.ws !== ws) return;
       this.ws = null;
       if (this.closedByUser || FINAL_CLOSE.has(e.code)) {
+        this._stopWatchdog();
         this.emit("status", "closed");
         this.emit("closed", { code: e.code, reason: e.reason });
         return;
       }
-      this.attempt += 1;
-      this.emit("status", "reconnecting");
-      const delay = Math.min(this.maxDelayMs, 250 * 2 ** Math.min(this.attempt, 6));
-      setTimeout(() => this.connect(), delay * (0.5 + Math.random() / 2));
+      this._retry();
     };
+    this._startWatchdog();
   }
 
   close() {
     this.closedByUser = true;
+    this._stopWatchdog();
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     if (this.ws) this.ws.close(1000);
+  }
+
+  _retry() {
+    this.attempt += 1;
+    this.emit("status", "reconnecting");
+    const delay = Math.min(this.maxDelayMs, 250 * 2 ** Math.min(this.attempt, 6));
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.connect();
+    }, delay * (0.5 + Math.random() / 2));
+  }
+
+  _startWatchdog() {
+    if (this.watchdog !== null) return;
+    this.watchdog = setInterval(() => this._check(), 1000);
+  }
+
+  _stopWatchdog() {
+    clearInterval(this.watchdog);
+    this.watchdog = null;
+  }
+
+  /** A socket that says nothing for two heartbeats is dead even if the browser thinks not. */
+  _check() {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || !this.heartbeatMs) return;
+    if (Date.now() - this.lastHeard <= 2 * this.heartbeatMs) return;
+    ws.onmessage = null;
+    ws.onclose = null;
+    try { ws.close(4000, "no heartbeat"); } catch { /* already closing */ }
+    this.ws = null;
+    this._retry();
   }
 
   receive(data) {
@@ -75,8 +140,15 @@ export class Classroom {
     } catch {
       return;
     }
-    if (msg.type === "media_config") this.mediaConfig = msg; // media.js reads it (ICE servers)
+    if (msg.type === "media_config") {
+      this.mediaConfig = msg; // media.js reads it (ICE servers)
+      this.tracks = { ...this.tracks, ...msg.tracks };
+    }
+    if (msg.type === "heartbeat") {
+      try { this.heartbeat(); } catch { /* closing */ }
+    }
     if (msg.type === "welcome") {
+      if (msg.heartbeat_s) this.heartbeatMs = msg.heartbeat_s * 1000;
       this.epoch = msg.epoch;
       this.lastSeq = msg.seq;
       this.attempt = 0;
@@ -85,6 +157,7 @@ export class Classroom {
       if (msg.seq <= this.lastSeq) return; // already seen: never apply twice
       this.lastSeq = msg.seq;
     }
+    if (msg.type === "media_tracks") this.tracks = { ...this.tracks, ...msg.tracks };
     this.emit(msg.type, msg);
   }
 
@@ -98,6 +171,7 @@ export class Classroom {
 
   // One helper per client message of docs/protocol.md.
   ping() { return this.send("ping"); }
+  heartbeat() { return this.send("heartbeat"); }
   chatSend(text, { question = false } = {}) { return this.send("chat_send", { text, question }); }
   chatDelete(messageId) { return this.send("chat_delete", { message_id: messageId }); }
   chatMute(userId) { return this.send("chat_mute", { user_id: userId }); }

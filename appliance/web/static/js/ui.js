@@ -138,8 +138,17 @@ export function errorText(err) {
       return t("error.409", { detail: (err.extra && err.extra[0] && err.extra[0].message) || detail });
     case 413:
       return t("error.413");
+    case 415:
+      return t("error.415");
     case 429:
       return t("error.429");
+    case 500:
+      return t("error.500");
+    case 502:
+    case 503:
+    case 504:
+      // Only a temporary failure is worth trying again later.
+      return t("error.temporary", { status: err.status });
     default:
       return t("error.server", { status: err.status });
   }

@@ -83,7 +83,7 @@ function renderCandidates() {
 function linkState(status) {
   const label = t(`link.status.${status.status}`);
   if (status.status === "active" && status.expires_at) {
-    return t("link.status.active_until", { date: i18n.formatDate(status.expires_at) });
+    return t("link.status.active_until", { date: i18n.formatDateTime(status.expires_at) });
   }
   return label;
 }
@@ -111,6 +111,13 @@ function renderLearners() {
           "aria-label": t("cohort.revoke_named", { name: m.display_name }),
           text: t("cohort.revoke"),
           onclick: (e) => revoke(e.currentTarget, m),
+        }),
+        h("button", {
+          type: "button",
+          class: "small",
+          "aria-label": t("cohort.expire_named", { name: m.display_name }),
+          text: t("cohort.expire"),
+          onclick: (e) => expireNow(e.currentTarget, m),
         }),
       );
     }
@@ -143,11 +150,15 @@ function renderSessions() {
   $("#sessions-zone").textContent = t("sessions.zone", { zone });
   const body = clear($("#session-table tbody"));
   for (const cs of sessions) {
-    const day = inZone(cs.scheduled_start, zone, lang, { weekday: "long", day: "numeric", month: "long", year: "numeric" });
-    const hours = t("sessions.range", {
-      from: inZone(cs.scheduled_start, zone, lang, { timeStyle: "short" }),
-      to: inZone(cs.scheduled_end, zone, lang, { timeStyle: "short" }),
-    });
+    // A class started from the console has no schedule: its real times stand in (never
+    // `new Date(null)`, which is 1 January 1970).
+    const start = cs.started_at || cs.scheduled_start;
+    const end = cs.ended_at || cs.scheduled_end;
+    const day = start ? inZone(start, zone, lang, { weekday: "long", day: "numeric", month: "long", year: "numeric" }) : "—";
+    const from = start ? inZone(start, zone, lang, { timeStyle: "short" }) : "—";
+    const hours = end
+      ? t("sessions.range", { from, to: inZone(end, zone, lang, { timeStyle: "short" }) })
+      : t("sessions.since", { from });
     const state = sessionState(cs);
     body.append(
       h("tr", {}, h("td", { text: day }), h("td", { text: hours }), h("td", {}, h("span", { class: `state state-${state}`, text: t(`sessions.${state}`) }))),
@@ -183,7 +194,9 @@ $("#session-form").addEventListener("submit", async (event) => {
 
 async function issue(button, member) {
   await busy(button, null, async () => {
-    const link = await api("POST", `${base}/learners/${member.id}/join-link`);
+    const hours = Number($("#link-hours").value);
+    const options = Number.isInteger(hours) && hours > 0 ? { json: { hours } } : {};
+    const link = await api("POST", `${base}/learners/${member.id}/join-link`, options);
     $("#issued").hidden = false;
     $("#issued-label").textContent = t("cohort.issued_for", { name: member.display_name });
     $("#issued-url").value = link.url;
@@ -199,6 +212,15 @@ async function revoke(button, member) {
   await busy(button, null, async () => {
     await api("POST", `${base}/learners/${member.id}/join-link/revoke`);
     notify(t("cohort.revoked", { name: member.display_name }));
+    await refresh();
+  });
+}
+
+async function expireNow(button, member) {
+  if (!window.confirm(t("cohort.expire_confirm", { name: member.display_name }))) return;
+  await busy(button, null, async () => {
+    await api("POST", `${base}/learners/${member.id}/join-link/expire`);
+    notify(t("cohort.expired", { name: member.display_name }));
     await refresh();
   });
 }
@@ -372,6 +394,7 @@ function renderAttendance() {
     download: "",
     text: t("attendance.csv", { from: cohort.first_day, to }),
   })));
+  list.append(h("li", {}, h("a", { id: "engagement-link", href: `/cohorts/${cohortId}/engagement`, text: t("eng.open_cohort", { name: cohort.name }) })));
   const days = [...new Set(sessions.map((s) => (s.started_at || s.scheduled_start || "").slice(0, 10)).filter(Boolean))].sort();
   for (const day of days) {
     list.append(h("li", {}, h("a", {

@@ -7,6 +7,7 @@ import * as i18n from "../i18n.js";
 import { ChatPanel, clock, connectionBanner, dateTime, liveError, resultBars } from "../live.js";
 import { Classroom } from "../protocol.js";
 import { boot, errorText, notify, t } from "../ui.js";
+import { showMySummary } from "../engagement-mine.js";
 
 await boot({ title: "classroom.title", signedIn: true });
 
@@ -33,6 +34,8 @@ const state = {
   mediaNote: "",
   swapped: false,
   tracks: {},
+  rejoin: false,
+  cohortName: "",
 };
 
 connectionBanner(room, $("#conn-banner"));
@@ -70,7 +73,12 @@ room.on("welcome", (w) => {
     setMuted(w.muted);
   }
   $("#low-bandwidth").checked = w.you.state === "low_bandwidth";
+  showCohort(w.cohort_name);
   renderAll();
+  if (state.rejoin && state.session) {
+    state.rejoin = false;
+    join();
+  }
 });
 
 room.on("chat_message", (e) => {
@@ -146,16 +154,36 @@ room.on("document_pushed", (e) => {
   loadDocuments();
 });
 room.on("closed", (e) => {
+  // Opened in another tab (4409): the video moves there; taken back here, it comes back.
+  if (e.code === 4409) state.rejoin = state.rejoin || state.joined;
   stopMedia();
   // 4401: this session no longer lets the learner in (link revoked or replaced, account
   // deactivated): the page that says why and what to do. The server has already dropped the
   // session, so the reason comes from the close code, not from a later request.
-  if (e.code === 4401) leaveFor("/link-problem?reason=revoked");
+  // A refused handshake says nothing precise: "/" asks the server, which knows the link's state.
+  const why = e.reason || "";
+  if (e.code === 4401) {
+    leaveFor(/expired/.test(why) ? "/link-problem?reason=expired" : /revoked|deactivated/.test(why) ? "/link-problem?reason=revoked" : "/");
+  }
 });
 
 // --- rendering ---------------------------------------------------------------------------
 
+function showCohort(name) {
+  if (name !== undefined) state.cohortName = name;
+  const el = $("#cohort-name");
+  el.textContent = state.cohortName ? t("console.cohort", { name: state.cohortName }) : "";
+  el.hidden = !state.cohortName;
+}
+
+// A trainer (or admin) looking at the learners' view: one click back to the console.
+if (!isLearner) {
+  $("#console-link").href = `/cohorts/${cohortId}/console`;
+  $("#console-link").hidden = false;
+}
+
 function renderAll() {
+  showCohort();
   renderStage();
   renderQuestions();
   renderCards();
@@ -188,7 +216,7 @@ async function renderStage() {
   $("#swap-video").hidden = !live || !state.joined || !(state.tracks.camera && state.tracks.screen);
   for (const b of document.querySelectorAll(".toolbar button")) b.disabled = !live || !isLearner;
   if (live) {
-    if (!state.joined) box.append(h("p", { text: t("classroom.ready") }));
+    if (!state.joined) box.append(h("p", { text: state.mediaNote || t("classroom.ready") }));
     else if (state.mediaNote) box.append(h("p", { text: state.mediaNote }));
     return;
   }
@@ -228,7 +256,7 @@ function renderQuestions() {
 function renderCards() {
   const box = clear($("#live-cards"));
   if (state.signing && isLearner) {
-    const half = t(`attendance.${state.signing.half}`);
+    const half = t(`attendance.this_${state.signing.half}`);
     const card = h("section", { class: "live-card sign", "aria-label": t("attendance.title") });
     if (state.signed) card.append(h("p", { class: "summary ok", text: t("attendance.signed", { half }) }));
     else {
@@ -395,14 +423,18 @@ async function join() {
   }
   state.media = new mod.LearnerMedia(room, {
     onTracks: (tracks) => { state.tracks = tracks || {}; showTracks(); },
-    onQuality: (level, automatic) => {
+    // media.js passes one object (docs/protocol.md, media_quality): the server's automatic steps
+    // are said to the learner; their own choice shows on the low-bandwidth switch.
+    onQuality: ({ level, automatic }) => {
       state.mediaNote = automatic ? t(`media.quality.${level}`) : "";
       renderStage();
     },
     onClosed: (reason) => {
+      if (reason === "replaced" && state.media) state.media.stop(); // watching elsewhere now
       state.media = null;
       state.joined = false;
-      state.mediaNote = reason === "room_full" ? t("media.room_full") : t("media.closed");
+      state.mediaNote = reason === "room_full" ? t("media.room_full")
+        : reason === "replaced" ? t("media.replaced") : t("media.closed");
       notify(state.mediaNote, "error");
       renderStage();
     },
@@ -443,3 +475,4 @@ window.addEventListener("beforeunload", (e) => {
 
 loadDocuments();
 room.connect();
+showMySummary(cohortId); // the learner's own attendance and participation (engagement)

@@ -16,7 +16,9 @@ function render() {
         "li",
         {},
         h("div", {}, h("strong", { text: c.name }), h("p", { class: "muted small", text: t("cohorts.range", { from: i18n.formatDate(c.first_day), to: i18n.formatDate(c.last_day) }) })),
-        h("a", { class: "button primary", href: `/cohorts/${c.id}/console`, "aria-label": t("mycohorts.open_named", { name: c.name }), text: t("mycohorts.open") }),
+        h("div", { class: "actions" },
+          h("a", { class: "button", href: `/cohorts/${c.id}/engagement`, "aria-label": t("eng.open_cohort", { name: c.name }), text: t("eng.open") }),
+          h("a", { class: "button primary", href: `/cohorts/${c.id}/console`, "aria-label": t("mycohorts.open_named", { name: c.name }), text: t("mycohorts.open") })),
       ),
     );
   }

@@ -23,11 +23,17 @@ const state = {
   signing: null,
   muted: new Set(),
   media: null,
+  mediaState: "",
   mediaOn: { camera: false, mic: false, screen: false },
+  cohortName: "",
 };
 
 $("#classroom-link").href = `/classroom/${cohortId}`;
 connectionBanner(room, $("#conn-banner"));
+// Class start and end need the socket: not clickable before it is open (nothing would happen).
+room.on("status", (s) => {
+  for (const id of ["#session-start", "#session-end"]) $(id).disabled = s !== "open";
+});
 attendanceLinks($("#attendance-links"), cohortId);
 
 const chat = new ChatPanel(room, {
@@ -46,6 +52,7 @@ for (const type of ["error", "forbidden", "rate_limited"]) {
 
 room.on("welcome", (w) => {
   state.session = w.session;
+  state.cohortName = w.cohort_name;
   state.signing = w.signing;
   state.people = new Map(w.participants.map((p) => [p.user_id, { p, connected: true }]));
   if (!w.resumed) {
@@ -56,6 +63,8 @@ room.on("welcome", (w) => {
     if (w.reactions) state.reactions = { lost: 0, slower: 0, ok: 0, ...w.reactions };
   }
   renderAll();
+  if (state.session) goLive();
+  maybeRestore();
 });
 room.on("presence", (e) => {
   state.people.set(e.participant.user_id, { p: e.participant, connected: e.connected });
@@ -84,7 +93,7 @@ function allStates(from, to) {
   for (const e of state.people.values()) if (e.p.state === from) e.p.state = to;
   renderPeople();
 }
-room.on("session_started", (e) => { state.session = e.session; allStates("waiting", "in_class"); renderHead(); });
+room.on("session_started", (e) => { state.session = e.session; allStates("waiting", "in_class"); renderHead(); goLive(); saveMedia(); });
 room.on("session_ended", () => { state.session = null; allStates("in_class", "waiting"); allStates("low_bandwidth", "waiting"); state.signing = null; stopMedia(); renderHead(); renderSigning(); });
 room.on("signing_opened", (e) => { state.signing = e.window; renderSigning(); });
 room.on("signing_closed", () => { state.signing = null; renderSigning(); });
@@ -112,6 +121,9 @@ function renderAll() {
 
 function renderHead() {
   const live = Boolean(state.session);
+  const name = $("#cohort-name");
+  name.textContent = state.cohortName ? t("console.cohort", { name: state.cohortName }) : "";
+  name.hidden = !state.cohortName;
   $("#session-badge").textContent = live ? t("classroom.live_since", { time: clock(state.session.started_at) }) : t("console.not_started");
   $("#session-start").hidden = live;
   $("#session-end").hidden = !live;
@@ -235,7 +247,7 @@ function renderReactions() {
 function renderSigning() {
   const w = state.signing;
   $("#signing-state").textContent = w
-    ? t("attendance.window_open", { half: t(`attendance.${w.half}`), time: clock(w.closes_at) })
+    ? t("attendance.window_open", { half: t(`attendance.the_${w.half}`), time: clock(w.closes_at) })
     : t("attendance.window_closed");
   $("#signing-open").hidden = Boolean(w);
   $("#signing-close").hidden = !w;
@@ -332,6 +344,34 @@ $("#doc-form").addEventListener("submit", async (e) => {
 });
 
 // --- media -----------------------------------------------------------------------------------
+// Camera, microphone and screen can be turned on before the class: a local preview (nothing is
+// sent). Starting the class publishes what is on. What is on during a class is kept in this
+// tab's sessionStorage, so a reloaded console turns camera and microphone back on by itself and
+// offers one click for the screen (browsers only share a screen after a click).
+
+const SAVED_KEY = `estrade.console.${cohortId}.media`;
+const saved = (() => {
+  try {
+    return JSON.parse(sessionStorage.getItem(SAVED_KEY) || "null");
+  } catch {
+    return null;
+  }
+})();
+let restoreChecked = false;
+
+function anyOn(on = state.mediaOn) {
+  return Boolean(on.camera || on.mic || on.screen);
+}
+
+function saveMedia() {
+  try {
+    if (state.session && anyOn()) {
+      sessionStorage.setItem(SAVED_KEY, JSON.stringify({ session: state.session.class_session_id, ...state.mediaOn }));
+    } else {
+      sessionStorage.removeItem(SAVED_KEY);
+    }
+  } catch { /* storage refused: nothing to restore later */ }
+}
 
 function renderMediaButtons() {
   const live = Boolean(state.session);
@@ -340,9 +380,19 @@ function renderMediaButtons() {
     const b = $(id);
     b.setAttribute("aria-pressed", on[kind] ? "true" : "false");
     b.textContent = t(`media.${kind}_${on[kind] ? "off" : "on"}`);
-    b.disabled = !live;
   }
-  if (!live) $("#media-status").textContent = t("media.start_first");
+  $("#media-preview").hidden = live || !anyOn();
+  if (!live && !anyOn()) $("#media-status").textContent = t("media.start_first");
+  renderNothingSent();
+}
+
+/** Whenever the class is live and nothing goes out, the trainer is told, in the console's head. */
+function renderNothingSent() {
+  const el = $("#nothing-sent");
+  const failed = state.media && ["failed", "closed"].includes(state.mediaState);
+  const silent = Boolean(state.session) && (!anyOn() || failed);
+  el.hidden = !silent;
+  el.textContent = silent ? t("console.nothing_sent") : "";
 }
 
 async function ensureMedia() {
@@ -364,25 +414,57 @@ async function ensureMedia() {
       code === "NotAllowedError" ? t("media.refused") : code === "NotFoundError" ? t("media.no_device") : t("media.failed_detail", { detail: (err && err.message) || code });
   });
   media.on("state", (s) => {
-    $("#media-status").textContent = t("media.state", { state: String(s) });
+    state.mediaState = String(s);
+    const label = t(`media.pc.${s}`); // the connection's state, in words of the page's language
+    $("#media-status").textContent = t("media.state", { state: label.startsWith("media.pc.") ? String(s) : label });
+    renderNothingSent();
   });
+  // A source can stop by itself (the browser's own "stop sharing" button).
+  media.on("sources", () => syncMedia());
   state.media = media;
+  // Kept on the element for diagnostics, as the classroom does: media.pc.getStats() (tests).
+  $("#console").estradeMedia = media;
   return media;
+}
+
+/** The buttons, previews and saved state follow the tracks media.js really holds. */
+function syncMedia() {
+  const tracks = state.media ? state.media.tracks : {};
+  state.mediaOn = { camera: Boolean(tracks.camera), mic: Boolean(tracks.audio), screen: Boolean(tracks.screen) };
+  saveMedia();
+  renderMediaButtons();
+  showSelf();
 }
 
 function showSelf() {
   const v = $("#self-view");
-  const stream = state.media && state.media.localStream;
-  v.srcObject = stream || null;
-  v.hidden = !stream || !(state.mediaOn.camera || state.mediaOn.screen);
+  const media = state.media;
+  const camera = media && media.tracks.camera;
+  if (!camera) v.srcObject = null;
+  else if (!v.srcObject || v.srcObject.getVideoTracks()[0] !== camera) v.srcObject = new MediaStream([camera]);
+  v.hidden = !camera;
+  const sv = $("#screen-view");
+  const screen = media && media.tracks.screen;
+  if (!screen) sv.srcObject = null;
+  else if (!sv.srcObject || sv.srcObject.getVideoTracks()[0] !== screen) sv.srcObject = new MediaStream([screen]);
+  sv.hidden = !screen;
+}
+
+function mediaError(err) {
+  const name = err && err.name;
+  $("#media-status").textContent = name === "NotAllowedError" ? t("media.refused") : name === "NotFoundError" ? t("media.no_device") : t("media.failed_detail", { detail: (err && (err.code || err.message)) || "" });
 }
 
 // One media change at a time: a second click while the first renegotiation runs waits its turn
 // (two concurrent start() calls would open two connections).
 let mediaQueue = Promise.resolve();
-function toggle(kind) {
-  mediaQueue = mediaQueue.then(() => applyToggle(kind));
+function queueMedia(fn) {
+  mediaQueue = mediaQueue.then(fn, fn);
   return mediaQueue;
+}
+
+function toggle(kind) {
+  return queueMedia(() => applyToggle(kind));
 }
 
 async function applyToggle(kind) {
@@ -390,27 +472,83 @@ async function applyToggle(kind) {
   const media = await ensureMedia();
   if (!media) return;
   try {
-    if (!media.started) {
-      await media.start({ mic: kind === "mic" ? want : state.mediaOn.mic, camera: kind === "camera" ? want : state.mediaOn.camera });
-      media.started = true;
-      if (kind === "screen") await media.shareScreen(want);
-    } else if (kind === "camera") await media.setCamera(want);
+    if (kind === "camera") await media.setCamera(want);
     else if (kind === "mic") await media.setMic(want);
     else await media.shareScreen(want);
-    state.mediaOn[kind] = want;
+    if (state.session) await media.publish();
     $("#media-status").textContent = "";
   } catch (err) {
-    const name = err && err.name;
-    $("#media-status").textContent = name === "NotAllowedError" ? t("media.refused") : name === "NotFoundError" ? t("media.no_device") : t("media.failed_detail", { detail: (err && (err.code || err.message)) || "" });
+    mediaError(err);
   }
-  renderMediaButtons();
-  showSelf();
+  syncMedia();
+}
+
+/** The class is live: publish what the trainer previewed (nothing if nothing is on). */
+function goLive() {
+  return queueMedia(async () => {
+    if (!state.media || !anyOn() || state.media.started) return;
+    try {
+      await state.media.publish();
+    } catch (err) {
+      mediaError(err);
+    }
+    syncMedia();
+  });
+}
+
+/** Turn back on what was on before the reload; `which` is the saved {camera, mic, screen}. */
+function restore(which) {
+  return queueMedia(async () => {
+    const media = await ensureMedia();
+    if (!media) return;
+    try {
+      if (which.camera && !media.tracks.camera) await media.setCamera(true);
+      if (which.mic && !media.tracks.audio) await media.setMic(true);
+      if (which.screen && !media.tracks.screen) await media.shareScreen(true);
+      if (state.session) await media.publish();
+      if (which.camera || which.mic) notify(t("console.restored"));
+    } catch (err) {
+      mediaError(err);
+      // One click for everything still off (a screen offer already shown included).
+      const all = { ...which };
+      if (restoreOffer) for (const k of ["camera", "mic", "screen"]) all[k] = all[k] || restoreOffer[k];
+      offerRestore(all, "console.restore");
+    }
+    syncMedia();
+  });
+}
+
+let restoreOffer = null;
+function offerRestore(which, label) {
+  restoreOffer = which;
+  const b = $("#media-restore");
+  b.dataset.label = label;
+  b.textContent = t(label);
+  b.onclick = () => {
+    $("#restore-row").hidden = true;
+    restoreOffer = null;
+    restore(which);
+  };
+  $("#restore-row").hidden = false;
+}
+
+/** After a reload mid-class: camera and microphone come back by themselves, the screen on a click. */
+function maybeRestore() {
+  if (restoreChecked) return;
+  restoreChecked = true;
+  if (!saved || !state.session || saved.session !== state.session.class_session_id) return;
+  if (saved.camera || saved.mic) restore({ camera: saved.camera, mic: saved.mic, screen: false });
+  if (saved.screen) offerRestore({ camera: false, mic: false, screen: true }, "console.restore_screen");
 }
 
 function stopMedia() {
   if (state.media) state.media.stop();
   state.media = null;
+  state.mediaState = "";
   state.mediaOn = { camera: false, mic: false, screen: false };
+  $("#restore-row").hidden = true;
+  restoreOffer = null;
+  saveMedia();
   showSelf();
   renderMediaButtons();
 }
@@ -421,6 +559,7 @@ $("#media-screen").addEventListener("click", () => toggle("screen"));
 
 i18n.onChange(() => {
   renderAll();
+  if ($("#media-restore").dataset.label) $("#media-restore").textContent = t($("#media-restore").dataset.label);
   loadDocuments();
   attendanceLinks($("#attendance-links"), cohortId);
 });

@@ -40,7 +40,7 @@ function render() {
   $("#rooms-table").hidden = rooms.length === 0;
   const body = clear($("#rooms-body"));
   for (const r of rooms) {
-    const parts = (r.participants || []).map((p) => `${t(`role.${p.role}s`)} ${t(`people.${p.state}`)}: ${p.count}`).join(", ");
+    const parts = (r.participants || []).map((p) => t("operator.participants_n", { who: `${t(`role.${p.role}s`)} ${t(`people.${p.state}`)}`, n: p.count })).join(", ");
     body.append(h("tr", { dataset: { cohort: r.cohort_id } },
       h("td", {}, h("a", { href: `/cohorts/${r.cohort_id}/console`, text: names.get(r.cohort_id) || `#${r.cohort_id}` })),
       h("td", { text: r.started ? t("operator.started") : t("operator.not_started") }),
