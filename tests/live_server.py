@@ -57,7 +57,9 @@ class LiveServer:
 
     async def cookie(self, world: Any, role: str) -> str:
         """A ``Cookie`` header for ``role`` (learners through a fresh join link)."""
-        async with httpx.AsyncClient(base_url=self.base) as c:
+        # Sign-in verifies argon2 at a low CPU priority: on a machine shared with other jobs it
+        # may take longer than httpx's default 5 s.
+        async with httpx.AsyncClient(base_url=self.base, timeout=30) as c:
             r = await c.get("/api/auth/csrf")
             c.headers["x-csrftoken"] = c.cookies["csrftoken"]
             if role in ("learner", "other_learner"):

@@ -275,6 +275,7 @@ async def test_revoking_one_cohorts_link_closes_that_cohort_to_any_session(
     in_b = await live.connect(cookie, b)
     async with httpx.AsyncClient(base_url=live.base, headers={"Cookie": cookie}) as c:
         assert (await c.get(f"/api/cohorts/{b}/documents")).status_code == 200
+        assert {x["id"] for x in (await c.get("/api/cohorts")).json()} == {a, b}
         await _admin(
             live,
             world,
@@ -286,6 +287,7 @@ async def test_revoking_one_cohorts_link_closes_that_cohort_to_any_session(
             "your join link was revoked: open your new link to come back",
         )
         assert (await c.get(f"/api/cohorts/{b}/documents")).status_code == 404
+        assert [x["id"] for x in (await c.get("/api/cohorts")).json()] == [a]
         assert (await c.get(f"/api/cohorts/{a}/documents")).status_code == 200
         r = await c.patch("/api/me", json={"locale": "en"}, headers={"x-csrftoken": token})
         assert r.status_code == 200

@@ -46,6 +46,7 @@ async def test_public_and_configured_origins_are_accepted(
         tmp_path,
         database_url=database_url,
         public_url="https://classe.example.org/",
+        secure_cookies=False,  # the test talks plain HTTP to 127.0.0.1
         allowed_origins="https://Autre.Example:8443, http://localhost:8000",
     )
     live = LiveServer(settings).start()

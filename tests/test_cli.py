@@ -191,6 +191,7 @@ def test_demo_links_stay_and_the_admin_can_sign_in(tmp_path: Path) -> None:
                 json={"email": "admin@demo.estrade.invalid", "password": password},
             )
             assert r.status_code == 200 and r.json()["role"] == "admin", r.text
+            http.headers["x-csrftoken"] = http.cookies["csrftoken"]  # a new token per session
             cohort = http.get("/api/admin/cohorts").json()[0]
             alice = next(
                 m

@@ -77,12 +77,15 @@ def _status(pid: int, field: str) -> int:
 
 
 async def _learner_cookie(base: str, world: World) -> str:
-    async with httpx.AsyncClient(base_url=base) as c:
+    async with httpx.AsyncClient(base_url=base, timeout=30) as c:
         link = await services.issue_link(
             world.cohort.id, world.learner.id, base_url=base, ttl_days=30
         )
-        r = await c.get(link.url.removeprefix(base))
-        assert r.status_code == 303, r.text
+        await c.get("/api/auth/csrf")  # joining is a POST with the CSRF header (docs/security.md)
+        r = await c.post(
+            link.url.removeprefix(base), json={}, headers={"x-csrftoken": c.cookies["csrftoken"]}
+        )
+        assert r.status_code == 200, r.text
         return "; ".join(f"{k}={v}" for k, v in c.cookies.items())
 
 

@@ -612,6 +612,9 @@ async def cohorts_of(user: User) -> list[Cohort]:
         r["cohort"]
         for r in await Enrolment.select(Enrolment.cohort).where(Enrolment.user == user.id)
     ]
+    if user.role == Role.learner.value:
+        # A learner's cohorts are those they hold a live join link for (guards.cohort_access).
+        ids = [c for c, _ in await live_link_pairs((c, user.id) for c in ids)]
     if not ids:
         return []
     query = Cohort.objects().where(Cohort.id.is_in(ids))
