@@ -30,8 +30,12 @@ async def _close_code(peer: Peer, within: float = 10) -> tuple[int, str, float]:
 
 @pytest.fixture
 async def quick(app: Any, world: World, settings: Settings) -> Any:
-    """A server that drops a socket silent for 1 s (heartbeat every 1/3 s)."""
-    server = LiveServer(dataclasses.replace(settings, ws_idle_timeout_s=1.0)).start()
+    """A server that drops a socket silent for 1 s (heartbeat every 1/3 s). No reconnect grace:
+    the disconnect is written as soon as the last socket is gone (the default waits 10 s for a
+    reconnect before it writes the span's end, with the time the socket really closed)."""
+    server = LiveServer(
+        dataclasses.replace(settings, ws_idle_timeout_s=1.0, attendance_reconnect_grace_s=0)
+    ).start()
     yield server
     server.stop()
 

@@ -145,7 +145,9 @@ async def _handle(
                 ref=msg.ref,
             )
         ]
-    if conn.capacity in LIMITED:
+    # `heartbeat` is exempt: the page answers the server's own beat (one per beat, no reply, no
+    # fan-out), and refusing it would drop a live learner as a dead link.
+    if conn.capacity in LIMITED and tag != "heartbeat":
         # Every message type of a learner (and an operator) is limited per user, whatever
         # socket it comes from; chat has its own, stricter limit on top.
         key, chat_key = f"{conn.user_id}:{tag}", str(conn.user_id)
