@@ -87,15 +87,17 @@ test-boots: $(DEV_STAMP) ## Boot and stop BOOTS fresh nspawn hosts in a row (def
 	$(BIN)/pytest -p no:cacheprovider -v -s tests/deploy/booted.py -k boots_and_stops --boots $(BOOTS)
 
 .PHONY: lint
-lint: $(DEV_STAMP) ## Ruff lint and format check, mypy on appliance/
+lint: $(DEV_STAMP) ## Ruff lint and format check, mypy on appliance/, role READMEs up to date
 	$(BIN)/ruff check appliance tests benchmarks provisioning
 	$(BIN)/ruff format --check appliance tests benchmarks provisioning
 	$(BIN)/mypy
+	@$(BIN)/python -m provisioning.role_docs --check || { echo "run: make role-docs" >&2; exit 1; }
 
 .PHONY: format
 format: $(DEV_STAMP) ## Apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix appliance tests benchmarks provisioning
 	$(BIN)/ruff format appliance tests benchmarks provisioning
+	$(BIN)/python -m provisioning.role_docs
 
 .PHONY: role-docs
 role-docs: $(DEV_STAMP) ## Rewrite the variables table of each roles/*/README.md from the role's defaults

@@ -28,10 +28,17 @@ def pg_server() -> Iterator[PgServer]:
     server.stop()
 
 
-# The `postgres` mark lets `make test-fast` deselect the PostgreSQL half (-m "not postgres").
-@pytest.fixture(
-    scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `postgres` every test that runs on PostgreSQL, however it is parametrized (the
+    fixtures' own params, or ``indirect=`` as in tests/fuzz): make test-fast deselects them."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "postgres" in (params.get("database_url"), params.get("db_env")):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated database, one per backend for the whole run; tables are emptied per test."""
     if request.param == "sqlite":

@@ -29,7 +29,7 @@ def run(
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", "postgres"])
 def db_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     env = {"ESTRADE_DATA_DIR": str(tmp_path / "data")}
     if request.param == "postgres":
