@@ -239,6 +239,9 @@ def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
         page.wait_for_url(lambda url: "/login" not in url)
     except Exception:
         pytest.fail(f"sign-in as {email} failed: {page.locator('#login-error').inner_text()!r}")
+    # The page's module handles its forms only once booted: a test typing before that (the
+    # body is only transparent, so Playwright sees it) would submit the form natively.
+    page.wait_for_selector("html.ready", state="attached")
 
 
 def axe_violations(page: Any, impacts: tuple[str, ...] = ("serious", "critical")) -> list[str]:
