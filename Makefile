@@ -77,14 +77,14 @@ export ESTRADE_TEST_CACHE := $(DEPLOY_CACHE)
 test-deploy: $(DEV_STAMP) system-deps wheelhouse ## Boot fresh Debian hosts (systemd-nspawn), converge with Ansible and pyinfra
 	@scripts/need systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux flock:util-linux
 	tests/deploy/build-root.sh
-	$(BIN)/pytest -p no:cacheprovider -v -s --durations=0 tests/deploy/booted.py
+	$(BIN)/pytest -p no:cacheprovider -v -s --durations=0 --timeout=3600 tests/deploy/booted.py
 
 BOOTS ?= 10
 .PHONY: test-boots
 test-boots: $(DEV_STAMP) ## Boot and stop BOOTS fresh nspawn hosts in a row (default 10), with timings
 	@scripts/need systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux flock:util-linux
 	tests/deploy/build-root.sh
-	$(BIN)/pytest -p no:cacheprovider -v -s tests/deploy/booted.py -k boots_and_stops --boots $(BOOTS)
+	$(BIN)/pytest -p no:cacheprovider -v -s --timeout=0 tests/deploy/booted.py -k boots_and_stops --boots $(BOOTS)
 
 .PHONY: lint
 lint: $(DEV_STAMP) ## Ruff lint and format check, mypy on appliance/, role READMEs up to date

@@ -10,6 +10,7 @@ will drive them.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -119,6 +120,8 @@ def test_trainer_publishes_camera_and_mic_learner_decodes(
 
     lpage = new_page()
     lpage.goto(link)
+    # The link page joins (a POST from the page), then opens the classroom.
+    lpage.wait_for_url(re.compile(f"/classroom/{cohort['id']}$"))
     # Off the classroom page, whose own socket would share the session's one-socket limit.
     lpage.goto("/health")
     assert lpage.evaluate(LEARNER_JS, cohort["id"]) is True
