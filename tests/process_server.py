@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from appliance.settings import Settings
-from tests.live_server import LiveServer
+from tests.live_server import LiveServer, Peer
 from tests.servers import free_port
 
 
@@ -38,6 +38,7 @@ class ProcessServer(LiveServer):
         )
         self.env.update({f"ESTRADE_{k.upper()}": v for k, v in env.items()})
         self.process: subprocess.Popen[bytes] | None = None
+        self.peers: list[Peer] = []
 
     def start(self) -> ProcessServer:
         with self.log_path.open("wb") as log:
