@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
 
 
+_pg_databases = itertools.count(1)
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A migrated database, one per backend for the whole run; tables are emptied per test."""
@@ -45,7 +49,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         url = f"sqlite://{tmp_path_factory.mktemp('sqlite') / 'estrade.sqlite3'}"
     else:
         server: PgServer = request.getfixturevalue("pg_server")
-        url = server.create_database("estrade_test")
+        # A database per instance: tests/fuzz parametrizes this fixture indirectly, so pytest may
+        # build the postgres instance twice in one run (the second CREATE DATABASE would fail).
+        url = server.create_database(f"estrade_test_{next(_pg_databases)}")
     settings = make_settings(tmp_path_factory.mktemp("d"), database_url=url)
 
     async def migrate() -> None:
