@@ -54,7 +54,16 @@ export async function api(method, path, options = {}) {
     throw new ApiError(0, { detail: "network" });
   }
   if (response.status === 401 && !options.allow401) {
-    if (!leaving) location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+    const signIn = `/login?next=${encodeURIComponent(location.pathname)}`;
+    if (document.body && document.body.dataset.capacity === "learner") {
+      // A learner's link was revoked or expired: the classroom socket's close (4401) says which
+      // and leaves for the page that explains it. A request may meet the 401 first: give the
+      // socket a moment before falling back to the sign-in page (which, while the session
+      // still names the link, also sends a learner to that page).
+      setTimeout(() => { if (!leaving) location.assign(signIn); }, 3000);
+    } else if (!leaving) {
+      location.assign(signIn);
+    }
     // The page is going away: settle nothing, so no handler acts on a half-loaded page.
     return new Promise(() => {});
   }
