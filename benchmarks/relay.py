@@ -224,7 +224,11 @@ class Sock:
     async def _read(self) -> None:
         try:
             async for raw in self.ws:
-                self.queue.put_nowait(json.loads(raw))
+                msg = json.loads(raw)
+                if msg["type"] == "heartbeat":  # answered like a browser, or dropped as dead
+                    await self.ws.send('{"type": "heartbeat"}')
+                    continue
+                self.queue.put_nowait(msg)
         except Exception:  # closed
             return
 
