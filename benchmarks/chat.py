@@ -90,6 +90,17 @@ async def seed(settings, n: int, base: str) -> tuple[int, list[str]]:
     return cohort.id, [link.url for link in links]
 
 
+async def wait_ready(http: httpx.AsyncClient, seconds: float) -> None:
+    """Poll ``/ready`` until the served process answers 200 (or ``seconds`` have passed)."""
+    for _ in range(int(seconds * 10)):
+        try:
+            if (await http.get("/ready")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.1)
+
+
 async def cookie_for(client: httpx.AsyncClient, url: str) -> str:
     client.cookies.clear()
     await client.get("/api/auth/csrf")
@@ -164,13 +175,7 @@ async def run(args: argparse.Namespace) -> dict:
     )
     try:
         async with httpx.AsyncClient(base_url=base) as http:
-            for _ in range(200):
-                try:
-                    if (await http.get("/ready")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+            await wait_ready(http, 20.0)
             settings = load_settings(env={}, data_dir=str(tmp), session_store="memory")
             cohort_id, links = await seed(settings, args.learners, base)
             cookies = [await cookie_for(http, link) for link in links]

@@ -266,7 +266,7 @@ async def run_served(
 ) -> dict[str, Any]:
     import httpx
     import websockets
-    from chat import cookie_for, free_port, seed  # benchmarks/chat.py
+    from chat import cookie_for, free_port, seed, wait_ready  # benchmarks/chat.py
 
     from appliance.settings import load_settings
     from tests.media.peers import Learner, Trainer, wait_for
@@ -295,13 +295,7 @@ async def run_served(
     trainer: Trainer | None = None
     try:
         async with httpx.AsyncClient(base_url=base) as http:
-            for _ in range(300):
-                try:
-                    if (await http.get("/ready")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+            await wait_ready(http, 30.0)
             settings = load_settings(env={}, data_dir=str(tmp), session_store="memory")
             cohort_id, links = await seed(settings, learners, base)
             cookies = [await cookie_for(http, link) for link in links]
