@@ -35,6 +35,7 @@ log = logging.getLogger("estrade.engagement")
 
 SAMPLE_S = 30.0
 FINALISE_S = 300.0
+STOP_S = 10.0
 COUNTED = {"hand_raise": "hands", "reaction": "reactions"}
 
 
@@ -47,6 +48,7 @@ class EngagementLive:
         self._tz: dict[int, zoneinfo.ZoneInfo] = {}
         self._carry: dict[tuple[int, int], float] = {}
         self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
         self._wrap()
 
     # ---- counting -------------------------------------------------------------------------
@@ -142,12 +144,14 @@ class EngagementLive:
 
     async def run(self) -> None:
         since_finalise = FINALISE_S  # finalise once at start: days that ended while stopped
-        while True:
+        while not self._stop.is_set():
             try:
                 if since_finalise >= FINALISE_S:
                     since_finalise = 0.0
                     await self.finalise()
-                await asyncio.sleep(self.sample_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.sample_s)
+                    return  # stopping: the lifespan flushes what is left
                 since_finalise += self.sample_s
                 self.sample(self.sample_s)
                 await self.flush()
@@ -158,12 +162,16 @@ class EngagementLive:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        self._stop.clear()
         task = asyncio.create_task(self.run(), name="engagement")
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Stop between queries rather than cancel one: a query cancelled half-way leaves its
+            # PostgreSQL connection open when there is no pool (Piccolo closes it only on
+            # success or on a database error). The deadline bounds a hung database.
+            self._stop.set()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(task, STOP_S)
             with contextlib.suppress(Exception):
                 await self.flush()

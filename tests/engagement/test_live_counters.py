@@ -54,3 +54,22 @@ async def test_live_counters_reach_the_day_figures(
     await services.aggregate_day(world.cohort.id, today)
     figures = (await services.learner_detail(world.cohort.id, world.learner.id, today, today)).days
     assert [(d.hands, d.reactions) for d in figures] == [(2, 3)]
+
+
+async def test_stopping_waits_for_the_end_of_day_run_instead_of_cancelling_it(app: Any) -> None:
+    """The server stopping mid-query must not cancel the query: without a pool (the tests'
+    PostgreSQL set-up) a cancelled Piccolo query leaves its connection open, which surfaced as an
+    'unclosed connection' ResourceWarning in whichever test ran next."""
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    class SlowEndOfDay(engagement_live.EngagementLive):
+        async def finalise(self) -> list[Any]:
+            started.set()
+            await asyncio.sleep(0.3)  # a query in flight
+            finished.set()
+            return []
+
+    live = SlowEndOfDay(app.state.engagement.registry)
+    async with live.lifespan(app):
+        await asyncio.wait_for(started.wait(), 5)
+    assert finished.is_set()
