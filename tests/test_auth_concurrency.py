@@ -7,6 +7,7 @@ wrong sign-ins all got 401, and argon2 ran on the event loop (each attempt froze
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from appliance.auth.passwords import hash_password, verify_password
 from appliance.settings import Settings
 from tests.conftest import PASSWORD, World, make_settings
 from tests.live_server import LiveServer, Peer
@@ -94,7 +96,10 @@ async def test_concurrent_wrong_sign_ins_hold_the_limit_and_sockets_stay_live(
     await asyncio.sleep(0.2)  # a few round trips before the burst
     before = len(rtts)
     bodies = [{"email": world.trainer.email, "password": f"wrong-{i}"} for i in range(BURST)]
+    assert live.process is not None
+    threads_before = _threads_cpu_s(live.process.pid)
     responses = await _burst(live.base, bodies)
+    off_loop_cpu = _off_loop_cpu_s(live.process.pid, threads_before)
     after = len(rtts)
     await asyncio.sleep(0.2)
     stop.set()
@@ -108,16 +113,53 @@ async def test_concurrent_wrong_sign_ins_hold_the_limit_and_sockets_stay_live(
     # The right password is refused too while the account is locked.
     ok = await _burst(live.base, [{"email": world.trainer.email, "password": PASSWORD}])
     assert ok[0][0] == 429
-    # The socket was served throughout: pings during the burst, none slower than 100 ms.
+    # The socket was served throughout: pings during the burst, p99 under 100 ms. The slowest
+    # single ping is reported, not asserted: on this shared 2-core machine under load 15-20 the
+    # scheduler alone delayed one ping of 519 to 118 ms (p99 37 ms). What proves argon2 ran off
+    # the loop whatever the load is CPU time: the server's other threads (the password workers)
+    # spent at least half of what the 401s' verifications cost, measured here in the same run.
     assert after - before >= 3, rtts
     rtts.sort()
     p99 = rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))]
-    _report("sign_in_burst_ping", rtts, p99)
-    assert rtts[-1] < 100, f"slowest ping {rtts[-1]:.1f} ms during the sign-in burst"
+    verify_cpu = _one_verification_cpu_s()
+    verified = codes.count(401)
+    _report("sign_in_burst_ping", rtts, p99, off_loop_cpu_s=off_loop_cpu, verify_cpu_s=verify_cpu)
+    assert p99 < 100, f"p99 ping {p99:.1f} ms during the sign-in burst"
+    assert off_loop_cpu >= 0.5 * verified * verify_cpu, (
+        f"the server's threads other than the event loop's spent {off_loop_cpu:.4f} s of CPU for "
+        f"{verified} argon2 verifications of {verify_cpu:.4f} s each: were they on the loop?"
+    )
     await trainer.close()
 
 
-def _report(name: str, rtts: list[float], p99: float) -> None:
+def _threads_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds run so far by each live thread of a process (schedstat: nanoseconds)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            out[int(task.name)] = int((task / "schedstat").read_text().split()[0]) / 1e9
+    return out
+
+
+def _off_loop_cpu_s(pid: int, before: dict[int, float]) -> float:
+    """CPU run since ``before`` by the threads other than the main one (uvicorn's event loop)."""
+    after = _threads_cpu_s(pid)
+    return sum(t - before.get(tid, 0.0) for tid, t in after.items() if tid != pid)
+
+
+def _one_verification_cpu_s() -> float:
+    """CPU seconds of one argon2 verification in the calling thread, with the appliance's own
+    parameters (best of 3; argon2's extra lanes run in threads of their own)."""
+    stored = hash_password("a password")
+    costs = []
+    for _ in range(3):
+        start = time.thread_time()
+        verify_password(stored, "another password")
+        costs.append(time.thread_time() - start)
+    return min(costs)
+
+
+def _report(name: str, rtts: list[float], p99: float, **extra: float) -> None:
     """Keep the figures for the closing note (ms)."""
     line = {
         "name": name,
@@ -125,6 +167,7 @@ def _report(name: str, rtts: list[float], p99: float) -> None:
         "median_ms": round(statistics.median(rtts), 2),
         "p99_ms": round(p99, 2),
         "max_ms": round(rtts[-1], 2),
+        **{k: round(v, 3) for k, v in extra.items()},
     }
     out = Path(__file__).resolve().parents[1] / "artifacts"
     out.mkdir(exist_ok=True)
