@@ -1,4 +1,4 @@
-"""The JavaScript check of ``make lint`` (docs/architecture.md "Checking the web UI's JavaScript")
+"""The JavaScript check of ``make lint`` (docs/ui.md "Checking the JavaScript")
 is not a no-op: with the repository's own jsconfig.json and ESLint config, a page that misuses
 protocol.js's typed messages fails ``tsc --noEmit`` and a sloppy one fails ESLint, while the
 same page written right passes both.
@@ -44,57 +44,51 @@ def tool(name: str) -> Path:
     return path
 
 
-def test_tsc_fails_each_wrong_page_and_passes_the_right_one(tmp_path: Path) -> None:
-    """One tsc run over the right page and one page per mistake, with the repository's
-    jsconfig.json (extended, not copied): every wrong page has its error, the right one none."""
-    pages = {"right.js": RIGHT}
-    for i, (right, wrong, _) in enumerate(WRONG.values()):
-        assert right in RIGHT
-        pages[f"wrong{i}.js"] = RIGHT.replace(right, wrong)
+def tsc_errors(folder: Path, config: str, pages: dict[str, str]) -> list[tuple[str, str]]:
+    """Write `pages` into `folder`, run tsc with a config that extends the repository's
+    `config` (so its settings, not a copy), and return (file name, error line) pairs."""
+    folder.mkdir(exist_ok=True)
     for name, source in pages.items():
-        (tmp_path / name).write_text(source.replace("PROTOCOL", str(PROTOCOL)), encoding="utf-8")
-    config = {"extends": str(ROOT / "jsconfig.json"), "include": sorted(pages)}
-    (tmp_path / "jsconfig.json").write_text(json.dumps(config), encoding="utf-8")
+        (folder / name).write_text(source.replace("PROTOCOL", str(PROTOCOL)), encoding="utf-8")
+    settings = {"extends": str(ROOT / config), "include": sorted(pages)}
+    (folder / "jsconfig.json").write_text(json.dumps(settings), encoding="utf-8")
     done = subprocess.run(
-        [tool("tsc"), "-p", str(tmp_path / "jsconfig.json")],
+        [tool("tsc"), "-p", str(folder / "jsconfig.json")],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
-    assert done.returncode != 0, done.stdout
     # "path/to/page.js(line,col): error TSnnnn: ...", the path relative to the working folder.
     errors = [line for line in done.stdout.splitlines() if "error TS" in line]
-    assert not [e for e in errors if Path(e.split("(")[0]).name == "right.js"], done.stdout
+    assert (done.returncode != 0) == bool(errors), done.stdout + done.stderr
+    return [(Path(line.split("(")[0]).name, line) for line in errors]
+
+
+def test_tsc_fails_each_wrong_page_and_passes_the_right_one(tmp_path: Path) -> None:
+    """One tsc run over the right page and one page per mistake: every wrong page has its
+    error, the right one none."""
+    pages = {"right.js": RIGHT}
+    for i, (right, wrong, _) in enumerate(WRONG.values()):
+        assert right in RIGHT
+        pages[f"wrong{i}.js"] = RIGHT.replace(right, wrong)
+    errors = tsc_errors(tmp_path, "jsconfig.json", pages)
+    assert not [e for name, e in errors if name == "right.js"], errors
     for i, (mistake, (_, _, said)) in enumerate(WRONG.items()):
-        mine = [e for e in errors if Path(e.split("(")[0]).name == f"wrong{i}.js"]
-        assert mine, f"tsc accepted a {mistake}:\n{done.stdout}"
+        mine = [e for name, e in errors if name == f"wrong{i}.js"]
+        assert mine, f"tsc accepted a {mistake}: {errors}"
         assert any(said in e for e in mine), mine
 
 
 def test_shared_modules_must_type_every_parameter(tmp_path: Path) -> None:
     """tools/js/jsconfig.shared.json (the modules of static/js/ outside pages/) refuses an
     untyped parameter that the base settings let through."""
-    (tmp_path / "typed.js").write_text(
-        "/** @param {number} n */\nexport function twice(n) {\n  return 2 * n;\n}\n"
-    )
-    (tmp_path / "untyped.js").write_text("export function twice(n) {\n  return 2 * n;\n}\n")
-    config = {
-        "extends": str(ROOT / "tools/js/jsconfig.shared.json"),
-        "include": ["typed.js", "untyped.js"],
-    }
-    (tmp_path / "jsconfig.json").write_text(json.dumps(config), encoding="utf-8")
-    done = subprocess.run(
-        [tool("tsc"), "-p", str(tmp_path / "jsconfig.json")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode != 0, done.stdout
-    errors = [line for line in done.stdout.splitlines() if "error TS" in line]
-    assert [Path(e.split("(")[0]).name for e in errors] == ["untyped.js"], done.stdout
-    assert "TS7006" in errors[0], errors
+    twice = "export function twice(n) {\n  return 2 * n;\n}\n"
+    pages = {"typed.js": "/** @param {number} n */\n" + twice, "untyped.js": twice}
+    assert tsc_errors(tmp_path / "base", "jsconfig.json", pages) == []
+    errors = tsc_errors(tmp_path / "shared", "tools/js/jsconfig.shared.json", pages)
+    assert [name for name, _ in errors] == ["untyped.js"], errors
+    assert "TS7006" in errors[0][1], errors
 
 
 def eslint(source: str) -> subprocess.CompletedProcess[str]:
