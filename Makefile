@@ -11,6 +11,11 @@ PG_BIN ?= /usr/lib/postgresql/15/bin
 # Screenshots and other artefacts written by the tests.
 ARTIFACTS ?= $(CURDIR)/artifacts
 export ESTRADE_ARTIFACTS := $(ARTIFACTS)
+# The JavaScript check tools (make lint-js): npm packages pinned by tools/js/package-lock.json.
+JS_TOOLS := tools/js
+JS_BIN := $(JS_TOOLS)/node_modules/.bin
+JS_STAMP := $(JS_TOOLS)/node_modules/.installed
+JS_SOURCES := appliance/web/static/js
 
 .PHONY: help
 help: ## Show this help
@@ -33,7 +38,7 @@ $(DEV_STAMP): $(STAMP)
 	touch $(DEV_STAMP)
 
 .PHONY: install
-install: $(DEV_STAMP) ## Create .venv and install Estrade with its test, lint and browser-test tools
+install: $(DEV_STAMP) $(JS_STAMP) ## Create .venv and install Estrade with its test, lint and browser-test tools (and the JS check tools)
 
 .PHONY: run
 run: $(STAMP) ## Migrate, seed the demo room and serve on http://127.0.0.1:8000 (SQLite in ./data)
@@ -49,14 +54,14 @@ system-deps-fast: # What make test-fast needs: Prometheus and promtool (tests/te
 	@scripts/need promtool:prometheus prometheus:prometheus
 
 .PHONY: test
-test: $(DEV_STAMP) system-deps ## Run every test (SQLite and PostgreSQL, browser, static deploy checks)
+test: $(DEV_STAMP) $(JS_STAMP) system-deps ## Run every test (SQLite and PostgreSQL, browser, static deploy checks)
 	PATH="$(PG_BIN):$$PATH" $(BIN)/pytest -p no:cacheprovider
 
 # Deselected by marker (pyproject.toml): `browser` tests, the `postgres` half of the database
 # fixtures and the `slow` static deploy checks (Ansible, pyinfra). The rest runs on SQLite.
 FAST_MARKERS := not browser and not postgres and not slow
 .PHONY: test-fast
-test-fast: $(DEV_STAMP) system-deps-fast ## Inner loop: no browser, SQLite only, no Ansible runs (make test runs all)
+test-fast: $(DEV_STAMP) $(JS_STAMP) system-deps-fast ## Inner loop: no browser, SQLite only, no Ansible runs (make test runs all)
 	$(BIN)/pytest -p no:cacheprovider -m "$(FAST_MARKERS)" --durations=10
 
 .PHONY: guide-images
@@ -86,8 +91,25 @@ test-boots: $(DEV_STAMP) ## Boot and stop BOOTS fresh nspawn hosts in a row (def
 	tests/deploy/build-root.sh
 	$(BIN)/pytest -p no:cacheprovider -v -s --timeout=0 tests/deploy/booted.py -k boots_and_stops --boots $(BOOTS)
 
+# The web UI's JavaScript is checked as written (no build step): TypeScript reads the JSDoc types
+# (jsconfig.json, checkJs) and ESLint lints it. Both come from npm, pinned by
+# tools/js/package-lock.json, into tools/js/node_modules (never shipped: not in the wheel).
+$(JS_STAMP): $(JS_TOOLS)/package.json $(JS_TOOLS)/package-lock.json
+	@scripts/need node:nodejs npm:npm
+	cd $(JS_TOOLS) && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $(JS_STAMP)
+
+.PHONY: js-tools
+js-tools: $(JS_STAMP) ## Install the JavaScript check tools (TypeScript, ESLint) into tools/js
+
+.PHONY: lint-js
+lint-js: $(JS_STAMP) ## Type-check (tsc --noEmit, JSDoc) and lint (ESLint) the web UI's JavaScript
+	$(JS_BIN)/tsc -p jsconfig.json
+	$(JS_BIN)/tsc -p $(JS_TOOLS)/jsconfig.shared.json
+	$(JS_BIN)/eslint --max-warnings 0 -c $(JS_TOOLS)/eslint.config.js $(JS_SOURCES)
+
 .PHONY: lint
-lint: $(DEV_STAMP) ## Ruff lint and format check, mypy on appliance/, role READMEs up to date
+lint: $(DEV_STAMP) lint-js ## Ruff lint and format check, mypy on appliance/, the JS check, role READMEs up to date
 	$(BIN)/ruff check appliance tests benchmarks provisioning
 	$(BIN)/ruff format --check appliance tests benchmarks provisioning
 	$(BIN)/mypy
@@ -111,4 +133,4 @@ bench: $(DEV_STAMP) ## Run the benchmarks (one JSON line each)
 
 .PHONY: clean
 clean: ## Remove the virtualenv and caches (keeps ./data)
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(JS_TOOLS)/node_modules

@@ -41,5 +41,17 @@ def test_media_messages_are_only_the_bridge_s() -> None:
 
 def test_js_client_has_a_helper_for_every_client_message() -> None:
     js = (Path(__file__).parent.parent / "appliance/web/static/js/protocol.js").read_text()
-    missing = [p.tag_of(c) for c in CLIENT if f'this.send("{p.tag_of(c)}"' not in js]
+    missing = [
+        p.tag_of(c)
+        for c in CLIENT
+        if f'this.request("{p.tag_of(c)}"' not in js and f'this.send("{p.tag_of(c)}"' not in js
+    ]
     assert not missing, f"no helper in protocol.js for {missing}"
+
+
+def test_js_client_types_every_server_message() -> None:
+    """protocol.js's ServerMessages typedef (what tsc checks the pages against) names them all."""
+    js = (Path(__file__).parent.parent / "appliance/web/static/js/protocol.js").read_text()
+    typedef = js[js.index("@typedef {{\n *   welcome") : js.index("}} ServerMessages")]
+    missing = [p.tag_of(c) for c in SERVER if f" *   {p.tag_of(c)}: " not in typedef]
+    assert not missing, f"not typed in protocol.js's ServerMessages: {missing}"

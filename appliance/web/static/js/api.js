@@ -2,8 +2,17 @@
 
 const SAFE = new Set(["GET", "HEAD", "OPTIONS"]);
 
+/**
+ * The API's error body (Litestar's): `extra` names the offending fields when it can.
+ * @typedef {{status_code?: number, detail?: string, extra?: any}} ErrorBody
+ */
+
 /** An HTTP error from the API, with the server's `{status_code, detail, extra}` body. */
 export class ApiError extends Error {
+  /**
+   * @param {number} status 0: no answer (network)
+   * @param {ErrorBody | null} body
+   */
   constructor(status, body) {
     super((body && body.detail) || `HTTP ${status}`);
     this.status = status;
@@ -13,6 +22,7 @@ export class ApiError extends Error {
   }
 }
 
+/** @param {string} name */
 function cookie(name) {
   for (const part of document.cookie.split(";")) {
     const [key, ...rest] = part.trim().split("=");
@@ -32,11 +42,25 @@ export async function csrfToken() {
 }
 
 /**
+ * @typedef {object} ApiOptions
+ * @property {unknown} [json] sent as JSON
+ * @property {BodyInit} [body] sent as is, with `type`
+ * @property {string} [type] the body's Content-Type
+ * @property {boolean} [raw] resolve to the Response
+ * @property {boolean} [allow401] a 401 is an ApiError, not a trip to the sign-in page
+ */
+
+/**
  * Call the API. `options.json` is sent as JSON, `options.body` as is (with `options.type`).
  * Resolves to the parsed JSON (or the Response when `options.raw`); rejects with ApiError.
  * A 401 sends the visitor to the sign-in page unless `options.allow401`.
+ * @param {string} method
+ * @param {string} path
+ * @param {ApiOptions} [options]
+ * @returns {Promise<any>}
  */
 export async function api(method, path, options = {}) {
+  /** @type {Record<string, string>} */
   const headers = { Accept: "application/json" };
   let body;
   if (options.json !== undefined) {
@@ -69,22 +93,31 @@ export async function api(method, path, options = {}) {
   }
   if (options.raw && response.ok) return response;
   const type = response.headers.get("content-type") || "";
-  const data = type.includes("json") ? await response.json().catch(() => null) : null;
+  const data = type.includes("json") ? await response.json().catch(() => /** @type {any} */ (null)) : null;
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }
 
-/** Keep `next` only when it is a path on this site (no open redirect). */
+/**
+ * Keep `next` only when it is a path on this site (no open redirect).
+ * @param {unknown} next
+ * @param {string} [fallback]
+ * @returns {string}
+ */
 export function safeNext(next, fallback = "/") {
   if (typeof next !== "string" || !next.startsWith("/") || next.startsWith("//")) return fallback;
   // Browsers drop tabs and newlines and read a backslash as "/": "/\t/evil" would become "//evil".
+  // eslint-disable-next-line no-control-regex -- control characters are what it looks for
   if (/[\\\s\u0000-\u001f]/.test(next)) return fallback;
   return next;
 }
 
 let leaving = false;
 
-/** Leave the page for `url`; a 401 met meanwhile does not send the visitor elsewhere. */
+/**
+ * Leave the page for `url`; a 401 met meanwhile does not send the visitor elsewhere.
+ * @param {string} url
+ */
 export function leaveFor(url) {
   leaving = true;
   location.assign(url);

@@ -4,6 +4,11 @@
  * Create an element. `attrs` keys: `class`, `text` (textContent), `on<event>` (listener),
  * `dataset` (object), anything else as an attribute (false/null/undefined omitted).
  * Children may be nodes or strings (strings become text nodes).
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {Record<string, any>} [attrs]
+ * @param {...(Node | string | number | null | undefined | false | Array<Node | string | null>)} children
+ * @returns {HTMLElementTagNameMap[K]}
  */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -23,16 +28,32 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/**
+ * The first element that matches, typed loosely: pages know which kind of element each id is
+ * (an <input>, a <video>), and the markup is theirs.
+ * @param {string} selector
+ * @param {ParentNode} [root]
+ * @returns {any}
+ */
 export function $(selector, root = document) {
   return root.querySelector(selector);
 }
 
+/**
+ * Empty `el`; returns it.
+ * @template {Element} E
+ * @param {E} el
+ * @returns {E}
+ */
 export function clear(el) {
   el.replaceChildren();
   return el;
 }
 
-/** Label each body cell with its column's heading (narrow screens show tables as cards). */
+/**
+ * Label each body cell with its column's heading (narrow screens show tables as cards).
+ * @param {HTMLTableElement} table
+ */
 export function labelCells(table) {
   const headings = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
   table.classList.add("stack");

@@ -6,13 +6,15 @@
 // once).
 (() => {
   const root = document.documentElement;
+  /** @type {{form: HTMLFormElement, submitter: HTMLElement | null} | null} */
   let held = null;
   document.addEventListener(
     "submit",
     (event) => {
       if (root.classList.contains("ready")) return;
       event.preventDefault();
-      held = { form: event.target, submitter: event.submitter };
+      const submit = /** @type {SubmitEvent} */ (event);
+      held = { form: /** @type {HTMLFormElement} */ (submit.target), submitter: submit.submitter };
     },
     true,
   );
@@ -24,7 +26,8 @@
       if (held && held.form.isConnected) {
         const { form, submitter } = held;
         held = null;
-        form.requestSubmit(submitter && submitter.form === form ? submitter : undefined);
+        const button = /** @type {HTMLButtonElement | null} */ (submitter);
+        form.requestSubmit(button && button.form === form ? button : undefined);
       }
     }, 0);
   }).observe(root, { attributes: true, attributeFilter: ["class"] });

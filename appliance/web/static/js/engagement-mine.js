@@ -5,6 +5,12 @@ import { $, clear, h } from "./dom.js";
 import * as i18n from "./i18n.js";
 
 const { t } = i18n;
+/**
+ * GET /api/cohorts/{id}/engagement/me (docs/engagement.md).
+ * @type {{class_days: number, attendance_rate: number | null, half_days_signed: number,
+ *   half_days: number, messages: number, questions: number, polls_answered: number,
+ *   polls: number} | null}
+ */
 let summary = null;
 
 function render() {
@@ -27,7 +33,10 @@ function render() {
   });
 }
 
-/** Add the learner's summary to the classroom (learners only; silent on any error). */
+/**
+ * Add the learner's summary to the classroom (learners only; silent on any error).
+ * @param {number} cohortId
+ */
 export async function showMySummary(cohortId) {
   if (document.body.dataset.capacity !== "learner") return;
   const anchor = $("#docs-title") && $("#docs-title").closest("section");

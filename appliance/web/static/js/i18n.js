@@ -6,7 +6,9 @@
 export const LANGUAGES = ["fr", "en"];
 const STORAGE_KEY = "estrade.lang";
 let current = "fr";
+/** @type {Record<string, string>} */
 let strings = {};
+/** @type {Array<(lang: string) => void>} */
 const listeners = [];
 
 /** The remembered choice, else the browser's first language we have, else French. */
@@ -29,6 +31,7 @@ export function language() {
   return current;
 }
 
+/** @param {string} lang */
 export async function load(lang) {
   const response = await fetch(`/static/i18n/${lang}.json`, { credentials: "same-origin" });
   strings = await response.json();
@@ -39,34 +42,47 @@ export async function load(lang) {
   document.cookie = `estrade_lang=${lang}; Path=/; Max-Age=31536000; SameSite=Lax${secure}`;
 }
 
-/** The string for `key` with `{name}` placeholders filled; the key itself if missing. */
+/**
+ * The string for `key` with `{name}` placeholders filled; the key itself if missing.
+ * @param {string} key
+ * @param {Record<string, string | number | boolean>} [vars]
+ * @returns {string}
+ */
 export function t(key, vars = {}) {
   const template = strings[key];
   if (typeof template !== "string") return key;
   return template.replace(/\{(\w+)\}/g, (_, name) => (name in vars ? String(vars[name]) : ""));
 }
 
+/** @param {string} key */
 export function has(key) {
   return typeof strings[key] === "string";
 }
 
-/** Translate the marked elements under `root`. */
+/**
+ * Translate the marked elements under `root`.
+ * @param {ParentNode} [root]
+ */
 export function apply(root = document) {
-  for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
-  for (const el of root.querySelectorAll("[data-i18n-label]")) {
-    el.setAttribute("aria-label", t(el.dataset.i18nLabel));
-  }
-  for (const el of root.querySelectorAll("[data-i18n-title]")) {
-    el.setAttribute("title", t(el.dataset.i18nTitle));
-  }
+  /** @param {string} selector */
+  const marked = (selector) => /** @type {NodeListOf<HTMLElement>} */ (root.querySelectorAll(selector));
+  for (const el of marked("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  for (const el of marked("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
+  for (const el of marked("[data-i18n-title]")) el.setAttribute("title", t(el.dataset.i18nTitle));
 }
 
-/** Call `fn` after each language change (pages re-render their dynamic parts). */
+/**
+ * Call `fn` after each language change (pages re-render their dynamic parts).
+ * @param {(lang: string) => void} fn
+ */
 export function onChange(fn) {
   listeners.push(fn);
 }
 
-/** Switch language, remember it in this browser, and re-translate the page. */
+/**
+ * Switch language, remember it in this browser, and re-translate the page.
+ * @param {string} lang
+ */
 export async function switchTo(lang) {
   if (!LANGUAGES.includes(lang)) return;
   try {
@@ -79,9 +95,13 @@ export async function switchTo(lang) {
   for (const fn of listeners) fn(lang);
 }
 
+/** @type {Record<string, Intl.DateTimeFormat>} */
 const dateFormats = {};
 
-/** A calendar date ("2026-11-02") in the current language. */
+/**
+ * A calendar date ("2026-11-02") in the current language.
+ * @param {string | null | undefined} iso
+ */
 export function formatDate(iso) {
   if (!iso) return "";
   const key = current;
@@ -89,6 +109,7 @@ export function formatDate(iso) {
   return dateFormats[key].format(new Date(`${iso.slice(0, 10)}T00:00:00Z`));
 }
 
+/** @param {string | null | undefined} iso */
 export function formatDateTime(iso) {
   if (!iso) return "";
   return new Intl.DateTimeFormat(current, { dateStyle: "medium", timeStyle: "short" }).format(

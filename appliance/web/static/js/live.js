@@ -1,10 +1,17 @@
 // What the classroom and the console share: the connection banner, the chat log with an outbox
-// that never drops what was typed, live error messages, times. UI only: messages go through
-// protocol.js.
+// that never drops what was typed, what a refused action says, times. UI only: messages go
+// through protocol.js (questions.js and documents.js hold the other shared panels).
 import { h, clear } from "./dom.js";
 import { t } from "./i18n.js";
+import { RequestError } from "./protocol.js";
+import { notify } from "./ui.js";
 
-/** The translated sentence for a protocol error code (error, forbidden, rate_limited). */
+/** @import { Classroom, Refusal, ChatMessageOut, Poll, PollResults } from "./protocol.js" */
+
+/**
+ * The translated sentence for a refusal (error, forbidden, rate_limited).
+ * @param {Refusal} msg
+ */
 export function liveError(msg) {
   if (msg.type === "rate_limited") return t("live.err.rate_limited", { seconds: msg.retry_after });
   if (msg.type === "forbidden") return t("live.err.forbidden");
@@ -13,19 +20,68 @@ export function liveError(msg) {
   return text === key ? t("live.err.other", { detail: msg.detail || msg.code }) : text;
 }
 
+/**
+ * What to tell about a request that failed (protocol.js request()), or null: a lost connection
+ * or a timeout says nothing here (the connection banner does).
+ * @param {unknown} err
+ * @returns {string | null}
+ */
+export function requestErrorText(err) {
+  if (!(err instanceof RequestError)) return t("error.unexpected");
+  if (err.reply) return liveError(err.reply);
+  return err.code === "not_connected" ? t("live.offline") : null;
+}
+
+/**
+ * A button's or form's request: `then` runs once the server accepted it (its ack); a refusal,
+ * or not being connected, is said in a notice.
+ * @template T
+ * @param {Promise<T>} request
+ * @param {(answer: T) => void} [then]
+ * @returns {Promise<boolean>} whether it was accepted
+ */
+export async function act(request, then) {
+  try {
+    const answer = await request;
+    if (then) then(answer);
+    return true;
+  } catch (err) {
+    const text = requestErrorText(err);
+    if (text) notify(text, "error");
+    return false;
+  }
+}
+
+/** @param {string | null | undefined} iso */
 export function clock(iso) {
   if (!iso) return "";
   return new Date(iso).toLocaleTimeString(document.documentElement.lang || undefined, { hour: "2-digit", minute: "2-digit" });
 }
 
+/**
+ * The cohort's name in the page's head ("Cohort: …"), hidden while unknown.
+ * @param {HTMLElement} el
+ * @param {string} name
+ */
+export function showCohortName(el, name) {
+  el.textContent = name ? t("console.cohort", { name }) : "";
+  el.hidden = !name;
+}
+
+/** @param {string} iso */
 export function dateTime(iso) {
   return new Date(iso).toLocaleString(document.documentElement.lang || undefined, {
     weekday: "long", day: "numeric", month: "long", hour: "2-digit", minute: "2-digit",
   });
 }
 
-/** The banner that says the connection is lost and goes away by itself once it is back. */
-export function connectionBanner(room, el, { onFinal } = {}) {
+/**
+ * The banner that says the connection is lost and goes away by itself once it is back.
+ * @param {Classroom} room
+ * @param {HTMLElement} el
+ * @param {{onFinal?: (e: {code: number, reason: string}) => void}} [options]
+ */
+export function connectionBanner(room, el, { onFinal = undefined } = {}) {
   room.on("status", (s) => {
     if (s === "reconnecting") {
       el.textContent = t("live.reconnecting");
@@ -63,20 +119,44 @@ export function connectionBanner(room, el, { onFinal } = {}) {
 }
 
 /**
- * The chat log and its form. Messages typed while offline or refused stay in the log, marked,
- * with a retry button; they are resent by themselves when the connection comes back.
+ * A message typed here, until the server accepts it.
+ * @typedef {object} Outgoing
+ * @property {string} id local id
+ * @property {string} text
+ * @property {boolean} question
+ * @property {"waiting" | "sending" | "failed"} state
+ * @property {HTMLElement} el its place in the log
+ * @property {number} attempt which send is the current one (an older one's answer is ignored)
+ * @property {RequestError | null} failure why it was refused
+ */
+
+/**
+ * The chat log and its form, kept from welcome, chat_message and chat_deleted. Messages typed
+ * while offline or refused stay in the log, marked, with a retry button; they are resent by
+ * themselves when the connection comes back.
  */
 export class ChatPanel {
-  constructor(room, { log, form, input, questionBox = null, error, canModerate = false, onDelete, onMute }) {
+  /**
+   * @param {Classroom} room
+   * @param {object} where
+   * @param {HTMLElement} where.log
+   * @param {HTMLFormElement} where.form
+   * @param {HTMLInputElement | HTMLTextAreaElement} where.input
+   * @param {HTMLInputElement | null} [where.questionBox] "ask as a question"
+   * @param {boolean} [where.canModerate] delete and mute buttons on each message
+   * @param {(m: ChatMessageOut) => void} [where.onDelete]
+   * @param {(m: ChatMessageOut) => void} [where.onMute]
+   */
+  constructor(room, { log, form, input, questionBox = null, canModerate = false, onDelete = undefined, onMute = undefined }) {
     this.room = room;
     this.log = log;
     this.input = input;
     this.questionBox = questionBox;
-    this.error = error;
     this.canModerate = canModerate;
     this.onDelete = onDelete;
     this.onMute = onMute;
-    this.outbox = new Map(); // ref or local id -> {text, question, el, state}
+    /** @type {Map<string, Outgoing>} */
+    this.outbox = new Map();
     this.nextLocal = 1;
     form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -87,14 +167,15 @@ export class ChatPanel {
       if (questionBox) questionBox.checked = false;
       this.queue({ text, question });
     });
-    input.addEventListener("keydown", (e) => {
+    input.addEventListener("keydown", (/** @type {KeyboardEvent} */ e) => {
       if (e.key === "Enter" && !e.shiftKey && input.tagName === "TEXTAREA") {
         e.preventDefault();
         form.requestSubmit();
       }
     });
-    room.on("ack", (m) => this.settle(m.ref, null));
-    for (const type of ["error", "forbidden", "rate_limited"]) room.on(type, (m) => this.settle(m.ref, m));
+    room.on("welcome", (w) => { if (!w.resumed) this.reset(w.chat); });
+    room.on("chat_message", (e) => this.add(e.message));
+    room.on("chat_deleted", (e) => this.remove(e.message_id));
     room.on("status", (s) => {
       if (s === "open") this.flush();
       else if (s === "reconnecting") {
@@ -103,44 +184,52 @@ export class ChatPanel {
     });
   }
 
+  /** @param {{text: string, question: boolean}} message */
   queue({ text, question }) {
-    const item = { text, question, ref: null, state: "waiting", el: null, id: `local${this.nextLocal++}` };
-    item.el = h("li", { class: "msg pending" });
+    /** @type {Outgoing} */
+    const item = {
+      id: `local${this.nextLocal++}`, text, question, state: "waiting", el: h("li", { class: "msg pending" }),
+      attempt: 0, failure: null,
+    };
     this.outbox.set(item.id, item);
     this.log.append(item.el);
     this.send(item);
   }
 
+  /** @param {Outgoing} item */
   send(item) {
-    try {
-      item.ref = this.room.chatSend(item.text, { question: item.question });
-      this.mark(item, "sending");
-    } catch {
-      this.mark(item, "waiting");
-    }
+    const attempt = ++item.attempt;
+    this.mark(item, "sending");
+    this.room.chatSend(item.text, { question: item.question }).then(
+      () => {
+        if (item.attempt !== attempt) return;
+        this.outbox.delete(item.id);
+        item.el.remove();
+      },
+      (err) => {
+        if (item.attempt !== attempt || !this.outbox.has(item.id)) return;
+        if (err instanceof RequestError && err.reply) {
+          item.failure = err;
+          this.mark(item, "failed");
+        } else if (item.state === "sending") {
+          this.mark(item, "waiting"); // not sent, or the answer was lost: sent again once back
+        }
+      },
+    );
   }
 
   flush() {
     for (const item of this.outbox.values()) if (item.state === "waiting") this.send(item);
   }
 
-  settle(ref, failure) {
-    if (!ref) return;
-    const item = [...this.outbox.values()].find((i) => i.ref === ref);
-    if (!item) return;
-    if (!failure) {
-      this.outbox.delete(item.id);
-      item.el.remove();
-    } else {
-      item.failure = failure;
-      this.mark(item, "failed");
-    }
-  }
-
+  /**
+   * @param {Outgoing} item
+   * @param {Outgoing["state"]} state
+   */
   mark(item, state) {
     item.state = state;
     const status =
-      state === "failed" ? t("chat.not_sent", { reason: liveError(item.failure) })
+      state === "failed" ? t("chat.not_sent", { reason: requestErrorText(item.failure) })
         : state === "waiting" ? t("chat.waiting") : t("chat.sending");
     clear(item.el);
     item.el.className = `msg pending ${state}`;
@@ -161,7 +250,10 @@ export class ChatPanel {
     this.scroll();
   }
 
-  /** Replace the log with `messages` (welcome), keeping what is still in the outbox. */
+  /**
+   * Replace the log with `messages` (welcome), keeping what is still in the outbox.
+   * @param {ChatMessageOut[]} messages
+   */
   reset(messages) {
     const pending = [...this.outbox.values()].map((i) => i.el);
     clear(this.log);
@@ -170,6 +262,7 @@ export class ChatPanel {
     this.scroll(true);
   }
 
+  /** @param {ChatMessageOut} m @param {boolean} [scroll] */
   add(m, scroll = true) {
     const stick = this.atBottom();
     const meta = `${m.author_name} · ${clock(m.created_at)}${m.question ? ` · ${t("chat.question_tag")}` : ""}`;
@@ -194,6 +287,7 @@ export class ChatPanel {
     if (scroll) this.scroll(stick);
   }
 
+  /** @param {number} id */
   remove(id) {
     this.log.querySelector(`[data-id="${Number(id)}"]`)?.remove();
   }
@@ -202,6 +296,7 @@ export class ChatPanel {
     return this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 40;
   }
 
+  /** @param {boolean} [force] */
   scroll(force = true) {
     if (force) this.log.scrollTop = this.log.scrollHeight;
   }
@@ -212,7 +307,11 @@ export class ChatPanel {
   }
 }
 
-/** Bars of a poll's results; `learners - ballots` have not answered. */
+/**
+ * Bars of a poll's results; `learners - ballots` have not answered.
+ * @param {Poll} poll
+ * @param {PollResults | null | undefined} results
+ */
 export function resultBars(poll, results) {
   const total = Math.max(1, results ? results.ballots : 0);
   const list = h("ul", { class: "bars" });
@@ -229,11 +328,17 @@ export function resultBars(poll, results) {
   return list;
 }
 
+/** @param {Date} d */
 function isoDay(d) {
   return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}-${String(d.getDate()).padStart(2, "0")}`;
 }
 
-/** Links to the attendance CSV (this month so far, or the cohort's dates) and today's sheet. */
+/**
+ * Links to the attendance CSV (this month so far, or the cohort's dates) and today's sheet.
+ * @param {HTMLElement} list
+ * @param {number} cohortId
+ * @param {{from?: string | null, to?: string | null}} [range] ISO days
+ */
 export function attendanceLinks(list, cohortId, { from = null, to = null } = {}) {
   const today = new Date();
   const day = isoDay(today);

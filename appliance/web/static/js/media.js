@@ -2,7 +2,7 @@
 // Signalling rides on the classroom socket (protocol.js; docs/protocol.md "Media signalling").
 //
 //   const trainer = new TrainerMedia(room);          // room: a connected Classroom
-//   trainer.on("error", (e) => banner(e.detail));
+//   trainer.on("error", (e) => banner(e.code));      // TrainerMedia is an EventTarget (events.js)
 //   await trainer.start({ mic: true, camera: true }); // video.srcObject = trainer.localStream
 //   await trainer.shareScreen(true);
 //   // Or preview first (nothing sent), publish when the class starts:
@@ -16,9 +16,17 @@
 //   await learner.start();
 //   learner.setQuality("audio");
 
+import { Events } from "./events.js";
+import { RequestError } from "./protocol.js";
+
+/** @import { Classroom, LiveTracks, Slot } from "./protocol.js" */
+
+/** @type {Slot[]} */
 const SLOTS = ["audio", "camera", "screen"];
+/** @type {Record<Slot, "audio" | "video">} */
 const KIND = { audio: "audio", camera: "video", screen: "video" };
 // What the relay relies on (it cannot receive simulcast): the browser caps its own encodings.
+/** @type {Record<Slot, {maxBitrate: number, maxFramerate?: number, maxHeight?: number}>} */
 export const ENCODINGS = {
   audio: { maxBitrate: 40_000 },
   camera: { maxBitrate: 700_000, maxFramerate: 20, maxHeight: 480 },
@@ -27,57 +35,15 @@ export const ENCODINGS = {
 const CAMERA = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 20, max: 30 } };
 const MIC = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 
-/** A refused media request: `code` is the server's (docs/protocol.md) or a local one. */
-export class MediaFailure extends Error {
-  constructor(code, detail) {
-    super(detail || code);
-    this.code = code;
-    this.detail = detail || code;
-  }
-}
+/** A refused or failed media request: `code` is the server's (docs/protocol.md) or a local one. */
+export class MediaFailure extends RequestError {}
 
-class Emitter {
-  constructor() { this.handlers = new Map(); }
-  on(type, fn) {
-    if (!this.handlers.has(type)) this.handlers.set(type, new Set());
-    this.handlers.get(type).add(fn);
-    return () => this.handlers.get(type).delete(fn);
-  }
-  emit(type, payload) {
-    for (const fn of this.handlers.get(type) || []) {
-      try { fn(payload); } catch (e) { console.error(e); }
-    }
-  }
-}
-
-/** Send with `send()` (returns the ref); resolve on the reply `accept(msg, ref)` picks. */
-function ask(room, send, accept, timeoutMs = 20_000) {
-  return new Promise((resolve, reject) => {
-    let ref = null;
-    const offs = [];
-    let timer = null;
-    const finish = (fn, value) => {
-      offs.forEach((off) => off());
-      clearTimeout(timer);
-      fn(value);
-    };
-    offs.push(room.on("*", (msg) => {
-      if (ref !== null && msg.ref === ref && ["error", "forbidden", "rate_limited"].includes(msg.type)) {
-        finish(reject, new MediaFailure(msg.code || msg.type, msg.detail));
-      } else if (accept(msg, ref)) {
-        finish(resolve, msg);
-      }
-    }));
-    timer = setTimeout(() => finish(reject, new MediaFailure("timeout", "the server did not answer")), timeoutMs);
-    try {
-      ref = send();
-    } catch (e) {
-      finish(reject, new MediaFailure("not_connected", String(e.message || e)));
-    }
-  });
-}
-
-/** Resolve once ICE gathering is complete (no trickle ICE: the SDP carries every candidate). */
+/**
+ * Resolve once ICE gathering is complete (no trickle ICE: the SDP carries every candidate).
+ * @param {RTCPeerConnection} pc
+ * @param {number} [timeoutMs]
+ * @returns {Promise<void>}
+ */
 function gathered(pc, timeoutMs = 5_000) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
@@ -93,7 +59,11 @@ function gathered(pc, timeoutMs = 5_000) {
   });
 }
 
-/** Pin VP8 (+RTX) or Opus on a transceiver, whatever order the browser prefers. */
+/**
+ * Pin VP8 (+RTX) or Opus on a transceiver, whatever order the browser prefers.
+ * @param {RTCRtpTransceiver} transceiver
+ * @param {string} kind "audio" | "video"
+ */
 function pinCodecs(transceiver, kind) {
   if (!transceiver.setCodecPreferences) return;
   const caps = (RTCRtpReceiver.getCapabilities && RTCRtpReceiver.getCapabilities(kind))
@@ -110,21 +80,35 @@ function pinCodecs(transceiver, kind) {
   }
 }
 
+/** @param {Classroom} room @returns {RTCIceServer[]} */
 function iceServers(room) {
   return (room.mediaConfig && room.mediaConfig.ice_servers) || [];
 }
 
 // ---- trainer --------------------------------------------------------------------------------
 
-export class TrainerMedia extends Emitter {
+/**
+ * What TrainerMedia's listeners get: "error" a RequestError (MediaFailure or the server's
+ * refusal), "state" the peer connection's state (or "published", "stopped"), "sources" the
+ * tracks held after a source started or stopped.
+ * @typedef {{error: RequestError, state: string, sources: Record<Slot, MediaStreamTrack | null>}} TrainerEvents
+ */
+
+/** @extends {Events<TrainerEvents>} */
+export class TrainerMedia extends Events {
+  /** @param {Classroom} room */
   constructor(room) {
     super();
     this.room = room;
+    /** @type {RTCPeerConnection | null} */
     this.pc = null;
+    /** @type {Record<Slot, MediaStreamTrack | null>} */
     this.tracks = { audio: null, camera: null, screen: null };
     this.localStream = new MediaStream(); // mic + camera, for the self-view
+    /** @type {Partial<Record<Slot, RTCRtpTransceiver>>} */
     this.transceivers = {};
     this.started = false;
+    /** @type {Promise<unknown>} */
     this._queue = Promise.resolve();
     this._lost = false;
     this._offs = [
@@ -140,7 +124,10 @@ export class TrainerMedia extends Emitter {
     ];
   }
 
-  /** Open the camera and/or microphone and publish them. */
+  /**
+   * Open the camera and/or microphone and publish them.
+   * @param {{mic?: boolean, camera?: boolean}} [which]
+   */
   async start({ mic = true, camera = true } = {}) {
     if (mic || camera) {
       const stream = await navigator.mediaDevices.getUserMedia({
@@ -162,6 +149,7 @@ export class TrainerMedia extends Emitter {
     await this._serial(() => this._connect());
   }
 
+  /** @param {boolean} on */
   async setMic(on) {
     await this._setSource("audio", on, async () => {
       const s = await navigator.mediaDevices.getUserMedia({ audio: MIC });
@@ -169,6 +157,7 @@ export class TrainerMedia extends Emitter {
     });
   }
 
+  /** @param {boolean} on */
   async setCamera(on) {
     await this._setSource("camera", on, async () => {
       const s = await navigator.mediaDevices.getUserMedia({ video: CAMERA });
@@ -176,6 +165,7 @@ export class TrainerMedia extends Emitter {
     });
   }
 
+  /** @param {boolean} on */
   async shareScreen(on) {
     await this._setSource("screen", on, async () => {
       const s = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 5 }, audio: false });
@@ -192,7 +182,7 @@ export class TrainerMedia extends Emitter {
     this.started = false;
     this._offs.forEach((off) => off());
     if (this.pc) {
-      try { this.room.mediaUnpublish(); } catch { /* socket closed: the server unpublishes */ }
+      this.room.mediaUnpublish().catch(() => { /* socket closed: the server unpublishes */ });
       this.pc.close();
       this.pc = null;
     }
@@ -206,6 +196,11 @@ export class TrainerMedia extends Emitter {
 
   // -- internals --
 
+  /**
+   * @param {Slot} slot
+   * @param {boolean} on
+   * @param {() => Promise<MediaStreamTrack>} open
+   */
   async _setSource(slot, on, open) {
     if (on && !this.tracks[slot]) {
       this.tracks[slot] = await open();
@@ -230,17 +225,28 @@ export class TrainerMedia extends Emitter {
 
   _refreshLocal() {
     for (const t of this.localStream.getTracks()) this.localStream.removeTrack(t);
-    for (const slot of ["audio", "camera"]) if (this.tracks[slot]) this.localStream.addTrack(this.tracks[slot]);
+    for (const slot of /** @type {const} */ (["audio", "camera"])) if (this.tracks[slot]) this.localStream.addTrack(this.tracks[slot]);
   }
 
+  /**
+   * Run `fn` after whatever runs already (one renegotiation at a time).
+   * @template T
+   * @param {() => Promise<T>} fn
+   * @returns {Promise<T>}
+   */
   _serial(fn) {
     const run = this._queue.then(fn, fn);
     this._queue = run.catch(() => {});
     return run;
   }
 
+  /**
+   * Say the failure to the listeners ("error"), then throw it on.
+   * @param {unknown} e
+   * @returns {never}
+   */
   _fail(e) {
-    const err = e instanceof MediaFailure ? e : new MediaFailure("failed", String(e && e.message || e));
+    const err = e instanceof RequestError ? e : new MediaFailure("failed", String((e instanceof Error && e.message) || e));
     this.emit("error", err);
     throw err;
   }
@@ -270,10 +276,10 @@ export class TrainerMedia extends Emitter {
     const pc = this.pc;
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
+    /** @type {Record<string, Slot>} */
     const slots = {};
     for (const slot of SLOTS) slots[this.transceivers[slot].mid] = slot;
-    const reply = await ask(this.room, () => this.room.mediaPublish(pc.localDescription.sdp, slots),
-      (msg) => msg.type === "media_answer");
+    const reply = await this.room.mediaPublish(pc.localDescription.sdp, slots);
     if (this.pc !== pc) return;
     await pc.setRemoteDescription({ type: "answer", sdp: reply.sdp });
     await this._capEncodings();
@@ -311,25 +317,44 @@ export class TrainerMedia extends Emitter {
 
 // ---- learner --------------------------------------------------------------------------------
 
+/** @type {Record<string, Slot[]>} */
 const LEVEL_SLOTS = { full: SLOTS, screen: ["audio", "screen"], audio: ["audio"] };
 /** The error of media_subscribe while no trainer presents in the class. */
 const NO_CLASS_MEDIA = "no_class_media";
-const anyLive = (tracks) => SLOTS.some((slot) => tracks && tracks[slot]);
+const anyLive = (/** @type {LiveTracks | null} */ tracks) => SLOTS.some((slot) => tracks && tracks[slot]);
+
+/**
+ * @typedef {Record<Slot, MediaStream | null>} LearnerStreams what the learner may show now
+ * @typedef {{level: "full" | "screen" | "audio", automatic: boolean, reason: string}} QualityStep
+ * @typedef {object} LearnerCallbacks
+ * @property {(streams: LearnerStreams) => void} [onTracks] what to show changed
+ * @property {(step: QualityStep) => void} [onQuality] the server moved the learner on the ladder
+ * @property {(reason: string) => void} [onClosed] the media connection closed (media_closed)
+ */
 
 export class LearnerMedia {
+  /**
+   * @param {Classroom} room
+   * @param {LearnerCallbacks} [callbacks]
+   */
   constructor(room, { onTracks = () => {}, onQuality = () => {}, onClosed = () => {} } = {}) {
     this.room = room;
     this.onTracks = onTracks;
     this.onQuality = onQuality;
     this.onClosed = onClosed;
+    /** @type {RTCPeerConnection | null} */
     this.pc = null;
     this.active = false;
+    /** @type {"full" | "screen" | "audio"} */
     this.level = "full";
+    /** @type {LiveTracks} what the trainer sends now */
     this.live = { audio: false, camera: false, screen: false };
+    /** @type {LearnerStreams} what this connection received */
     this.streams = { audio: null, camera: null, screen: null };
     this._lost = false;
     this._waiting = false;
-    this._retry = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */
+    this._retry = undefined;
     this._attempt = 0;
     // The room keeps the live tracks up to date from media_config and every media_tracks event
     // (this player may be created long after the socket opened: a learner who waited).
@@ -376,7 +401,10 @@ export class LearnerMedia {
     await this._subscribe();
   }
 
-  /** "full" | "screen" | "audio": the learner's low-bandwidth choice (also shown in presence). */
+  /**
+   * The learner's low-bandwidth choice (also shown in presence); resolves on the server's ack.
+   * @param {"full" | "screen" | "audio"} level
+   */
   setQuality(level) {
     this.level = level;
     return this.room.mediaQuality(level);
@@ -417,7 +445,7 @@ export class LearnerMedia {
     this._waiting = false;
     let offer;
     try {
-      offer = await ask(this.room, () => this.room.mediaSubscribe(), (msg) => msg.type === "media_offer");
+      offer = await this.room.mediaSubscribe();
     } catch (e) {
       // The trainer is not presenting (no media room): wait for their media_tracks.
       if (e.code === NO_CLASS_MEDIA) this._waiting = true;
@@ -442,13 +470,13 @@ export class LearnerMedia {
     }
     await pc.setLocalDescription(await pc.createAnswer());
     await gathered(pc);
-    await ask(this.room, () => this.room.mediaAnswer(pc.localDescription.sdp),
-      (msg, ref) => msg.type === "ack" && msg.ref === ref);
+    await this.room.mediaAnswer(pc.localDescription.sdp);
   }
 
   _report() {
     const allowed = LEVEL_SLOTS[this.level] || SLOTS;
-    const out = {};
+    /** @type {LearnerStreams} */
+    const out = { audio: null, camera: null, screen: null };
     for (const slot of SLOTS) {
       out[slot] = this.live[slot] && allowed.includes(slot) ? this.streams[slot] : null;
     }

@@ -6,6 +6,13 @@ import * as i18n from "./i18n.js";
 
 const { t } = i18n;
 
+/**
+ * The signed-in user, as GET /api/me gives it.
+ * @typedef {{id: number, email: string, display_name: string,
+ *   role: "admin" | "operator" | "trainer" | "learner", locale?: string | null}} Me
+ */
+
+/** @type {Record<string, Array<[string, string]>>} */
 const NAV = {
   admin: [
     ["/admin", "nav.cohorts"],
@@ -18,9 +25,13 @@ const NAV = {
 };
 
 let titleKey = "";
+/** @type {Me | null} */
 let me = null;
 
-/** The signed-in user (`/api/me`), or null. */
+/**
+ * The signed-in user (`/api/me`), or null.
+ * @returns {Me | null}
+ */
 export function currentUser() {
   return me;
 }
@@ -91,6 +102,7 @@ function renderTopbar() {
   }
 }
 
+/** @param {string} lang */
 async function switchLanguage(lang) {
   await i18n.switchTo(lang);
   if (me) {
@@ -114,7 +126,11 @@ async function signOut() {
 
 const FIELD_KEYS = new Set(["name", "email", "display_name", "first_day", "last_day", "time_zone", "password", "role", "body"]);
 
-/** A translated, human sentence for an error (ApiError or anything thrown). */
+/**
+ * A translated, human sentence for an error (ApiError or anything thrown).
+ * @param {unknown} err
+ * @returns {string}
+ */
 export function errorText(err) {
   if (!(err instanceof ApiError)) return t("error.unexpected");
   if (err.status === 0) return t("error.network");
@@ -154,12 +170,20 @@ export function errorText(err) {
   }
 }
 
-/** Show `err` (or clear with null) in the element, which should have role="alert". */
+/**
+ * Show `err` (or clear with null) in the element, which should have role="alert".
+ * @param {HTMLElement} el
+ * @param {unknown} err
+ */
 export function showError(el, err) {
   el.textContent = err ? errorText(err) : "";
 }
 
-/** A short message that announces itself and goes away. */
+/**
+ * A short message that announces itself and goes away.
+ * @param {string} message
+ * @param {"ok" | "error"} [kind]
+ */
 export function notify(message, kind = "ok") {
   const box = $("#notices");
   const note = h("p", { class: `notice ${kind}`, text: message });
@@ -167,7 +191,14 @@ export function notify(message, kind = "ok") {
   setTimeout(() => note.remove(), 6000);
 }
 
-/** Run `fn` with `button` disabled (no double submit); errors go to `errorEl`. */
+/**
+ * Run `fn` with `button` disabled (no double submit); errors go to `errorEl`.
+ * @template T
+ * @param {HTMLButtonElement} button
+ * @param {HTMLElement | null} errorEl
+ * @param {() => Promise<T>} fn
+ * @returns {Promise<T | undefined>}
+ */
 export async function busy(button, errorEl, fn) {
   if (errorEl) showError(errorEl, null);
   button.disabled = true;

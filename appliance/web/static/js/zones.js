@@ -1,5 +1,9 @@
 // Wall-clock times in a named time zone (a cohort's), without a date library.
 
+/**
+ * @param {string} zone IANA name
+ * @param {Date} date
+ */
 function offsetMinutes(zone, date) {
   // "GMT+01:00" / "GMT-03:30" / "GMT" for the zone at that instant.
   const part = new Intl.DateTimeFormat("en-US", { timeZone: zone, timeZoneName: "longOffset" })
@@ -11,6 +15,7 @@ function offsetMinutes(zone, date) {
   return match[1] === "-" ? -minutes : minutes;
 }
 
+/** @param {number} n */
 function pad(n) {
   return String(Math.abs(n)).padStart(2, "0");
 }
@@ -18,6 +23,9 @@ function pad(n) {
 /**
  * "2026-11-02" + "09:00" in `zone` as an ISO string with its UTC offset
  * ("2026-11-02T09:00:00+01:00"), as the API wants it.
+ * @param {string} day
+ * @param {string} time "HH:MM"
+ * @param {string} zone
  */
 export function zonedIso(day, time, zone) {
   const wall = Date.parse(`${day}T${time}:00Z`);
@@ -28,7 +36,13 @@ export function zonedIso(day, time, zone) {
   return `${day}T${time}:00${sign}${pad(Math.trunc(offset / 60))}:${pad(offset % 60)}`;
 }
 
-/** Format an instant in `zone` (Intl options). */
+/**
+ * Format an instant in `zone` (Intl options).
+ * @param {string} iso
+ * @param {string} zone
+ * @param {string} lang
+ * @param {Intl.DateTimeFormatOptions} options
+ */
 export function inZone(iso, zone, lang, options) {
   return new Intl.DateTimeFormat(lang, { ...options, timeZone: zone }).format(new Date(iso));
 }

@@ -173,7 +173,7 @@ $("#session-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.currentTarget;
   const errorEl = $("#session-error");
-  const { day, start, end } = Object.fromEntries(new FormData(form));
+  const { day, start, end } = /** @type {Record<string, string>} */ (Object.fromEntries(new FormData(form)));
   if (!day || !start || !end) {
     errorEl.textContent = t("form.required");
     return;
@@ -248,7 +248,7 @@ $("#copy-link").addEventListener("click", async () => {
 $("#edit-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.currentTarget;
-  const data = Object.fromEntries(new FormData(form));
+  const data = /** @type {Record<string, string>} */ (Object.fromEntries(new FormData(form)));
   data.name = data.name.trim();
   if (!data.name || !data.first_day || !data.last_day || !data.time_zone) {
     $("#edit-error").textContent = t("form.required");
@@ -314,6 +314,7 @@ $("#import-form").addEventListener("submit", async (event) => {
 });
 
 // The server's reasons for refusing a line (English), said in the page's language.
+/** @type {Array<[RegExp, string]>} */
 const IMPORT_ERRORS = [
   [/too many columns/, "import.err.columns"],
   [/name is empty/, "import.err.name_empty"],

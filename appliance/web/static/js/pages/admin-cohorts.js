@@ -44,7 +44,7 @@ i18n.onChange(render);
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
-  const data = Object.fromEntries(new FormData(form));
+  const data = /** @type {Record<string, string>} */ (Object.fromEntries(new FormData(form)));
   data.name = data.name.trim();
   if (!data.name || !data.first_day || !data.last_day) {
     errorEl.textContent = t("form.required");

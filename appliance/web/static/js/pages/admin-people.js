@@ -59,7 +59,7 @@ i18n.onChange(render);
 
 form.addEventListener("submit", async (event) => {
   event.preventDefault();
-  const data = Object.fromEntries(new FormData(form));
+  const data = /** @type {Record<string, string>} */ (Object.fromEntries(new FormData(form)));
   data.display_name = data.display_name.trim();
   data.email = data.email.trim();
   if (!data.password) delete data.password;

@@ -3,11 +3,16 @@
 // the page works without it).
 import { api, leaveFor } from "../api.js";
 import { $, clear, h } from "../dom.js";
+import { loadDocuments } from "../documents.js";
 import * as i18n from "../i18n.js";
-import { ChatPanel, clock, connectionBanner, dateTime, liveError, resultBars } from "../live.js";
+import { act, ChatPanel, clock, connectionBanner, dateTime, resultBars, showCohortName } from "../live.js";
 import { Classroom } from "../protocol.js";
+import { QuestionList } from "../questions.js";
 import { boot, errorText, notify, t } from "../ui.js";
 import { showMySummary } from "../engagement-mine.js";
+
+/** @import { LearnerMedia } from "../media.js" */
+/** @import { Participant, Poll, PollResults, SessionInfo, SigningWindow, DocumentNotice } from "../protocol.js" */
 
 await boot({ title: "classroom.title", signedIn: true });
 
@@ -16,23 +21,32 @@ const isLearner = document.body.dataset.capacity === "learner";
 const room = new Classroom(cohortId);
 
 const state = {
+  /** @type {Participant | null} */
   you: null,
+  /** @type {SessionInfo | null} */
   session: null,
   ended: false,
-  questions: new Map(),
+  /** @type {Set<number>} questions this learner gave +1 */
   voted: new Set(),
+  /** @type {Poll | null} */
   poll: null,
+  /** @type {PollResults | null} */
   results: null,
+  /** @type {number[] | null} */
   ballot: null,
+  /** @type {SigningWindow | null} */
   signing: null,
   signed: false,
-  signRef: null,
   joined: false,
+  /** @type {string | null | undefined} undefined: not asked yet */
   nextSession: undefined,
+  /** @type {DocumentNotice | null} */
   pushed: null,
+  /** @type {LearnerMedia | null} */
   media: null,
   mediaNote: "",
   swapped: false,
+  /** @type {Partial<Record<"audio" | "camera" | "screen", MediaStream | null>>} */
   tracks: {},
   rejoin: false,
   cohortName: "",
@@ -45,18 +59,23 @@ const chat = new ChatPanel(room, {
   form: $("#chat-form"),
   input: $("#chat-input"),
   questionBox: isLearner ? $("#chat-question") : null,
-  error: $("#chat-error"),
 });
 if (!isLearner) $("#chat-question").closest("label").hidden = true;
 
-// Errors of the page's own actions (chat has its own, inline).
-for (const type of ["error", "forbidden", "rate_limited"]) {
-  room.on(type, (m) => {
-    if (chat.unsent().some((i) => i.ref === m.ref)) return;
-    if (m.ref && m.ref === state.signRef) state.signRef = null;
-    notify(liveError(m), "error");
-  });
-}
+const questions = new QuestionList(room, {
+  list: $("#question-list"),
+  empty: $("#questions-empty"),
+  button: (q) => {
+    if (!isLearner || (state.you && q.author_id === state.you.user_id)) return null;
+    const voted = state.voted.has(q.id);
+    return h("button", {
+      type: "button", class: "small", disabled: voted, "aria-pressed": voted ? "true" : "false",
+      text: voted ? t("questions.voted") : t("questions.plus_one"),
+      "aria-label": voted ? false : t("questions.plus_one_named", { name: q.author_name }),
+      onclick: () => act(room.questionVote(q.id), () => { state.voted.add(q.id); questions.render(); }),
+    });
+  },
+});
 
 room.on("welcome", (w) => {
   state.you = w.you;
@@ -64,8 +83,6 @@ room.on("welcome", (w) => {
   if (w.session) state.ended = false;
   state.signing = w.signing;
   if (!w.resumed) {
-    chat.reset(w.chat);
-    state.questions = new Map(w.questions.map((q) => [q.id, q]));
     state.poll = w.live_poll;
     state.results = w.results;
     state.ballot = w.my_ballot;
@@ -81,29 +98,8 @@ room.on("welcome", (w) => {
   }
 });
 
-room.on("chat_message", (e) => {
-  chat.add(e.message);
-  if (e.message.question && !e.message.answered) {
-    state.questions.set(e.message.id, e.message);
-    renderQuestions();
-  }
-});
-room.on("chat_deleted", (e) => {
-  chat.remove(e.message_id);
-  state.questions.delete(e.message_id);
-  renderQuestions();
-});
 room.on("chat_muted", (e) => { if (state.you && e.user_id === state.you.user_id) setMuted(true); });
 room.on("chat_unmuted", (e) => { if (state.you && e.user_id === state.you.user_id) setMuted(false); });
-room.on("question_voted", (e) => {
-  const q = state.questions.get(e.message_id);
-  if (q) q.votes = e.votes;
-  renderQuestions();
-});
-room.on("question_answered", (e) => {
-  state.questions.delete(e.message_id);
-  renderQuestions();
-});
 room.on("poll_launched", (e) => {
   state.poll = e.poll;
   state.results = null;
@@ -141,17 +137,10 @@ room.on("signing_closed", () => {
   state.signing = null;
   renderCards();
 });
-room.on("ack", (m) => {
-  if (m.ref && m.ref === state.signRef) {
-    state.signed = true;
-    state.signRef = null;
-    renderCards();
-  }
-});
 room.on("document_pushed", (e) => {
   state.pushed = e.document;
   renderCards();
-  loadDocuments();
+  showDocuments();
 });
 room.on("closed", (e) => {
   // Opened in another tab (4409): the video moves there; taken back here, it comes back.
@@ -171,9 +160,7 @@ room.on("closed", (e) => {
 
 function showCohort(name) {
   if (name !== undefined) state.cohortName = name;
-  const el = $("#cohort-name");
-  el.textContent = state.cohortName ? t("console.cohort", { name: state.cohortName }) : "";
-  el.hidden = !state.cohortName;
+  showCohortName($("#cohort-name"), state.cohortName);
 }
 
 // A trainer (or admin) looking at the learners' view: one click back to the console.
@@ -185,7 +172,7 @@ if (!isLearner) {
 function renderAll() {
   showCohort();
   renderStage();
-  renderQuestions();
+  questions.render();
   renderCards();
   setHand(Boolean(state.you && state.you.hand_raised));
 }
@@ -214,7 +201,7 @@ async function renderStage() {
   $("#video-wrap").hidden = !live || !state.joined;
   $("#join-class").hidden = !live || state.joined;
   $("#swap-video").hidden = !live || !state.joined || !(state.tracks.camera && state.tracks.screen);
-  for (const b of document.querySelectorAll(".toolbar button")) b.disabled = !live || !isLearner;
+  for (const b of document.querySelectorAll(".toolbar button")) /** @type {HTMLButtonElement} */ (b).disabled = !live || !isLearner;
   if (live) {
     if (!state.joined) box.append(h("p", { text: state.mediaNote || t("classroom.ready") }));
     else if (state.mediaNote) box.append(h("p", { text: state.mediaNote }));
@@ -230,29 +217,6 @@ async function renderStage() {
   }
 }
 
-function renderQuestions() {
-  const list = clear($("#question-list"));
-  const open = [...state.questions.values()].sort(
-    (a, b) => b.votes - a.votes || a.created_at.localeCompare(b.created_at),
-  );
-  $("#questions-empty").hidden = open.length > 0;
-  for (const q of open) {
-    const mine = state.you && q.author_id === state.you.user_id;
-    const voted = state.voted.has(q.id);
-    list.append(h("li", { class: "q", dataset: { id: q.id } },
-      h("p", { class: "msg-text", text: q.text }),
-      h("p", { class: "msg-meta", text: `${q.author_name} · ${t("questions.votes", { n: q.votes })}` }),
-      isLearner && !mine
-        ? h("button", {
-          type: "button", class: "small", disabled: voted, "aria-pressed": voted ? "true" : "false",
-          text: voted ? t("questions.voted") : t("questions.plus_one"),
-          "aria-label": voted ? false : t("questions.plus_one_named", { name: q.author_name }),
-          onclick: () => act(() => room.questionVote(q.id), () => { state.voted.add(q.id); renderQuestions(); }),
-        })
-        : null));
-  }
-}
-
 function renderCards() {
   const box = clear($("#live-cards"));
   if (state.signing && isLearner) {
@@ -264,7 +228,7 @@ function renderCards() {
         h("p", { text: t("attendance.open", { half, time: clock(state.signing.closes_at) }) }),
         h("button", {
           type: "button", class: "primary", id: "sign-attendance", text: t("attendance.confirm"),
-          onclick: () => act(() => { state.signRef = room.attendanceSign(); }),
+          onclick: () => act(room.attendanceSign(), () => { state.signed = true; renderCards(); }),
         }),
       );
     }
@@ -306,10 +270,10 @@ function pollCard() {
   form.append(h("button", { type: "submit", class: "primary", text: state.ballot ? t("poll.change") : t("poll.vote") }));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
-    const choices = [...form.querySelectorAll("input:checked")].map((x) => Number(x.value));
+    const choices = [...form.querySelectorAll("input:checked")].map((x) => Number(/** @type {HTMLInputElement} */ (x).value));
     if (!choices.length) return notify(t("poll.pick"), "error");
     act(
-      () => (state.ballot ? room.pollChangeVote(p.id, choices) : room.pollVote(p.id, choices)),
+      state.ballot ? room.pollChangeVote(p.id, choices) : room.pollVote(p.id, choices),
       () => { state.ballot = choices; renderCards(); },
     );
   });
@@ -330,50 +294,35 @@ function setHand(up) {
   b.textContent = up ? t("classroom.hand_lower") : t("classroom.hand");
 }
 
-/** Send with the socket; `then` runs when the server acknowledges (ref echoed by ack). */
-function act(send, then = null) {
-  let ref;
-  try {
-    ref = send();
-  } catch {
-    notify(t("live.offline"), "error");
-    return;
-  }
-  if (then && typeof ref === "string") {
-    const off = room.on("ack", (m) => { if (m.ref === ref) { off(); then(); } });
-  }
-}
-
 // --- documents -------------------------------------------------------------------------------
 
-async function loadDocuments() {
-  let docs;
-  try {
-    docs = await api("GET", `/api/cohorts/${cohortId}/documents`);
-  } catch (err) {
-    $("#doc-empty").hidden = false;
-    $("#doc-empty").textContent = errorText(err);
-    return;
-  }
-  const list = clear($("#doc-list"));
-  $("#doc-empty").hidden = docs.length > 0;
-  for (const d of docs) {
-    list.append(h("li", {},
-      h("span", { class: "doc-name", text: d.title || d.original_name }),
-      h("a", { class: "button small", href: d.download_url, download: "", text: t("docs.download"), "aria-label": t("docs.download_named", { name: d.title || d.original_name }) })));
-  }
+function showDocuments() {
+  const empty = $("#doc-empty");
+  return loadDocuments(cohortId, {
+    list: $("#doc-list"),
+    empty,
+    onError: (err) => {
+      empty.hidden = false;
+      empty.textContent = errorText(err);
+    },
+    tools: (d, name) => [h("a", {
+      class: "button small", href: d.download_url, download: "", text: t("docs.download"),
+      "aria-label": t("docs.download_named", { name }),
+    })],
+  });
 }
 
 // --- signals ---------------------------------------------------------------------------------
 
-$("#hand").addEventListener("click", () => act(() => (state.you && state.you.hand_raised ? room.handLower() : room.handRaise())));
+$("#hand").addEventListener("click", () => act(state.you && state.you.hand_raised ? room.handLower() : room.handRaise()));
 for (const b of document.querySelectorAll(".react")) {
-  b.addEventListener("click", () => act(() => room.reaction(b.dataset.kind), () => notify(t("react.sent"))));
+  const kind = /** @type {"lost" | "slower" | "ok"} */ (/** @type {HTMLElement} */ (b).dataset.kind);
+  b.addEventListener("click", () => act(room.reaction(kind), () => notify(t("react.sent"))));
 }
 $("#low-bandwidth").addEventListener("change", (e) => {
-  const on = e.target.checked;
-  act(() => room.setLowBandwidth(on));
-  if (state.media) state.media.setQuality(on ? "screen" : "full");
+  const on = /** @type {HTMLInputElement} */ (e.target).checked;
+  act(room.setLowBandwidth(on));
+  if (state.media) act(state.media.setQuality(on ? "screen" : "full"));
 });
 
 // --- media -----------------------------------------------------------------------------------
@@ -443,7 +392,7 @@ async function join() {
     await state.media.start();
     // Kept on the element for diagnostics: the connection's getStats() (and the browser tests).
     $("#classroom").estradeMedia = state.media;
-    if ($("#low-bandwidth").checked) state.media.setQuality("screen");
+    if ($("#low-bandwidth").checked) act(state.media.setQuality("screen"));
   } catch (err) {
     state.media = null;
     state.joined = false;
@@ -465,7 +414,7 @@ $("#swap-video").addEventListener("click", () => { state.swapped = !state.swappe
 
 i18n.onChange(() => {
   renderAll();
-  loadDocuments();
+  showDocuments();
 });
 
 // Nothing typed is lost by leaving: warn when messages are still unsent.
@@ -473,6 +422,6 @@ window.addEventListener("beforeunload", (e) => {
   if (chat.unsent().length) e.preventDefault();
 });
 
-loadDocuments();
+showDocuments();
 room.connect();
 showMySummary(cohortId); // the learner's own attendance and participation (engagement)

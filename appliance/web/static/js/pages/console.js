@@ -1,27 +1,39 @@
 // The trainer's console: class start/end, camera/mic/screen, chat with moderation, questions,
 // polls, documents, participants, signals and attendance. Usable at 420 px beside a shared screen.
-import { api, csrfToken, ApiError } from "../api.js";
+import { api } from "../api.js";
 import { $, clear, h } from "../dom.js";
+import { loadDocuments, uploadDocument } from "../documents.js";
 import * as i18n from "../i18n.js";
-import { attendanceLinks, ChatPanel, clock, connectionBanner, liveError, resultBars } from "../live.js";
+import { act, attendanceLinks, ChatPanel, clock, connectionBanner, resultBars, showCohortName } from "../live.js";
 import { Classroom } from "../protocol.js";
+import { QuestionList } from "../questions.js";
 import { boot, errorText, notify, showError, t } from "../ui.js";
+
+/** @import { TrainerMedia } from "../media.js" */
+/** @import { Participant, Poll, PollResults, SessionInfo, SigningWindow } from "../protocol.js" */
 
 await boot({ title: "console.title", signedIn: true });
 
 const cohortId = Number(document.body.dataset.cohortId);
 const room = new Classroom(cohortId);
 const state = {
+  /** @type {SessionInfo | null} */
   session: null,
-  people: new Map(), // user_id -> {participant, connected}
+  /** @type {Map<number, {p: Participant, connected: boolean}>} by user_id */
+  people: new Map(),
+  /** @type {Set<number>} */
   signed: new Set(),
-  questions: new Map(),
+  /** @type {Map<number, Poll>} */
   polls: new Map(),
+  /** @type {Map<number, PollResults>} by poll_id */
   results: new Map(),
+  /** @type {Record<string, number>} */
   reactions: { lost: 0, slower: 0, ok: 0 },
-  lostPeak: 0,
+  /** @type {SigningWindow | null} */
   signing: null,
+  /** @type {Set<number>} */
   muted: new Set(),
+  /** @type {TrainerMedia | null} */
   media: null,
   mediaState: "",
   mediaOn: { camera: false, mic: false, screen: false },
@@ -37,18 +49,22 @@ room.on("status", (s) => {
 attendanceLinks($("#attendance-links"), cohortId);
 
 const chat = new ChatPanel(room, {
-  log: $("#chat-log"), form: $("#chat-form"), input: $("#chat-input"), error: $("#chat-error"),
+  log: $("#chat-log"), form: $("#chat-form"), input: $("#chat-input"),
   canModerate: true,
-  onDelete: (m) => act(() => room.chatDelete(m.id)),
-  onMute: (m) => act(() => (state.muted.has(m.author_id) ? room.chatUnmute(m.author_id) : room.chatMute(m.author_id))),
+  onDelete: (m) => act(room.chatDelete(m.id)),
+  onMute: (m) => act((state.muted.has(m.author_id) ? room.chatUnmute(m.author_id) : room.chatMute(m.author_id))),
 });
 
-for (const type of ["error", "forbidden", "rate_limited"]) {
-  room.on(type, (m) => {
-    if (chat.unsent().some((i) => i.ref === m.ref)) return;
-    notify(liveError(m), "error");
-  });
-}
+const questions = new QuestionList(room, {
+  list: $("#question-list"),
+  empty: $("#questions-empty"),
+  withTime: true,
+  button: (q) => h("button", {
+    type: "button", class: "small", text: t("questions.answered"),
+    "aria-label": t("questions.answered_named", { name: q.author_name }),
+    onclick: () => act(room.questionAnswer(q.id)),
+  }),
+});
 
 room.on("welcome", (w) => {
   state.session = w.session;
@@ -56,8 +72,6 @@ room.on("welcome", (w) => {
   state.signing = w.signing;
   state.people = new Map(w.participants.map((p) => [p.user_id, { p, connected: true }]));
   if (!w.resumed) {
-    chat.reset(w.chat);
-    state.questions = new Map(w.questions.map((q) => [q.id, q]));
     state.polls = new Map(w.polls.map((p) => [p.id, p]));
     if (w.results) state.results.set(w.results.poll_id, w.results);
     if (w.reactions) state.reactions = { lost: 0, slower: 0, ok: 0, ...w.reactions };
@@ -71,17 +85,9 @@ room.on("presence", (e) => {
   renderPeople();
   renderHands();
 });
-room.on("chat_message", (e) => {
-  chat.add(e.message);
-  if (e.message.question && !e.message.answered) state.questions.set(e.message.id, e.message);
-  renderQuestions();
-});
-room.on("chat_deleted", (e) => { chat.remove(e.message_id); state.questions.delete(e.message_id); renderQuestions(); });
 room.on("chat_muted", (e) => { state.muted.add(e.user_id); renderPeople(); });
 room.on("chat_unmuted", (e) => { state.muted.delete(e.user_id); renderPeople(); });
-room.on("question_voted", (e) => { const q = state.questions.get(e.message_id); if (q) q.votes = e.votes; renderQuestions(); });
-room.on("question_answered", (e) => { state.questions.delete(e.message_id); renderQuestions(); });
-for (const type of ["poll_created", "poll_launched", "poll_closed"]) {
+for (const type of /** @type {const} */ (["poll_created", "poll_launched", "poll_closed"])) {
   room.on(type, (e) => { state.polls.set(e.poll.id, e.poll); renderPolls(); });
 }
 room.on("poll_results", (e) => { state.results.set(e.results.poll_id, e.results); renderPolls(); });
@@ -99,18 +105,9 @@ room.on("signing_opened", (e) => { state.signing = e.window; renderSigning(); })
 room.on("signing_closed", () => { state.signing = null; renderSigning(); });
 room.on("attendance_signed", (e) => { state.signed.add(e.user_id); renderPeople(); });
 
-function act(send) {
-  try {
-    return send();
-  } catch {
-    notify(t("live.offline"), "error");
-    return null;
-  }
-}
-
 function renderAll() {
   renderHead();
-  renderQuestions();
+  questions.render();
   renderPolls();
   renderPeople();
   renderHands();
@@ -121,30 +118,12 @@ function renderAll() {
 
 function renderHead() {
   const live = Boolean(state.session);
-  const name = $("#cohort-name");
-  name.textContent = state.cohortName ? t("console.cohort", { name: state.cohortName }) : "";
-  name.hidden = !state.cohortName;
+  showCohortName($("#cohort-name"), state.cohortName);
   $("#session-badge").textContent = live ? t("classroom.live_since", { time: clock(state.session.started_at) }) : t("console.not_started");
   $("#session-start").hidden = live;
   $("#session-end").hidden = !live;
   renderMediaButtons();
   renderSigning();
-}
-
-function renderQuestions() {
-  const list = clear($("#question-list"));
-  const open = [...state.questions.values()].sort((a, b) => b.votes - a.votes || a.created_at.localeCompare(b.created_at));
-  $("#questions-empty").hidden = open.length > 0;
-  for (const q of open) {
-    list.append(h("li", { class: "q", dataset: { id: q.id } },
-      h("p", { class: "msg-text", text: q.text }),
-      h("p", { class: "msg-meta", text: `${q.author_name} · ${clock(q.created_at)} · ${t("questions.votes", { n: q.votes })}` }),
-      h("button", {
-        type: "button", class: "small", text: t("questions.answered"),
-        "aria-label": t("questions.answered_named", { name: q.author_name }),
-        onclick: () => act(() => room.questionAnswer(q.id)),
-      })));
-  }
 }
 
 function renderPolls() {
@@ -160,8 +139,8 @@ function renderPolls() {
         resultBars(p, r),
         h("p", { class: "muted small", id: "poll-waiting", text: t("poll.not_answered", { n: waiting, total: r ? r.learners : 0 }) }),
         h("div", { class: "actions" },
-          h("button", { type: "button", class: "primary small", id: "poll-close-show", text: t("poll.close_show"), onclick: () => act(() => room.pollClose(p.id, { showResults: true })) }),
-          h("button", { type: "button", class: "small", id: "poll-close", text: t("poll.close"), onclick: () => act(() => room.pollClose(p.id)) }))));
+          h("button", { type: "button", class: "primary small", id: "poll-close-show", text: t("poll.close_show"), onclick: () => act(room.pollClose(p.id, { showResults: true })) }),
+          h("button", { type: "button", class: "small", id: "poll-close", text: t("poll.close"), onclick: () => act(room.pollClose(p.id)) }))));
       continue;
     }
     const item = h("li", {}, h("span", { text: p.question }));
@@ -170,12 +149,12 @@ function renderPolls() {
       tools.append(h("button", {
         type: "button", class: "small primary", text: t("poll.launch"),
         "aria-label": t("poll.launch_named", { q: p.question }),
-        onclick: () => act(() => room.pollLaunch(p.id)),
+        onclick: () => act(room.pollLaunch(p.id)),
       }));
     } else {
       tools.append(h("span", { class: "state", text: p.results_shown ? t("poll.shown") : t("poll.closed") }));
       if (!p.results_shown) {
-        tools.append(h("button", { type: "button", class: "small", text: t("poll.show"), onclick: () => act(() => room.pollShowResults(p.id)) }));
+        tools.append(h("button", { type: "button", class: "small", text: t("poll.show"), onclick: () => act(room.pollShowResults(p.id)) }));
       }
     }
     item.append(tools);
@@ -189,10 +168,10 @@ $("#poll-form").addEventListener("submit", (e) => {
   const question = $("#poll-question").value.trim();
   const choices = $("#poll-choices").value.split("\n").map((s) => s.trim()).filter(Boolean);
   if (!question || choices.length < 2) return notify(t("poll.need_choices"), "error");
-  if (act(() => room.pollCreate(question, choices, { multiple: $("#poll-multiple").checked }))) {
+  act(room.pollCreate(question, choices, { multiple: $("#poll-multiple").checked }), () => {
     $("#poll-question").value = "";
     $("#poll-choices").value = "";
-  }
+  });
 });
 
 const STATE_KEYS = { waiting: "people.waiting", in_class: "people.in_class", low_bandwidth: "people.low_bandwidth" };
@@ -226,7 +205,7 @@ function renderHands() {
   $("#hands-empty").hidden = hands.length > 0;
   for (const { p } of hands) {
     list.append(h("li", {}, h("span", { text: p.display_name }),
-      h("button", { type: "button", class: "small", text: t("console.lower"), "aria-label": t("console.lower_named", { name: p.display_name }), onclick: () => act(() => room.handLower(p.user_id)) })));
+      h("button", { type: "button", class: "small", text: t("console.lower"), "aria-label": t("console.lower_named", { name: p.display_name }), onclick: () => act(room.handLower(p.user_id)) })));
   }
 }
 
@@ -254,69 +233,37 @@ function renderSigning() {
   $("#signing-open").disabled = !state.session;
 }
 
-$("#session-start").addEventListener("click", () => act(() => room.sessionStart()));
+$("#session-start").addEventListener("click", () => act(room.sessionStart()));
 $("#session-end").addEventListener("click", () => {
-  if (window.confirm(t("console.end_confirm"))) act(() => room.sessionEnd());
+  if (window.confirm(t("console.end_confirm"))) act(room.sessionEnd());
 });
-$("#signing-open").addEventListener("click", () => act(() => room.signingOpen($("#signing-half").value)));
-$("#signing-close").addEventListener("click", () => act(() => room.signingClose()));
+$("#signing-open").addEventListener("click", () => act(room.signingOpen($("#signing-half").value)));
+$("#signing-close").addEventListener("click", () => act(room.signingClose()));
 $("#signing-half").value = new Date().getHours() < 13 ? "morning" : "afternoon";
 
 // --- documents -------------------------------------------------------------------------------
 
-async function loadDocuments() {
-  let docs;
-  try {
-    docs = await api("GET", `/api/cohorts/${cohortId}/documents`);
-  } catch (err) {
-    showError($("#doc-error"), err);
-    return;
-  }
-  const list = clear($("#doc-list"));
-  for (const d of docs) {
-    const name = d.title || d.original_name;
-    list.append(h("li", { dataset: { id: d.id } },
-      h("span", { class: "doc-name", text: name }),
-      h("span", { class: "actions" },
-        d.published ? h("span", { class: "state state-live", text: t("docs.published") }) : null,
-        h("button", {
-          type: "button", class: "small", text: t("docs.push"), "aria-label": t("docs.push_named", { name }),
-          onclick: async (e) => {
-            e.target.disabled = true;
-            try {
-              await api("POST", `/api/cohorts/${cohortId}/documents/${d.id}/push`);
-              notify(t("docs.pushed_done", { name }));
-              loadDocuments();
-            } catch (err) {
-              notify(errorText(err), "error");
-              e.target.disabled = false;
-            }
-          },
-        }))));
-  }
-}
-
-/** Upload the raw file with XMLHttpRequest, for its upload progress events. */
-function upload(file, title) {
-  return new Promise(async (resolve, reject) => {
-    const token = await csrfToken();
-    const q = new URLSearchParams({ filename: file.name });
-    if (title) q.set("title", title);
-    const xhr = new XMLHttpRequest();
-    xhr.open("POST", `/api/cohorts/${cohortId}/documents?${q}`);
-    xhr.setRequestHeader("X-CSRFToken", token);
-    xhr.setRequestHeader("Accept", "application/json");
-    xhr.setRequestHeader("Content-Type", "application/octet-stream");
-    const bar = $("#doc-progress");
-    xhr.upload.onprogress = (e) => { if (e.lengthComputable) bar.value = Math.round((100 * e.loaded) / e.total); };
-    xhr.onload = () => {
-      let body = null;
-      try { body = JSON.parse(xhr.responseText); } catch { body = null; }
-      if (xhr.status >= 200 && xhr.status < 300) resolve(body);
-      else reject(new ApiError(xhr.status, body));
-    };
-    xhr.onerror = () => reject(new ApiError(0, { detail: "network" }));
-    xhr.send(file);
+function showDocuments() {
+  return loadDocuments(cohortId, {
+    list: $("#doc-list"),
+    onError: (err) => showError($("#doc-error"), err),
+    tools: (d, name) => [h("span", { class: "actions" },
+      d.published ? h("span", { class: "state state-live", text: t("docs.published") }) : null,
+      h("button", {
+        type: "button", class: "small", text: t("docs.push"), "aria-label": t("docs.push_named", { name }),
+        onclick: async (/** @type {MouseEvent} */ e) => {
+          const button = /** @type {HTMLButtonElement} */ (e.target);
+          button.disabled = true;
+          try {
+            await api("POST", `/api/cohorts/${cohortId}/documents/${d.id}/push`);
+            notify(t("docs.pushed_done", { name }));
+            showDocuments();
+          } catch (err) {
+            notify(errorText(err), "error");
+            button.disabled = false;
+          }
+        },
+      }))],
   });
 }
 
@@ -331,10 +278,10 @@ $("#doc-form").addEventListener("submit", async (e) => {
   bar.hidden = false;
   button.disabled = true;
   try {
-    const doc = await upload(file, $("#doc-title").value.trim());
+    const doc = await uploadDocument(cohortId, file, $("#doc-title").value.trim(), (pct) => { bar.value = pct; });
     notify(t("docs.uploaded", { name: doc.title || doc.original_name }));
     $("#doc-form").reset();
-    loadDocuments();
+    showDocuments();
   } catch (err) {
     showError($("#doc-error"), err);
   } finally {
@@ -560,7 +507,7 @@ $("#media-screen").addEventListener("click", () => toggle("screen"));
 i18n.onChange(() => {
   renderAll();
   if ($("#media-restore").dataset.label) $("#media-restore").textContent = t($("#media-restore").dataset.label);
-  loadDocuments();
+  showDocuments();
   attendanceLinks($("#attendance-links"), cohortId);
 });
 
@@ -568,5 +515,5 @@ window.addEventListener("beforeunload", (e) => {
   if (chat.unsent().length || state.mediaOn.camera || state.mediaOn.screen) e.preventDefault();
 });
 
-loadDocuments();
+showDocuments();
 room.connect();

@@ -218,7 +218,7 @@ $("#eng-detail-close").addEventListener("click", () => {
   const id = detail && detail.user_id;
   detail = null;
   renderDetail();
-  const back = id && document.querySelector(`#eng-body tr[data-user="${id}"] button`);
+  const back = id && /** @type {HTMLElement | null} */ (document.querySelector(`#eng-body tr[data-user="${id}"] button`));
   if (back) back.focus();
 });
 
