@@ -19,7 +19,13 @@ from .forward import ForwardTrack, Source
 from .ladder import LEVEL_SLOTS, LEVELS, LadderState
 from .network import announce_address, ice_scope
 from .observer import MediaObserver
-from .sdp import add_all_candidates, media_sections, pin_codecs, refuse_learner_media
+from .sdp import (
+    add_all_candidates,
+    drop_mdns_candidates,
+    media_sections,
+    pin_codecs,
+    refuse_learner_media,
+)
 
 if TYPE_CHECKING:
     from .server import MediaServer
@@ -163,6 +169,7 @@ class MediaRoom:
                 pc = self._publisher = self.server.new_peer_connection()
                 self._publisher_id = trainer_id
                 pc.on("connectionstatechange", lambda: self._publisher_state(pc))
+            offer_sdp, hidden = drop_mdns_candidates(offer_sdp)
             try:
                 with ice_scope(self.server.ice_scope):
                     await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -178,7 +185,7 @@ class MediaRoom:
                             # Before the receiver starts: __connect runs after our next await.
                             self.sources[slot].attach(receiver)
                             self._tapped.add(id(receiver))
-                    await add_all_candidates(pc, offer_sdp)
+                    await add_all_candidates(pc, offer_sdp, end=not hidden)
                     await pc.setLocalDescription(await pc.createAnswer())
             except _SDP_ERRORS as exc:
                 raise MediaError("bad_sdp", f"the offer was refused: {exc}") from None
@@ -327,10 +334,11 @@ class MediaRoom:
         if learner is None or learner.answered:
             raise MediaError("no_offer", "no media offer is waiting for this learner's answer")
         refuse_learner_media(answer_sdp)
+        answer_sdp, hidden = drop_mdns_candidates(answer_sdp)
         try:
             with ice_scope(self.server.ice_scope):
                 await learner.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
-                await add_all_candidates(learner.pc, answer_sdp)
+                await add_all_candidates(learner.pc, answer_sdp, end=not hidden)
         except _SDP_ERRORS as exc:
             await self.leave(learner_id, reason="failed")
             raise MediaError("bad_sdp", f"the answer was refused: {exc}") from None
