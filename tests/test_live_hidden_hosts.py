@@ -6,67 +6,22 @@ them: it skips them and learns each peer's real address from the peer's own chec
 (peer-reflexive candidates). Real uvicorn on 127.0.0.1, real aiortc peers whose SDP is
 rewritten the way a browser writes it.
 
-The names here cannot resolve anywhere. aioice would resolve them with a multicast query on
-the machine's network (224.0.0.251), which a test must never send: ``mdns_guard`` stands in
-for aioice's mDNS socket, answers nothing (what a server in a data centre hears), and records
-every query. The relay is expected to ask none.
+The names here cannot resolve anywhere; ``mdns_queries`` (tests/media/peers.py) keeps aioice
+from asking the network and records what it would have asked: the relay is to ask nothing.
 """
 
 from __future__ import annotations
 
-import re
-import uuid
-
-import aioice.mdns
 import httpx
-import pytest
 
 from appliance.accounts import schemas as s
 from appliance.accounts import services
-from appliance.media.forward import Source
 from tests.conftest import World
 from tests.live_server import LiveServer
-from tests.media.peers import Learner, Trainer, wait_for
+from tests.media.peers import Learner, Trainer, hide_hosts, wait_for
+from tests.media.peers import mdns_queries as mdns_queries  # the fixture
 from tests.test_live_media import learner_cookie, metric
-
-_HOST = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host)", re.M)
-
-
-def hide_hosts(sdp: str) -> str:
-    """Every host candidate's address replaced by a fresh ``.local`` name (a browser's SDP)."""
-    hidden, count = _HOST.subn(lambda m: f"{m[1]}{uuid.uuid4()}.local{m[3]}", sdp)
-    assert count >= 1, sdp
-    assert "a=candidate:" in hidden and "127.0.0.1 " not in hidden.split("a=candidate:", 1)[1]
-    return hidden
-
-
-class _SilentLink:
-    """aioice's mDNS protocol on a link where nobody answers: every query times out."""
-
-    def __init__(self, queries: list[str]) -> None:
-        self.queries = queries
-
-    async def resolve(self, hostname: str, timeout: float | None = 1.0) -> None:  # noqa: ASYNC109
-        self.queries.append(hostname)
-        return None
-
-    async def publish(self, hostname: str, addr: str) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-
-@pytest.fixture
-def mdns_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    queries: list[str] = []
-
-    async def create() -> _SilentLink:
-        return _SilentLink(queries)
-
-    monkeypatch.setattr(aioice.mdns, "create_mdns_protocol", create)
-    monkeypatch.setattr(Source, "pli_interval_s", 0.3)
-    return queries
+from tests.test_live_media import short_pli_window as short_pli_window  # autouse fixture
 
 
 async def test_peers_with_only_mdns_host_candidates_connect(
