@@ -10,8 +10,10 @@ fails the test and says what to install.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -81,12 +83,18 @@ class Firefox:
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,
+            # Its own process group: a stuck driver is killed with the Firefox it started.
+            start_new_session=True,
         )
         self._replies: queue.Queue[str | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
         self.log_path = log
-        self.version = self._reply(60)
+        try:
+            self.version = self._reply(60)  # Firefox launched: the driver says its version
+        except BaseException:
+            self.close()
+            raise
 
     def _read(self) -> None:
         assert self._process.stdout is not None
@@ -147,7 +155,7 @@ class Firefox:
             try:
                 self._process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                self._process.kill()
+                os.killpg(self._process.pid, signal.SIGKILL)
                 self._process.wait()
             for pipe in (self._process.stdin, self._process.stdout):
                 if pipe is not None:
