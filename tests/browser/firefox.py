@@ -38,8 +38,11 @@ FIREFOX_PREFS: dict[str, Any] = {
     # the learner's ICE fails with every pair failed (checked with MOZ_LOG=mtransport:5).
     # Allowing camera and microphone by default (the learner page never asks for them) lifts
     # the default-route restriction, so Firefox gathers on loopback; Firefox then also shows
-    # its plain addresses. The mDNS path real learners take is proven with aiortc peers whose
-    # candidates are all ``.local`` (tests/test_live_hidden_hosts.py).
+    # its plain addresses. That also keeps the test off the machine's network: a browser that
+    # hides its addresses announces its mDNS names by multicast (chromium did: 2 packets to
+    # 224.0.0.251:5353 per learner, counted with an nftables rule; this Firefox sends none).
+    # The mDNS path real learners take is proven with aiortc peers whose candidates are all
+    # ``.local`` (tests/test_live_hidden_hosts.py).
     "permissions.default.camera": 1,
     "permissions.default.microphone": 1,
     # The page's language, whatever the machine's locale: the test reads English labels.
