@@ -46,15 +46,27 @@ run: $(STAMP) ## Migrate, seed the demo room and serve on http://127.0.0.1:8000 
 
 .PHONY: system-deps
 system-deps: system-deps-fast ## Install the system packages the tests need (as root on Debian)
-	@scripts/need $(PG_BIN)/pg_ctl:postgresql-15 chromium:chromium
+	@scripts/need $(PG_BIN)/pg_ctl:postgresql-15 chromium:chromium firefox-esr:firefox-esr
+	@scripts/need node:nodejs npm:npm
 	@scripts/need nft:nftables nginx:nginx-light systemd-analyze:systemd openssl:openssl
 
 .PHONY: system-deps-fast
 system-deps-fast: # What make test-fast needs: Prometheus and promtool (tests/test_monitoring.py)
 	@scripts/need promtool:prometheus prometheus:prometheus
 
+# puppeteer-core (pinned by tools/browser/package-lock.json) drives Debian's firefox-esr through
+# WebDriver BiDi for the Firefox learner of the browser tests; it never downloads a browser.
+BROWSER_TOOLS := tools/browser/node_modules/.installed
+$(BROWSER_TOOLS): tools/browser/package.json tools/browser/package-lock.json
+	@scripts/need node:nodejs npm:npm
+	cd tools/browser && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error
+	touch $(BROWSER_TOOLS)
+
+.PHONY: browser-tools
+browser-tools: $(BROWSER_TOOLS) ## Install the Node tools of the browser tests (tools/browser, no browser download)
+
 .PHONY: test
-test: $(DEV_STAMP) $(JS_STAMP) system-deps ## Run every test (SQLite and PostgreSQL, browser, static deploy checks)
+test: $(DEV_STAMP) $(JS_STAMP) system-deps $(BROWSER_TOOLS) ## Run every test (SQLite and PostgreSQL, browser, static deploy checks)
 	PATH="$(PG_BIN):$$PATH" $(BIN)/pytest -p no:cacheprovider
 
 # Deselected by marker (pyproject.toml): `browser` tests, the `postgres` half of the database

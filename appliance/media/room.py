@@ -19,7 +19,13 @@ from .forward import ForwardTrack, Source
 from .ladder import LEVEL_SLOTS, LEVELS, LadderState
 from .network import announce_address, ice_scope
 from .observer import MediaObserver
-from .sdp import add_all_candidates, media_sections, pin_codecs, refuse_learner_media
+from .sdp import (
+    add_all_candidates,
+    drop_mdns_candidates,
+    media_sections,
+    pin_codecs,
+    refuse_learner_media,
+)
 
 if TYPE_CHECKING:
     from .server import MediaServer
@@ -113,6 +119,8 @@ class MediaRoom:
         self.sources = {slot: Source(slot, kind, self.observer, send_path) for slot, kind in SLOTS}
         self._publisher: RTCPeerConnection | None = None
         self._publisher_id: int | None = None
+        # Set once the trainer's connection is up or gone: ends the publisher's watchdog.
+        self._publisher_settled: asyncio.Event | None = None
         self._tapped: set[int] = set()
         self._learners: dict[int, _Learner] = {}
         self._join_times: list[float] = []
@@ -158,11 +166,16 @@ class MediaRoom:
             if not sections:
                 raise MediaError("bad_sdp", "the offer has no media section")
             mapping = self._map_slots(sections, slots)
+            offer_sdp, hidden = drop_mdns_candidates(offer_sdp)
             pc = self._publisher
             if pc is None:
                 pc = self._publisher = self.server.new_peer_connection()
                 self._publisher_id = trainer_id
                 pc.on("connectionstatechange", lambda: self._publisher_state(pc))
+                if hidden:
+                    # ICE keeps listening for the trainer's checks: bound the wait.
+                    settled = self._publisher_settled = asyncio.Event()
+                    self.server.spawn(self._publisher_watchdog(pc, settled))
             try:
                 with ice_scope(self.server.ice_scope):
                     await pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
@@ -178,7 +191,7 @@ class MediaRoom:
                             # Before the receiver starts: __connect runs after our next await.
                             self.sources[slot].attach(receiver)
                             self._tapped.add(id(receiver))
-                    await add_all_candidates(pc, offer_sdp)
+                    await add_all_candidates(pc, offer_sdp, end=not hidden)
                     await pc.setLocalDescription(await pc.createAnswer())
             except _SDP_ERRORS as exc:
                 raise MediaError("bad_sdp", f"the offer was refused: {exc}") from None
@@ -216,7 +229,21 @@ class MediaRoom:
                 mapping[mid] = free[kind].pop(0)
         return mapping
 
+    async def _publisher_watchdog(self, pc: RTCPeerConnection, settled: asyncio.Event) -> None:
+        """A trainer whose candidates were all hidden and whose checks never came is
+        unpublished after ``connect_timeout_s``, as an ICE failure would have been."""
+        try:
+            await asyncio.wait_for(settled.wait(), self.connect_timeout_s)
+        except TimeoutError:
+            if pc is self._publisher and pc.connectionState != "connected":
+                self.server.counters["connect_timeouts"] += 1
+                await self.unpublish()
+
     def _publisher_state(self, pc: RTCPeerConnection) -> None:
+        settled = self._publisher_settled
+        state = pc.connectionState
+        if pc is self._publisher and settled and state in ("connected", "failed", "closed"):
+            settled.set()  # the watchdog's wait is over
         if pc.connectionState == "connected" and pc is self._publisher:
             self.observer.connection_established(relayed=_relayed(pc))
         if pc.connectionState in ("failed", "closed") and pc is self._publisher:
@@ -230,6 +257,9 @@ class MediaRoom:
         """The trainer left (or the ICE failed): close their connection; learners stay."""
         pc, self._publisher = self._publisher, None
         self._publisher_id = None
+        if self._publisher_settled is not None:
+            self._publisher_settled.set()
+            self._publisher_settled = None
         self._tapped.clear()
         before = self.live
         for source in self.sources.values():
@@ -327,10 +357,11 @@ class MediaRoom:
         if learner is None or learner.answered:
             raise MediaError("no_offer", "no media offer is waiting for this learner's answer")
         refuse_learner_media(answer_sdp)
+        answer_sdp, hidden = drop_mdns_candidates(answer_sdp)
         try:
             with ice_scope(self.server.ice_scope):
                 await learner.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
-                await add_all_candidates(learner.pc, answer_sdp)
+                await add_all_candidates(learner.pc, answer_sdp, end=not hidden)
         except _SDP_ERRORS as exc:
             await self.leave(learner_id, reason="failed")
             raise MediaError("bad_sdp", f"the answer was refused: {exc}") from None

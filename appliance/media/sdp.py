@@ -10,10 +10,22 @@ from aiortc.sdp import candidate_from_sdp
 
 from .errors import MediaError
 
-__all__ = ["add_all_candidates", "media_sections", "pin_codecs", "refuse_learner_media"]
+__all__ = [
+    "add_all_candidates",
+    "drop_mdns_candidates",
+    "media_sections",
+    "pin_codecs",
+    "refuse_learner_media",
+]
 
 _PINNED = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
 _DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+# A candidate line whose address is an mDNS name (RFC 6762 ``.local``), as browsers write their
+# host candidates: ``a=candidate:<foundation> <component> <transport> <priority> <name>.local``.
+_MDNS_CANDIDATE = re.compile(
+    r"^a=candidate:\S+ \d+ \S+ \d+ [^ ]+\.local\.? .*(?:\r?\n|$)", re.I | re.M
+)
+_END_OF_CANDIDATES = re.compile(r"^a=end-of-candidates[ \t]*(?:\r?\n|$)", re.M)
 
 
 def pin_codecs(transceiver: Any) -> None:
@@ -52,12 +64,32 @@ def refuse_learner_media(sdp: str) -> None:
             )
 
 
-async def add_all_candidates(pc: RTCPeerConnection, sdp: str) -> None:
+def drop_mdns_candidates(sdp: str) -> tuple[str, int]:
+    """The SDP without its ``.local`` candidates, and how many were dropped.
+
+    Browsers hide their local addresses behind mDNS names (a learner who granted no camera
+    always does). Those names resolve only on the learner's own link: the relay, on another
+    network, could only send a multicast query that nobody answers, and aioice, given nothing
+    but such candidates, would fail ICE without trying a pair. So the relay never asks: it
+    drops them, and learns the learner's real address from the learner's own checks (a
+    peer-reflexive candidate, RFC 8445 section 7.3.1.3), which reach the relay's candidates
+    whatever the learner's are. When a candidate was dropped, ``a=end-of-candidates`` is
+    dropped too: the learner's address is still to be learned, so ICE must keep listening
+    (a learner never reached is closed by the room's connect watchdog).
+    """
+    kept, dropped = _MDNS_CANDIDATE.subn("", sdp)
+    if dropped:
+        kept = _END_OF_CANDIDATES.sub("", kept)
+    return kept, dropped
+
+
+async def add_all_candidates(pc: RTCPeerConnection, sdp: str, end: bool = True) -> None:
     """Give the bundled ICE transport every candidate of the remote SDP.
 
     aiortc takes a bundled transport's remote candidates from the *last* m-section only; an
     answer whose last section has none (aiortc's own answers do that) would leave the relay
     waiting for the peer's checks. Duplicates and late additions are ignored by aioice.
+    ``end=False`` leaves the candidates open (see :func:`drop_mdns_candidates`).
     """
     sections = media_sections(sdp)
     if not sections:
@@ -70,4 +102,5 @@ async def add_all_candidates(pc: RTCPeerConnection, sdp: str) -> None:
             continue  # a malformed candidate is skipped, like a browser would
         candidate.sdpMid = first_mid
         await pc.addIceCandidate(candidate)
-    await pc.addIceCandidate(None)
+    if end:
+        await pc.addIceCandidate(None)

@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import fractions
 import random
+import re
 import time
+import uuid
 from typing import Any
 
+import aioice.mdns
 import av
+import pytest
 from aiortc import (
     AudioStreamTrack,
     MediaStreamTrack,
@@ -363,3 +367,50 @@ async def wait_for(predicate: Any, within: float = 10.0, step: float = 0.05) -> 
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(step)
+
+
+_HOST = re.compile(r"^(a=candidate:\S+ \d+ \S+ \d+ )(\S+)( \d+ typ host)", re.M)
+
+
+def hide_hosts(sdp: str) -> str:
+    """Every host candidate's address replaced by a fresh ``.local`` name, as a browser that
+    was granted no camera writes its SDP (the name resolves nowhere)."""
+    hidden, count = _HOST.subn(lambda m: f"{m[1]}{uuid.uuid4()}.local{m[3]}", sdp)
+    assert count >= 1, sdp
+    hosts = re.findall(r"^a=candidate:.* typ host.*$", hidden, re.M)
+    assert all(".local " in line for line in hosts), hosts
+    return hidden
+
+
+class _SilentLink:
+    """aioice's mDNS protocol on a link where nobody answers: every query goes unanswered."""
+
+    def __init__(self, queries: list[str]) -> None:
+        self.queries = queries
+
+    async def resolve(self, hostname: str, timeout: float | None = 1.0) -> None:  # noqa: ASYNC109
+        self.queries.append(hostname)
+        return None
+
+    async def publish(self, hostname: str, addr: str) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def mdns_queries(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The mDNS names aioice asked for, in place of its multicast socket.
+
+    aioice resolves a ``.local`` candidate with a multicast query on the machine's network
+    (224.0.0.251), which a test must never send: this stands in for aioice's mDNS socket,
+    answers nothing (what a server in a data centre hears) and records every query.
+    """
+    queries: list[str] = []
+
+    async def create() -> _SilentLink:
+        return _SilentLink(queries)
+
+    monkeypatch.setattr(aioice.mdns, "create_mdns_protocol", create)
+    return queries

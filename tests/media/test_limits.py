@@ -16,7 +16,8 @@ from aiortc import RTCPeerConnection
 from appliance.media import LearnerClosed, MediaError, MediaRoom, MediaServer
 from appliance.media.forward import ForwardTrack
 
-from .peers import Learner, Trainer, wait_for
+from .peers import Learner, Trainer, hide_hosts, wait_for
+from .peers import mdns_queries as mdns_queries  # the fixture
 
 
 async def test_an_answer_that_sends_media_is_refused(server: MediaServer) -> None:
@@ -213,3 +214,32 @@ async def test_a_learner_who_never_answers_is_closed(
     await wait_for(lambda: LearnerClosed(1, 10, "connect_timeout") in events, within=5)
     assert room.learner_ids == ()
     assert server.stats()["connect_timeouts"] == 1
+
+
+async def test_hidden_peers_that_never_check_are_closed(
+    server: MediaServer, events, monkeypatch: pytest.MonkeyPatch, mdns_queries: list[str]
+) -> None:
+    """Peers whose candidates were all ``.local`` leave the relay's ICE listening for their
+    checks (appliance/media/sdp.py): a peer whose checks never come is closed all the same."""
+    monkeypatch.setattr(MediaRoom, "connect_timeout_s", 0.5)
+    room = server.room(1)
+    trainer, learner = Trainer(), Learner()
+    try:
+        # The trainer's offer is answered, but its browser never applies the answer: no check.
+        await room.publish(hide_hosts(await trainer.offer()))
+        assert room.live == ("audio", "camera")
+        # The learner answers with hidden candidates, and sends no check (a dead link).
+        offer = await room.subscribe(10)
+        answer = hide_hosts(await learner.answer(offer.sdp))
+        for t in learner.pc.getTransceivers():
+            for protocol in t.receiver.transport.transport._connection._protocols:
+                protocol.send_stun = lambda message, addr: None
+        await room.accept_answer(10, answer)
+        await wait_for(lambda: room.live == (), within=5)
+        await wait_for(lambda: LearnerClosed(1, 10, "connect_timeout") in events, within=5)
+        assert server.stats()["connect_timeouts"] == 2
+        assert server.stats()["ice_failures"] == 0
+        assert mdns_queries == []
+    finally:
+        await trainer.close()
+        await learner.close()

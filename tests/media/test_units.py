@@ -124,3 +124,27 @@ def test_lean_output_follows_a_turn_pair_too() -> None:
     assert out.congested() is False
     assert out._closing() is False
     assert out._sendto == turn.sendto
+
+
+def test_mdns_candidates_are_dropped_and_candidates_stay_open() -> None:
+    from appliance.media.sdp import drop_mdns_candidates
+
+    firefox = (
+        "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 109\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\n"
+        "a=candidate:0 1 UDP 2122252543 3f5c1a2e-8d1b-4c61-9a4e-0d8a7c1b2e3f.local 50123"
+        " typ host\r\n"
+        "a=candidate:1 1 TCP 2105524479 3F5C1A2E-8D1B-4C61-9A4E-0D8A7C1B2E3F.LOCAL 9 typ host"
+        " tcptype active\r\n"
+        "a=candidate:2 1 UDP 1686052863 198.51.100.7 50123 typ srflx raddr 0.0.0.0 rport 0\r\n"
+        "a=end-of-candidates\r\na=sendrecv\r\n"
+    )
+    kept, dropped = drop_mdns_candidates(firefox)
+    assert dropped == 2
+    assert ".local" not in kept.lower() and "end-of-candidates" not in kept
+    assert "a=candidate:2 1 UDP 1686052863 198.51.100.7 50123 typ srflx" in kept
+    assert kept.endswith("a=mid:0\r\na=candidate:2 1 UDP 1686052863 198.51.100.7 50123 typ srflx"
+                         " raddr 0.0.0.0 rport 0\r\na=sendrecv\r\n")  # fmt: skip
+    # Nothing hidden: the SDP is untouched, its end-of-candidates included.
+    plain = firefox.replace("3f5c1a2e-8d1b-4c61-9a4e-0d8a7c1b2e3f.local", "127.0.0.1")
+    plain = plain.replace("3F5C1A2E-8D1B-4C61-9A4E-0D8A7C1B2E3F.LOCAL", "127.0.0.1")
+    assert drop_mdns_candidates(plain) == (plain, 0)
