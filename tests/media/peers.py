@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
+import hashlib
 import random
+import struct
 import time
 from typing import Any
 
@@ -119,6 +122,136 @@ class ReplayVideo(MediaStreamTrack):
         return packet
 
 
+#: libvpx's 3-layer pattern as FFmpeg sets it (``ts_layering_mode=3``): TIDs 0, 2, 1, 2. The
+#: TID 2 frame at 1 and the TID 1 frame at 2 refer to the base layer only (layer sync, Y=1); the
+#: TID 2 frame at 3 refers to the TID 1 frame before it. ``error-resilient`` keeps the entropy
+#: state per frame, so dropped upper-layer frames leave the lower ones bit-exact.
+L1T3_TIDS = (0, 2, 1, 2)
+L1T3_SYNC = (False, True, True, False)
+
+
+@functools.cache
+def l1t3_stream(frames: int = 240, width: int = 320, height: int = 240) -> tuple[bytes, ...]:
+    """VP8 with three temporal layers, a keyframe first, encoded once per test session."""
+    source = SyntheticVideo(width, height, 30)
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.bit_rate = 600_000
+    codec.time_base = fractions.Fraction(1, 30)
+    codec.gop_size = 3000
+    codec.options = {
+        "deadline": "realtime",
+        "cpu-used": "-6",
+        "lag-in-frames": "0",
+        "error-resilient": "default",
+        "ts-parameters": "ts_number_layers=3:ts_target_bitrate=240,360,600:ts_layering_mode=3",
+    }
+    encoded: list[bytes] = []
+    for i in range(frames):
+        frame = source._frames[i % len(source._frames)]
+        frame.pts = i
+        frame.time_base = fractions.Fraction(1, 30)
+        frame.pict_type = (
+            av.video.frame.PictureType.I if i == 0 else av.video.frame.PictureType.NONE
+        )
+        encoded.extend(bytes(p) for p in codec.encode(frame))
+    frame.pict_type = av.video.frame.PictureType.NONE
+    assert len(encoded) == frames and encoded[0][0] & 1 == 0
+    return tuple(encoded)
+
+
+def picture_digest(frame: av.VideoFrame) -> str:
+    """A decoded picture's visible pixels (no row padding), as a digest."""
+    digest = hashlib.sha1()
+    for plane in frame.planes:
+        data, step = bytes(plane), plane.line_size
+        for row in range(plane.height):
+            digest.update(data[row * step : row * step + plane.width])
+    return digest.hexdigest()
+
+
+@functools.cache
+def l1t3_digests(frames: int = 240) -> tuple[str, ...]:
+    """The picture each frame of :func:`l1t3_stream` decodes to, all layers decoded."""
+    decoder = av.CodecContext.create("libvpx", "r")
+    out = []
+    for data in l1t3_stream(frames):
+        (picture,) = decoder.decode(av.Packet(data))
+        out.append(picture_digest(picture))
+    return tuple(out)
+
+
+class LayeredVideo(MediaStreamTrack):
+    """A trainer's camera sending VP8 in three temporal layers (``L1T3``), as a browser does.
+
+    Replays :func:`l1t3_stream` at ``fps``; its sender packs each frame with the full payload
+    descriptor (picture id, TL0PICIDX, TID, Y) through :class:`L1T3Packer`. ``sent`` records
+    (index in the stream, tid) of each frame sent.
+    """
+
+    kind = "video"
+
+    def __init__(self, fps: int = 30, frames: int = 240) -> None:
+        super().__init__()
+        self.encoded = l1t3_stream(frames)
+        self.fps = fps
+        self.frames_sent = 0
+        self.index = -1
+        self.sent: list[tuple[int, int]] = []
+        self.keyframes_sent = 0
+        self._next = 0
+        self._count = 0
+        self._start: float | None = None
+
+    def request_keyframe(self) -> None:
+        self._next = 0
+
+    async def recv(self) -> av.Packet:
+        if self._start is None:
+            self._start = time.monotonic()
+        self._count += 1
+        wait = self._start + self._count / self.fps - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self.index = self._next
+        self._next = (self._next + 1) % len(self.encoded)
+        packet = av.Packet(self.encoded[self.index])
+        packet.pts = self._count * (90000 // self.fps)
+        packet.time_base = fractions.Fraction(1, 90000)
+        self.frames_sent += 1
+        self.keyframes_sent += self.index == 0
+        self.sent.append((self.index, L1T3_TIDS[self.index % 4]))
+        return packet
+
+
+class L1T3Packer:
+    """Stands in for the trainer's VP8 encoder in its ``RTCRtpSender``: packs the frames of a
+    :class:`LayeredVideo` with the RFC 7741 descriptor a browser sending ``L1T3`` writes."""
+
+    def __init__(self, track: LayeredVideo) -> None:
+        self.track = track
+        self.picture_id = random.randint(0, 0x7FFF)
+        self.tl0picidx = random.randint(0, 0xFF)
+
+    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
+        index = self.track.index
+        tid, sync = L1T3_TIDS[index % 4], L1T3_SYNC[index % 4]
+        if tid == 0:
+            self.tl0picidx = (self.tl0picidx + 1) & 0xFF
+        data = bytes(packet)
+        payloads = []
+        for pos in range(0, len(data), 1100):
+            head = 0x90 if pos == 0 else 0x80  # X, and S on the frame's first packet
+            descriptor = struct.pack(
+                "!BBHBB", head, 0xE0, 0x8000 | self.picture_id, self.tl0picidx,
+                tid << 6 | int(sync) << 5,
+            )  # fmt: skip
+            payloads.append(descriptor + data[pos : pos + 1100])
+        self.picture_id = (self.picture_id + 1) & 0x7FFF
+        assert packet.pts is not None
+        return payloads, packet.pts
+
+
 def config() -> RTCConfiguration:
     return RTCConfiguration(iceServers=[])  # never a public STUN server, even in tests
 
@@ -127,11 +260,18 @@ class Trainer:
     """The trainer's browser, played by aiortc: microphone and camera (and screen)."""
 
     def __init__(
-        self, audio: bool = True, video: bool = True, replay: bool = False, **video_kw: Any
+        self,
+        audio: bool = True,
+        video: bool = True,
+        replay: bool = False,
+        layered: bool = False,
+        **video_kw: Any,
     ) -> None:
         self.pc = RTCPeerConnection(config())
-        self.video: SyntheticVideo | ReplayVideo | None = None
-        if video:
+        self.video: SyntheticVideo | ReplayVideo | LayeredVideo | None = None
+        if layered:
+            self.video = LayeredVideo(**video_kw)
+        elif video:
             self.video = ReplayVideo(**video_kw) if replay else SyntheticVideo(**video_kw)
         self.plis_received = 0
         self.transceivers = {}
@@ -143,8 +283,10 @@ class Trainer:
             t = self.pc.addTransceiver(self.video, direction="sendonly")
             self.transceivers["camera"] = t
             self._count_plis(t.sender)
-            if isinstance(self.video, ReplayVideo):
+            if isinstance(self.video, ReplayVideo | LayeredVideo):
                 t.sender._send_keyframe = self.video.request_keyframe
+            if isinstance(self.video, LayeredVideo):
+                t.sender._RTCRtpSender__encoder = L1T3Packer(self.video)
 
     def add_camera(self, **video_kw: Any) -> Any:
         """Start the camera later (the caller renegotiates)."""
@@ -199,7 +341,7 @@ class Trainer:
 class Learner:
     """A learner's browser: receives, decodes (or only counts) what the relay sends."""
 
-    def __init__(self, decode: bool = True) -> None:
+    def __init__(self, decode: bool = True, digests: bool = False) -> None:
         self.pc = RTCPeerConnection(config())
         self.decode = decode
         self.frames: dict[str, int] = {"audio": 0, "video": 0}
@@ -212,6 +354,9 @@ class Learner:
         self.started_at = time.monotonic()
         self.loss = 0.0
         self.video_ssrc: int | None = None
+        #: digests of the decoded pictures (``digests=True``) and the VP8 picture ids received
+        self.digests: list[str] | None = [] if digests else None
+        self.picture_ids: list[int] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.pc.on("track", self._on_track)
 
@@ -261,6 +406,11 @@ class Learner:
 
     def _saw(self, packet: Any, frame: Any) -> None:
         self.video_ssrc = packet.ssrc
+        payload = packet.payload
+        if payload[0] & 0x90 == 0x90 and payload[1] & 0x80:  # X and S: a frame's descriptor
+            self.picture_ids.append(
+                ((payload[2] & 0x7F) << 8 | payload[3]) if payload[2] & 0x80 else payload[2]
+            )
         self.last_packet_ts = packet.timestamp
         if frame is not None:
             self.assembled_keyframes.append(frame.data[0] & 1 == 0)
@@ -277,6 +427,8 @@ class Learner:
                 self.frames[track.kind] += 1
                 if track.kind == "video":
                     self.sizes.append((frame.width, frame.height))
+                    if self.digests is not None:
+                        self.digests.append(picture_digest(frame))
         except Exception:  # the track ended
             return
 

@@ -110,6 +110,26 @@ function pinCodecs(transceiver, kind) {
   }
 }
 
+/** The camera goes out with VP8 temporal layers (L1T3) where the browser can: the relay then
+ * lowers a weak learner's frame rate (all, half, a quarter) without a keyframe or re-encoding. */
+function addSender(pc, slot, track) {
+  const init = { direction: track ? "sendonly" : "inactive" };
+  if (slot === "camera" && temporalLayers()) {
+    try {
+      return pc.addTransceiver(track || KIND[slot], { ...init, sendEncodings: [{ scalabilityMode: "L1T3" }] });
+    } catch (e) {
+      console.warn("L1T3 refused", e); // an older browser: one layer, as before
+    }
+  }
+  return pc.addTransceiver(track || KIND[slot], init);
+}
+
+function temporalLayers() {
+  const caps = RTCRtpSender.getCapabilities && RTCRtpSender.getCapabilities("video");
+  return !!(caps && caps.codecs.some((c) => c.mimeType.toLowerCase() === "video/vp8"
+    && (c.scalabilityModes || []).includes("L1T3")));
+}
+
 function iceServers(room) {
   return (room.mediaConfig && room.mediaConfig.ice_servers) || [];
 }
@@ -255,7 +275,7 @@ export class TrainerMedia extends Emitter {
     // Always three m-lines in a fixed order (mic, camera, screen): stable mids, explicit slots.
     for (const slot of SLOTS) {
       const track = this.tracks[slot];
-      const t = pc.addTransceiver(track || KIND[slot], { direction: track ? "sendonly" : "inactive" });
+      const t = addSender(pc, slot, track);
       pinCodecs(t, KIND[slot]);
       this.transceivers[slot] = t;
     }
@@ -311,7 +331,11 @@ export class TrainerMedia extends Emitter {
 
 // ---- learner --------------------------------------------------------------------------------
 
-const LEVEL_SLOTS = { full: SLOTS, screen: ["audio", "screen"], audio: ["audio"] };
+// camera_half / camera_quarter: every slot, the camera at a lower frame rate (the relay drops
+// VP8 temporal layers); docs/media.md "The layer ladder".
+const LEVEL_SLOTS = {
+  full: SLOTS, camera_half: SLOTS, camera_quarter: SLOTS, screen: ["audio", "screen"], audio: ["audio"],
+};
 /** The error of media_subscribe while no trainer presents in the class. */
 const NO_CLASS_MEDIA = "no_class_media";
 const anyLive = (tracks) => SLOTS.some((slot) => tracks && tracks[slot]);
@@ -376,7 +400,8 @@ export class LearnerMedia {
     await this._subscribe();
   }
 
-  /** "full" | "screen" | "audio": the learner's low-bandwidth choice (also shown in presence). */
+  /** "full" | "camera_half" | "camera_quarter" | "screen" | "audio": the learner's choice
+   * (the automatic ladder never goes above it; shown in presence). */
   setQuality(level) {
     this.level = level;
     return this.room.mediaQuality(level);
