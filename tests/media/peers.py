@@ -24,6 +24,7 @@ from aiortc import (
     VideoStreamTrack,
 )
 from aiortc.rtcconfiguration import RTCConfiguration
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from appliance.media.network import IceScope, ice_scope
 
@@ -495,6 +496,27 @@ class Learner:
 
                 protocol.datagram_received = count
                 protocol._estrade_light = True
+
+    def claim_bandwidth(self, bps: int, every_s: float = 0.1) -> None:
+        """Play a browser whose bandwidth estimate (REMB) says ``bps`` for the video it gets:
+        the learner's own estimator is switched off, a REMB goes out every ``every_s``."""
+        receivers = [t.receiver for t in self.pc.getTransceivers()]
+        for receiver in receivers:
+            receiver._RTCRtpReceiver__remote_bitrate_estimator = None
+
+        async def send() -> None:
+            while True:
+                if self.video_ssrc is not None:
+                    packet = RtcpPsfbPacket(
+                        fmt=RTCP_PSFB_APP,
+                        ssrc=receivers[0]._RTCRtpReceiver__rtcp_ssrc or 1,
+                        media_ssrc=0,
+                        fci=pack_remb_fci(bps, [self.video_ssrc]),
+                    )
+                    await receivers[0]._send_rtcp(packet)
+                await asyncio.sleep(every_s)
+
+        self._tasks.append(asyncio.ensure_future(send()))
 
     async def send_pli(self) -> None:
         for t in self.pc.getTransceivers():

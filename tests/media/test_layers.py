@@ -83,6 +83,8 @@ async def test_each_level_receives_exactly_its_layers_decodable(server: MediaSer
         # No learner asked for a keyframe: no picture id or sequence number was missing.
         assert stats["plis_in"] == 0
         assert room.sources["camera"].stats.keyframes_in == 1
+        # The learners' own bandwidth estimates (REMB) reach the ladder.
+        await wait_for(lambda: room.stats()["per_learner"][10]["remb_bps"] is not None, within=10)
         camera = room._learners[12].tracks["camera"]
         assert camera.stats.frames_skipped_layer >= 2 * counts["camera_quarter"]
     finally:
@@ -160,6 +162,35 @@ async def test_a_weak_link_steps_through_the_camera_rates(make_server, events: l
         assert steps[-4:] == ["screen", "camera_quarter", "camera_half", "full"], steps
     finally:
         for peer in (trainer, weak, fine):
+            await peer.close()
+        await server.close()
+
+
+async def test_a_short_bandwidth_estimate_steps_a_learner_down(make_server, events) -> None:
+    # No loss, short round trips: only the learner's REMB says the link is too thin.
+    policy = LadderPolicy(down_after=2, up_after=1000, interval_s=0.3, remb_settle_s=0.5)
+    server = make_server(ladder=policy)
+    room = server.room(1)
+    trainer = Trainer(layered=True)
+    learner = Learner()
+    try:
+        await trainer.publish(room)
+        await learner.join(room, 10)
+        await wait_for(lambda: learner.frames["video"] >= 5)
+        await asyncio.sleep(1.0)  # the sources' rates are known
+        full = room.level_bitrate("full")
+        assert full > room.level_bitrate("camera_half") > room.level_bitrate("camera_quarter")
+        # Enough for the camera at a quarter of its rate, not for half of it.
+        learner.claim_bandwidth(int(room.level_bitrate("camera_quarter") * 1.1))
+        await wait_for(lambda: room.level(10) == "camera_quarter", within=15)
+        steps = [e for e in events if isinstance(e, QualityChanged) and e.learner_id == 10]
+        assert [e.level for e in steps] == ["camera_half", "camera_quarter"]
+        assert all(e.automatic and e.reason.startswith("estimate") for e in steps)
+        await asyncio.sleep(1.5)
+        assert room.level(10) == "camera_quarter"  # the estimate fits this level: it stays
+        assert room.stats()["per_learner"][10]["remb_bps"] < full
+    finally:
+        for peer in (trainer, learner):
             await peer.close()
         await server.close()
 

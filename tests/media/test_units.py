@@ -124,3 +124,17 @@ def test_lean_output_follows_a_turn_pair_too() -> None:
     assert out.congested() is False
     assert out._closing() is False
     assert out._sendto == turn.sendto
+
+
+def test_a_short_estimate_is_a_bad_sample_but_never_a_good_one() -> None:
+    policy = LadderPolicy(down_after=2, up_after=2, remb_margin=0.85)
+    state = LadderState()
+    # Clean loss and RTT; the learner's estimate covers its level: good samples.
+    assert state.sample(policy, 0.0, 0.05, 900_000, 1_000_000) == (0, "")
+    assert state.sample(policy, 0.0, 0.05, None, 1_000_000)[0] == 1
+    # An estimate short of what the level receives (under 85 %): bad, twice means down.
+    assert state.sample(policy, 0.0, 0.05, 800_000, 1_000_000) == (0, "")
+    assert state.sample(policy, 0.0, 0.05, 800_000, 1_000_000) == (
+        -1,
+        "estimate 800000 bit/s < 1000000",
+    )
