@@ -27,6 +27,7 @@ from aiortc.rtcconfiguration import RTCConfiguration
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from appliance.media.network import IceScope, ice_scope
+from appliance.media.vp8 import layer_of
 
 LOOPBACK = IceScope("127.0.0.1")
 
@@ -370,11 +371,15 @@ class Learner:
         #: digests of the decoded pictures (``digests=True``) and the VP8 picture ids received
         self.digests: list[str] | None = [] if digests else None
         self.picture_ids: list[int] = []
+        self.layers: list[int | None] = []  # VP8 temporal layer of each frame received
+        self.plis_sent = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         for t in self.pc.getTransceivers():
+            if t.receiver.track is track and track.kind == "video":
+                self._count_plis(t.receiver)
             if t.receiver.track is track and track.kind == "video":
                 self._observe_frames(t.receiver)
             elif t.receiver.track is track and not self.decode:
@@ -406,6 +411,15 @@ class Learner:
 
         real.add = observe
 
+    def _count_plis(self, receiver: Any) -> None:
+        send = receiver._send_rtcp_pli
+
+        async def counting(media_ssrc: int) -> None:
+            self.plis_sent += 1
+            await send(media_ssrc)
+
+        receiver._send_rtcp_pli = counting
+
     def _count_audio(self, receiver: Any) -> None:
         learner = self
 
@@ -424,6 +438,7 @@ class Learner:
             self.picture_ids.append(
                 ((payload[2] & 0x7F) << 8 | payload[3]) if payload[2] & 0x80 else payload[2]
             )
+            self.layers.append(layer_of(payload).tid)
         self.last_packet_ts = packet.timestamp
         if frame is not None:
             self.assembled_keyframes.append(frame.data[0] & 1 == 0)

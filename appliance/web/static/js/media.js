@@ -111,23 +111,19 @@ function pinCodecs(transceiver, kind) {
 }
 
 /** The camera goes out with VP8 temporal layers (L1T3) where the browser can: the relay then
- * lowers a weak learner's frame rate (all, half, a quarter) without a keyframe or re-encoding. */
+ * lowers a weak learner's frame rate (all, half, a quarter) without a keyframe or re-encoding.
+ * (Chromium accepts it without listing it in getCapabilities; a browser that refuses it throws,
+ * one that does not know it ignores it: either way one layer, as before.) */
 function addSender(pc, slot, track) {
   const init = { direction: track ? "sendonly" : "inactive" };
-  if (slot === "camera" && temporalLayers()) {
+  if (slot === "camera") {
     try {
       return pc.addTransceiver(track || KIND[slot], { ...init, sendEncodings: [{ scalabilityMode: "L1T3" }] });
     } catch (e) {
-      console.warn("L1T3 refused", e); // an older browser: one layer, as before
+      console.warn("L1T3 refused", e);
     }
   }
   return pc.addTransceiver(track || KIND[slot], init);
-}
-
-function temporalLayers() {
-  const caps = RTCRtpSender.getCapabilities && RTCRtpSender.getCapabilities("video");
-  return !!(caps && caps.codecs.some((c) => c.mimeType.toLowerCase() === "video/vp8"
-    && (c.scalabilityModes || []).includes("L1T3")));
 }
 
 function iceServers(room) {
