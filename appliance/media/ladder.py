@@ -34,6 +34,9 @@ class LadderPolicy:
     down_after: int = 3
     #: consecutive good samples before a step up: slower up than down, to avoid flapping
     up_after: int = 10
+    #: a step up followed by a step down within ``2 * up_after`` samples failed: the next one
+    #: waits longer (``up_after`` more, then twice as long each time, up to this many more)
+    up_hold_max: int = 60
     interval_s: float = 1.0
     #: the learner's REMB estimate below this share of what its level needs is a bad sample
     remb_margin: float = 0.85
@@ -46,6 +49,19 @@ class LadderPolicy:
 class LadderState:
     bad: int = 0
     good: int = 0
+    #: good samples needed on top of ``up_after`` (grows after failed steps up: no flapping)
+    hold: int = 0
+    #: samples since the last automatic step up (None: none recently)
+    since_up: int | None = None
+
+    def moved(self, policy: LadderPolicy, direction: int) -> LadderState:
+        """The state after a step: -1 down, +1 up (automatic), 0 the learner's own choice."""
+        hold = self.hold
+        if direction < 0 and self.since_up is not None and self.since_up <= 2 * policy.up_after:
+            hold = min(max(2 * hold, policy.up_after), policy.up_hold_max)
+        elif direction == 0:
+            hold = 0
+        return LadderState(hold=hold, since_up=0 if direction > 0 else None)
 
     def sample(
         self,
@@ -62,6 +78,10 @@ class LadderState:
         estimate only ever moves a learner down: a browser's estimate hardly exceeds what it
         receives, so it cannot tell that a level up would fit.
         """
+        if self.since_up is not None:
+            self.since_up += 1
+            if self.since_up > 6 * policy.up_after:  # the step up held: forget the failures
+                self.since_up, self.hold = None, 0
         short = estimate_bps is not None and estimate_bps < need_bps * policy.remb_margin
         if loss >= policy.down_loss or rtt_s >= policy.down_rtt_s or short:
             self.bad += 1
@@ -78,7 +98,7 @@ class LadderState:
         elif loss <= policy.up_loss and rtt_s <= policy.up_rtt_s:
             self.good += 1
             self.bad = 0
-            if self.good >= policy.up_after:
+            if self.good >= policy.up_after + self.hold:
                 self.good = 0
                 return 1, "recovered"
         else:

@@ -442,8 +442,10 @@ class MediaRoom:
     def _apply_level(self, learner: _Learner, level: str, automatic: bool, reason: str) -> None:
         if level == learner.level and automatic:
             return
+        before = LEVELS.index(learner.level)
         learner.level = level
-        learner.ladder = LadderState()
+        step = 0 if not automatic else (1 if LEVELS.index(level) < before else -1)
+        learner.ladder = learner.ladder.moved(self.server.ladder, step)
         allowed = LEVEL_SLOTS[level]
         # Camera frame rate: temporal layers left out (or back) without a keyframe.
         learner.tracks["camera"].set_drop_layers(CAMERA_DROP[level])

@@ -138,3 +138,31 @@ def test_a_short_estimate_is_a_bad_sample_but_never_a_good_one() -> None:
         -1,
         "estimate 800000 bit/s < 1000000",
     )
+
+
+def test_a_failed_step_up_makes_the_next_one_wait_longer() -> None:
+    policy = LadderPolicy(down_after=1, up_after=3, up_hold_max=12)
+    state = LadderState()
+
+    def ups_after_good_samples(state: LadderState) -> int:
+        for n in range(1, 100):
+            if state.sample(policy, 0.0, 0.05)[0] == 1:
+                return n
+        raise AssertionError("never up")
+
+    assert ups_after_good_samples(state) == 3
+    state = state.moved(policy, 1)  # up ...
+    assert state.sample(policy, 0.3, 0.05)[0] == -1  # ... and down again at once: it failed
+    state = state.moved(policy, -1)
+    assert ups_after_good_samples(state) == 3 + 3
+    state = state.moved(policy, 1)
+    state.sample(policy, 0.3, 0.05)
+    state = state.moved(policy, -1)
+    assert ups_after_good_samples(state) == 3 + 6  # twice as long
+    state = state.moved(policy, 1)
+    for _ in range(6 * 3 + 1):  # the step up held long enough: back to the short wait
+        state.sample(policy, 0.05, 0.05)  # neither good nor bad
+    state = state.moved(policy, -1)
+    assert ups_after_good_samples(state) == 3
+    # The learner's own choice forgets the failures too.
+    assert LadderState(hold=9).moved(policy, 0).hold == 0
