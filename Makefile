@@ -49,6 +49,7 @@ system-deps: system-deps-fast ## Install the system packages the tests need (as 
 	@scripts/need $(PG_BIN)/pg_ctl:postgresql-15 chromium:chromium firefox-esr:firefox-esr
 	@scripts/need node:nodejs npm:npm
 	@scripts/need nft:nftables nginx:nginx-light systemd-analyze:systemd openssl:openssl
+	@scripts/need ip:iproute2 tc:iproute2
 
 .PHONY: system-deps-fast
 system-deps-fast: # What make test-fast needs: Prometheus and promtool (tests/test_monitoring.py)

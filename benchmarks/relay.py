@@ -14,6 +14,12 @@ in a child process driven over a local socket, the same trainer and learners.
 
     .venv/bin/python benchmarks/relay.py [--learners 30] [--seconds 12] [--send-path lean]
         [--compare-send-path aiortc] [--no-in-process] [--transcode-baseline 3]
+        [--layers-learners 10] [--layers-only]
+
+**Temporal layers** (same sitting, ``--layers-learners``): a trainer sending L1T3 VP8, learners
+moved together full -> camera_half -> camera_quarter -> full over their sockets;
+``cpu_per_learner_by_level`` (served CPU-seconds per learner-second at each level: a lower level
+must cost less) and ``layer_switch_keyframes`` (keyframes the steps cost: goal 0).
 
 Prints one JSON line. Everything stays on 127.0.0.1. The machine is shared: read the load
 average beside the figures and prefer the same-run ratios.
@@ -23,12 +29,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -255,21 +263,17 @@ class Sock:
         self.reader.cancel()
 
 
-async def run_served(
-    learners: int,
-    seconds: float,
-    send_path: str | None,
-    warmup: float,
-    profile: str | None = None,
-    burst: int = 10,
-    light: bool = False,
-) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def served_class(
+    learners: int, send_path: str | None = None
+) -> AsyncIterator[tuple[subprocess.Popen[bytes], str, Sock, list[Sock]]]:
+    """``estrade serve`` in a child process with a seeded cohort: (process, base URL, the
+    trainer's socket, one socket per learner, connected). Everything is closed on exit."""
     import httpx
     import websockets
     from chat import cookie_for, free_port, seed, wait_ready  # benchmarks/chat.py
 
     from appliance.settings import load_settings
-    from tests.media.peers import Learner, Trainer, wait_for
 
     tmp = Path(tempfile.mkdtemp(prefix="estrade-relay-bench-"))
     port = free_port()
@@ -291,8 +295,6 @@ async def run_served(
         [sys.executable, "-m", "appliance", "serve"], env=env, cwd=ROOT, stdout=log, stderr=log
     )
     socks: list[Sock] = []
-    peers: list[Learner] = []
-    trainer: Trainer | None = None
     try:
         async with httpx.AsyncClient(base_url=base) as http:
             await wait_ready(http, 30.0)
@@ -318,124 +320,8 @@ async def run_served(
         socks.append(tsock)
         for i in range(0, learners, 20):
             socks += await asyncio.gather(*[connect(c) for c in cookies[i : i + 20]])
-        trainer = Trainer(replay=True, width=640, height=480, fps=30)
-        await tsock.send("media_publish", sdp=await trainer.offer())
-        await trainer.answer((await tsock.expect("media_answer"))["sdp"])
-        await asyncio.sleep(warmup)  # ICE, DTLS, the sockets' presence storm settling
-        load = os.getloadavg()[0]
-        c0, t0 = proc_cpu_s(server.pid), time.monotonic()
-        await asyncio.sleep(seconds)
-        idle = (proc_cpu_s(server.pid) - c0) / (time.monotonic() - t0)
-
-        steps: dict[str, list[float]] = {"offer": [], "answer": [], "acked": [], "connected": []}
-
-        async def join(sock: Sock) -> Learner:
-            learner = Learner(decode=False)
-            t0 = learner.started_at = time.monotonic()
-
-            @learner.pc.on("connectionstatechange")
-            def connected() -> None:
-                if learner.pc.connectionState == "connected":
-                    steps["connected"].append(time.monotonic() - t0)
-
-            await sock.send("media_subscribe")
-            offer = await sock.expect("media_offer")
-            steps["offer"].append(time.monotonic() - t0)
-            answer = await learner.answer(offer["sdp"])
-            steps["answer"].append(time.monotonic() - t0)
-            if light:
-                learner.go_light()
-            await sock.request("media_answer", sdp=answer)
-            steps["acked"].append(time.monotonic() - t0)
-            return learner
-
-        # Browsers arrive in small bursts.
-        for i in range(0, learners, burst):
-            peers += await asyncio.gather(*[join(s) for s in socks[1 + i : 1 + i + burst]])
-
-        def video(p: Any) -> list[float]:  # light learners: the busiest SSRC is the camera
-            return max(p.light.values(), key=lambda e: e[1])
-
-        if light:
-            await wait_for(lambda: all(len(p.light) >= 2 for p in peers), within=30)
-            await asyncio.sleep(0.5)
-            joins = sorted(video(p)[0] - p.started_at for p in peers)
-        else:
-            await wait_for(lambda: all(p.first_frame_at for p in peers), within=30)
-            joins = sorted(p.first_frame_at - p.started_at for p in peers)  # type: ignore[operator]
-        await asyncio.sleep(2.0)
-        packets0 = [p.packets for p in peers]
-        trainer0 = trainer_packets(trainer)
-        client0 = time.process_time()
-        spy = None
-        if profile:
-            # py-spy samples the served process over the window (its CPU figure is then
-            # inflated by the sampling: read the breakdown, not learners_per_core).
-            spy = subprocess.Popen(  # noqa: ASYNC220
-                [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(server.pid),
-                 "--duration", str(int(seconds)), "--rate", "250", "--format", "raw",
-                 "--native", "--output", profile],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-        sent0 = await metrics_sum(base, "estrade_media_forwarded_packets_total")
-        c0, t0 = proc_cpu_s(server.pid), time.monotonic()
-        await asyncio.sleep(seconds)
-        if spy is not None:
-            await asyncio.to_thread(spy.wait)
-        wall = time.monotonic() - t0
-        busy = (proc_cpu_s(server.pid) - c0) / wall
-        client = (time.process_time() - client0) / wall
-        pps = [(p.packets - n) / wall for p, n in zip(peers, packets0, strict=True)]
-        trainer_pps = (trainer_packets(trainer) - trainer0) / wall
-        # Packets the relay sent (its senders' counters; retransmissions not included).
-        sent_pps = (await metrics_sum(base, "estrade_media_forwarded_packets_total") - sent0) / wall
-        load = max(load, os.getloadavg()[0])
-        # The relay's own view: NACKs and PLIs (learners' losses, keyframes asked for).
-        rtcp = {
-            f"{kind}_{direction}": await metrics_sum(
-                base, f"estrade_rtcp_{kind}_total", direction=direction
-            )
-            for kind in ("nack", "pli")
-            for direction in ("received", "sent")
-        }
-        # Delivery: the trainer stops, the last frames arrive; each learner's frames against the
-        # frames between its first and last (RTP timestamps advance 3000 per frame at 30 fps).
-        await trainer.close()
-        await asyncio.sleep(1.5)
-        if light:  # packets: the frames cannot be told apart undecrypted
-            got = sum(int(video(p)[1]) for p in peers)
-            expected = sum(int(video(p)[3] - video(p)[2]) + 1 for p in peers)
-        else:
-            got = sum(len(p.assembled) for p in peers)
-            expected = sum((p.assembled[-1][0] - p.assembled[0][0]) // 3000 + 1 for p in peers)
-        per_learner = max(busy - idle, 1e-9) / learners
-        pps_mean = sum(pps) / len(pps)
-        us_per_packet = per_learner / max(pps_mean, 1) * 1e6
-        return {
-            "learners_per_core": learners / max(busy - idle, 1e-9),
-            # the same cost for the stream the trainer sent (a loaded client may receive less)
-            "learners_per_core_at_trainer_rate": 1e6 / max(us_per_packet * trainer_pps, 1e-9),
-            "trainer_packets_per_s": trainer_pps,
-            "us_per_packet_per_learner": us_per_packet,
-            # per packet the relay SENT: not skewed by a client too starved to receive them all
-            "us_per_packet_sent": max(busy - idle, 1e-9) / max(sent_pps, 1) * 1e6,
-            "relay_packets_sent_per_s": sent_pps,
-            "frames_delivered_ratio": got / max(expected, 1),
-            "join_to_first_frame_p95_s": p95(joins),
-            "join_p95_steps_s": {k: round(p95(v), 3) for k, v in steps.items()},
-            "server_cpu_idle": idle,
-            "server_cpu_busy": busy,
-            "packets_per_learner_s": pps_mean,
-            "packets_per_learner_s_min": min(pps),
-            "loadavg": load,
-            "client_cpu": client,
-            "relay_rtcp": rtcp,
-        }
+        yield server, base, tsock, socks[1:]
     finally:
-        for p in peers:
-            await p.close()
-        if trainer is not None:
-            await trainer.close()
         for sock in socks:
             await sock.close()
         server.terminate()
@@ -445,6 +331,242 @@ async def run_served(
             server.kill()
             server.wait()
         log.close()
+
+
+async def run_served(
+    learners: int,
+    seconds: float,
+    send_path: str | None,
+    warmup: float,
+    profile: str | None = None,
+    burst: int = 10,
+    light: bool = False,
+) -> dict[str, Any]:
+    from tests.media.peers import Learner, Trainer, wait_for
+
+    peers: list[Learner] = []
+    trainer: Trainer | None = None
+    async with served_class(learners, send_path) as (server, base, tsock, lsocks):
+        try:
+            trainer = Trainer(replay=True, width=640, height=480, fps=30)
+            await tsock.send("media_publish", sdp=await trainer.offer())
+            await trainer.answer((await tsock.expect("media_answer"))["sdp"])
+            await asyncio.sleep(warmup)  # ICE, DTLS, the sockets' presence storm settling
+            load = os.getloadavg()[0]
+            c0, t0 = proc_cpu_s(server.pid), time.monotonic()
+            await asyncio.sleep(seconds)
+            idle = (proc_cpu_s(server.pid) - c0) / (time.monotonic() - t0)
+
+            steps: dict[str, list[float]] = {
+                "offer": [],
+                "answer": [],
+                "acked": [],
+                "connected": [],
+            }
+
+            async def join(sock: Sock) -> Learner:
+                learner = Learner(decode=False)
+                t0 = learner.started_at = time.monotonic()
+
+                @learner.pc.on("connectionstatechange")
+                def connected() -> None:
+                    if learner.pc.connectionState == "connected":
+                        steps["connected"].append(time.monotonic() - t0)
+
+                await sock.send("media_subscribe")
+                offer = await sock.expect("media_offer")
+                steps["offer"].append(time.monotonic() - t0)
+                answer = await learner.answer(offer["sdp"])
+                steps["answer"].append(time.monotonic() - t0)
+                if light:
+                    learner.go_light()
+                await sock.request("media_answer", sdp=answer)
+                steps["acked"].append(time.monotonic() - t0)
+                return learner
+
+            # Browsers arrive in small bursts.
+            for i in range(0, learners, burst):
+                peers += await asyncio.gather(*[join(s) for s in lsocks[i : i + burst]])
+
+            def video(p: Any) -> list[float]:  # light learners: the busiest SSRC is the camera
+                return max(p.light.values(), key=lambda e: e[1])
+
+            if light:
+                await wait_for(lambda: all(len(p.light) >= 2 for p in peers), within=30)
+                await asyncio.sleep(0.5)
+                joins = sorted(video(p)[0] - p.started_at for p in peers)
+            else:
+                await wait_for(lambda: all(p.first_frame_at for p in peers), within=30)
+                joins = sorted(p.first_frame_at - p.started_at for p in peers)  # type: ignore[operator]
+            await asyncio.sleep(2.0)
+            packets0 = [p.packets for p in peers]
+            trainer0 = trainer_packets(trainer)
+            client0 = time.process_time()
+            spy = None
+            if profile:
+                # py-spy samples the served process over the window (its CPU figure is then
+                # inflated by the sampling: read the breakdown, not learners_per_core).
+                spy = subprocess.Popen(  # noqa: ASYNC220
+                    [str(Path(sys.executable).parent / "py-spy"), "record",
+                     "--pid", str(server.pid), "--duration", str(int(seconds)), "--rate", "250",
+                     "--format", "raw", "--native", "--output", profile],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+            sent0 = await metrics_sum(base, "estrade_media_forwarded_packets_total")
+            c0, t0 = proc_cpu_s(server.pid), time.monotonic()
+            await asyncio.sleep(seconds)
+            if spy is not None:
+                await asyncio.to_thread(spy.wait)
+            wall = time.monotonic() - t0
+            busy = (proc_cpu_s(server.pid) - c0) / wall
+            client = (time.process_time() - client0) / wall
+            pps = [(p.packets - n) / wall for p, n in zip(peers, packets0, strict=True)]
+            trainer_pps = (trainer_packets(trainer) - trainer0) / wall
+            # Packets the relay sent (its senders' counters; retransmissions not included).
+            sent_pps = (
+                await metrics_sum(base, "estrade_media_forwarded_packets_total") - sent0
+            ) / wall
+            load = max(load, os.getloadavg()[0])
+            # The relay's own view: NACKs and PLIs (learners' losses, keyframes asked for).
+            rtcp = {
+                f"{kind}_{direction}": await metrics_sum(
+                    base, f"estrade_rtcp_{kind}_total", direction=direction
+                )
+                for kind in ("nack", "pli")
+                for direction in ("received", "sent")
+            }
+            # Delivery: the trainer stops, the last frames arrive; each learner's frames against the
+            # frames between its first and last (RTP timestamps advance 3000 per frame at 30 fps).
+            await trainer.close()
+            await asyncio.sleep(1.5)
+            if light:  # packets: the frames cannot be told apart undecrypted
+                got = sum(int(video(p)[1]) for p in peers)
+                expected = sum(int(video(p)[3] - video(p)[2]) + 1 for p in peers)
+            else:
+                got = sum(len(p.assembled) for p in peers)
+                expected = sum((p.assembled[-1][0] - p.assembled[0][0]) // 3000 + 1 for p in peers)
+            per_learner = max(busy - idle, 1e-9) / learners
+            pps_mean = sum(pps) / len(pps)
+            us_per_packet = per_learner / max(pps_mean, 1) * 1e6
+            return {
+                "learners_per_core": learners / max(busy - idle, 1e-9),
+                # the same cost for the stream the trainer sent (a loaded client may receive less)
+                "learners_per_core_at_trainer_rate": 1e6 / max(us_per_packet * trainer_pps, 1e-9),
+                "trainer_packets_per_s": trainer_pps,
+                "us_per_packet_per_learner": us_per_packet,
+                # per packet the relay SENT: not skewed by a client too starved to receive them all
+                "us_per_packet_sent": max(busy - idle, 1e-9) / max(sent_pps, 1) * 1e6,
+                "relay_packets_sent_per_s": sent_pps,
+                "frames_delivered_ratio": got / max(expected, 1),
+                "join_to_first_frame_p95_s": p95(joins),
+                "join_p95_steps_s": {k: round(p95(v), 3) for k, v in steps.items()},
+                "server_cpu_idle": idle,
+                "server_cpu_busy": busy,
+                "packets_per_learner_s": pps_mean,
+                "packets_per_learner_s_min": min(pps),
+                "loadavg": load,
+                "client_cpu": client,
+                "relay_rtcp": rtcp,
+            }
+        finally:
+            for p in peers:
+                await p.close()
+            if trainer is not None:
+                await trainer.close()
+
+
+# -- temporal layers: the cost of each camera level, keyframes on a step ---------------------
+
+
+async def run_layers(learners: int, seconds: float, warmup: float) -> dict[str, Any]:
+    """A trainer sending L1T3 VP8 (640x480, 30 fps, libvpx's 3-layer pattern), N count-only
+    learners moved together through the camera levels over their sockets (``media_quality``):
+    the served process's CPU per learner at each level, and how many keyframes the steps cost
+    (PLIs the relay sent the trainer, keyframes the trainer sent: goal 0).
+
+    The learners are aiortc peers whose stock jitter buffer asks for a keyframe (PLI) on any
+    missing sequence number, so a step that left a hole would show as a request.
+    """
+    from tests.media.peers import Learner, Trainer, wait_for
+
+    levels = ("full", "camera_half", "camera_quarter")
+    peers: list[Learner] = []
+    trainer: Trainer | None = None
+    async with served_class(learners) as (server, base, tsock, lsocks):
+        try:
+            trainer = Trainer(layered=True, width=320, height=240, frames=300, bitrate=500_000)
+            video = trainer.video
+            await tsock.send("media_publish", sdp=await trainer.offer())
+            await trainer.answer((await tsock.expect("media_answer"))["sdp"])
+            await asyncio.sleep(warmup)
+            c0, t0 = proc_cpu_s(server.pid), time.monotonic()
+            await asyncio.sleep(seconds)
+            idle = (proc_cpu_s(server.pid) - c0) / (time.monotonic() - t0)
+
+            async def join(sock: Sock) -> Learner:
+                learner = Learner(decode=False)
+                await sock.send("media_subscribe")
+                offer = await sock.expect("media_offer")
+                await sock.request("media_answer", sdp=await learner.answer(offer["sdp"]))
+                return learner
+
+            for i in range(0, learners, 10):
+                peers += await asyncio.gather(*[join(sock) for sock in lsocks[i : i + 10]])
+            await wait_for(lambda: all(p.frames["video"] for p in peers), within=30)
+            await asyncio.sleep(2.0)
+
+            async def keyframes() -> tuple[float, float]:
+                """(keyframes the relay asked the trainer for, PLIs from learners). The trainer's
+                own keyframe when its replay loops (every ``frames`` / 30 s) is not a request."""
+                sent = await metrics_sum(base, "estrade_rtcp_pli_total", direction="sent")
+                got = await metrics_sum(base, "estrade_rtcp_pli_total", direction="received")
+                return sent, got
+
+            cpu: dict[str, float] = {}
+            fps: dict[str, float] = {}
+            counts: list[tuple[float, float]] = []
+            # The first window stays at full (no step: the same-run baseline for keyframes),
+            # then down step by step, then straight back up.
+            for n, level in enumerate((*levels, "full")):
+                counts.append(await keyframes())
+                if n:
+                    await asyncio.gather(
+                        *[sock.request("media_quality", level=level) for sock in lsocks]
+                    )
+                await asyncio.sleep(1.5)  # a step up waits for layer-sync frames
+                frames0 = sum(p.frames["video"] for p in peers)
+                c0, t0 = proc_cpu_s(server.pid), time.monotonic()
+                await asyncio.sleep(seconds)
+                wall = time.monotonic() - t0
+                busy = (proc_cpu_s(server.pid) - c0) / wall
+                if level not in cpu:
+                    cpu[level] = max(busy - idle, 1e-9) / learners
+                    fps[level] = (sum(p.frames["video"] for p in peers) - frames0) / wall / learners
+            counts.append(await keyframes())
+            return {
+                # over the three windows that began with a step (down, down, up)
+                "layer_switch_keyframes": int(
+                    counts[4][0] - counts[1][0] + counts[4][1] - counts[1][1]
+                ),
+                "layer_switch_plis_from_learners": int(counts[4][1] - counts[1][1]),
+                # over the first window, without a step (what the link and the client cost)
+                "keyframes_without_switch": int(
+                    counts[1][0] - counts[0][0] + counts[1][1] - counts[0][1]
+                ),
+                "plis_from_learners_without_switch": int(counts[1][1] - counts[0][1]),
+                "cpu_per_learner_by_level": {k: round(v, 6) for k, v in cpu.items()},
+                "cpu_ratio_by_level": {k: round(v / cpu["full"], 3) for k, v in cpu.items()},
+                "fps_by_level": {k: round(v, 1) for k, v in fps.items()},
+                "layers_server_cpu_idle": round(idle, 3),
+                "layers_trainer_kbps": round(
+                    sum(map(len, video.encoded)) * 8 * 30 / len(video.encoded) / 1000  # type: ignore[union-attr]
+                ),
+            }
+        finally:
+            for p in peers:
+                await p.close()
+            if trainer is not None:
+                await trainer.close()
 
 
 # -- in process: the relay alone (the old figure) ---------------------------------------------
@@ -613,9 +735,25 @@ async def main() -> None:
     )
     parser.add_argument("--profile", metavar="FILE", help="py-spy the served relay (raw stacks)")
     parser.add_argument("--serve", choices=["forward", "transcode"])
+    parser.add_argument(
+        "--layers-learners",
+        type=int,
+        default=10,
+        help="learners moved through the camera levels (VP8 temporal layers); 0: skip",
+    )
+    parser.add_argument(
+        "--layers-only", action="store_true", help="only the temporal-layer figures"
+    )
     args = parser.parse_args()
     if args.serve:
         await serve(args.serve, args.send_path)
+        return
+    if args.layers_only:
+        load_before = loadavg()
+        layered = await run_layers(args.layers_learners, args.seconds, args.warmup)
+        out = {"benchmark": "relay", "layers_learners": args.layers_learners, **layered}
+        out.update(seconds=args.seconds, loadavg_before=load_before, loadavg_after=loadavg())
+        print(json.dumps({**out, "cpus": os.cpu_count()}), flush=True)
         return
     if args.profile and not (Path(sys.executable).parent / "py-spy").exists():
         raise SystemExit("--profile needs py-spy in this environment: .venv/bin/pip install py-spy")
@@ -706,6 +844,8 @@ async def main() -> None:
                 ),
             }
         )
+    if args.layers_learners:
+        out.update(await run_layers(args.layers_learners, args.seconds, args.warmup))
     if args.transcode_baseline:
         base = await run_in_process("transcode", args.transcode_baseline, args.seconds, decoding=2)
         out["transcode_baseline_learners_per_core"] = r(base["learners_per_core"], 2)

@@ -391,7 +391,7 @@ SERVER_MESSAGES: tuple[type[Any], ...] = (
 
 # ---- media signalling (appliance/live/media.py; the relay: docs/media.md) -------------------
 MediaSlot = Literal["audio", "camera", "screen"]
-MediaLevel = Literal["full", "screen", "audio"]
+MediaLevel = Literal["full", "camera_half", "camera_quarter", "screen", "audio"]
 Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=60_000)]
 
 

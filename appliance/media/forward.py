@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import fractions
 import logging
 import time
@@ -30,6 +31,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from .lean import LeanOutput, bind_output
 from .observer import MediaObserver, NullObserver
+from .vp8 import layer_of, shift_picture_id
 
 __all__ = ["SEND_PATHS", "AudioTap", "ForwardTrack", "Frame", "Source", "VideoTap"]
 
@@ -41,6 +43,8 @@ logger = logging.getLogger(__name__)
 VIDEO_CLOCK = 90000
 AUDIO_CLOCK = 48000
 _MASK32 = 0xFFFFFFFF
+#: VP8's TID has two bits: a learner receiving "everything" takes layers up to this one
+ALL_LAYERS = 3
 
 
 @dataclass(slots=True)
@@ -55,6 +59,22 @@ class Frame:
     marker: bool = True  # marker bit of the last payload
     ntp: int = 0  # NTP time the frame was released (sender reports)
     ast: bytes = b"\0\0\0"  # abs-send-time (24 bits) of that moment
+    tid: int | None = None  # VP8 temporal layer (None: the stream has no layers)
+    sync: bool = False  # VP8 layer sync (Y): depends on the base layer only
+    picture_id: bool = False  # the descriptor carries a picture id (rewritable)
+    #: this frame with its picture ids moved back by N, for learners who skipped N frames
+    shifted: dict[int, Frame] | None = None
+
+    def shift(self, delta: int) -> Frame:
+        """This frame, picture ids moved back by ``delta``; made once per delta, shared."""
+        shifted = self.shifted
+        if shifted is None:
+            shifted = self.shifted = {}
+        frame = shifted.get(delta)
+        if frame is None:
+            payloads = tuple(shift_picture_id(p, delta) for p in self.payloads)
+            frame = shifted[delta] = dataclasses.replace(self, payloads=payloads, shifted=None)
+        return frame
 
 
 def _frame(
@@ -82,6 +102,8 @@ class SourceStats:
     bytes_in: int = 0
     frames_in: int = 0
     frames_dropped_incomplete: int = 0
+    #: bytes received per VP8 temporal layer (a stream without layers counts as layer 0)
+    layer_bytes: list[int] = field(default_factory=lambda: [0] * (ALL_LAYERS + 1))
     keyframes_in: int = 0
     keyframe_requests: int = 0
     plis_out: int = 0
@@ -123,6 +145,11 @@ class Source:
         # (the trainer restarting a camera).
         self._ts_offset = 0
         self._last_pts: int | None = None
+        #: highest VP8 temporal layer seen in the current stream (0: one layer, or none yet)
+        self.max_tid = 0
+        #: bits per second per temporal layer over the last ladder interval
+        self.layer_rates = [0.0] * (ALL_LAYERS + 1)
+        self._rate_mark: tuple[float, list[int]] | None = None
 
     def attach(self, receiver: Any) -> None:
         """Tap ``receiver`` (called before it starts, from the room's ``publish``)."""
@@ -160,6 +187,13 @@ class Source:
 
     def deliver(self, frame: Frame) -> None:
         self.stats.frames_in += 1
+        tid = frame.tid
+        if tid is None:
+            self.stats.layer_bytes[0] += frame.size
+        else:
+            self.stats.layer_bytes[tid] += frame.size
+            if tid > self.max_tid:
+                self.max_tid = tid
         if frame.keyframe and self.kind == "video":
             self.stats.keyframes_in += 1
             if self._pending_since is not None:
@@ -222,6 +256,23 @@ class Source:
 
     def keyframe_pending(self) -> bool:
         return self._pending_since is not None
+
+    def sample_rates(self, now: float) -> list[float]:
+        """Bits per second received per temporal layer since the last call (the ladder's
+        clock calls it once per interval); the first call only sets the mark."""
+        layer_bytes = list(self.stats.layer_bytes)
+        mark, self._rate_mark = self._rate_mark, (now, layer_bytes)
+        if mark is not None and now > mark[0]:
+            span = now - mark[0]
+            before = mark[1]
+            self.layer_rates = [
+                max(0.0, (b - a) * 8 / span) for a, b in zip(before, layer_bytes, strict=True)
+            ]
+        return self.layer_rates
+
+    def rate_up_to(self, tid: int) -> float:
+        """Bits per second of the layers up to ``tid`` (what a learner taking them receives)."""
+        return sum(self.layer_rates[: tid + 1]) if self.live else 0.0
 
 
 class AudioTap:
@@ -296,6 +347,7 @@ class VideoTap:
             self._ssrc = packet.ssrc
             self._pending.clear()
             self._broken = True
+            self.source.max_tid = 0  # and its temporal layers: the new one may have others
         ts = packet.timestamp
         now = time.monotonic()
         frame = self._pending.get(ts)
@@ -339,7 +391,9 @@ class VideoTap:
             size = sum(len(p._data) for p in packets)
             payloads = tuple(p.payload for p in packets)
             pts = source.pts(ssrc, ts)
-            source.deliver(_frame(source, data, size, keyframe, pts, payloads, True))
+            released = _frame(source, data, size, keyframe, pts, payloads, True)
+            released.tid, released.sync, released.picture_id = layer_of(payloads[0])
+            source.deliver(released)
 
 
 @dataclass
@@ -347,6 +401,8 @@ class TrackStats:
     frames_sent: int = 0
     bytes_sent: int = 0
     frames_skipped_waiting_keyframe: int = 0
+    #: VP8 frames of temporal layers above the learner's level (or waiting for a layer sync)
+    frames_skipped_layer: int = 0
     overflows: int = 0
     send_errors: int = 0
     first_frame_at: float | None = None
@@ -392,6 +448,10 @@ class ForwardTrack(MediaStreamTrack):
         self.output: LeanOutput | None = None
         self._previous: LeanOutput | None = None
         self._pacer: asyncio.TimerHandle | None = None
+        #: temporal layers the learner's level leaves out (0: all; 1: the top one; 2: two)
+        self.drop_layers = 0
+        self._tid = ALL_LAYERS  # highest temporal layer forwarded now
+        self._pid_shift = 0  # picture ids skipped so far (frames of layers left out)
 
     def set_enabled(self, enabled: bool) -> None:
         """Stop or resume this slot for the learner; a resumed video waits for a keyframe."""
@@ -403,6 +463,43 @@ class ForwardTrack(MediaStreamTrack):
             self.waiting_keyframe = True
             self.source.request_keyframe()
 
+    def set_drop_layers(self, drop: int) -> None:
+        """Leave out the ``drop`` top temporal layers of the source (0: forward all).
+
+        Down takes effect at the next frame (lower layers never refer to upper ones); up waits
+        for a frame that allows it (a keyframe, or a layer-sync frame of the next layer up):
+        no keyframe is asked for either way.
+        """
+        self.drop_layers = drop
+
+    def wanted_tid(self) -> int:
+        """Highest temporal layer this learner's level takes from the source now."""
+        if not self.drop_layers:
+            return ALL_LAYERS
+        return max(0, self.source.max_tid - self.drop_layers)
+
+    def _admit(self, frame: Frame) -> Frame | None:
+        """The frame as this learner gets it (picture ids shifted), or None: not its layers."""
+        tid = frame.tid
+        if tid is None:
+            return frame
+        wanted = self.wanted_tid()
+        if frame.keyframe:
+            self._tid = wanted  # a keyframe refreshes every reference: any layer may follow
+        elif self._tid > wanted:
+            self._tid = wanted
+        if tid > self._tid:
+            if tid <= wanted and tid == self._tid + 1 and frame.sync:
+                self._tid = tid  # a layer-sync frame: this layer is decodable from here on
+            else:
+                self.stats.frames_skipped_layer += 1
+                if frame.picture_id:
+                    self._pid_shift = (self._pid_shift + 1) & 0x7FFF
+                return None
+        if self._pid_shift and self.lean and frame.picture_id:
+            return frame.shift(self._pid_shift)
+        return frame
+
     def offer(self, frame: Frame) -> None:
         if not self.enabled or not self._live:
             return
@@ -411,6 +508,11 @@ class ForwardTrack(MediaStreamTrack):
                 self.stats.frames_skipped_waiting_keyframe += 1
                 return
             self.waiting_keyframe = False
+        if frame.tid is not None:
+            admitted = self._admit(frame)
+            if admitted is None:
+                return
+            frame = admitted
         if self.lean:
             try:
                 output = self._bound()
@@ -474,8 +576,11 @@ class ForwardTrack(MediaStreamTrack):
             if output is not None:
                 if not self._queue and self.waiting_keyframe and self.enabled and self.source.gop:
                     # Accepted after the last keyframe: that keyframe and the frames since, at
-                    # once (no PLI round trip, no coalescing window).
-                    self._queue.extend(self.source.gop)
+                    # once (no PLI round trip, no coalescing window), of this learner's layers.
+                    for held in self.source.gop:
+                        admitted = self._admit(held)
+                        if admitted is not None:
+                            self._queue.append(admitted)
                     self.waiting_keyframe = False
                 if self._queue:
                     self._flush(output)

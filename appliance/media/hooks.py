@@ -24,6 +24,7 @@ from aiortc import (
 from aiortc import rtp as aiortc_rtp
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
+from aiortc.rtcdtlstransport import RtpRouter
 
 __all__ = ["check_private_hooks"]
 
@@ -126,6 +127,14 @@ def check_private_hooks() -> None:
         (
             "RTCRtpSender.__packet_count",
             "self.__packet_count = 0" in inspect.getsource(RTCRtpSender.__init__),
+        ),
+        (
+            "RTCDtlsTransport hands REMB to each sender of its SSRCs via _handle_rtcp_packet "
+            "(the ladder reads the learner's estimate there)",
+            "await recipient._handle_rtcp_packet(packet)" in _src(RTCDtlsTransport)
+            and "unpack_remb_fci(packet.fci)" in _src(RtpRouter.route_rtcp)
+            and hasattr(aiortc_rtp, "unpack_remb_fci")
+            and hasattr(aiortc_rtp, "RTCP_PSFB_APP"),
         ),
         ("Vp8Encoder.pack", hasattr(Vp8Encoder, "pack")),
         ("OpusEncoder.pack", hasattr(OpusEncoder, "pack")),

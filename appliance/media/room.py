@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
 
 from .errors import LearnerClosed, MediaError, QualityChanged, TracksChanged
-from .forward import ForwardTrack, Source
-from .ladder import LEVEL_SLOTS, LEVELS, LadderState
+from .forward import ALL_LAYERS, ForwardTrack, Source
+from .ladder import CAMERA_DROP, LEVEL_SLOTS, LEVELS, LadderState
 from .network import announce_address, ice_scope
 from .observer import MediaObserver
 from .sdp import (
@@ -46,6 +47,8 @@ _SDP_ERRORS = (
     InvalidAccessError,
     InvalidStateError,
 )
+#: the levels that differ only by the camera's temporal layers
+_CAMERA_LEVELS = ("full", "camera_half", "camera_quarter")
 _AUDIO_QUEUE = 25  # Opus packets (0.5 s): older ones are dropped, the voice stays current
 _VIDEO_QUEUE = 30  # VP8 frames (1 s at 30 fps)
 
@@ -76,6 +79,10 @@ class _Learner:
     loss: float | None = None
     settled: asyncio.Event = field(default_factory=asyncio.Event)
     relayed: bool = False
+    connected_at: float | None = None
+    #: the learner's receiver estimated maximum bitrate (REMB) and when it came
+    remb_bps: float | None = None
+    remb_at: float = 0.0
 
 
 def _ice_transports(pc: RTCPeerConnection) -> list[Any]:
@@ -336,6 +343,21 @@ class MediaRoom:
                 await retransmit(seq)
 
         sender._retransmit = counting_retransmit
+        handle_rtcp = sender._handle_rtcp_packet
+
+        async def reading_remb(packet: Any) -> None:
+            # The learner's bandwidth estimate (REMB, one for all its streams): the ladder
+            # reads it. aiortc only feeds it to an encoder, which forwarding has not.
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                try:
+                    bitrate, _ = unpack_remb_fci(packet.fci)
+                except ValueError:
+                    pass
+                else:
+                    learner.remb_bps, learner.remb_at = float(bitrate), time.monotonic()
+            await handle_rtcp(packet)
+
+        sender._handle_rtcp_packet = reading_remb
         if track.lean:
             # The lean path needs what was negotiated (payload types, RTX, header extension
             # ids, mid): the parameters aiortc starts the sender with.
@@ -367,6 +389,7 @@ class MediaRoom:
             raise MediaError("bad_sdp", f"the answer was refused: {exc}") from None
         learner.answered = True
         allowed = LEVEL_SLOTS[learner.level]
+        learner.tracks["camera"].set_drop_layers(CAMERA_DROP[learner.level])
         for slot, track in learner.tracks.items():
             track.enabled = slot in allowed
             if track.enabled:
@@ -404,6 +427,7 @@ class MediaRoom:
         state = learner.pc.connectionState
         if state == "connected" and not learner.settled.is_set():
             learner.settled.set()
+            learner.connected_at = time.monotonic()
             for track in learner.tracks.values():
                 track.connected()
             learner.relayed = _relayed(learner.pc)
@@ -439,7 +463,7 @@ class MediaRoom:
     # -- weak links ------------------------------------------------------------------------
 
     def set_quality(self, learner_id: int, level: str) -> None:
-        """The learner asks for a level (``full``, ``screen`` or ``audio``); also its ceiling."""
+        """The learner asks for a level (one of ``LEVELS``); also its ceiling."""
         if level not in LEVELS:
             raise MediaError("bad_level", f"quality must be one of {', '.join(LEVELS)}")
         learner = self._get(learner_id)
@@ -449,9 +473,13 @@ class MediaRoom:
     def _apply_level(self, learner: _Learner, level: str, automatic: bool, reason: str) -> None:
         if level == learner.level and automatic:
             return
+        before = LEVELS.index(learner.level)
         learner.level = level
-        learner.ladder = LadderState()
+        step = 0 if not automatic else (1 if LEVELS.index(level) < before else -1)
+        learner.ladder = learner.ladder.moved(self.server.ladder, step)
         allowed = LEVEL_SLOTS[level]
+        # Camera frame rate: temporal layers left out (or back) without a keyframe.
+        learner.tracks["camera"].set_drop_layers(CAMERA_DROP[level])
         for slot, track in learner.tracks.items():
             on = slot in allowed
             if learner.answered:
@@ -466,6 +494,9 @@ class MediaRoom:
     async def sample_links(self) -> None:
         """Read each learner's RTCP receiver reports and move it on the ladder if needed."""
         policy = self.server.ladder
+        now = time.monotonic()
+        for source in self.sources.values():
+            source.sample_rates(now)
         for learner in list(self._learners.values()):
             if learner.pc.connectionState != "connected":
                 continue
@@ -484,13 +515,70 @@ class MediaRoom:
                 continue
             learner.loss, learner.rtt_s = loss, rtt
             self.observer.learner_report(self.cohort_id, rtt_s=rtt, loss_ratio=loss)
-            move, reason = learner.ladder.sample(policy, loss, rtt)
-            index = LEVELS.index(learner.level)
-            ceiling = LEVELS.index(learner.requested)
-            if move < 0 and index < len(LEVELS) - 1:
-                self._apply_level(learner, LEVELS[index + 1], automatic=True, reason=reason)
-            elif move > 0 and index > ceiling:
-                self._apply_level(learner, LEVELS[index - 1], automatic=True, reason=reason)
+            now = time.monotonic()
+            estimate = learner.remb_bps
+            if (
+                learner.connected_at is None
+                or now - learner.connected_at < policy.remb_settle_s
+                or now - learner.remb_at > 3 * policy.interval_s
+            ):
+                estimate = None  # none yet, not settled, or stale
+            need = self.level_bitrate(learner.level)
+            move, reason = learner.ladder.sample(policy, loss, rtt, estimate, need)
+            if move:
+                target = self._next_level(learner, move)
+                if target is not None:
+                    self._apply_level(learner, target, automatic=True, reason=reason)
+
+    def _forwarded(self, level: str) -> tuple[frozenset[str], int | None]:
+        """What a level forwards now: the live slots, and the camera's highest layer."""
+        slots = frozenset(s for s in LEVEL_SLOTS[level] if self.sources[s].live)
+        camera = self.sources["camera"]
+        if "camera" not in slots:
+            return slots, None
+        drop = CAMERA_DROP[level]
+        top = ALL_LAYERS if not drop else max(0, camera.max_tid - drop)
+        return slots, min(top, camera.max_tid)
+
+    def level_bitrate(self, level: str) -> float:
+        """Bits per second a learner at ``level`` receives now (from the sources' rates)."""
+        slots, camera_top = self._forwarded(level)
+        total = 0.0
+        for slot in slots:
+            source = self.sources[slot]
+            total += source.rate_up_to(ALL_LAYERS if slot != "camera" else camera_top or 0)
+        return total
+
+    def _next_level(self, learner: _Learner, move: int) -> str | None:
+        """The level one step down (``move`` < 0) or up, never above the learner's choice.
+
+        A camera level that would forward exactly what the current one does (a camera with
+        fewer temporal layers, or none: a browser without ``L1T3``) is passed over, so such a
+        learner goes from the full camera to screen + audio as before.
+        """
+        index = LEVELS.index(learner.level)
+        ceiling = LEVELS.index(learner.requested)
+        now = self._forwarded(learner.level)
+        step = 1 if move < 0 else -1
+        index += step
+        while ceiling <= index < len(LEVELS):
+            level = LEVELS[index]
+            if not level.startswith("camera_") or self._forwarded(level) != now:
+                break
+            index += step
+        else:
+            return None
+        if move > 0:
+            # Up: the highest level forwarding the same (a camera without layers: "full").
+            same = self._forwarded(level)
+            while (
+                index - 1 >= ceiling
+                and LEVELS[index - 1] in _CAMERA_LEVELS
+                and self._forwarded(LEVELS[index - 1]) == same
+            ):
+                index -= 1
+                level = LEVELS[index]
+        return level
 
     # -- state -----------------------------------------------------------------------------
 
@@ -570,6 +658,7 @@ class MediaRoom:
                 lr.learner_id: {
                     "level": lr.level,
                     "requested": lr.requested,
+                    "remb_bps": lr.remb_bps,
                     "rtt_s": lr.rtt_s,
                     "loss": lr.loss,
                     "first_frame_s": lr.first_frame_s,

@@ -1,4 +1,4 @@
-"""The "quality lowered" message (issue 17's defect: classroom.js read media.js's one object as
+"""The "quality lowered" messages (issue 17's defect: classroom.js read media.js's one object as
 two arguments, so the message never showed).
 
 The server is made to step learners down through its real path: with
@@ -23,6 +23,11 @@ pytestmark = pytest.mark.browser
 LOWERED = {
     "en-US": "Weak connection: the camera is paused",
     "fr-FR": "Connexion faible : la caméra est en pause",
+}
+#: the first step: the trainer's chromium sends the camera in temporal layers (L1T3)
+HALVED = {
+    "en-US": "Weak connection: the camera is shown at half its frame rate",
+    "fr-FR": "Connexion faible : la caméra passe à la moitié de sa fréquence d",
 }
 
 
@@ -49,7 +54,9 @@ def test_an_automatic_step_down_is_told_to_the_learner(
     open_classroom(learner, w["links"][0], cid)
     join(learner)
     plays(learner)
-    # Three reported seconds later: the camera is paused, the learner is told why.
+    # Three reported seconds later the camera goes to half its frame rate, three more a
+    # quarter, three more it is paused: the learner is told at each step.
+    expect(learner.locator("#stage-state")).to_contain_text(HALVED[locale], timeout=20_000)
     expect(learner.locator("#stage-state")).to_contain_text(LOWERED[locale], timeout=20_000)
     # The trainer sees the learner on low bandwidth.
     expect(console.locator("#people-list li", has_text="Learner 0")).to_have_class(

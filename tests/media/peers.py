@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
+import hashlib
 import random
 import re
+import struct
 import time
 import uuid
 from typing import Any
@@ -25,8 +28,10 @@ from aiortc import (
     VideoStreamTrack,
 )
 from aiortc.rtcconfiguration import RTCConfiguration
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from appliance.media.network import IceScope, ice_scope
+from appliance.media.vp8 import layer_of
 
 LOOPBACK = IceScope("127.0.0.1")
 
@@ -123,6 +128,148 @@ class ReplayVideo(MediaStreamTrack):
         return packet
 
 
+#: libvpx's 3-layer pattern as FFmpeg sets it (``ts_layering_mode=3``): TIDs 0, 2, 1, 2. The
+#: TID 2 frame at 1 and the TID 1 frame at 2 refer to the base layer only (layer sync, Y=1); the
+#: TID 2 frame at 3 refers to the TID 1 frame before it. ``error-resilient`` keeps the entropy
+#: state per frame, so dropped upper-layer frames leave the lower ones bit-exact.
+L1T3_TIDS = (0, 2, 1, 2)
+L1T3_SYNC = (False, True, True, False)
+
+
+@functools.cache
+def l1t3_stream(
+    frames: int = 240, width: int = 320, height: int = 240, bitrate: int = 600_000
+) -> tuple[bytes, ...]:
+    """VP8 with three temporal layers, a keyframe first, encoded once per test session."""
+    source = SyntheticVideo(width, height, 30)
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+    codec.bit_rate = bitrate
+    codec.thread_count = 1  # libvpx's threads crawl on a loaded machine (85 ms a frame, not 2)
+    rates = ",".join(str(bitrate * share // 1000) for share in (40, 60, 100))  # kbit/s per layer
+    codec.time_base = fractions.Fraction(1, 30)
+    codec.gop_size = 3000
+    codec.options = {
+        "deadline": "realtime",
+        "cpu-used": "-6",
+        "lag-in-frames": "0",
+        "error-resilient": "default",
+        "ts-parameters": f"ts_number_layers=3:ts_target_bitrate={rates}:ts_layering_mode=3",
+    }
+    encoded: list[bytes] = []
+    for i in range(frames):
+        frame = source._frames[i % len(source._frames)]
+        frame.pts = i
+        frame.time_base = fractions.Fraction(1, 30)
+        frame.pict_type = (
+            av.video.frame.PictureType.I if i == 0 else av.video.frame.PictureType.NONE
+        )
+        encoded.extend(bytes(p) for p in codec.encode(frame))
+    frame.pict_type = av.video.frame.PictureType.NONE
+    assert len(encoded) == frames and encoded[0][0] & 1 == 0
+    return tuple(encoded)
+
+
+def picture_digest(frame: av.VideoFrame) -> str:
+    """A decoded picture's visible pixels (no row padding), as a digest."""
+    digest = hashlib.sha1()
+    for plane in frame.planes:
+        data, step = bytes(plane), plane.line_size
+        for row in range(plane.height):
+            digest.update(data[row * step : row * step + plane.width])
+    return digest.hexdigest()
+
+
+@functools.cache
+def l1t3_digests(frames: int = 240) -> tuple[str, ...]:
+    """The picture each frame of :func:`l1t3_stream` decodes to, all layers decoded."""
+    decoder = av.CodecContext.create("libvpx", "r")
+    decoder.thread_count = 1
+    out = []
+    for data in l1t3_stream(frames):
+        (picture,) = decoder.decode(av.Packet(data))
+        out.append(picture_digest(picture))
+    return tuple(out)
+
+
+class LayeredVideo(MediaStreamTrack):
+    """A trainer's camera sending VP8 in three temporal layers (``L1T3``), as a browser does.
+
+    Replays :func:`l1t3_stream` at ``fps``; its sender packs each frame with the full payload
+    descriptor (picture id, TL0PICIDX, TID, Y) through :class:`L1T3Packer`. ``sent`` records
+    (index in the stream, tid) of each frame sent.
+    """
+
+    kind = "video"
+
+    def __init__(
+        self,
+        fps: int = 30,
+        frames: int = 240,
+        width: int = 320,
+        height: int = 240,
+        bitrate: int = 600_000,
+    ) -> None:
+        super().__init__()
+        self.encoded = l1t3_stream(frames, width, height, bitrate)
+        self.fps = fps
+        self.frames_sent = 0
+        self.index = -1
+        self.sent: list[tuple[int, int]] = []
+        self.keyframes_sent = 0
+        self._next = 0
+        self._count = 0
+        self._start: float | None = None
+
+    def request_keyframe(self) -> None:
+        self._next = 0
+
+    async def recv(self) -> av.Packet:
+        if self._start is None:
+            self._start = time.monotonic()
+        self._count += 1
+        wait = self._start + self._count / self.fps - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self.index = self._next
+        self._next = (self._next + 1) % len(self.encoded)
+        packet = av.Packet(self.encoded[self.index])
+        packet.pts = self._count * (90000 // self.fps)
+        packet.time_base = fractions.Fraction(1, 90000)
+        self.frames_sent += 1
+        self.keyframes_sent += self.index == 0
+        self.sent.append((self.index, L1T3_TIDS[self.index % 4]))
+        return packet
+
+
+class L1T3Packer:
+    """Stands in for the trainer's VP8 encoder in its ``RTCRtpSender``: packs the frames of a
+    :class:`LayeredVideo` with the RFC 7741 descriptor a browser sending ``L1T3`` writes."""
+
+    def __init__(self, track: LayeredVideo) -> None:
+        self.track = track
+        self.picture_id = random.randint(0, 0x7FFF)
+        self.tl0picidx = random.randint(0, 0xFF)
+
+    def pack(self, packet: av.Packet) -> tuple[list[bytes], int]:
+        index = self.track.index
+        tid, sync = L1T3_TIDS[index % 4], L1T3_SYNC[index % 4]
+        if tid == 0:
+            self.tl0picidx = (self.tl0picidx + 1) & 0xFF
+        data = bytes(packet)
+        payloads = []
+        for pos in range(0, len(data), 1100):
+            head = 0x90 if pos == 0 else 0x80  # X, and S on the frame's first packet
+            descriptor = struct.pack(
+                "!BBHBB", head, 0xE0, 0x8000 | self.picture_id, self.tl0picidx,
+                tid << 6 | int(sync) << 5,
+            )  # fmt: skip
+            payloads.append(descriptor + data[pos : pos + 1100])
+        self.picture_id = (self.picture_id + 1) & 0x7FFF
+        assert packet.pts is not None
+        return payloads, packet.pts
+
+
 def config() -> RTCConfiguration:
     return RTCConfiguration(iceServers=[])  # never a public STUN server, even in tests
 
@@ -131,11 +278,18 @@ class Trainer:
     """The trainer's browser, played by aiortc: microphone and camera (and screen)."""
 
     def __init__(
-        self, audio: bool = True, video: bool = True, replay: bool = False, **video_kw: Any
+        self,
+        audio: bool = True,
+        video: bool = True,
+        replay: bool = False,
+        layered: bool = False,
+        **video_kw: Any,
     ) -> None:
         self.pc = RTCPeerConnection(config())
-        self.video: SyntheticVideo | ReplayVideo | None = None
-        if video:
+        self.video: SyntheticVideo | ReplayVideo | LayeredVideo | None = None
+        if layered:
+            self.video = LayeredVideo(**video_kw)
+        elif video:
             self.video = ReplayVideo(**video_kw) if replay else SyntheticVideo(**video_kw)
         self.plis_received = 0
         self.transceivers = {}
@@ -147,8 +301,10 @@ class Trainer:
             t = self.pc.addTransceiver(self.video, direction="sendonly")
             self.transceivers["camera"] = t
             self._count_plis(t.sender)
-            if isinstance(self.video, ReplayVideo):
+            if isinstance(self.video, ReplayVideo | LayeredVideo):
                 t.sender._send_keyframe = self.video.request_keyframe
+            if isinstance(self.video, LayeredVideo):
+                t.sender._RTCRtpSender__encoder = L1T3Packer(self.video)
 
     def add_camera(self, **video_kw: Any) -> Any:
         """Start the camera later (the caller renegotiates)."""
@@ -203,7 +359,7 @@ class Trainer:
 class Learner:
     """A learner's browser: receives, decodes (or only counts) what the relay sends."""
 
-    def __init__(self, decode: bool = True) -> None:
+    def __init__(self, decode: bool = True, digests: bool = False) -> None:
         self.pc = RTCPeerConnection(config())
         self.decode = decode
         self.frames: dict[str, int] = {"audio": 0, "video": 0}
@@ -216,11 +372,18 @@ class Learner:
         self.started_at = time.monotonic()
         self.loss = 0.0
         self.video_ssrc: int | None = None
+        #: digests of the decoded pictures (``digests=True``) and the VP8 picture ids received
+        self.digests: list[str] | None = [] if digests else None
+        self.picture_ids: list[int] = []
+        self.layers: list[int | None] = []  # VP8 temporal layer of each frame received
+        self.plis_sent = 0
         self._tasks: list[asyncio.Task[None]] = []
         self.pc.on("track", self._on_track)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         for t in self.pc.getTransceivers():
+            if t.receiver.track is track and track.kind == "video":
+                self._count_plis(t.receiver)
             if t.receiver.track is track and track.kind == "video":
                 self._observe_frames(t.receiver)
             elif t.receiver.track is track and not self.decode:
@@ -252,6 +415,15 @@ class Learner:
 
         real.add = observe
 
+    def _count_plis(self, receiver: Any) -> None:
+        send = receiver._send_rtcp_pli
+
+        async def counting(media_ssrc: int) -> None:
+            self.plis_sent += 1
+            await send(media_ssrc)
+
+        receiver._send_rtcp_pli = counting
+
     def _count_audio(self, receiver: Any) -> None:
         learner = self
 
@@ -265,6 +437,12 @@ class Learner:
 
     def _saw(self, packet: Any, frame: Any) -> None:
         self.video_ssrc = packet.ssrc
+        payload = packet.payload
+        if payload[0] & 0x90 == 0x90 and payload[1] & 0x80:  # X and S: a frame's descriptor
+            self.picture_ids.append(
+                ((payload[2] & 0x7F) << 8 | payload[3]) if payload[2] & 0x80 else payload[2]
+            )
+            self.layers.append(layer_of(payload).tid)
         self.last_packet_ts = packet.timestamp
         if frame is not None:
             self.assembled_keyframes.append(frame.data[0] & 1 == 0)
@@ -281,6 +459,8 @@ class Learner:
                 self.frames[track.kind] += 1
                 if track.kind == "video":
                     self.sizes.append((frame.width, frame.height))
+                    if self.digests is not None:
+                        self.digests.append(picture_digest(frame))
         except Exception:  # the track ended
             return
 
@@ -347,6 +527,27 @@ class Learner:
 
                 protocol.datagram_received = count
                 protocol._estrade_light = True
+
+    def claim_bandwidth(self, bps: int, every_s: float = 0.1) -> None:
+        """Play a browser whose bandwidth estimate (REMB) says ``bps`` for the video it gets:
+        the learner's own estimator is switched off, a REMB goes out every ``every_s``."""
+        receivers = [t.receiver for t in self.pc.getTransceivers()]
+        for receiver in receivers:
+            receiver._RTCRtpReceiver__remote_bitrate_estimator = None
+
+        async def send() -> None:
+            while True:
+                if self.video_ssrc is not None:
+                    packet = RtcpPsfbPacket(
+                        fmt=RTCP_PSFB_APP,
+                        ssrc=receivers[0]._RTCRtpReceiver__rtcp_ssrc or 1,
+                        media_ssrc=0,
+                        fci=pack_remb_fci(bps, [self.video_ssrc]),
+                    )
+                    await receivers[0]._send_rtcp(packet)
+                await asyncio.sleep(every_s)
+
+        self._tasks.append(asyncio.ensure_future(send()))
 
     async def send_pli(self) -> None:
         for t in self.pc.getTransceivers():

@@ -65,7 +65,7 @@ async def test_an_answer_without_offer_and_a_bad_level_are_refused(server: Media
     with pytest.raises(MediaError, match="not receiving media"):
         room.set_quality(99, "audio")
     await room.subscribe(5)
-    with pytest.raises(MediaError, match="quality must be one of full, screen, audio"):
+    with pytest.raises(MediaError, match="quality must be one of full, camera_half, camera_q"):
         room.set_quality(5, "ultra")
     with pytest.raises(MediaError) as err:
         await room.publish("v=0\r\n")

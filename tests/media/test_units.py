@@ -148,3 +148,45 @@ def test_mdns_candidates_are_dropped_and_candidates_stay_open() -> None:
     plain = firefox.replace("3f5c1a2e-8d1b-4c61-9a4e-0d8a7c1b2e3f.local", "127.0.0.1")
     plain = plain.replace("3F5C1A2E-8D1B-4C61-9A4E-0D8A7C1B2E3F.LOCAL", "127.0.0.1")
     assert drop_mdns_candidates(plain) == (plain, 0)
+
+
+def test_a_short_estimate_is_a_bad_sample_but_never_a_good_one() -> None:
+    policy = LadderPolicy(down_after=2, up_after=2, remb_margin=0.85)
+    state = LadderState()
+    # Clean loss and RTT; the learner's estimate covers its level: good samples.
+    assert state.sample(policy, 0.0, 0.05, 900_000, 1_000_000) == (0, "")
+    assert state.sample(policy, 0.0, 0.05, None, 1_000_000)[0] == 1
+    # An estimate short of what the level receives (under 85 %): bad, twice means down.
+    assert state.sample(policy, 0.0, 0.05, 800_000, 1_000_000) == (0, "")
+    assert state.sample(policy, 0.0, 0.05, 800_000, 1_000_000) == (
+        -1,
+        "estimate 800000 bit/s < 1000000",
+    )
+
+
+def test_a_failed_step_up_makes_the_next_one_wait_longer() -> None:
+    policy = LadderPolicy(down_after=1, up_after=3, up_hold_max=12)
+    state = LadderState()
+
+    def ups_after_good_samples(state: LadderState) -> int:
+        for n in range(1, 100):
+            if state.sample(policy, 0.0, 0.05)[0] == 1:
+                return n
+        raise AssertionError("never up")
+
+    assert ups_after_good_samples(state) == 3
+    state = state.moved(policy, 1)  # up ...
+    assert state.sample(policy, 0.3, 0.05)[0] == -1  # ... and down again at once: it failed
+    state = state.moved(policy, -1)
+    assert ups_after_good_samples(state) == 3 + 3
+    state = state.moved(policy, 1)
+    state.sample(policy, 0.3, 0.05)
+    state = state.moved(policy, -1)
+    assert ups_after_good_samples(state) == 3 + 6  # twice as long
+    state = state.moved(policy, 1)
+    for _ in range(6 * 3 + 1):  # the step up held long enough: back to the short wait
+        state.sample(policy, 0.05, 0.05)  # neither good nor bad
+    state = state.moved(policy, -1)
+    assert ups_after_good_samples(state) == 3
+    # The learner's own choice forgets the failures too.
+    assert LadderState(hold=9).moved(policy, 0).hold == 0

@@ -80,6 +80,28 @@ function pinCodecs(transceiver, kind) {
   }
 }
 
+/** The camera goes out with VP8 temporal layers (L1T3) where the browser can: the relay then
+ * lowers a weak learner's frame rate (all, half, a quarter) without a keyframe or re-encoding.
+ * (Chromium accepts it without listing it in getCapabilities; a browser that refuses it throws,
+ * one that does not know it ignores it: either way one layer, as before.)
+ * @param {RTCPeerConnection} pc @param {Slot} slot @param {MediaStreamTrack | null} track
+ * @returns {RTCRtpTransceiver} */
+function addSender(pc, slot, track) {
+  /** @type {RTCRtpTransceiverInit} */
+  const init = { direction: track ? "sendonly" : "inactive" };
+  if (slot === "camera") {
+    /** @type {(RTCRtpEncodingParameters & {scalabilityMode: string})[]} (not in TypeScript's DOM types yet) */
+    const sendEncodings = [{ scalabilityMode: "L1T3" }];
+    try {
+      return pc.addTransceiver(track || KIND[slot], { ...init, sendEncodings });
+    } catch (e) {
+      console.warn("L1T3 refused", e);
+    }
+  }
+  return pc.addTransceiver(track || KIND[slot], init);
+}
+
+
 /** @param {Classroom} room @returns {RTCIceServer[]} */
 function iceServers(room) {
   return (room.mediaConfig && room.mediaConfig.ice_servers) || [];
@@ -261,7 +283,7 @@ export class TrainerMedia extends Events {
     // Always three m-lines in a fixed order (mic, camera, screen): stable mids, explicit slots.
     for (const slot of SLOTS) {
       const track = this.tracks[slot];
-      const t = pc.addTransceiver(track || KIND[slot], { direction: track ? "sendonly" : "inactive" });
+      const t = addSender(pc, slot, track);
       pinCodecs(t, KIND[slot]);
       this.transceivers[slot] = t;
     }
@@ -317,15 +339,20 @@ export class TrainerMedia extends Events {
 
 // ---- learner --------------------------------------------------------------------------------
 
+// camera_half / camera_quarter: every slot, the camera at a lower frame rate (the relay drops
+// VP8 temporal layers); docs/media.md "The layer ladder".
 /** @type {Record<string, Slot[]>} */
-const LEVEL_SLOTS = { full: SLOTS, screen: ["audio", "screen"], audio: ["audio"] };
+const LEVEL_SLOTS = {
+  full: SLOTS, camera_half: SLOTS, camera_quarter: SLOTS, screen: ["audio", "screen"], audio: ["audio"],
+};
 /** The error of media_subscribe while no trainer presents in the class. */
 const NO_CLASS_MEDIA = "no_class_media";
 const anyLive = (/** @type {LiveTracks | null} */ tracks) => SLOTS.some((slot) => tracks && tracks[slot]);
 
 /**
  * @typedef {Record<Slot, MediaStream | null>} LearnerStreams what the learner may show now
- * @typedef {{level: "full" | "screen" | "audio", automatic: boolean, reason: string}} QualityStep
+ * @typedef {"full" | "camera_half" | "camera_quarter" | "screen" | "audio"} QualityLevel
+ * @typedef {{level: QualityLevel, automatic: boolean, reason: string}} QualityStep
  * @typedef {object} LearnerCallbacks
  * @property {(streams: LearnerStreams) => void} [onTracks] what to show changed
  * @property {(step: QualityStep) => void} [onQuality] the server moved the learner on the ladder
@@ -345,7 +372,7 @@ export class LearnerMedia {
     /** @type {RTCPeerConnection | null} */
     this.pc = null;
     this.active = false;
-    /** @type {"full" | "screen" | "audio"} */
+    /** @type {QualityLevel} */
     this.level = "full";
     /** @type {LiveTracks} what the trainer sends now */
     this.live = { audio: false, camera: false, screen: false };
@@ -402,8 +429,9 @@ export class LearnerMedia {
   }
 
   /**
-   * The learner's low-bandwidth choice (also shown in presence); resolves on the server's ack.
-   * @param {"full" | "screen" | "audio"} level
+   * The learner's choice (the automatic ladder never goes above it; shown in presence);
+   * resolves on the server's ack.
+   * @param {QualityLevel} level
    */
   setQuality(level) {
     this.level = level;

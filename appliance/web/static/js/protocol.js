@@ -82,7 +82,7 @@ import { Events } from "./events.js";
  *   media_offer: {type: "media_offer", sdp: string, slots: Record<string, Slot>},
  *   media_answer: {type: "media_answer", sdp: string},
  *   media_tracks: {type: "media_tracks", seq: number, tracks: LiveTracks},
- *   media_quality: {type: "media_quality", level: "full" | "screen" | "audio", automatic: boolean,
+ *   media_quality: {type: "media_quality", level: "full" | "camera_half" | "camera_quarter" | "screen" | "audio", automatic: boolean,
  *     reason: string},
  *   media_closed: {type: "media_closed", reason: string},
  * }} ServerMessages
@@ -422,6 +422,6 @@ export class Classroom extends Events {
   mediaSubscribe() { return this.request("media_subscribe", {}, { reply: "media_offer" }); }
   /** @param {string} sdp */
   mediaAnswer(sdp) { return this.request("media_answer", { sdp }); }
-  /** @param {"full" | "screen" | "audio"} level */
+  /** @param {"full" | "camera_half" | "camera_quarter" | "screen" | "audio"} level */
   mediaQuality(level) { return this.request("media_quality", { level }); }
 }
