@@ -24,7 +24,7 @@ from .sdp import add_all_candidates, media_sections, pin_codecs, refuse_learner_
 if TYPE_CHECKING:
     from .server import MediaServer
 
-__all__ = ["SLOTS", "MediaRoom", "SubscribeOffer"]
+__all__ = ["SLOTS", "LearnerMediaStats", "MediaRoom", "MediaRoomStats", "SubscribeOffer"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,59 @@ class SubscribeOffer:
 
     sdp: str
     slots: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerMediaStats:
+    """One learner's media link, as :meth:`MediaRoom.stats` reports it."""
+
+    level: str
+    """The rung of the ladder the learner receives (full, screen, audio)."""
+    requested: str
+    """The rung the learner asked for (the ladder never goes above it)."""
+    rtt_s: float | None
+    """Round-trip time of the last receiver report; None before the first."""
+    loss: float | None
+    """Loss ratio of the last receiver report, 0-1; None before the first."""
+    first_frame_s: float | None
+    """Seconds from subscribe to the first forwarded frame; None before it."""
+    connection: str
+    """The peer connection's state (new, connecting, connected, failed, closed)."""
+    relayed: bool
+    """The connection goes through TURN."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRoomStats:
+    """Figures of one media room for metrics, the operator and benchmarks (totals: since the
+    room opened)."""
+
+    tracks_published: list[str]
+    """Slots the trainer publishes now (audio, camera, screen)."""
+    learners: int
+    """Learners subscribed now."""
+    packets_in: int
+    bytes_in: int
+    frames_in: int
+    frames_dropped_incomplete: int
+    """Frames the relay could not complete (missing packets) and did not forward."""
+    frames_forwarded: int
+    bytes_forwarded: int
+    send_bitrate_bps: float
+    """Bit rate sent to learners over the last ladder interval."""
+    packets_forwarded: int
+    queue_overflows: int
+    """Packets or frames dropped because a learner's queue was full."""
+    keyframe_requests: int
+    plis_in: int
+    plis_out: int
+    nacks_in: int
+    nacks_out: int
+    keyframe_wait_s_max: float
+    join_to_first_frame_s: list[float]
+    """The last 200 learners' seconds from subscribe to first frame."""
+    per_learner: dict[int, LearnerMediaStats]
+    """By learner id (never exported as a metric label)."""
 
 
 @dataclass
@@ -508,43 +561,43 @@ class MediaRoom:
         self._rate_mark = (now, sent)
         return self.send_bitrate_bps
 
-    def stats(self) -> dict[str, Any]:
-        """Figures for metrics and the operator (per-learner entries are keyed by learner id)."""
+    def stats(self) -> MediaRoomStats:
+        """Figures for metrics, the operator and benchmarks."""
         src = self.sources.values()
         tracks = [t for lr in self._learners.values() for t in lr.tracks.values()]
         waits = [w for s in src for w in s.stats.keyframe_waits_s]
-        return {
-            "tracks_published": list(self.live),
-            "learners": len(self._learners),
-            "packets_in": sum(s.stats.packets_in for s in src),
-            "bytes_in": sum(s.stats.bytes_in for s in src),
-            "frames_in": sum(s.stats.frames_in for s in src),
-            "frames_dropped_incomplete": sum(s.stats.frames_dropped_incomplete for s in src),
-            "frames_forwarded": self._counters["frames_forwarded"]
+        return MediaRoomStats(
+            tracks_published=list(self.live),
+            learners=len(self._learners),
+            packets_in=sum(s.stats.packets_in for s in src),
+            bytes_in=sum(s.stats.bytes_in for s in src),
+            frames_in=sum(s.stats.frames_in for s in src),
+            frames_dropped_incomplete=sum(s.stats.frames_dropped_incomplete for s in src),
+            frames_forwarded=self._counters["frames_forwarded"]
             + sum(t.stats.frames_sent for t in tracks),
-            "bytes_forwarded": self._bytes_forwarded(),
-            "send_bitrate_bps": self.send_bitrate_bps,
-            "packets_forwarded": self._counters["packets_forwarded"]
+            bytes_forwarded=self._bytes_forwarded(),
+            send_bitrate_bps=self.send_bitrate_bps,
+            packets_forwarded=self._counters["packets_forwarded"]
             + sum(_packets_sent(lr) for lr in self._learners.values()),
-            "queue_overflows": self._counters["queue_overflows"]
+            queue_overflows=self._counters["queue_overflows"]
             + sum(t.stats.overflows for t in tracks),
-            "keyframe_requests": sum(s.stats.keyframe_requests for s in src),
-            "plis_in": self._counters["plis_in"],
-            "plis_out": sum(s.stats.plis_out for s in src),
-            "nacks_in": self._counters["nacks_in"],
-            "nacks_out": sum(s.stats.nacks_out for s in src),
-            "keyframe_wait_s_max": max(waits, default=0.0),
-            "join_to_first_frame_s": list(self._join_times),
-            "per_learner": {
-                lr.learner_id: {
-                    "level": lr.level,
-                    "requested": lr.requested,
-                    "rtt_s": lr.rtt_s,
-                    "loss": lr.loss,
-                    "first_frame_s": lr.first_frame_s,
-                    "connection": lr.pc.connectionState,
-                    "relayed": lr.relayed,
-                }
+            keyframe_requests=sum(s.stats.keyframe_requests for s in src),
+            plis_in=self._counters["plis_in"],
+            plis_out=sum(s.stats.plis_out for s in src),
+            nacks_in=self._counters["nacks_in"],
+            nacks_out=sum(s.stats.nacks_out for s in src),
+            keyframe_wait_s_max=max(waits, default=0.0),
+            join_to_first_frame_s=list(self._join_times),
+            per_learner={
+                lr.learner_id: LearnerMediaStats(
+                    level=lr.level,
+                    requested=lr.requested,
+                    rtt_s=lr.rtt_s,
+                    loss=lr.loss,
+                    first_frame_s=lr.first_frame_s,
+                    connection=lr.pc.connectionState,
+                    relayed=lr.relayed,
+                )
                 for lr in self._learners.values()
             },
-        }
+        )
