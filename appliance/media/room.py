@@ -19,7 +19,14 @@ from .forward import ForwardTrack, Source
 from .ladder import LEVEL_SLOTS, LEVELS, LadderState
 from .network import announce_address, ice_scope
 from .observer import MediaObserver
-from .sdp import add_all_candidates, media_sections, pin_codecs, refuse_learner_media
+from .sdp import (
+    Section,
+    add_all_candidates,
+    media_sections,
+    parse_sdp,
+    pin_codecs,
+    refuse_learner_media,
+)
 
 if TYPE_CHECKING:
     from .server import MediaServer
@@ -207,7 +214,11 @@ class MediaRoom:
                 and trainer_id != self._publisher_id
             ):
                 raise MediaError("already_publishing", "another trainer is already presenting")
-            sections = media_sections(offer_sdp)
+            try:
+                offer = parse_sdp(offer_sdp)
+            except ValueError as exc:
+                raise MediaError("bad_sdp", f"the offer was refused: {exc}") from None
+            sections = media_sections(offer)
             if not sections:
                 raise MediaError("bad_sdp", "the offer has no media section")
             mapping = self._map_slots(sections, slots)
@@ -231,7 +242,7 @@ class MediaRoom:
                             # Before the receiver starts: __connect runs after our next await.
                             self.sources[slot].attach(receiver)
                             self._tapped.add(id(receiver))
-                    await add_all_candidates(pc, offer_sdp)
+                    await add_all_candidates(pc, offer)
                     await pc.setLocalDescription(await pc.createAnswer())
             except _SDP_ERRORS as exc:
                 raise MediaError("bad_sdp", f"the offer was refused: {exc}") from None
@@ -251,7 +262,7 @@ class MediaRoom:
             return announce_address(pc.localDescription.sdp, self.server.public_address)
 
     def _map_slots(
-        self, sections: list[tuple[str, str, str]], slots: Mapping[str, str] | None
+        self, sections: list[Section], slots: Mapping[str, str] | None
     ) -> dict[str, str]:
         kinds = dict(SLOTS)
         if slots is not None:
@@ -379,11 +390,12 @@ class MediaRoom:
         learner = self._learners.get(learner_id)
         if learner is None or learner.answered:
             raise MediaError("no_offer", "no media offer is waiting for this learner's answer")
-        refuse_learner_media(answer_sdp)
         try:
+            answer = parse_sdp(answer_sdp)
+            refuse_learner_media(answer)  # a MediaError: the learner keeps the offer
             with ice_scope(self.server.ice_scope):
                 await learner.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
-                await add_all_candidates(learner.pc, answer_sdp)
+                await add_all_candidates(learner.pc, answer)
         except _SDP_ERRORS as exc:
             await self.leave(learner_id, reason="failed")
             raise MediaError("bad_sdp", f"the answer was refused: {exc}") from None

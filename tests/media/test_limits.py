@@ -41,6 +41,30 @@ async def test_an_answer_that_sends_media_is_refused(server: MediaServer) -> Non
             await peer.close()
 
 
+async def test_an_unreadable_answer_is_bad_sdp_and_disturbs_nobody(server: MediaServer) -> None:
+    """aiortc's parser asserts on a malformed candidate line: that is the learner's bad SDP
+    (``bad_sdp``, the learner's half-made connection dropped), not a server error."""
+    room = server.room(1)
+    trainer = Trainer()
+    honest, broken = Learner(), Learner()
+    try:
+        await trainer.publish(room)
+        await honest.join(room, 10)
+        offer = await room.subscribe(11)
+        answer = await broken.answer(offer.sdp)
+        garbled = answer.replace("a=mid:", "a=candidate:1 1 udp\r\na=mid:", 1)
+        with pytest.raises(MediaError) as err:
+            await room.accept_answer(11, garbled)
+        assert err.value.code == "bad_sdp"
+        assert "AssertionError" in err.value.message
+        assert 11 not in room.stats().per_learner
+        before = honest.frames["video"]
+        await wait_for(lambda: honest.frames["video"] > before + 10)
+    finally:
+        for peer in (trainer, honest, broken):
+            await peer.close()
+
+
 async def test_a_second_trainer_cannot_take_over(server: MediaServer) -> None:
     room = server.room(1)
     first, second = Trainer(), Trainer()
