@@ -44,6 +44,14 @@ def test_toml_file_then_environment_wins(tmp_path: Path) -> None:
         ({"ESTRADE_SESSION_STORE": "disk"}, "'session_store': 'disk'"),
         ({"ESTRADE_NOPE": "1"}, "'ESTRADE_NOPE'"),
         ({"ESTRADE_SECRET_KEY": "short"}, "'secret_key'"),
+        (
+            {"ESTRADE_METRICS_ALLOW_CIDRS": "127.0.0.1/32,localhost"},
+            "'metrics_allow_cidrs': 'localhost'",
+        ),
+        ({"ESTRADE_METRICS_TOKEN": "short"}, "'metrics_token'"),
+        ({"ESTRADE_CAPACITY_CPU_TARGET": "1.5"}, "'capacity_cpu_target': 1.5"),
+        ({"ESTRADE_CAPACITY_VIDEO_TRACK_CPU": "-1"}, "'capacity_video_track_cpu': -1.0"),
+        ({"ESTRADE_CAPACITY_LEARNER_CPU": "lots"}, "'capacity_learner_cpu': 'lots'"),
     ],
 )
 def test_bad_values_name_the_key_and_value(env: dict[str, str], named: str) -> None:
