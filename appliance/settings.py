@@ -272,7 +272,8 @@ def _convert(key: str, raw: Any, hint: Any) -> Any:
         pass
     try:  # the right type, a broken constraint: show the value as read
         raw = msgspec.convert(raw, plain, strict=False, dec_hook=_path)
-        why = next(m.description for m in typing.get_args(hint) if isinstance(m, Meta))
+        metas = [m for m in typing.get_args(hint) if isinstance(m, Meta)]
+        why = metas[0].description or "is out of range"
     except msgspec.ValidationError:
         why = _NOT_A.get(base) or f"is not one of {list(typing.get_args(base))}"
     shown = "***" if key in SECRETS else raw
