@@ -12,7 +12,6 @@ from typing import Any
 
 from litestar import Litestar, Request, Response
 from litestar.config.csrf import CSRFConfig
-from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
@@ -49,6 +48,7 @@ from appliance.metrics import (
 from appliance.polls.controllers import PollController
 from appliance.request import EstradeRequest
 from appliance.settings import Settings
+from appliance.state import AppState
 from appliance.system import SystemController
 from appliance.web import PageController, html_not_found, static_files_router
 from appliance.web.render import template_config
@@ -156,26 +156,24 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
     media = MediaBridge(live)
     document_totals = DocumentTotals()
     metrics.attach(live=live, media=media, documents=document_totals)
-    state = State(
-        {
-            "live": live,
-            "media": media,
-            "settings": settings,
-            "engine": engine,
-            "metrics": metrics,
-            "metrics_access": MetricsAccess.from_settings(settings),
-            "document_store": document_store,
-            "document_notifier": LiveDocumentNotifier(live),
-            "document_totals": document_totals,
-            "password_workers": password_workers,
-            "csrf_secret": csrf_secret,
-            "engagement": engagement,
-            "login_limiter": LoginLimiter(
-                settings.login_attempts_per_address,
-                settings.login_attempts_per_account,
-                settings.login_window_s,
-            ),
-        }
+    state = AppState.of(
+        live=live,
+        media=media,
+        settings=settings,
+        engine=engine,
+        metrics=metrics,
+        metrics_access=MetricsAccess.from_settings(settings),
+        document_store=document_store,
+        document_notifier=LiveDocumentNotifier(live),
+        document_totals=document_totals,
+        password_workers=password_workers,
+        csrf_secret=csrf_secret,
+        engagement=engagement,
+        login_limiter=LoginLimiter(
+            settings.login_attempts_per_address,
+            settings.login_attempts_per_account,
+            settings.login_window_s,
+        ),
     )
     return Litestar(
         route_handlers=[

@@ -8,9 +8,9 @@ import contextlib
 import getpass
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from appliance.settings import Settings, SettingsError, load_settings
 
@@ -27,7 +27,10 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(config_path=config, **overrides)
 
 
-async def _with_db(settings: Settings, coro_fn):
+T = TypeVar("T")
+
+
+async def _with_db(settings: Settings, coro_fn: Callable[[], Awaitable[T]]) -> T:
     from appliance import db
 
     engine = db.bind(settings)

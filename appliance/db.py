@@ -30,7 +30,7 @@ class MigrationError(RuntimeError):
     """A migration failed; the database is left at the last good migration."""
 
 
-def build_engine(settings: Settings) -> Engine:
+def build_engine(settings: Settings) -> Engine[Any]:
     if settings.uses_postgres:
         parts = urlsplit(settings.database_url)
         config = {
@@ -50,7 +50,7 @@ def build_engine(settings: Settings) -> Engine:
     return SQLiteEngine(path=path, timeout=30)
 
 
-def write_transaction(engine: Engine) -> Any:
+def write_transaction(engine: Engine[Any]) -> Any:
     """A transaction that will write: on SQLite it takes the write lock at BEGIN (IMMEDIATE).
 
     A DEFERRED SQLite transaction that reads and then writes fails at once with "database is
@@ -69,7 +69,7 @@ def _all_tables() -> list[type]:
     return tables
 
 
-def bind(settings: Settings) -> Engine:
+def bind(settings: Settings) -> Engine[Any]:
     """Build the engine and make every table (and Piccolo's migration runner) use it."""
     os.environ["PICCOLO_CONF"] = PICCOLO_CONF_MODULE
     engine = build_engine(settings)
@@ -79,7 +79,7 @@ def bind(settings: Settings) -> Engine:
     return engine
 
 
-async def start(engine: Engine, pool_size: int = 10) -> None:
+async def start(engine: Engine[Any], pool_size: int = 10) -> None:
     """Open the pool (PostgreSQL) or switch to WAL (SQLite).
 
     A database that does not answer yet is not fatal: the process serves ``/health`` and
@@ -94,13 +94,13 @@ async def start(engine: Engine, pool_size: int = 10) -> None:
         log.warning("database not available at start: %s", exc)
 
 
-async def close(engine: Engine) -> None:
+async def close(engine: Engine[Any]) -> None:
     if isinstance(engine, PostgresEngine) and engine.pool is not None:
         with contextlib.suppress(Exception):
             await engine.close_connection_pool()
 
 
-async def ping(engine: Engine) -> bool:
+async def ping(engine: Engine[Any]) -> bool:
     try:
         await engine.run_ddl("SELECT 1")
     except Exception:

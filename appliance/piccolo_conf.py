@@ -5,11 +5,13 @@ Piccolo finds its engine through this module (``PICCOLO_CONF=appliance.piccolo_c
 built from the settings; nothing here reads the environment.
 """
 
+from typing import Any
+
 from piccolo.conf.apps import AppRegistry
 from piccolo.engine.base import Engine
 from piccolo.engine.sqlite import SQLiteEngine
 
-DB: Engine = SQLiteEngine(path="estrade-dev.sqlite3")
+DB: Engine[Any] = SQLiteEngine(path="estrade-dev.sqlite3")
 
 APP_REGISTRY = AppRegistry(
     apps=[

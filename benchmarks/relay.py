@@ -97,9 +97,9 @@ async def serve(mode: str, send_path: str | None = None) -> None:
                         "video_bytes_in": cam.bytes_in,
                         "video_packets_in": cam.packets_in,
                         "audio_packets_in": room.sources["audio"].stats.packets_in,
-                        "plis_out": st["plis_out"],
-                        "overflows": st["queue_overflows"],
-                        "join": st["join_to_first_frame_s"],
+                        "plis_out": st.plis_out,
+                        "overflows": st.queue_overflows,
+                        "join": st.join_to_first_frame_s,
                         # frames the relay received since each learner's first frame
                         "expected": {
                             str(i): cam.frames_in - lr.tracks["camera"].stats.source_frames_at_first

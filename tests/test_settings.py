@@ -44,6 +44,14 @@ def test_toml_file_then_environment_wins(tmp_path: Path) -> None:
         ({"ESTRADE_SESSION_STORE": "disk"}, "'session_store': 'disk'"),
         ({"ESTRADE_NOPE": "1"}, "'ESTRADE_NOPE'"),
         ({"ESTRADE_SECRET_KEY": "short"}, "'secret_key'"),
+        (
+            {"ESTRADE_METRICS_ALLOW_CIDRS": "127.0.0.1/32,localhost"},
+            "'metrics_allow_cidrs': 'localhost'",
+        ),
+        ({"ESTRADE_METRICS_TOKEN": "short"}, "'metrics_token'"),
+        ({"ESTRADE_CAPACITY_CPU_TARGET": "1.5"}, "'capacity_cpu_target': 1.5"),
+        ({"ESTRADE_CAPACITY_VIDEO_TRACK_CPU": "-1"}, "'capacity_video_track_cpu': -1.0"),
+        ({"ESTRADE_CAPACITY_LEARNER_CPU": "lots"}, "'capacity_learner_cpu': 'lots'"),
     ],
 )
 def test_bad_values_name_the_key_and_value(env: dict[str, str], named: str) -> None:
@@ -93,3 +101,47 @@ def test_tooling_variables_exported_by_the_makefile_are_not_settings() -> None:
     exported = set(re.findall(r"^export (ESTRADE_\w+)", makefile, flags=re.M))
     env = {name: "x" for name in exported if name != "ESTRADE_DATA_DIR"}
     load_settings(env=env)  # no "unknown variable"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"ESTRADE_PORT": " 9001 "}, ("port", 9001)),
+        ({"ESTRADE_DEMO": "On"}, ("demo", True)),
+        ({"ESTRADE_DEMO": "off"}, ("demo", False)),
+        ({"ESTRADE_SECURE_COOKIES": "auto"}, ("secure_cookies", None)),
+        ({"ESTRADE_SECURE_COOKIES": ""}, ("secure_cookies", None)),
+        ({"ESTRADE_SECURE_COOKIES": "no"}, ("secure_cookies", False)),
+        ({"ESTRADE_WS_IDLE_TIMEOUT_S": "2"}, ("ws_idle_timeout_s", 2.0)),
+        (
+            {"ESTRADE_SESSION_STORE": "rediss://cache:6380"},
+            ("session_store", "rediss://cache:6380"),
+        ),
+    ],
+)
+def test_environment_spellings_are_read(env: dict[str, str], expected: tuple[str, object]) -> None:
+    key, value = expected
+    got = getattr(load_settings(env=env), key)
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("host = 5\n", "setting 'host': 5 is not a string"),
+        ("port = true\n", "setting 'port': True is not an integer"),
+        ('data_dir = ""\n', "setting 'data_dir': '' is not a path"),
+        ('session_store = "filex"\n', "setting 'session_store': 'filex' must be file, memory"),
+        ("chat_history = 0\n", "setting 'chat_history': 0 must be positive"),
+        ('media_send_path = "fast"\n', "setting 'media_send_path': 'fast' is not one of"),
+        ('turn_secret = "s"\nturn_url = "http://t"\n', "'turn_url': 'http://t' must start with"),
+        ('secret_key = "hunter2"\n', "setting 'secret_key': '***' is too short"),
+    ],
+)
+def test_toml_values_are_checked_by_type(tmp_path: Path, toml: str, message: str) -> None:
+    cfg = tmp_path / "estrade.toml"
+    cfg.write_text(toml)
+    with pytest.raises(SettingsError) as err:
+        load_settings(env={"ESTRADE_CONFIG": str(cfg)})
+    assert message in str(err.value)
+    assert "hunter2" not in str(err.value)  # a secret is never echoed

@@ -1,3 +1,4 @@
+import pytest
 from litestar.testing import AsyncTestClient
 
 from appliance.app import create_app
@@ -51,3 +52,21 @@ async def test_unknown_route_is_json_404(client: Client) -> None:
     r = await client.get("/api/nope")
     assert r.status_code in (401, 404)
     assert "detail" in r.json()
+
+
+async def test_the_app_shares_one_typed_state(client: Client) -> None:
+    """Every object on app.state is declared on AppState (so app_state() gives it a type) and
+    the request's app_state() is that very object."""
+    from litestar import Litestar
+    from litestar.testing import RequestFactory
+
+    from appliance.state import AppState, app_state
+
+    state = client.app.state
+    assert isinstance(state, AppState)
+    assert set(state.keys()) == set(AppState.__annotations__)
+    request = RequestFactory(app=client.app).get("/")
+    assert app_state(request) is state
+    assert app_state(request).metrics is state.metrics
+    with pytest.raises(TypeError, match="AppState"):
+        app_state(RequestFactory(app=Litestar()).get("/"))

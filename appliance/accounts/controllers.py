@@ -16,12 +16,13 @@ from appliance.errors import field_error
 from appliance.ids import PathId
 from appliance.openapi import raw_body
 from appliance.settings import Settings
+from appliance.state import app_state
 
 __all__ = ["AdminCohortController", "AdminUserController", "MyCohortsController"]
 
 
 def _settings(request: Request[Any, Any, Any]) -> Settings:
-    return request.app.state.settings
+    return app_state(request).settings
 
 
 def _announce_user(request: Request[Any, Any, Any], user_id: int, patch: s.UserPatch) -> None:

@@ -22,6 +22,7 @@ from appliance.auth.passwords import PasswordWorkers, WorkersBusy
 from appliance.auth.ratelimit import SlidingWindow
 from appliance.auth.schemas import JoinIn, LoginIn, Me, MePatch
 from appliance.auth.sessions import start_session
+from appliance.state import app_state
 
 __all__ = ["AuthController", "LoginLimiter"]
 
@@ -59,7 +60,7 @@ class LoginLimiter:
 
 
 def _workers(request: Request[Any, Any, Any]) -> PasswordWorkers:
-    return request.app.state.password_workers
+    return app_state(request).password_workers
 
 
 def _client(request: Request[Any, Any, Any]) -> str:
@@ -105,7 +106,7 @@ class AuthController(Controller):
         self, request: Request[Any, Any, Any], data: JSONBody[LoginIn]
     ) -> Response[Any]:
         """Staff sign-in by email and password (learners use their join link)."""
-        limiter: LoginLimiter = request.app.state.login_limiter
+        limiter = app_state(request).login_limiter
         email = data.email.strip().lower()
         address = _client(request)
         # Counted before the first await: concurrent attempts cannot all pass the check.
@@ -184,7 +185,7 @@ class AuthController(Controller):
         if link is None:
             return problem  # type: ignore[return-value]
         if link.needs_password:
-            limiter: LoginLimiter = request.app.state.login_limiter
+            limiter = app_state(request).login_limiter
             key = f"link:{link.id}"
             address = _client(request)
             if data.password is None:

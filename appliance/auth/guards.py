@@ -15,6 +15,7 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
 
 from appliance.accounts.tables import Cohort, Enrolment, JoinLink, Role, User
 from appliance.auth.sessions import check_csrf_binding
@@ -81,7 +82,7 @@ async def _live_link(cohort_id: int, user_id: int) -> bool:
     )
 
 
-def require_roles(*roles: Role):
+def require_roles(*roles: Role) -> Guard:
     """A route guard: the signed-in user's role must be one of ``roles`` (else 403)."""
     allowed = {r.value for r in roles}
 

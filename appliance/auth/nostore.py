@@ -8,6 +8,7 @@ out). Routes that set their own ``Cache-Control`` (document downloads) keep it.
 from __future__ import annotations
 
 from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["no_store_api"]
@@ -17,7 +18,7 @@ _PREFIXES = ("/api/", "/join/")
 
 def no_store_api(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(_PREFIXES):
+        if scope["type"] != ScopeType.HTTP or not scope["path"].startswith(_PREFIXES):
             await app(scope, receive, send)
             return
 

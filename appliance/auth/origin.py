@@ -18,6 +18,7 @@ from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
 from appliance.settings import Settings
+from appliance.state import app_state
 
 __all__ = ["allowed_origins", "normalise_origin", "same_origin"]
 
@@ -55,6 +56,6 @@ def same_origin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
     origin = connection.headers.get("origin")
     if origin is None:
         return
-    settings: Settings = connection.app.state.settings
+    settings = app_state(connection).settings
     if normalise_origin(origin) not in allowed_origins(settings):
         raise PermissionDeniedException(detail="this page's origin may not open the socket")

@@ -10,12 +10,15 @@ reservation back.
 
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 
 __all__ = ["SlidingWindow"]
 
 
 class SlidingWindow:
-    def __init__(self, limit: int, window_s: float, clock=time.monotonic) -> None:
+    def __init__(
+        self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.window_s = window_s
         self._clock = clock

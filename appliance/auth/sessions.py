@@ -31,6 +31,7 @@ from litestar.stores.memory import MemoryStore
 from litestar.types import Empty
 
 from appliance.settings import Settings
+from appliance.state import app_state
 
 __all__ = [
     "CSRF_COOKIE",
@@ -62,8 +63,9 @@ def start_session(
 ) -> None:
     """Sign in: a new session id (no fixation) holding ``data`` and a fresh CSRF token bound to
     it, sent as the ``csrftoken`` cookie (the token used before signing in stops working)."""
-    settings = request.app.state.settings
-    token = generate_csrf_token(secret=request.app.state.csrf_secret)
+    state = app_state(request)
+    settings = state.settings
+    token = generate_csrf_token(secret=state.csrf_secret)
     request.clear_session()
     renew_session_id(request)
     request.set_session({**data, "csrf": token})

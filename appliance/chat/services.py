@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import unicodedata
 from dataclasses import dataclass
+from typing import Any
 
 from appliance.chat.schemas import ChatMessageOut
 from appliance.chat.tables import ChatMessage, ChatMute, QuestionVote
@@ -191,7 +192,7 @@ async def answer_question(cohort_id: int, message_id: int) -> None:
     await ChatMessage.update({ChatMessage.answered_at: _now()}).where(ChatMessage.id == message_id)
 
 
-async def _out(rows: list[dict]) -> list[ChatMessageOut]:
+async def _out(rows: list[dict[str, Any]]) -> list[ChatMessageOut]:
     ids = [r["id"] for r in rows if r["is_question"]]
     votes: dict[int, int] = {}
     if ids:

@@ -20,7 +20,6 @@ from appliance.accounts.tables import Role, User
 from appliance.auth.guards import Access, cohort_access
 from appliance.documents import services
 from appliance.documents.names import content_disposition
-from appliance.documents.notifier import DocumentNotifier
 from appliance.documents.ranges import BadRange, WindowFileSystem, etag_matches, parse_range
 from appliance.documents.schemas import CohortUsage, DocumentOut, DocumentPatch
 from appliance.documents.sniff import ALLOWED
@@ -28,7 +27,7 @@ from appliance.documents.storage import BlobStore
 from appliance.documents.tables import Document
 from appliance.ids import PathId
 from appliance.openapi import raw_body
-from appliance.settings import Settings
+from appliance.state import app_state
 
 __all__ = ["DocumentController"]
 
@@ -38,7 +37,7 @@ AnyRequest = Request[User, Any, Any]
 
 
 def _store(request: AnyRequest) -> BlobStore:
-    return request.app.state.document_store
+    return app_state(request).document_store
 
 
 async def _document(request: AnyRequest, cohort_id: int, doc_id: int, staff: bool) -> Document:
@@ -72,7 +71,7 @@ class DocumentController(Controller):
     ) -> DocumentOut:
         """The request body is the file itself, streamed to disk; it stays unpublished."""
         access: Access = await cohort_access(request.user, cohort_id, STAFF)
-        settings: Settings = request.app.state.settings
+        settings = app_state(request).settings
         doc = await services.upload(
             _store(request),
             settings,
@@ -82,8 +81,8 @@ class DocumentController(Controller):
             filename=filename,
             title=title,
         )
-        request.app.state.metrics.document_uploaded(doc.size)
-        await request.app.state.document_totals.refresh()
+        app_state(request).metrics.document_uploaded(doc.size)
+        await app_state(request).document_totals.refresh()
         return services.document_out(doc)
 
     @get("/")
@@ -98,7 +97,7 @@ class DocumentController(Controller):
     async def usage(self, request: AnyRequest, cohort_id: PathId) -> CohortUsage:
         """Documents stored for the cohort, against its quota."""
         await cohort_access(request.user, cohort_id, STAFF)
-        settings: Settings = request.app.state.settings
+        settings = app_state(request).settings
         return await services.cohort_usage(cohort_id, settings.document_quota_bytes)
 
     @get("/{doc_id:int}")
@@ -135,14 +134,14 @@ class DocumentController(Controller):
     async def push(self, request: AnyRequest, cohort_id: PathId, doc_id: PathId) -> DocumentOut:
         """Publish and show the document to the learners in class now."""
         doc = await _document(request, cohort_id, doc_id, staff=True)
-        notifier: DocumentNotifier = request.app.state.document_notifier
+        notifier = app_state(request).document_notifier
         return await services.push_document(notifier, doc)
 
     @delete("/{doc_id:int}", status_code=HTTP_204_NO_CONTENT)
     async def delete_document(self, request: AnyRequest, cohort_id: PathId, doc_id: PathId) -> None:
         doc = await _document(request, cohort_id, doc_id, staff=True)
         await services.delete_document(_store(request), doc)
-        await request.app.state.document_totals.refresh()
+        await app_state(request).document_totals.refresh()
 
     @get("/{doc_id:int}/download")
     async def download(
@@ -152,7 +151,7 @@ class DocumentController(Controller):
         doc = await _document(request, cohort_id, doc_id, staff=False)
         response = _serve(request, doc, "attachment")
         if response.status_code != 304:  # a full file or a resumed part
-            request.app.state.metrics.document_downloaded(doc.size)
+            app_state(request).metrics.document_downloaded(doc.size)
         return response
 
     @get("/{doc_id:int}/preview")

@@ -106,7 +106,9 @@ def _silent(rows: Sequence[Row], t: Thresholds) -> Signal | None:
 
 
 def _rate(rows: Sequence[Row]) -> float:
-    return sum(r["polls_answered"] for r in rows) / sum(r["polls"] for r in rows)
+    answered: int = sum(r["polls_answered"] for r in rows)
+    asked: int = sum(r["polls"] for r in rows)
+    return answered / asked
 
 
 def _polls_falling(rows: Sequence[Row], t: Thresholds) -> Signal | None:

@@ -10,7 +10,7 @@ to the metrics layer (``MediaSource``), without learner ids.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from appliance.accounts.tables import Role
 from appliance.errors import RuleViolation
@@ -239,22 +239,22 @@ class MediaBridge:
         if self.server is None:
             return []
         rooms: list[RoomMedia] = []
-        for cid, st in self.server.stats()["by_room"].items():
-            live: list[str] = st["tracks_published"]
-            links: list[Any] = [
-                LearnerLink(rtt_s=lr["rtt_s"], loss_ratio=lr["loss"] or 0.0, relayed=lr["relayed"])
-                for lr in st["per_learner"].values()
-                if lr["rtt_s"] is not None
+        for cid, st in self.server.stats().by_room.items():
+            live = st.tracks_published
+            links = [
+                LearnerLink(rtt_s=lr.rtt_s, loss_ratio=lr.loss or 0.0, relayed=lr.relayed)
+                for lr in st.per_learner.values()
+                if lr.rtt_s is not None
             ]
             rooms.append(
                 RoomMedia(
                     cohort_id=cid,
                     video_tracks=sum(1 for s in live if s != "audio"),
                     audio_tracks=sum(1 for s in live if s == "audio"),
-                    learners_subscribed=st["learners"],
-                    bytes_forwarded=st["bytes_forwarded"],
-                    packets_forwarded=st["packets_forwarded"],
-                    send_bitrate_bps=st["send_bitrate_bps"],
+                    learners_subscribed=st.learners,
+                    bytes_forwarded=st.bytes_forwarded,
+                    packets_forwarded=st.packets_forwarded,
+                    send_bitrate_bps=st.send_bitrate_bps,
                     learners=links,
                 )
             )

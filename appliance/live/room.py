@@ -15,7 +15,6 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
 from litestar.channels import ChannelsPlugin
@@ -61,14 +60,16 @@ class Conn:
     user_agent: str | None = None
     low_bandwidth: bool = False
     malformed: int = 0
-    send_direct: Any = None
-    """Callable taking a Reply, set by the socket once it streams (None before)."""
+    send_direct: Callable[[p.Reply], None] | None = None
+    """Queues a reply for this socket alone; set by the socket once it streams (None before
+    and after)."""
     link_id: int | None = None
     """The join link the session was opened with (learners), to end it when it is revoked."""
     closing: tuple[int, str] | None = None
     """(code, reason) once the server decided to close this socket; its frames are ignored."""
-    end: Any = None
-    """Callable closing the socket with ``closing``, set by the socket once it streams."""
+    end: Callable[[], None] | None = None
+    """Closes the socket with ``closing`` (after the frames already queued); set by the socket
+    once it streams (None before and after)."""
     session_key: str | None = None
     """A digest of the sign-in session the socket was opened with (the per-session limit)."""
 
@@ -268,15 +269,14 @@ class CohortRoom:
             self._reaction_fade.cancel()
 
     # ---- metrics --------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        counts: Counter[tuple[str, str]] = Counter()
+    def stats(self) -> RoomStats:
+        """The metrics layer's view of this room (``appliance.metrics.LiveRoomsSource``)."""
+        counts: Counter[tuple[str, p.ParticipantState]] = Counter()
         for part in self.participants():
             counts[(part.role, part.state)] += 1
-        return {
-            "cohort_id": self.cohort_id,
-            "session_started": self.session is not None,
-            "participants": dict(counts),
-        }
+        return RoomStats(
+            cohort_id=self.cohort_id, started=self.session is not None, participants=dict(counts)
+        )
 
 
 class RoomRegistry:
@@ -334,21 +334,10 @@ class RoomRegistry:
         finally:
             del self._loading[cohort_id]
 
-    def live_rooms(self) -> list[dict[str, Any]]:
+    def room_stats(self) -> list[RoomStats]:
         """Per room with someone connected or a started session: cohort id, whether the session
         is started, and participants counted by (role, state) — for the metrics collector."""
         return [r.stats() for r in self.rooms.values() if r.conns or r.session is not None]
-
-    def room_stats(self) -> list[RoomStats]:
-        """The metrics layer's view of the live rooms (``appliance.metrics.LiveRoomsSource``)."""
-        return [
-            RoomStats(
-                cohort_id=stats["cohort_id"],
-                started=stats["session_started"],
-                participants=stats["participants"],
-            )
-            for stats in self.live_rooms()
-        ]
 
     def count(self, message: p.ClientMessage, cohort_id: int) -> None:
         """Count an accepted classroom message in the metrics."""

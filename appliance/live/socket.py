@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -30,6 +31,7 @@ from appliance.live.access import end_at_session_expiry
 from appliance.live.dispatch import Context
 from appliance.live.room import CohortRoom, Conn, RoomRegistry, end_connection, seq_prefix
 from appliance.polls import services as polls
+from appliance.state import app_state
 
 __all__ = ["classroom_socket"]
 
@@ -180,7 +182,7 @@ async def _handle(
 @websocket("/ws/cohorts/{cohort_id:int}", guards=[same_origin])
 async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPath[int]) -> None:
     """One participant's classroom connection (protocol: docs/protocol.md)."""
-    registry: RoomRegistry = socket.app.state.live
+    registry = app_state(socket).live
     checked_at = registry.access_changes  # changes after this are applied once it joins
     try:
         access = await cohort_access(socket.user, cohort_id, EVERYONE)
@@ -232,7 +234,7 @@ async def _serve(
             if epoch is not None and last_seq is not None:
                 replay = room.replay(last_seq, staff=conn.is_staff) if epoch == room.epoch else None
             welcome = await _welcome(room, conn, resumed=replay is not None)
-        expiry: Any = None
+        expiry: asyncio.TimerHandle | None = None
         try:
             if epoch is not None and replay is None:
                 why = "server restarted" if epoch != room.epoch else "too many events missed"
@@ -253,10 +255,14 @@ async def _serve(
                     joined(room, conn)
                 except Exception:
                     log.exception("join hook %r failed", joined)
+
             # Closing goes through the same queue: frames queued before it are sent first.
-            conn.end = lambda: subscriber.put_nowait(CLOSE)
+            def end() -> None:
+                subscriber.put_nowait(CLOSE)
+
+            conn.end = end
             if conn.closing is not None:
-                conn.end()
+                end()
             expiry = end_at_session_expiry(conn, socket.scope.get("session"))
 
             async def on_event(payload: bytes) -> None:
@@ -273,7 +279,7 @@ async def _serve(
                     await socket.send_data(payload[8:])
 
             async with subscriber.run_in_background(on_event, join=False):
-                await _receive_loop(socket, registry, room, conn)
+                await _receive_loop(socket, registry, room, conn, direct)
         except WebSocketDisconnect:
             pass
         finally:
@@ -305,8 +311,13 @@ def _close_later(socket: WebSocket[Any, Any, Any], code: int, reason: str) -> No
 
 
 async def _receive_loop(
-    socket: WebSocket[Any, Any, Any], registry: RoomRegistry, room: CohortRoom, conn: Conn
+    socket: WebSocket[Any, Any, Any],
+    registry: RoomRegistry,
+    room: CohortRoom,
+    conn: Conn,
+    send: Callable[[p.Reply], None],
 ) -> None:
+    """Handle ``conn``'s frames until it closes; replies and heartbeats go through ``send``."""
     settings = registry.settings
     loop = asyncio.get_running_loop()
     # Heartbeat: a link that dies silently (a phone losing its network) sends no close; the
@@ -335,8 +346,7 @@ async def _receive_loop(
                 return
             if now >= next_beat:
                 next_beat = now + beat
-                if conn.send_direct is not None:
-                    conn.send_direct(p.Heartbeat(interval_s=beat))
+                send(p.Heartbeat(interval_s=beat))
             continue
         heard = loop.time()
         if event["type"] == "websocket.disconnect":
@@ -356,7 +366,7 @@ async def _receive_loop(
         if replies is None:
             continue
         for r in replies:
-            conn.send_direct(r)
+            send(r)
         if conn.malformed >= settings.ws_malformed_limit and any(
             isinstance(r, p.Error) and r.code in ("malformed", "invalid_message") for r in replies
         ):

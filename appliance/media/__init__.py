@@ -3,18 +3,21 @@
 from .errors import LearnerClosed, MediaError, MediaEvent, QualityChanged, TracksChanged
 from .ladder import LEVELS, LadderPolicy
 from .network import turn_credentials
-from .room import SLOTS, MediaRoom, SubscribeOffer
-from .server import MediaServer
+from .room import SLOTS, LearnerMediaStats, MediaRoom, MediaRoomStats, SubscribeOffer
+from .server import MediaServer, MediaServerStats
 
 __all__ = [
     "LEVELS",
     "SLOTS",
     "LadderPolicy",
     "LearnerClosed",
+    "LearnerMediaStats",
     "MediaError",
     "MediaEvent",
     "MediaRoom",
+    "MediaRoomStats",
     "MediaServer",
+    "MediaServerStats",
     "QualityChanged",
     "SubscribeOffer",
     "TracksChanged",

@@ -51,7 +51,7 @@ ALL_LAYERS = 3
 class Frame:
     """One encoded frame (VP8) or packet (Opus), shared by every learner."""
 
-    packet: av.Packet | None  # for the aiortc send path only
+    packet: av.Packet[Any] | None  # for the aiortc send path only
     keyframe: bool
     size: int
     pts: int = 0  # RTP timestamp on the source's continuous timeline
@@ -663,7 +663,7 @@ class ForwardTrack(MediaStreamTrack):
         ntp = current_ntp_time()
         return output.retransmit(seq, ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big"))
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         while self.lean or not self._queue:
             if self.readyState != "live":
                 raise MediaStreamError

@@ -79,7 +79,9 @@ class _LoopProxy:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loop, name)
 
-    async def create_datagram_endpoint(self, factory: Any, local_addr: Any = None, **kw: Any):
+    async def create_datagram_endpoint(
+        self, factory: Any, local_addr: Any = None, **kw: Any
+    ) -> tuple[asyncio.DatagramTransport, asyncio.DatagramProtocol]:
         if local_addr is None or local_addr[1] != 0 or kw:
             return await self._loop.create_datagram_endpoint(factory, local_addr=local_addr, **kw)
         host = local_addr[0]
@@ -131,7 +133,9 @@ def ice_scope(scope: IceScope) -> Iterator[None]:
         _SCOPE.reset(token)
 
 
-def turn_credentials(secret: str, ttl_s: int, user: str = "", now: float | None = None):
+def turn_credentials(
+    secret: str, ttl_s: int, user: str = "", now: float | None = None
+) -> tuple[str, str]:
     """Time-limited TURN credentials, coturn's ``use-auth-secret`` scheme (TURN REST API).
 
     Returns:

@@ -21,9 +21,11 @@ from .ladder import CAMERA_DROP, LEVEL_SLOTS, LEVELS, LadderState
 from .network import announce_address, ice_scope
 from .observer import MediaObserver
 from .sdp import (
+    Section,
     add_all_candidates,
     drop_mdns_candidates,
     media_sections,
+    parse_sdp,
     pin_codecs,
     refuse_learner_media,
 )
@@ -31,7 +33,7 @@ from .sdp import (
 if TYPE_CHECKING:
     from .server import MediaServer
 
-__all__ = ["SLOTS", "MediaRoom", "SubscribeOffer"]
+__all__ = ["SLOTS", "LearnerMediaStats", "MediaRoom", "MediaRoomStats", "SubscribeOffer"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,62 @@ class SubscribeOffer:
 
     sdp: str
     slots: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerMediaStats:
+    """One learner's media link, as :meth:`MediaRoom.stats` reports it."""
+
+    level: str
+    """The rung of the ladder the learner receives (full, camera_half, camera_quarter, screen,
+    audio)."""
+    requested: str
+    """The rung the learner asked for (the ladder never goes above it)."""
+    remb_bps: float | None
+    """The learner's own bandwidth estimate (REMB); None before the first."""
+    rtt_s: float | None
+    """Round-trip time of the last receiver report; None before the first."""
+    loss: float | None
+    """Loss ratio of the last receiver report, 0-1; None before the first."""
+    first_frame_s: float | None
+    """Seconds from subscribe to the first forwarded frame; None before it."""
+    connection: str
+    """The peer connection's state (new, connecting, connected, failed, closed)."""
+    relayed: bool
+    """The connection goes through TURN."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRoomStats:
+    """Figures of one media room for metrics, the operator and benchmarks (totals: since the
+    room opened)."""
+
+    tracks_published: list[str]
+    """Slots the trainer publishes now (audio, camera, screen)."""
+    learners: int
+    """Learners subscribed now."""
+    packets_in: int
+    bytes_in: int
+    frames_in: int
+    frames_dropped_incomplete: int
+    """Frames the relay could not complete (missing packets) and did not forward."""
+    frames_forwarded: int
+    bytes_forwarded: int
+    send_bitrate_bps: float
+    """Bit rate sent to learners over the last ladder interval."""
+    packets_forwarded: int
+    queue_overflows: int
+    """Packets or frames dropped because a learner's queue was full."""
+    keyframe_requests: int
+    plis_in: int
+    plis_out: int
+    nacks_in: int
+    nacks_out: int
+    keyframe_wait_s_max: float
+    join_to_first_frame_s: list[float]
+    """The last 200 learners' seconds from subscribe to first frame."""
+    per_learner: dict[int, LearnerMediaStats]
+    """By learner id (never exported as a metric label)."""
 
 
 @dataclass
@@ -169,11 +227,15 @@ class MediaRoom:
                 and trainer_id != self._publisher_id
             ):
                 raise MediaError("already_publishing", "another trainer is already presenting")
-            sections = media_sections(offer_sdp)
+            offer_sdp, hidden = drop_mdns_candidates(offer_sdp)
+            try:
+                offer = parse_sdp(offer_sdp)
+            except ValueError as exc:
+                raise MediaError("bad_sdp", f"the offer was refused: {exc}") from None
+            sections = media_sections(offer)
             if not sections:
                 raise MediaError("bad_sdp", "the offer has no media section")
             mapping = self._map_slots(sections, slots)
-            offer_sdp, hidden = drop_mdns_candidates(offer_sdp)
             pc = self._publisher
             if pc is None:
                 pc = self._publisher = self.server.new_peer_connection()
@@ -198,7 +260,7 @@ class MediaRoom:
                             # Before the receiver starts: __connect runs after our next await.
                             self.sources[slot].attach(receiver)
                             self._tapped.add(id(receiver))
-                    await add_all_candidates(pc, offer_sdp, end=not hidden)
+                    await add_all_candidates(pc, offer, end=not hidden)
                     await pc.setLocalDescription(await pc.createAnswer())
             except _SDP_ERRORS as exc:
                 raise MediaError("bad_sdp", f"the offer was refused: {exc}") from None
@@ -218,7 +280,7 @@ class MediaRoom:
             return announce_address(pc.localDescription.sdp, self.server.public_address)
 
     def _map_slots(
-        self, sections: list[tuple[str, str, str]], slots: Mapping[str, str] | None
+        self, sections: list[Section], slots: Mapping[str, str] | None
     ) -> dict[str, str]:
         kinds = dict(SLOTS)
         if slots is not None:
@@ -378,12 +440,13 @@ class MediaRoom:
         learner = self._learners.get(learner_id)
         if learner is None or learner.answered:
             raise MediaError("no_offer", "no media offer is waiting for this learner's answer")
-        refuse_learner_media(answer_sdp)
         answer_sdp, hidden = drop_mdns_candidates(answer_sdp)
         try:
+            answer = parse_sdp(answer_sdp)
+            refuse_learner_media(answer)  # a MediaError: the learner keeps the offer
             with ice_scope(self.server.ice_scope):
                 await learner.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
-                await add_all_candidates(learner.pc, answer_sdp, end=not hidden)
+                await add_all_candidates(learner.pc, answer, end=not hidden)
         except _SDP_ERRORS as exc:
             await self.leave(learner_id, reason="failed")
             raise MediaError("bad_sdp", f"the answer was refused: {exc}") from None
@@ -627,44 +690,44 @@ class MediaRoom:
         self._rate_mark = (now, sent)
         return self.send_bitrate_bps
 
-    def stats(self) -> dict[str, Any]:
-        """Figures for metrics and the operator (per-learner entries are keyed by learner id)."""
+    def stats(self) -> MediaRoomStats:
+        """Figures for metrics, the operator and benchmarks."""
         src = self.sources.values()
         tracks = [t for lr in self._learners.values() for t in lr.tracks.values()]
         waits = [w for s in src for w in s.stats.keyframe_waits_s]
-        return {
-            "tracks_published": list(self.live),
-            "learners": len(self._learners),
-            "packets_in": sum(s.stats.packets_in for s in src),
-            "bytes_in": sum(s.stats.bytes_in for s in src),
-            "frames_in": sum(s.stats.frames_in for s in src),
-            "frames_dropped_incomplete": sum(s.stats.frames_dropped_incomplete for s in src),
-            "frames_forwarded": self._counters["frames_forwarded"]
+        return MediaRoomStats(
+            tracks_published=list(self.live),
+            learners=len(self._learners),
+            packets_in=sum(s.stats.packets_in for s in src),
+            bytes_in=sum(s.stats.bytes_in for s in src),
+            frames_in=sum(s.stats.frames_in for s in src),
+            frames_dropped_incomplete=sum(s.stats.frames_dropped_incomplete for s in src),
+            frames_forwarded=self._counters["frames_forwarded"]
             + sum(t.stats.frames_sent for t in tracks),
-            "bytes_forwarded": self._bytes_forwarded(),
-            "send_bitrate_bps": self.send_bitrate_bps,
-            "packets_forwarded": self._counters["packets_forwarded"]
+            bytes_forwarded=self._bytes_forwarded(),
+            send_bitrate_bps=self.send_bitrate_bps,
+            packets_forwarded=self._counters["packets_forwarded"]
             + sum(_packets_sent(lr) for lr in self._learners.values()),
-            "queue_overflows": self._counters["queue_overflows"]
+            queue_overflows=self._counters["queue_overflows"]
             + sum(t.stats.overflows for t in tracks),
-            "keyframe_requests": sum(s.stats.keyframe_requests for s in src),
-            "plis_in": self._counters["plis_in"],
-            "plis_out": sum(s.stats.plis_out for s in src),
-            "nacks_in": self._counters["nacks_in"],
-            "nacks_out": sum(s.stats.nacks_out for s in src),
-            "keyframe_wait_s_max": max(waits, default=0.0),
-            "join_to_first_frame_s": list(self._join_times),
-            "per_learner": {
-                lr.learner_id: {
-                    "level": lr.level,
-                    "requested": lr.requested,
-                    "remb_bps": lr.remb_bps,
-                    "rtt_s": lr.rtt_s,
-                    "loss": lr.loss,
-                    "first_frame_s": lr.first_frame_s,
-                    "connection": lr.pc.connectionState,
-                    "relayed": lr.relayed,
-                }
+            keyframe_requests=sum(s.stats.keyframe_requests for s in src),
+            plis_in=self._counters["plis_in"],
+            plis_out=sum(s.stats.plis_out for s in src),
+            nacks_in=self._counters["nacks_in"],
+            nacks_out=sum(s.stats.nacks_out for s in src),
+            keyframe_wait_s_max=max(waits, default=0.0),
+            join_to_first_frame_s=list(self._join_times),
+            per_learner={
+                lr.learner_id: LearnerMediaStats(
+                    level=lr.level,
+                    requested=lr.requested,
+                    remb_bps=lr.remb_bps,
+                    rtt_s=lr.rtt_s,
+                    loss=lr.loss,
+                    first_frame_s=lr.first_frame_s,
+                    connection=lr.pc.connectionState,
+                    relayed=lr.relayed,
+                )
                 for lr in self._learners.values()
             },
-        }
+        )

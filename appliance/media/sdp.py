@@ -1,25 +1,50 @@
-"""SDP checks and codec pinning."""
+"""SDP: read with aiortc's own parser (the one ``setRemoteDescription`` applies), the
+learner's answer checked, codecs pinned."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiortc import RTCPeerConnection, RTCRtpSender
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_to_sdp
 
 from .errors import MediaError
 
 __all__ = [
+    "Section",
     "add_all_candidates",
     "drop_mdns_candidates",
     "media_sections",
+    "parse_sdp",
     "pin_codecs",
     "refuse_learner_media",
 ]
 
 _PINNED = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
-_DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+# What aiortc's parser raises on lines it cannot read (it asserts on some, e.g. a candidate).
+_UNREADABLE = (ValueError, IndexError, KeyError, AttributeError, AssertionError, StopIteration)
+
+
+class Section(NamedTuple):
+    """One ``m=`` section."""
+
+    kind: str
+    """audio, video or application."""
+    mid: str
+    """Its ``a=mid`` ("" without one)."""
+    direction: str
+    """sendrecv (the default), sendonly, recvonly or inactive (also a rejected section)."""
+
+
+def parse_sdp(sdp: str) -> SessionDescription:
+    """``sdp`` as aiortc reads it; SDP it cannot read raises ValueError."""
+    try:
+        return SessionDescription.parse(sdp)
+    except _UNREADABLE as exc:
+        raise ValueError(f"unreadable SDP ({type(exc).__name__}: {exc})") from None
+
+
 # A candidate line whose address is an mDNS name (RFC 6762 ``.local``), as browsers write their
 # host candidates: ``a=candidate:<foundation> <component> <transport> <priority> <name>.local``.
 _MDNS_CANDIDATE = re.compile(
@@ -37,26 +62,17 @@ def pin_codecs(transceiver: Any) -> None:
     transceiver.setCodecPreferences(codecs)
 
 
-def media_sections(sdp: str) -> list[tuple[str, str, str]]:
-    """``(kind, mid, direction)`` for each ``m=`` section; direction defaults to sendrecv."""
-    sections = []
-    for chunk in re.split(r"\r?\nm=", "\n" + sdp)[1:]:
-        kind = chunk.split(" ", 1)[0]
-        mid = re.search(r"^a=mid:(\S+)", chunk, flags=re.MULTILINE)
-        direction = "sendrecv"
-        for d in _DIRECTIONS:
-            if re.search(rf"^a={d}\s*$", chunk, flags=re.MULTILINE):
-                direction = d
-        port = chunk.split(" ", 2)[1] if chunk.count(" ") >= 2 else "9"
-        if port == "0":
-            direction = "inactive"  # a rejected section
-        sections.append((kind, mid.group(1) if mid else "", direction))
-    return sections
+def media_sections(description: SessionDescription) -> list[Section]:
+    """The ``m=`` sections, in order."""
+    return [
+        Section(m.kind, m.rtp.muxId or "", "inactive" if m.port == 0 else m.direction or "sendrecv")
+        for m in description.media
+    ]
 
 
-def refuse_learner_media(sdp: str) -> None:
+def refuse_learner_media(description: SessionDescription) -> None:
     """Learners never publish: any section in which a learner would send media is refused."""
-    for kind, mid, direction in media_sections(sdp):
+    for kind, mid, direction in media_sections(description):
         if kind in ("audio", "video") and direction in ("sendrecv", "sendonly"):
             raise MediaError(
                 "learner_cannot_publish",
@@ -83,7 +99,9 @@ def drop_mdns_candidates(sdp: str) -> tuple[str, int]:
     return kept, dropped
 
 
-async def add_all_candidates(pc: RTCPeerConnection, sdp: str, end: bool = True) -> None:
+async def add_all_candidates(
+    pc: RTCPeerConnection, description: SessionDescription, end: bool = True
+) -> None:
     """Give the bundled ICE transport every candidate of the remote SDP.
 
     aiortc takes a bundled transport's remote candidates from the *last* m-section only; an
@@ -91,16 +109,16 @@ async def add_all_candidates(pc: RTCPeerConnection, sdp: str, end: bool = True) 
     waiting for the peer's checks. Duplicates and late additions are ignored by aioice.
     ``end=False`` leaves the candidates open (see :func:`drop_mdns_candidates`).
     """
-    sections = media_sections(sdp)
-    if not sections:
+    if not description.media:
         return
-    first_mid = sections[0][1]
-    for line in dict.fromkeys(re.findall(r"^a=candidate:(\S.*?)\s*$", sdp, flags=re.MULTILINE)):
-        try:
-            candidate = candidate_from_sdp(line)
-        except (ValueError, IndexError):
-            continue  # a malformed candidate is skipped, like a browser would
-        candidate.sdpMid = first_mid
-        await pc.addIceCandidate(candidate)
+    first_mid = description.media[0].rtp.muxId or ""
+    seen: set[str] = set()
+    for media in description.media:
+        for candidate in media.ice_candidates:
+            line = candidate_to_sdp(candidate)
+            if line not in seen:
+                seen.add(line)
+                candidate.sdpMid = first_mid
+                await pc.addIceCandidate(candidate)
     if end:
         await pc.addIceCandidate(None)

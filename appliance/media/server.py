@@ -6,6 +6,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCPeerConnection
@@ -16,11 +17,23 @@ from .hooks import check_private_hooks
 from .ladder import LadderPolicy
 from .network import IceScope, browser_ice_servers, install_aioice_patch, rtc_configuration
 from .observer import MediaObserver, NullObserver
-from .room import MediaRoom
+from .room import MediaRoom, MediaRoomStats
 
-__all__ = ["MediaServer"]
+__all__ = ["MediaServer", "MediaServerStats"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MediaServerStats:
+    """The relay's figures: its rooms, and what failed since the process started."""
+
+    rooms: int
+    ice_failures: int
+    connections_lost: int
+    connect_timeouts: int
+    by_room: dict[int, MediaRoomStats]
+    """By cohort id."""
 
 
 class MediaServer:
@@ -125,11 +138,11 @@ class MediaServer:
                 except Exception:
                     logger.exception("ladder sampling failed in room %s", room.cohort_id)
 
-    def stats(self) -> dict[str, Any]:
-        return {
-            "rooms": len(self._rooms),
-            "ice_failures": self.counters["ice_failures"],
-            "connections_lost": self.counters["connections_lost"],
-            "connect_timeouts": self.counters["connect_timeouts"],
-            "by_room": {cohort_id: room.stats() for cohort_id, room in self._rooms.items()},
-        }
+    def stats(self) -> MediaServerStats:
+        return MediaServerStats(
+            rooms=len(self._rooms),
+            ice_failures=self.counters["ice_failures"],
+            connections_lost=self.counters["connections_lost"],
+            connect_timeouts=self.counters["connect_timeouts"],
+            by_room={cohort_id: room.stats() for cohort_id, room in self._rooms.items()},
+        )

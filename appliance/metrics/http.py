@@ -30,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 
 from appliance.metrics.core import Metrics
 from appliance.settings import Settings
+from appliance.state import app_state
 
 __all__ = [
     "MetricsAccess",
@@ -142,7 +143,7 @@ class MetricsAccess:
 def metrics_access_guard(
     connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
 ) -> None:
-    access: MetricsAccess = connection.app.state.metrics_access
+    access = app_state(connection).metrics_access
     host = connection.client.host if connection.client else None
     if not access.address_allowed(host):
         raise PermissionDeniedException(detail="metrics are not served to this address")
@@ -164,7 +165,7 @@ class MetricsController(PrometheusController):
         cache_control=None,
     )
     async def get(self, request: Request[Any, Any, Any]) -> Response[bytes]:
-        metrics: Metrics = request.app.state.metrics
+        metrics = app_state(request).metrics
         return Response(
             generate_latest(metrics.registry),
             status_code=200,

@@ -10,8 +10,8 @@ from litestar import Controller, Request, get
 
 from appliance.accounts.tables import Role
 from appliance.auth.guards import require_roles
-from appliance.metrics.core import Metrics
 from appliance.metrics.snapshot import RoomView, Snapshot
+from appliance.state import app_state
 
 __all__ = ["OperatorController", "OverviewOut", "overview"]
 
@@ -118,5 +118,5 @@ class OperatorController(Controller):
     @get("/overview", cache_control=None)
     async def get_overview(self, request: Request[Any, Any, Any]) -> OverviewOut:
         """Every open room with its participants, bitrate, loss and RTT, and the capacity left."""
-        metrics: Metrics = request.app.state.metrics
+        metrics = app_state(request).metrics
         return overview(metrics.snapshot())

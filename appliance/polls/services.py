@@ -115,7 +115,9 @@ async def launch_poll(cohort_id: int, poll_id: int, session_id: int | None) -> P
     return await poll_out(poll)
 
 
-async def vote(cohort_id: int, poll_id: int, user_id: int, choices: list[int], *, change: bool):
+async def vote(
+    cohort_id: int, poll_id: int, user_id: int, choices: list[int], *, change: bool
+) -> None:
     """Record (or, with ``change``, replace) a learner's ballot. The one place a vote is counted.
 
     Raises:

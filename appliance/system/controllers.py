@@ -7,6 +7,7 @@ from litestar.response import Response
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from appliance import db
+from appliance.state import app_state
 
 __all__ = ["SystemController"]
 
@@ -22,7 +23,7 @@ class SystemController(Controller):
     @get("/ready", exclude_from_auth=True, exclude_from_csrf=True)
     async def ready(self, request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         """200 once the database answers and every migration has run, else 503."""
-        engine = request.app.state.engine
+        engine = app_state(request).engine
         if not await db.ping(engine):
             return Response(
                 {"status": "unavailable", "reason": "database does not answer"},

@@ -24,11 +24,11 @@ async def test_two_learners_decode_the_trainers_frames(server: MediaServer, even
         await wait_for(lambda: min(a.frames["video"], b.frames["video"]) >= 30)
         await wait_for(lambda: min(a.frames["audio"], b.frames["audio"]) >= 20)
         assert set(a.sizes) == {(320, 240)} == set(b.sizes)
-        stats = server.stats()["by_room"][1]
-        assert stats["learners"] == 2
-        assert stats["tracks_published"] == ["audio", "camera"]
-        assert stats["frames_forwarded"] > 0
-        assert all(0 < t < 2 for t in stats["join_to_first_frame_s"])
+        stats = server.stats().by_room[1]
+        assert stats.learners == 2
+        assert stats.tracks_published == ["audio", "camera"]
+        assert stats.frames_forwarded > 0
+        assert all(0 < t < 2 for t in stats.join_to_first_frame_s)
         # Nothing was decoded on the relay: the decoder queues of the trainer's receivers
         # never got a frame, and no decoded frame waits in their tracks.
         for transceiver in room._publisher.getTransceivers():
@@ -78,9 +78,9 @@ async def test_learner_plis_are_coalesced_and_reach_the_trainer(server: MediaSer
         await wait_for(lambda: trainer.plis_received > before)
         await asyncio.sleep(0.2)
         stats = room.stats()
-        assert stats["plis_in"] - stats_before["plis_in"] == 10
+        assert stats.plis_in - stats_before.plis_in == 10
         # ten requests within the coalescing window -> one PLI upstream
-        assert stats["plis_out"] - stats_before["plis_out"] == 1
+        assert stats.plis_out - stats_before.plis_out == 1
         assert trainer.plis_received - before == 1
     finally:
         for peer in (trainer, learner):
@@ -102,10 +102,10 @@ async def test_a_request_held_back_by_the_coalescing_window_is_sent_when_it_ends
     first, second = Learner(), Learner()
     try:
         await trainer.publish(room)
-        await wait_for(lambda: room.stats()["frames_in"] > 10)  # the trainer is streaming
+        await wait_for(lambda: room.stats().frames_in > 10)  # the trainer is streaming
         await first.join(room, 10)  # -> a PLI now
         await wait_for(lambda: first.frames["video"] >= 5)  # its keyframe came: nothing pending
-        assert room.stats()["plis_out"] == 1
+        assert room.stats().plis_out == 1
         plis = trainer.plis_received
         await second.join(room, 11)  # within the window of the first learner's PLI
         await wait_for(lambda: second.frames["video"] >= 1, within=5)
@@ -125,7 +125,7 @@ async def test_the_room_reports_its_outbound_bitrate(server: MediaServer) -> Non
     a, b = Learner(), Learner()
 
     def bitrate() -> float:
-        return float(server.stats()["by_room"][1]["send_bitrate_bps"])
+        return server.stats().by_room[1].send_bitrate_bps
 
     try:
         await trainer.publish(room)

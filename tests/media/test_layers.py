@@ -84,7 +84,7 @@ async def test_each_level_receives_exactly_its_layers_decodable(server: MediaSer
         assert stats["plis_in"] == 0
         assert room.sources["camera"].stats.keyframes_in == 1
         # The learners' own bandwidth estimates (REMB) reach the ladder.
-        await wait_for(lambda: room.stats()["per_learner"][10]["remb_bps"] is not None, within=10)
+        await wait_for(lambda: room.stats().per_learner[10].remb_bps is not None, within=10)
         camera = room._learners[12].tracks["camera"]
         assert camera.stats.frames_skipped_layer >= 2 * counts["camera_quarter"]
     finally:
@@ -105,7 +105,7 @@ async def test_stepping_down_and_up_needs_no_keyframe(server: MediaServer) -> No
         video = trainer.video
         assert video is not None
         before = (
-            room.stats()["keyframe_requests"],
+            room.stats().keyframe_requests,
             trainer.plis_received,
             camera.stats.keyframes_in,
         )
@@ -128,12 +128,12 @@ async def test_stepping_down_and_up_needs_no_keyframe(server: MediaServer) -> No
                 assert any(L1T3_TIDS[i % 4] == 2 for i in part)
         # No keyframe asked for, none sent: the steps were made on the frames as they came.
         after = (
-            room.stats()["keyframe_requests"],
+            room.stats().keyframe_requests,
             trainer.plis_received,
             camera.stats.keyframes_in,
         )
         assert after == before
-        assert room.stats()["plis_in"] == 0
+        assert room.stats().plis_in == 0
     finally:
         for peer in (trainer, learner):
             await peer.close()
@@ -188,7 +188,7 @@ async def test_a_short_bandwidth_estimate_steps_a_learner_down(make_server, even
         assert all(e.automatic and e.reason.startswith("estimate") for e in steps)
         await asyncio.sleep(1.5)
         assert room.level(10) == "camera_quarter"  # the estimate fits this level: it stays
-        assert room.stats()["per_learner"][10]["remb_bps"] < full
+        assert room.stats().per_learner[10].remb_bps < full
     finally:
         for peer in (trainer, learner):
             await peer.close()

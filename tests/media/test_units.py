@@ -190,3 +190,21 @@ def test_a_failed_step_up_makes_the_next_one_wait_longer() -> None:
     assert ups_after_good_samples(state) == 3
     # The learner's own choice forgets the failures too.
     assert LadderState(hold=9).moved(policy, 0).hold == 0
+
+
+def test_media_sections_read_kind_mid_and_direction() -> None:
+    from appliance.media.sdp import Section, media_sections, parse_sdp
+
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\na=sendonly\r\na=rtpmap:96 VP8/90000\r\n"
+        "m=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\na=recvonly\r\na=rtpmap:96 VP8/90000\r\n"
+    )
+    assert media_sections(parse_sdp(sdp)) == [
+        Section("audio", "0", "sendrecv"),  # no direction line: sendrecv
+        Section("video", "1", "sendonly"),
+        Section("video", "2", "inactive"),  # port 0: a rejected section
+    ]
+    with pytest.raises(ValueError, match="unreadable SDP"):
+        parse_sdp(sdp.replace("m=video 0", "m=video zero"))

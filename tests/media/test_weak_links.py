@@ -26,7 +26,7 @@ async def test_loss_on_one_leg_leaves_the_others_untouched(server: MediaServer) 
         # The clean learner gets every frame (give or take the ones in flight).
         assert got >= sent - 3, (got, sent)
         per = room.stats()
-        assert per["per_learner"][10]["connection"] == "connected"
+        assert per.per_learner[10].connection == "connected"
         clean_tracks = room._learners[10].tracks
         assert clean_tracks["camera"].stats.overflows == 0
         assert clean_tracks["camera"].stats.frames_skipped_waiting_keyframe == 0
@@ -53,10 +53,10 @@ async def test_loss_on_the_trainers_leg_is_repaired_by_nack_and_rtx(server: Medi
         await asyncio.sleep(4.0)
         stats = room.stats()
         sent = trainer.video.frames_sent - sent0
-        assert stats["nacks_out"] > stats0["nacks_out"]  # the relay asked the trainer
+        assert stats.nacks_out > stats0.nacks_out  # the relay asked the trainer
         # Retransmissions filled the holes: nearly every frame reached the learner, decoded.
         assert learner.frames["video"] - start >= 0.9 * sent, (learner.frames, sent)
-        dropped = stats["frames_dropped_incomplete"] - stats0["frames_dropped_incomplete"]
+        dropped = stats.frames_dropped_incomplete - stats0.frames_dropped_incomplete
         assert dropped <= 0.05 * sent
     finally:
         for peer in (trainer, learner):
