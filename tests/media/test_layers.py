@@ -81,7 +81,7 @@ async def test_each_level_receives_exactly_its_layers_decodable(server: MediaSer
         assert 0.15 * full < counts["camera_quarter"] < 0.35 * full, counts
         stats = room.stats()
         # No learner asked for a keyframe: no picture id or sequence number was missing.
-        assert stats["plis_in"] == 0
+        assert stats.plis_in == 0
         assert room.sources["camera"].stats.keyframes_in == 1
         # The learners' own bandwidth estimates (REMB) reach the ladder.
         await wait_for(lambda: room.stats().per_learner[10].remb_bps is not None, within=10)
