@@ -11,8 +11,8 @@ import pytest
 from appliance.engagement import live as engagement_live
 from appliance.engagement import services
 from appliance.engagement.tables import EngagementCounter
-from tests.conftest import World
-from tests.live_server import LiveServer
+from tests.helpers.classroom import LiveServer
+from tests.helpers.world import World
 
 
 async def join(server: LiveServer, world: World, role: str):
