@@ -35,6 +35,8 @@ log = logging.getLogger("estrade.engagement")
 
 SAMPLE_S = 30.0
 FINALISE_S = 300.0
+STOP_S = 10.0
+"""How long a stopping server waits for the running end-of-day step before cancelling it."""
 COUNTED = {"hand_raise": "hands", "reaction": "reactions"}
 
 
@@ -140,30 +142,42 @@ class EngagementLive:
                 done.append((row["id"], day))
         return done
 
-    async def run(self) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sample and finalise until ``stop`` is set (checked between steps)."""
         since_finalise = FINALISE_S  # finalise once at start: days that ended while stopped
-        while True:
+        while not stop.is_set():
             try:
                 if since_finalise >= FINALISE_S:
                     since_finalise = 0.0
                     await self.finalise()
-                await asyncio.sleep(self.sample_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.sample_s)
+                    return
                 since_finalise += self.sample_s
                 self.sample(self.sample_s)
                 await self.flush()
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("engagement counters: will retry")
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
-        task = asyncio.create_task(self.run(), name="engagement")
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.run(stop), name="engagement")
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Stopped between queries, not cancelled in one: a query cancelled on a connection
+            # opened for it (no pool) never closes that connection (Piccolo closes it only
+            # after a result or a PostgresError), and asyncpg warns when it is collected.
+            stop.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), STOP_S)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            except asyncio.CancelledError:
+                task.cancel()
+                raise
             with contextlib.suppress(Exception):
                 await self.flush()

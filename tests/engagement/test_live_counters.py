@@ -54,3 +54,23 @@ async def test_live_counters_reach_the_day_figures(
     await services.aggregate_day(world.cohort.id, today)
     figures = (await services.learner_detail(world.cohort.id, world.learner.id, today, today)).days
     assert [(d.hands, d.reactions) for d in figures] == [(2, 3)]
+
+
+async def test_a_stopping_server_lets_the_running_step_end(app: Any) -> None:
+    """The background task is stopped between steps, not cancelled in a query: a query cancelled
+    on a connection opened for it (PostgreSQL without a pool, as in tests) leaves that
+    connection open, and asyncpg warns when it is collected (a failure in a later test)."""
+    live = app.state.engagement
+    running, ended = asyncio.Event(), []
+    finalise = live.finalise
+
+    async def slow_finalise() -> list[Any]:
+        running.set()
+        await asyncio.sleep(0.3)  # the server stops meanwhile
+        ended.append(await finalise())
+        return ended[-1]
+
+    live.finalise = slow_finalise
+    async with app.lifespan():
+        await running.wait()
+    assert ended == [[]]  # ran to its end (no cohort: nothing to finalise)
