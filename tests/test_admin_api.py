@@ -12,7 +12,7 @@ import pytest
 
 from appliance.accounts import services
 from appliance.accounts.tables import Enrolment, User
-from tests.conftest import ROLES, Client, World, sign_in_as
+from tests.helpers.world import ROLES, Client, World, sign_in_as
 
 Call = Callable[[Client, World], Awaitable[Any]]
 

@@ -2,7 +2,7 @@ import pytest
 
 from appliance.accounts import services
 from appliance.auth.ratelimit import SlidingWindow
-from tests.conftest import PASSWORD, Client, World
+from tests.helpers.world import PASSWORD, Client, World
 
 
 async def test_staff_sign_in_sets_a_secure_session_cookie(client: Client, world: World) -> None:
@@ -28,7 +28,7 @@ async def test_session_id_changes_at_sign_in(client: Client, world: World) -> No
 
 async def test_cookie_is_secure_behind_https(tmp_path, database_url: str) -> None:
     from appliance.app import create_app
-    from tests.conftest import make_settings
+    from tests.helpers.world import make_settings
 
     app = create_app(
         make_settings(tmp_path, database_url=database_url, public_url="https://classe.example.org")

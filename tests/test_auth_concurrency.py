@@ -20,9 +20,8 @@ import pytest
 
 from appliance.auth.passwords import hash_password, verify_password
 from appliance.settings import Settings
-from tests.conftest import PASSWORD, World, make_settings
-from tests.live_server import LiveServer, Peer
-from tests.process_server import ProcessServer
+from tests.helpers.classroom import LiveServer, Peer, ProcessServer
+from tests.helpers.world import PASSWORD, World, make_settings
 from tests.test_live import join
 
 BURST = 30

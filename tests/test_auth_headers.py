@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.attendance.tables import AttendanceRecord
-from tests.conftest import Client, World
+from tests.helpers.world import Client, World
 
 INVISIBLE = [
     "   ",

@@ -18,8 +18,8 @@ from appliance.accounts import schemas as s
 from appliance.accounts import services
 from appliance.accounts.tables import JoinLink
 from appliance.auth.sessions import SESSION_COOKIE
-from tests.conftest import Client, World, make_settings
-from tests.live_server import LiveServer
+from tests.helpers.classroom import LiveServer
+from tests.helpers.world import Client, World, make_settings
 from tests.test_live_access import _admin, _closed, _refused
 
 LEARNER_PASSWORD = "learner-secret-1"

@@ -11,8 +11,8 @@ import httpx
 from appliance.accounts import services
 from appliance.auth.redact import RedactJoinSecrets, redact
 from appliance.settings import Settings
-from tests.conftest import World
-from tests.process_server import ProcessServer
+from tests.helpers.classroom import ProcessServer
+from tests.helpers.world import World
 
 
 async def test_access_log_has_no_join_secret(

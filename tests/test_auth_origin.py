@@ -13,8 +13,8 @@ from websockets.exceptions import InvalidStatus
 
 from appliance.auth.origin import allowed_origins, normalise_origin
 from appliance.settings import SettingsError
-from tests.conftest import World, make_settings
-from tests.live_server import LiveServer
+from tests.helpers.classroom import LiveServer
+from tests.helpers.world import World, make_settings
 
 
 async def _handshake(live: LiveServer, cookie: str, cohort_id: int, origin: str | None) -> Any:

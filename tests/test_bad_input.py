@@ -20,8 +20,8 @@ import pytest
 
 from appliance.db import _all_tables
 from appliance.documents.tables import Document
-from tests.conftest import World
 from tests.documents import samples
+from tests.helpers.world import World
 
 HUGE = 99999999999999999999  # past int64
 PAST_INT32 = 2**31

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.helpers.server import ServedProcess, free_port
+from tests.helpers.server import run_estrade as run
 from tests.pg import PgServer
-from tests.servers import free_port
-
-ESTRADE = [sys.executable, "-m", "appliance"]
-
-
-def run(
-    args: list[str], env: dict[str, str], timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ESTRADE_")}
-    full_env.update(env)
-    return subprocess.run(
-        [*ESTRADE, *args], env=full_env, capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -100,31 +85,14 @@ def test_bad_setting_stops_serve_before_binding(tmp_path: Path) -> None:
 
 def test_serve_migrates_seeds_demo_and_stops_cleanly(tmp_path: Path) -> None:
     """What `make run` does: a fresh data folder is migrated, the demo printed, /ready is 200."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ESTRADE_")}
-    env.update(
-        {"ESTRADE_DATA_DIR": str(tmp_path / "data"), "ESTRADE_PORT": str(port), "ESTRADE_DEMO": "1"}
-    )
-    proc = subprocess.Popen(
-        [*ESTRADE, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            pytest.fail("the server did not answer /health")
-        assert httpx.get(f"{base}/ready").status_code == 200
-        assert httpx.get(f"{base}/health").json() == {"status": "ok"}
-    finally:
-        proc.send_signal(2)  # Ctrl-C
-        out, _ = proc.communicate(timeout=20)
-    assert proc.returncode == 0, out
+    # The default log level, as `make run`: a deprecation warning logged at start would show.
+    env = {"ESTRADE_DEMO": "1", "ESTRADE_LOG_LEVEL": "info"}
+    server = ServedProcess(tmp_path / "data", env, ready="/health")
+    with server:
+        assert httpx.get(f"{server.base}/ready").status_code == 200
+        assert httpx.get(f"{server.base}/health").json() == {"status": "ok"}
+    out, port = server.log(), server.port
+    assert server.process is not None and server.process.returncode == 0, out  # Ctrl-C
     assert out.count(f"http://127.0.0.1:{port}/join/") == 3
     assert "password" in out
     assert (tmp_path / "data" / "estrade.sqlite3").exists()
@@ -161,48 +129,23 @@ def test_demo_links_stay_and_the_admin_can_sign_in(tmp_path: Path) -> None:
     assert "create-admin admin@demo.estrade.invalid" in again.stdout
 
     # The admin signs in with the printed password and revokes one learner's link.
-    port = free_port()
-    server = subprocess.Popen(
-        [*ESTRADE, "serve"],
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("ESTRADE_")},
-            **env,
-            "ESTRADE_PORT": str(port),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.2)
-        with httpx.Client(base_url=base) as http:
-            http.get("/api/auth/csrf")
-            http.headers["x-csrftoken"] = http.cookies["csrftoken"]
-            r = http.post(
-                "/api/auth/login",
-                json={"email": "admin@demo.estrade.invalid", "password": password},
-            )
-            assert r.status_code == 200 and r.json()["role"] == "admin", r.text
-            http.headers["x-csrftoken"] = http.cookies["csrftoken"]  # a new token per session
-            cohort = http.get("/api/admin/cohorts").json()[0]
-            alice = next(
-                m
-                for m in http.get(f"/api/admin/cohorts/{cohort['id']}").json()["learners"]
-                if m["display_name"] == "Alice Martin"
-            )
-            path = f"/api/admin/cohorts/{cohort['id']}/learners/{alice['id']}/join-link/revoke"
-            assert http.post(path).status_code == 200
-    finally:
-        server.send_signal(2)
-        server.wait(timeout=20)
+    with ServedProcess(tmp_path / "data") as server, httpx.Client(base_url=server.base) as http:
+        http.get("/api/auth/csrf")
+        http.headers["x-csrftoken"] = http.cookies["csrftoken"]
+        r = http.post(
+            "/api/auth/login",
+            json={"email": "admin@demo.estrade.invalid", "password": password},
+        )
+        assert r.status_code == 200 and r.json()["role"] == "admin", r.text
+        http.headers["x-csrftoken"] = http.cookies["csrftoken"]  # a new token per session
+        cohort = http.get("/api/admin/cohorts").json()[0]
+        alice = next(
+            m
+            for m in http.get(f"/api/admin/cohorts/{cohort['id']}").json()["learners"]
+            if m["display_name"] == "Alice Martin"
+        )
+        path = f"/api/admin/cohorts/{cohort['id']}/learners/{alice['id']}/join-link/revoke"
+        assert http.post(path).status_code == 200
     third = run(["demo"], env)
     now = _demo_output(third.stdout)
     assert now["Alice Martin"] != links["Alice Martin"]

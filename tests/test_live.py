@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from tests.conftest import World
-from tests.live_server import LiveServer
+from tests.helpers.classroom import LiveServer
+from tests.helpers.world import World
 
 
 async def join(live: LiveServer, world: World, role: str, **params: Any):
@@ -201,7 +201,7 @@ async def test_signals(live: LiveServer, world: World) -> None:
 
 
 async def test_reactions_fade(app: Any, world: World, settings: Any) -> None:
-    from tests.conftest import make_settings
+    from tests.helpers.world import make_settings
 
     s = make_settings(settings.data_dir.parent, database_url=settings.database_url)
     s = type(s)(**{**{f: getattr(s, f) for f in s.__dataclass_fields__}, "reaction_window_s": 1})

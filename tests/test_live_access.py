@@ -15,8 +15,8 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import World
-from tests.live_server import LiveServer, Peer
+from tests.helpers.classroom import LiveServer, Peer
+from tests.helpers.world import World
 from tests.test_live import join
 
 
@@ -156,7 +156,7 @@ def test_a_socket_checked_before_a_change_is_closed_when_it_joins(tmp_path: Any)
 
     from appliance.accounts.tables import Role
     from appliance.live.room import CohortRoom, Conn, RoomRegistry
-    from tests.conftest import make_settings
+    from tests.helpers.world import make_settings
 
     settings = make_settings(tmp_path)
     channels = ChannelsPlugin(backend=MemoryChannelsBackend(), arbitrary_channels_allowed=True)

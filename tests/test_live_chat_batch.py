@@ -6,8 +6,8 @@ import asyncio
 
 from appliance.chat import services as chat
 from appliance.errors import RuleViolation
-from tests.conftest import World
-from tests.live_server import LiveServer
+from tests.helpers.classroom import LiveServer
+from tests.helpers.world import World
 from tests.test_live import join
 
 

@@ -16,8 +16,8 @@ import httpx
 
 from appliance.accounts import schemas as s
 from appliance.accounts import services
-from tests.conftest import World
-from tests.live_server import LiveServer
+from tests.helpers.classroom import LiveServer
+from tests.helpers.world import World
 from tests.media.peers import Learner, Trainer, hide_hosts, wait_for
 from tests.media.peers import mdns_queries as mdns_queries  # the fixture
 from tests.test_live_media import learner_cookie, metric

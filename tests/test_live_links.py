@@ -13,8 +13,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from appliance.settings import Settings
-from tests.conftest import World
-from tests.live_server import LiveServer, Peer
+from tests.helpers.classroom import LiveServer, Peer
+from tests.helpers.world import World
 from tests.test_live import join
 
 

@@ -15,8 +15,8 @@ import pytest
 from appliance.accounts import schemas as s
 from appliance.accounts import services
 from appliance.media.forward import Source
-from tests.conftest import World
-from tests.live_server import LiveServer, Peer
+from tests.helpers.classroom import LiveServer, Peer
+from tests.helpers.world import World
 from tests.media.peers import Learner, Trainer, wait_for
 
 

@@ -14,8 +14,8 @@ from websockets.exceptions import ConnectionClosed
 
 from appliance.accounts import schemas as s
 from appliance.accounts import services
-from tests.conftest import World, _user
-from tests.live_server import LiveServer
+from tests.helpers.classroom import LiveServer
+from tests.helpers.world import World, add_user
 from tests.media.peers import Trainer
 from tests.test_live import join
 from tests.test_live_media import learner_cookie, publish
@@ -33,7 +33,7 @@ async def _third_cohort(world: World) -> int:
     cohort = await services.create_cohort(
         s.CohortIn(name="Cuisine", first_day=today, last_day=today + dt.timedelta(days=60))
     )
-    world.third_trainer = await _user("trainer3@example.org", "trainer")  # type: ignore[attr-defined]
+    world.third_trainer = await add_user("trainer3@example.org", "trainer")  # type: ignore[attr-defined]
     await services.enrol(cohort.id, world.third_trainer.id)  # type: ignore[attr-defined]
     return cohort.id
 

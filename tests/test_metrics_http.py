@@ -17,9 +17,9 @@ from prometheus_client import CollectorRegistry
 from appliance.app import create_app
 from appliance.metrics import Metrics, MetricsAccess, prometheus_config
 from appliance.settings import load_settings
-from tests.conftest import ROLES, Client, World, make_settings, sign_in_as
+from tests.helpers.server import serve
+from tests.helpers.world import ROLES, Client, World, make_settings, sign_in_as
 from tests.metrics_fakes import a_class
-from tests.servers import serve
 
 TOKEN = "s3cret-token-for-prometheus"
 

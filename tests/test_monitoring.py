@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from appliance.app import create_app
-from tests.conftest import make_settings
+from tests.helpers.server import free_port, serve
+from tests.helpers.world import make_settings
 from tests.metrics_fakes import a_class
-from tests.servers import free_port, serve
 
 MONITORING = Path(__file__).parents[1] / "monitoring"
 RULES = MONITORING / "rules" / "estrade.rules.yml"

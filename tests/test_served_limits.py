@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,63 +13,28 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from appliance.accounts import services
-from tests.conftest import World
-from tests.servers import free_port
+from tests.helpers.server import ServedProcess
+from tests.helpers.world import World
 
 
 @pytest.fixture
-def served(tmp_path: Path, database_url: str, world: World) -> Iterator[tuple[str, int]]:
-    """`python -m appliance serve` on 127.0.0.1 with the test database; (base URL, pid)."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ESTRADE_")}
-    env.update(
-        {
-            "ESTRADE_DATA_DIR": str(tmp_path / "served"),
-            "ESTRADE_DATABASE_URL": database_url,
-            "ESTRADE_PORT": str(port),
-            "ESTRADE_PUBLIC_URL": base,
-            "ESTRADE_MEDIA_INTERFACE": "127.0.0.1",
-            "ESTRADE_LOG_LEVEL": "warning",
-        }
-    )
+def served(tmp_path: Path, database_url: str, world: World) -> Iterator[ServedProcess]:
+    """`python -m appliance serve` on 127.0.0.1 with the test database."""
 
     def low_soft_limit() -> None:  # as a shell's default: the server raises it itself
         _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "serve"],
-        env=env,
+    server = ServedProcess(
+        tmp_path / "served",
+        {"ESTRADE_DATABASE_URL": database_url},
+        ready="/health",
         preexec_fn=low_soft_limit,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
     )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail("the server did not answer /health")
-            time.sleep(0.2)
-        yield base, proc.pid
-    finally:
-        proc.send_signal(2)
-        out, _ = proc.communicate(timeout=30)
-    assert "Traceback" not in out, out
-
-
-def _status(pid: int, field: str) -> int:
-    """A kB figure of /proc/<pid>/status (VmHWM: the peak resident memory)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise AssertionError(field)
+    server.env["ESTRADE_PUBLIC_URL"] = server.base
+    with server:
+        yield server
+    assert "Traceback" not in server.log(), server.log()
 
 
 async def _learner_cookie(base: str, world: World) -> str:
@@ -90,9 +51,9 @@ async def _learner_cookie(base: str, world: World) -> str:
 
 
 async def test_a_16_mib_frame_is_refused_before_it_is_held(
-    served: tuple[str, int], world: World
+    served: ServedProcess, world: World
 ) -> None:
-    base, pid = served
+    base = served.base
     cookie = await _learner_cookie(base, world)
     url = base.replace("http://", "ws://") + f"/ws/cohorts/{world.cohort.id}"
     async with websockets.connect(
@@ -102,7 +63,7 @@ async def test_a_16_mib_frame_is_refused_before_it_is_held(
         await ws.send('{"type":"ping","ref":"before"}')
         while '"pong"' not in await asyncio.wait_for(ws.recv(), 10):
             pass
-        peak = _status(pid, "VmHWM")
+        peak = served.memory_kib()["VmHWM"]
         frame = '{"type":"chat_send","text":"' + "x" * (16 * 1024 * 1024 - 2048) + '"}'
         # The server closes while the frame is still being written: the send fails with the
         # server's close frame.
@@ -111,17 +72,17 @@ async def test_a_16_mib_frame_is_refused_before_it_is_held(
             for _ in range(10):
                 await asyncio.wait_for(ws.recv(), 10)
         assert info.value.rcvd is not None and info.value.rcvd.code == 1009
-    grown_kib = _status(pid, "VmHWM") - peak
+    grown_kib = served.memory_kib()["VmHWM"] - peak
     assert grown_kib < 8 * 1024, f"the server's peak memory grew by {grown_kib} KiB"
     # The server goes on: another socket works.
     async with websockets.connect(url, additional_headers={"Cookie": cookie}) as ws:
         assert '"welcome"' in await asyncio.wait_for(ws.recv(), 10)
 
 
-def test_open_files_limit_follows_the_capacity(served: tuple[str, int]) -> None:
+def test_open_files_limit_follows_the_capacity(served: ServedProcess) -> None:
     from appliance.settings import load_settings
 
-    _, pid = served
+    pid = served.pid
     need = load_settings(env={}).open_files_needed
     soft, hard = next(
         (int(line.split()[3]), line.split()[4])

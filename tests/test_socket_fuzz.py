@@ -22,8 +22,8 @@ from websockets.exceptions import ConnectionClosed
 from appliance.accounts import services
 from appliance.accounts.tables import Role
 from appliance.cli import ws_transport_limit
-from tests.conftest import World
-from tests.live_server import LiveServer, Peer
+from tests.helpers.classroom import LiveServer, Peer
+from tests.helpers.world import World
 from tests.socket_strategies import frames
 from tests.test_live_media import learner_cookie
 

@@ -2,7 +2,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from appliance.app import create_app
-from tests.conftest import Client
+from tests.helpers.world import Client
 
 
 async def test_health_answers_ok(client: Client) -> None:
@@ -17,7 +17,7 @@ async def test_ready_when_migrated(client: Client) -> None:
 
 
 async def test_ready_is_503_on_a_database_without_migrations(tmp_path) -> None:
-    from tests.conftest import make_settings
+    from tests.helpers.world import make_settings
 
     app = create_app(make_settings(tmp_path, database_url=f"sqlite://{tmp_path}/empty.sqlite3"))
     async with AsyncTestClient(app=app) as c:
@@ -28,7 +28,7 @@ async def test_ready_is_503_on_a_database_without_migrations(tmp_path) -> None:
 
 
 async def test_ready_is_503_when_the_database_does_not_answer(tmp_path) -> None:
-    from tests.conftest import make_settings
+    from tests.helpers.world import make_settings
 
     app = create_app(
         make_settings(tmp_path, database_url=f"sqlite://{tmp_path}/missing-dir/x/db.sqlite3")

@@ -11,7 +11,7 @@ import pytest
 from appliance.accounts import schemas as s
 from appliance.accounts import services
 from appliance.web.pages import LINK_PROBLEMS
-from tests.conftest import Client, World, sign_in_as
+from tests.helpers.world import Client, World, sign_in_as
 
 WEB = Path(__file__).resolve().parents[1] / "appliance" / "web"
 

@@ -1,8 +1,8 @@
 """What only the live room sees, kept per learner and day; and the end-of-day run.
 
 Raised hands, reactions and time on low bandwidth are live state (not stored by the classroom).
-:class:`EngagementLive` counts them without touching the classroom code: it wraps the two
-handlers (a hand raised, a reaction: counted once accepted) and samples every
+:class:`EngagementLive` counts them without touching the classroom code: it observes the
+messages the dispatcher accepted (a hand raised, a reaction) and samples every
 ``SAMPLE_S`` seconds which learners are on low bandwidth in a running class (chosen by the
 learner or stepped down by the relay). Counts wait in memory and are added to
 ``EngagementCounter`` at each sample and when the server stops (a crash loses at most one
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime as dt
 import logging
 import zoneinfo
@@ -26,7 +25,8 @@ from appliance import db
 from appliance.accounts.tables import Cohort, Role
 from appliance.engagement import services
 from appliance.engagement.tables import EngagementCounter
-from appliance.live.dispatch import Context, Handler
+from appliance.live import protocol as p
+from appliance.live.dispatch import Context
 from appliance.live.room import RoomRegistry
 
 __all__ = ["EngagementLive"]
@@ -36,6 +36,7 @@ log = logging.getLogger("estrade.engagement")
 SAMPLE_S = 30.0
 FINALISE_S = 300.0
 STOP_S = 10.0
+"""How long a stopping server waits for the running end-of-day step before cancelling it."""
 COUNTED = {"hand_raise": "hands", "reaction": "reactions"}
 
 
@@ -48,23 +49,14 @@ class EngagementLive:
         self._tz: dict[int, zoneinfo.ZoneInfo] = {}
         self._carry: dict[tuple[int, int], float] = {}
         self._lock = asyncio.Lock()
-        self._stop = asyncio.Event()
-        self._wrap()
+        registry.dispatcher.on_accepted(self._count)
 
     # ---- counting -------------------------------------------------------------------------
-    def _wrap(self) -> None:
-        routes = self.registry.dispatcher.routes
-        for tag, counter in COUNTED.items():
-            route = routes[tag]
-            routes[tag] = dataclasses.replace(route, handler=self._counted(route.handler, counter))
-
-    def _counted(self, inner: Handler, counter: str) -> Handler:
-        async def handler(ctx: Context, msg: Any) -> None:
-            await inner(ctx, msg)  # a refused message (RuleViolation) is not counted
-            if ctx.conn.capacity is Role.learner:
-                self.note(ctx.room.cohort_id, ctx.conn.user_id, counter)
-
-        return handler
+    def _count(self, ctx: Context, msg: Any) -> None:
+        """A hand raised or a reaction, accepted (a refused one never gets here)."""
+        counter = COUNTED.get(p.tag_of(type(msg)))
+        if counter is not None and ctx.conn.capacity is Role.learner:
+            self.note(ctx.room.cohort_id, ctx.conn.user_id, counter)
 
     def note(self, cohort_id: int, user_id: int, counter: str, amount: int = 1) -> None:
         self.pending.append((cohort_id, user_id, counter, dt.datetime.now(dt.UTC), amount))
@@ -142,36 +134,42 @@ class EngagementLive:
                 done.append((row["id"], day))
         return done
 
-    async def run(self) -> None:
+    async def run(self, stop: asyncio.Event) -> None:
+        """Sample and finalise until ``stop`` is set (checked between steps)."""
         since_finalise = FINALISE_S  # finalise once at start: days that ended while stopped
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 if since_finalise >= FINALISE_S:
                     since_finalise = 0.0
                     await self.finalise()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self.sample_s)
-                    return  # stopping: the lifespan flushes what is left
+                    await asyncio.wait_for(stop.wait(), self.sample_s)
+                    return
                 since_finalise += self.sample_s
                 self.sample(self.sample_s)
                 await self.flush()
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("engagement counters: will retry")
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:
-        self._stop.clear()
-        task = asyncio.create_task(self.run(), name="engagement")
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.run(stop), name="engagement")
         try:
             yield
         finally:
-            # Stop between queries rather than cancel one: a query cancelled half-way leaves its
-            # PostgreSQL connection open when there is no pool (Piccolo closes it only on
-            # success or on a database error). The deadline bounds a hung database.
-            self._stop.set()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(task, STOP_S)
+            # Stopped between queries, not cancelled in one: a query cancelled on a connection
+            # opened for it (no pool) never closes that connection (Piccolo closes it only
+            # after a result or a PostgresError), and asyncpg warns when it is collected.
+            stop.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), STOP_S)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            except asyncio.CancelledError:
+                task.cancel()
+                raise
             with contextlib.suppress(Exception):
                 await self.flush()

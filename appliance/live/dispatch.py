@@ -7,6 +7,7 @@ class, so one parse decodes and validates a frame.
 
 from __future__ import annotations
 
+import logging
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ if TYPE_CHECKING:
     from appliance.live.room import CohortRoom, Conn
     from appliance.settings import Settings
 
-__all__ = ["Context", "Dispatcher", "Handler"]
+__all__ = ["Context", "Dispatcher", "Handler", "Observer"]
+
+log = logging.getLogger("estrade.live")
 
 
 @dataclass(eq=False)
@@ -38,6 +41,8 @@ class Context:
 
 
 Handler = Callable[[Context, Any], Awaitable[None]]
+Observer = Callable[[Context, Any], None]
+"""Told of each message accepted and handled: (the handler's context, the decoded message)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class Dispatcher:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self._decoder: msgspec.json.Decoder[Any] | None = None
+        self._observers: list[Observer] = []
 
     def register(
         self,
@@ -68,6 +74,20 @@ class Dispatcher:
             raise ValueError(f"message type {tag!r} is already registered")
         self.routes[tag] = Route(cls, frozenset(roles), handler, rate_limited)
         self._decoder = None
+
+    def on_accepted(self, observer: Observer) -> None:
+        """Call ``observer`` after each message that passed the role and rate checks and whose
+        handler returned (a refused or failed message is not reported). Synchronous and cheap:
+        it runs before the sender's ack (engagement counts hands and reactions this way)."""
+        self._observers.append(observer)
+
+    def accepted(self, ctx: Context, msg: Any) -> None:
+        """Report ``msg`` to the observers; one failing is logged and does not fail the message."""
+        for observer in self._observers:
+            try:
+                observer(ctx, msg)
+            except Exception:
+                log.exception("observer %r failed on %s", observer, p.tag_of(type(msg)))
 
     @property
     def decoder(self) -> msgspec.json.Decoder[Any]:

@@ -174,6 +174,7 @@ async def _handle(
         registry.failures.log(tag, exc)
         return [p.Error(code="server_error", detail="the server could not do this", ref=msg.ref)]
     registry.count(msg, room.cohort_id)
+    registry.dispatcher.accepted(ctx, msg)
     if msg.ref is not None and tag not in ("ping", "heartbeat"):
         ctx.replies.append(p.Ack(ref=msg.ref))
     return ctx.replies

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ADMIN_EMAIL, PASSWORD, LiveServer, sign_in
+from tests.helpers.browser import ADMIN_EMAIL, PASSWORD, BrowserServer, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -41,7 +41,7 @@ def admin_page(new_page: Any) -> Any:
 
 
 def test_cohort_people_import_and_links(
-    admin_page: Any, new_page: Any, live_server: LiveServer, tmp_path: Path
+    admin_page: Any, new_page: Any, live_server: BrowserServer, tmp_path: Path
 ) -> None:
     page = admin_page
     assert page.url.endswith("/admin")
@@ -191,7 +191,7 @@ def test_cohort_people_import_and_links(
 
 
 def test_people_page_shows_markup_as_text_and_deactivates(
-    admin_page: Any, live_server: LiveServer
+    admin_page: Any, live_server: BrowserServer
 ) -> None:
     api = live_server.api()
     api.user("markup@example.org", "<b>bold</b><script>alert(3)</script>", "learner", None)
@@ -208,7 +208,7 @@ def test_people_page_shows_markup_as_text_and_deactivates(
 
 
 def test_a_form_sent_before_the_page_is_ready_is_sent_once_it_is(
-    admin_page: Any, live_server: LiveServer
+    admin_page: Any, live_server: BrowserServer
 ) -> None:
     """A slow start (the page shows after 1.5 s even when its module has not booted): an account
     typed and sent meanwhile is neither lost nor sent by the browser itself (a bare 405)."""

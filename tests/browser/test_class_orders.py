@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import LiveServer, shoot, sign_in
+from tests.helpers.browser import BrowserServer, shoot, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -42,7 +42,7 @@ SEEN_JS = """() => {
 }"""
 
 
-def world(server: LiveServer, tag: str, learners: int = 4) -> dict[str, Any]:
+def world(server: BrowserServer, tag: str, learners: int = 4) -> dict[str, Any]:
     api = server.api()
     trainer = api.user(f"orders-t-{tag}@example.org", f"Trainer {tag}", "trainer")
     people = [
@@ -116,7 +116,7 @@ def press(console: Any, button: str, pressed: bool) -> None:
 
 @pytest.mark.parametrize("locale", ["en-US", "fr-FR"])
 def test_learners_see_and_hear_the_trainer_in_every_order(
-    new_page: Any, live_server: LiveServer, locale: str
+    new_page: Any, live_server: BrowserServer, locale: str
 ) -> None:
     text = TEXT[locale]
     w = world(live_server, locale[:2])
@@ -205,7 +205,7 @@ def previews(console: Any, selector: str, min_width: int = 1) -> None:
 
 
 def test_trainer_previews_then_reloads_the_console_mid_class(
-    new_page: Any, live_server: LiveServer
+    new_page: Any, live_server: BrowserServer
 ) -> None:
     w = world(live_server, "reload", learners=1)
     cid = w["cohort"]["id"]
@@ -273,7 +273,7 @@ def test_trainer_previews_then_reloads_the_console_mid_class(
 
 
 def test_a_dead_link_is_noticed_and_the_class_resumes(
-    new_page: Any, live_server: LiveServer
+    new_page: Any, live_server: BrowserServer
 ) -> None:
     """The network is cut without closing anything (``set_offline``): the page says
     "reconnecting" within ~10 s, the server drops the socket after ~15 s (the console sees the
@@ -317,7 +317,7 @@ def test_a_dead_link_is_noticed_and_the_class_resumes(
     print(f"dead link: banner after {noticed_s:.1f} s, server drop seen after {dropped_s:.1f} s")
 
 
-def test_the_same_learner_in_two_tabs(new_page: Any, live_server: LiveServer) -> None:
+def test_the_same_learner_in_two_tabs(new_page: Any, live_server: BrowserServer) -> None:
     w = world(live_server, "tabs", learners=1)
     cid = w["cohort"]["id"]
     console = new_page(locale="fr-FR")

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import LiveServer, serve_estrade, sign_in
 from tests.browser.test_class_orders import join, open_classroom, open_console, plays, press, world
+from tests.helpers.browser import BrowserServer, serve_estrade, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -32,13 +32,13 @@ HALVED = {
 
 
 @pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserServer]:
     yield from serve_estrade(tmp_path_factory, {"ESTRADE_MEDIA_STEP_DOWN_LOSS": "0"})
 
 
 @pytest.mark.parametrize("locale", ["fr-FR"])
 def test_an_automatic_step_down_is_told_to_the_learner(
-    new_page: Any, live_server: LiveServer, locale: str
+    new_page: Any, live_server: BrowserServer, locale: str
 ) -> None:
     w = world(live_server, f"q{locale[:2]}", learners=1)
     cid = w["cohort"]["id"]

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import LiveServer, axe_violations, shoot, sign_in
+from tests.helpers.browser import BrowserServer, axe_violations, shoot, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -30,7 +30,7 @@ TEXT = {
 }
 
 
-def _world(server: LiveServer, tag: str) -> dict[str, Any]:
+def _world(server: BrowserServer, tag: str) -> dict[str, Any]:
     api = server.api()
     trainer = api.user(f"trainer-{tag}@example.org", f"Trainer {tag}", "trainer")
     learners = [
@@ -82,7 +82,9 @@ def _no_script_ran(page: Any) -> None:
 
 
 @pytest.mark.parametrize("locale", ["en-US", "fr-FR"])
-def test_a_whole_class(new_page: Any, live_server: LiveServer, locale: str, tmp_path: Any) -> None:
+def test_a_whole_class(
+    new_page: Any, live_server: BrowserServer, locale: str, tmp_path: Any
+) -> None:
     lang = locale[:2]
     w = _world(live_server, lang)
     cid = w["cohort"]["id"]
@@ -224,7 +226,7 @@ def test_a_whole_class(new_page: Any, live_server: LiveServer, locale: str, tmp_
 
 
 def test_unsent_chat_is_kept_and_sent_after_reconnecting(
-    new_page: Any, live_server: LiveServer
+    new_page: Any, live_server: BrowserServer
 ) -> None:
     w = _world(live_server, "net")
     page = new_page()

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import (
+from tests.helpers.browser import (
     ROOT,
-    LiveServer,
+    BrowserServer,
     axe_violations,
     screenshot_dir,
     shoot,
@@ -61,7 +61,7 @@ def first_day_for(days: int) -> dt.date:
 
 
 @pytest.fixture(scope="module")
-def world(live_server: LiveServer) -> dict[str, Any]:
+def world(live_server: BrowserServer) -> dict[str, Any]:
     import json
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESTRADE_")}
@@ -180,7 +180,7 @@ def test_a_narrower_range_and_the_thresholds(new_page: Any, world: dict[str, Any
 
 
 def test_learners_and_operators_do_not_see_it(
-    new_page: Any, world: dict[str, Any], live_server: LiveServer
+    new_page: Any, world: dict[str, Any], live_server: BrowserServer
 ) -> None:
     api = world["api"]
     api.user("ops@example.org", "Olga Ops", "operator")

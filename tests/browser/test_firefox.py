@@ -19,8 +19,8 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import LiveServer, screenshot_dir, sign_in
 from tests.browser.firefox import Firefox
+from tests.helpers.browser import BrowserServer, screenshot_dir, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -55,7 +55,7 @@ STATS_JS = """async () => {
 }"""
 
 
-def _world(server: LiveServer) -> dict[str, Any]:
+def _world(server: BrowserServer) -> dict[str, Any]:
     api = server.api()
     trainer = api.user("trainer-ff@example.org", "Trainer FF", "trainer")
     learner = api.user("ff@example.org", "Firmin <i>Fox</i>", "learner", password=None)
@@ -65,7 +65,7 @@ def _world(server: LiveServer) -> dict[str, Any]:
     return {"trainer": trainer, "cohort": cohort, "link": api.link(cohort["id"], learner["id"])}
 
 
-def _until_media(firefox: Firefox, server: LiveServer, within_s: float = 30) -> Any:
+def _until_media(firefox: Firefox, server: BrowserServer, within_s: float = 30) -> Any:
     """The learner's stats once a video frame was decoded and an audio packet received."""
     deadline = time.monotonic() + within_s
     while True:
@@ -90,7 +90,7 @@ def firefox(tmp_path: Path) -> Any:
 
 
 def test_a_firefox_learner_in_a_chromium_class(
-    new_page: Any, live_server: LiveServer, firefox: Firefox
+    new_page: Any, live_server: BrowserServer, firefox: Firefox
 ) -> None:
     w = _world(live_server)
     cid = w["cohort"]["id"]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import LiveServer, screenshot_dir, sign_in
+from tests.helpers.browser import BrowserServer, screenshot_dir, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -50,7 +50,7 @@ def picture(target: Any, name: str) -> None:
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
-def test_the_guide_step_by_step(new_page: Any, live_server: LiveServer, lang: str) -> None:
+def test_the_guide_step_by_step(new_page: Any, live_server: BrowserServer, lang: str) -> None:
     locale = {"en": "en-GB", "fr": "fr-FR"}[lang]
     text = TEXT[lang]
     api = live_server.api()

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import websockets
 
-from tests.browser.conftest import LiveServer, sign_in
 from tests.browser.test_media import TRAINER_JS
-from tests.live_server import Peer
+from tests.helpers.browser import BrowserServer, sign_in
+from tests.helpers.classroom import Peer
 from tests.media.peers import Learner
 
 pytestmark = pytest.mark.browser
@@ -68,7 +68,7 @@ async def learn_at_each_level(base: str, cookie: str, cohort_id: int) -> dict[st
 
 
 def test_a_chromium_trainer_sends_l1t3_and_each_level_gets_its_layers(
-    new_page: Any, live_server: LiveServer
+    new_page: Any, live_server: BrowserServer
 ) -> None:
     api = live_server.api()
     trainer = api.user("layers-trainer@example.org", "Tess", "trainer")

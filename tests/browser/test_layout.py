@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import LiveServer, screenshot_dir, shoot, sign_in
+from tests.helpers.browser import BrowserServer, screenshot_dir, shoot, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -80,7 +80,7 @@ def no_sideways_scroll(page: Any, what: str) -> None:
     assert got["scrollWidth"] <= got["clientWidth"], f"{what} scrolls sideways: {got}"
 
 
-def _world(server: LiveServer, tag: str) -> dict[str, Any]:
+def _world(server: BrowserServer, tag: str) -> dict[str, Any]:
     api = server.api()
     trainer = api.user(f"layout-trainer-{tag}@example.org", f"Claire Formatrice {tag}", "trainer")
     learners = [
@@ -163,7 +163,7 @@ def _console(page: Any, width: int, what: str) -> None:
 
 @pytest.mark.parametrize("locale", ["en-US", "fr-FR"])
 def test_pages_fit_a_phone_and_a_wide_screen(
-    new_page: Any, live_server: LiveServer, locale: str
+    new_page: Any, live_server: BrowserServer, locale: str
 ) -> None:
     lang = locale[:2]
     w = _world(live_server, lang)

@@ -7,13 +7,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ADMIN_EMAIL, LiveServer, axe_violations, shoot, sign_in
+from tests.helpers.browser import ADMIN_EMAIL, BrowserServer, axe_violations, shoot, sign_in
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def world(live_server: LiveServer) -> dict[str, Any]:
+def world(live_server: BrowserServer) -> dict[str, Any]:
     api = live_server.api()
     w: dict[str, Any] = {"api": api, "cohort": api.cohort("Développement web — session d'automne")}
     cid = w["cohort"]["id"]
@@ -32,7 +32,7 @@ def world(live_server: LiveServer) -> dict[str, Any]:
 
 
 def test_language_follows_the_browser_then_the_choice(
-    new_page: Any, world: dict[str, Any], live_server: LiveServer
+    new_page: Any, world: dict[str, Any], live_server: BrowserServer
 ) -> None:
     page = new_page(locale="fr-FR")
     page.goto("/login")

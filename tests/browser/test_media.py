@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import LiveServer, sign_in
+from tests.helpers.browser import BrowserServer, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -102,7 +102,7 @@ def poll(page: Any, js: str, until: Any, within: float = 20.0) -> Any:
 
 
 def test_trainer_publishes_camera_and_mic_learner_decodes(
-    new_page: Any, live_server: LiveServer
+    new_page: Any, live_server: BrowserServer
 ) -> None:
     api = live_server.api()
     trainer = api.user("media-trainer@example.org", "Tess", "trainer")

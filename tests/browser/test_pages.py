@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ADMIN_EMAIL, LiveServer, shoot, sign_in
+from tests.helpers.browser import ADMIN_EMAIL, BrowserServer, shoot, sign_in
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def world(live_server: LiveServer) -> dict[str, Any]:
+def world(live_server: BrowserServer) -> dict[str, Any]:
     api = live_server.api()
     w: dict[str, Any] = {"api": api}
     w["trainer"] = api.user("trainer@example.org", "Tina Trainer", "trainer")

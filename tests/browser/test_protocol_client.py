@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import LiveServer
+from tests.helpers.browser import BrowserServer
 
 pytestmark = pytest.mark.browser
 
@@ -43,7 +43,7 @@ REQUESTS_JS = """async (cohortId) => {
 
 
 def test_request_resolves_on_its_ack_and_rejects_on_each_refusal(
-    new_page: Any, live_server: LiveServer
+    new_page: Any, live_server: BrowserServer
 ) -> None:
     api = live_server.api()
     learner = api.user("request-learner@example.org", "Rémi", "learner", password=None)

@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, LiveServer, serve_estrade, sign_in
 from tests.browser.test_media import LEARNER_JS, STATS_JS, TRAINER_JS
+from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, BrowserServer, serve_estrade, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -81,12 +81,14 @@ def thin_link() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def live_server(thin_link: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+def live_server(
+    thin_link: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BrowserServer]:
     yield from serve_estrade(tmp_path_factory, {"ESTRADE_MEDIA_INTERFACE": HOST_IP})
 
 
 @pytest.fixture(scope="module")
-def forwarders(live_server: LiveServer) -> Iterator[None]:
+def forwarders(live_server: BrowserServer) -> Iterator[None]:
     port = live_server.url.rsplit(":", 1)[1]
     procs = []
     try:
@@ -144,7 +146,7 @@ TRAINER_STATS = """async () => {
 
 
 def test_a_thin_link_keeps_camera_and_voice_and_a_clean_one_gets_every_frame(
-    thin_browser: Any, browser: Any, new_page: Any, live_server: LiveServer, forwarders: None
+    thin_browser: Any, browser: Any, new_page: Any, live_server: BrowserServer, forwarders: None
 ) -> None:
     api = live_server.api()
     trainer = api.user("thin-trainer@example.org", "Tess", "trainer")

@@ -298,7 +298,7 @@ def test_rendered_proxy_logs_no_join_secret(rendered, tmp_path):
     import socket
     import time
 
-    from tests.servers import free_port
+    from tests.helpers.server import free_port
 
     _, pyinfra_out, _ = rendered
     tls = tmp_path / "tls"

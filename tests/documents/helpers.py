@@ -9,7 +9,7 @@ from litestar import Litestar
 
 from appliance.documents.storage import BlobStore
 from appliance.documents.tables import Document
-from tests.conftest import Client
+from tests.helpers.world import Client
 
 
 async def upload(

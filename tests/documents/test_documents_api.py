@@ -13,9 +13,9 @@ from appliance.app import create_app
 from appliance.documents import services
 from appliance.documents.schemas import DocumentOut
 from appliance.documents.tables import Document
-from tests.conftest import ROLES, Client, World, make_settings, new_client, sign_in_as
 from tests.documents import bombs, samples
 from tests.documents.helpers import assert_nothing_kept, files_under, store_of, upload
+from tests.helpers.world import ROLES, Client, World, make_settings, new_client, sign_in_as
 
 PDF = samples.pdf()
 

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,32 +20,26 @@ import httpx
 import pytest
 
 from appliance.documents.tables import Document
-from tests.conftest import PASSWORD, World
 from tests.documents import bombs, samples
-from tests.servers import free_port
+from tests.helpers.server import ServedProcess
+from tests.helpers.world import PASSWORD, World
 
 MB = 1024 * 1024
 
 
-class Server:
-    def __init__(self, proc: subprocess.Popen[bytes], port: int, data_dir: Path) -> None:
-        self.proc = proc
-        self.port = port
-        self.base = f"http://127.0.0.1:{port}"
-        self.data_dir = data_dir
+class Server(ServedProcess):
+    """``estrade serve`` on the test database, documents up to 100 MB, a pool of 2."""
 
-    def reset_peak(self) -> None:
-        """Reset VmHWM to the current RSS (Linux: ``5`` in ``/proc/PID/clear_refs``)."""
-        Path(f"/proc/{self.proc.pid}/clear_refs").write_text("5")
-
-    def memory_kib(self) -> dict[str, int]:
-        """VmRSS and VmHWM (peak resident set) of the server process."""
-        out: dict[str, int] = {}
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in {"VmRSS", "VmHWM"}:
-                out[key] = int(value.split()[0])
-        return out
+    def __init__(self, data_dir: Path, database_url: str) -> None:
+        super().__init__(
+            data_dir,
+            {
+                "ESTRADE_DATABASE_URL": database_url,
+                "ESTRADE_SESSION_STORE": "memory",
+                "ESTRADE_DATABASE_POOL_SIZE": "2",
+                "ESTRADE_DOCUMENT_MAX_BYTES": str(100 * MB),
+            },
+        )
 
     @contextlib.contextmanager
     def signed_in(self, email: str) -> Iterator[httpx.Client]:
@@ -63,34 +54,8 @@ class Server:
 
 @pytest.fixture
 def server(tmp_path: Path, database_url: str, world: World) -> Iterator[Server]:
-    port = free_port()
-    data_dir = tmp_path / "server-data"
-    env = {
-        **os.environ,
-        "ESTRADE_DATA_DIR": str(data_dir),
-        "ESTRADE_DATABASE_URL": database_url,
-        "ESTRADE_PORT": str(port),
-        "ESTRADE_SESSION_STORE": "memory",
-        "ESTRADE_LOG_LEVEL": "warning",
-        "ESTRADE_DATABASE_POOL_SIZE": "2",
-        "ESTRADE_DOCUMENT_MAX_BYTES": str(100 * MB),
-    }
-    env.pop("ESTRADE_CONFIG", None)
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], env=env)
-    srv = Server(proc, port, data_dir)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{srv.base}/ready", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, "the server exited"
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.1)
-    yield srv
-    proc.terminate()
-    proc.wait(timeout=15)
+    with Server(tmp_path / "server-data", database_url) as server:
+        yield server
 
 
 def _body(size: int, chunk: int = 256 * 1024) -> Iterator[bytes]:

@@ -12,7 +12,7 @@ from litestar import Litestar
 
 from appliance.accounts import services as accounts
 from appliance.engagement.tables import EngagementClassDay, EngagementDay
-from tests.conftest import ROLES, Client, World, _user, sign_in_as
+from tests.helpers.world import ROLES, Client, World, add_user, sign_in_as
 
 DAY = dt.date(2026, 11, 3)
 Q = f"date_from={DAY}&date_to={DAY}"
@@ -96,7 +96,7 @@ async def test_cohort_view_export_and_thresholds(
 ) -> None:
     await seed(world)
     c = world.cohort.id
-    gone = await _user("=cmd|' /C calc'!A0@example.org", "learner", password=None)
+    gone = await add_user("=cmd|' /C calc'!A0@example.org", "learner", password=None)
     await accounts.enrol(c, gone.id)
     await EngagementDay(
         cohort=c, user=gone.id, day=DAY, half_days=2, half_days_attended=2, half_days_signed=2

@@ -10,7 +10,7 @@ import datetime as dt
 from appliance.attendance.services import verify_chain
 from appliance.engagement import services
 from appliance.engagement.generate import seed_cohort
-from tests.conftest import Client, World
+from tests.helpers.world import Client, World
 
 
 async def test_a_generated_cohort_reads_whole(client: Client, world: World) -> None:

@@ -19,7 +19,7 @@ from appliance.engagement.live import EngagementLive
 from appliance.engagement.schemas import Thresholds
 from appliance.engagement.tables import EngagementClassDay, EngagementDay
 from appliance.polls.tables import Ballot, Poll
-from tests.conftest import World, _user
+from tests.helpers.world import World, add_user
 
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 DAY = dt.date(2026, 11, 3)
@@ -70,7 +70,7 @@ async def rows_of(cohort_id: int, day: dt.date) -> dict[int, dict[str, Any]]:
 
 async def test_a_class_day_is_aggregated_from_the_raw_records(world: World, app: Any) -> None:
     c, a, trainer = world.cohort.id, world.learner.id, world.trainer.id
-    b = (await _user("bea@example.org", "learner", password=None)).id
+    b = (await add_user("bea@example.org", "learner", password=None)).id
     await accounts.enrol(c, b)
     await backdate_enrolments(c, at(8, 0, DAY - dt.timedelta(days=7)))
     await ClassSession(cohort=c, started_at=at(9), ended_at=at(17)).save()
@@ -292,7 +292,7 @@ async def test_signals_fire_at_their_boundaries(world: World) -> None:
     c = world.cohort.id
     users: dict[str, int] = {}
     for name in LEARNERS:
-        users[name] = (await _user(f"{name}@example.org", "learner", password=None)).id
+        users[name] = (await add_user(f"{name}@example.org", "learner", password=None)).id
         await accounts.enrol(c, users[name])
     await Enrolment.delete().where(Enrolment.user == world.learner.id)
     rows = []

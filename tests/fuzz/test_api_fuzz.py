@@ -29,8 +29,8 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from tests.conftest import World
 from tests.documents import samples
+from tests.helpers.world import World
 
 ROLES = ("anonymous", "learner", "trainer", "operator", "admin")
 # Signing out would end the session; archiving would end the cohort (or the account).

@@ -1,16 +1,17 @@
-"""A real uvicorn server on 127.0.0.1 in a thread, and a small websocket client for tests."""
+"""Classroom-socket tests against a real server: :class:`LiveServer` (the app under uvicorn in
+a thread) and :class:`ProcessServer` (``estrade serve`` in a child process), both with the same
+helpers (a role's cookie, a socket as a :class:`Peer`); servers from tests/helpers/server.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 import websockets
 from websockets.asyncio.client import ClientConnection
 
@@ -18,42 +19,21 @@ from appliance.accounts import services
 from appliance.app import create_app
 from appliance.cli import ws_transport_limit
 from appliance.settings import Settings
-from tests.servers import free_port
+from tests.helpers.server import ServedProcess, ThreadServer
+from tests.helpers.world import PASSWORD
+
+__all__ = ["LiveServer", "Peer", "ProcessServer"]
 
 
-class LiveServer:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.port = free_port()
-        self.app = create_app(settings)
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            lifespan="on",
-            ws_max_size=ws_transport_limit(settings),  # as `estrade serve`
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.peers: list[Peer] = []
+class ClassroomClient:
+    """Sign in and open classroom sockets on a served app (``base`` and ``port``)."""
+
+    port: int
+    peers: list[Peer]
 
     @property
-    def base(self) -> str:
+    def base(self) -> str:  # the server's own (same URL)
         return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=20)
 
     async def cookie(self, world: Any, role: str) -> str:
         """A ``Cookie`` header for ``role`` (learners through a fresh join link)."""
@@ -73,7 +53,7 @@ class LiveServer:
             elif role != "anonymous":
                 r = await c.post(
                     "/api/auth/login",
-                    json={"email": getattr(world, role).email, "password": "correct horse battery"},
+                    json={"email": getattr(world, role).email, "password": PASSWORD},
                 )
                 assert r.status_code == 200, r.text
             return "; ".join(f"{k}={v}" for k, v in c.cookies.items())
@@ -98,6 +78,37 @@ class LiveServer:
                 await asyncio.wait_for(peer.ws.close(), 5)
             peer.ws.transport.abort()
         self.peers.clear()
+
+
+class LiveServer(ThreadServer, ClassroomClient):
+    """The app built from ``settings`` under uvicorn in a thread (its ``app.state`` reachable)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # The WebSocket frame limit as `estrade serve` sets it.
+        super().__init__(create_app(settings), ws_max_size=ws_transport_limit(settings))
+        self.peers = []
+
+
+class ProcessServer(ServedProcess, ClassroomClient):
+    """``estrade serve`` on the database and data folder of ``settings``; ``env``: more settings
+    by lower-case name (``log_level="warning"``). Logs at ``info`` by default, for tests that
+    read what it logs (:meth:`log`)."""
+
+    def __init__(self, settings: Settings, log_path: Path, **env: str) -> None:
+        self.settings = settings
+        super().__init__(
+            settings.data_dir,
+            {
+                "ESTRADE_DATABASE_URL": settings.database_url,
+                "ESTRADE_PUBLIC_URL": settings.public_url,
+                "ESTRADE_SESSION_STORE": settings.session_store,
+                "ESTRADE_LOG_LEVEL": "info",
+                **{f"ESTRADE_{k.upper()}": v for k, v in env.items()},
+            },
+            log_path=log_path,
+        )
+        self.peers = []
 
 
 class Peer:
