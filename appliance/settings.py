@@ -142,7 +142,9 @@ class Settings:
     stun_url: str = ""
     """STUN server (``stun:host:3478``); empty: none, never a public one by default."""
     turn_url: str = ""
-    """TURN server (``turn:host:3478?transport=udp`` or ``turns:host:443?transport=tcp``)."""
+    """TURN servers, comma-separated, in the order browsers should try them (e.g.
+    ``turn:host:3478?transport=udp,turns:turn.host:443?transport=tcp``): each is handed to
+    browsers with the same time-limited credentials; the relay itself uses the first."""
     turn_secret: str = ""
     """Shared secret of coturn's ``use-auth-secret``; required with ``turn_url``."""
     turn_ttl_s: int = 12 * 3600
@@ -178,6 +180,11 @@ class Settings:
         if self.secure_cookies is not None:
             return self.secure_cookies
         return self.resolved_public_url.startswith("https://")
+
+    @property
+    def turn_urls(self) -> list[str]:
+        """``turn_url`` split at commas (empty entries dropped)."""
+        return [u.strip() for u in self.turn_url.split(",") if u.strip()]
 
     @property
     def uses_postgres(self) -> bool:
@@ -340,8 +347,9 @@ def _validate_media(s: Settings, bad: Any) -> None:
         )
     if s.stun_url and not s.stun_url.startswith(("stun:", "stuns:")):
         raise bad("stun_url", s.stun_url, "must start with stun: or stuns:")
-    if s.turn_url and not s.turn_url.startswith(("turn:", "turns:")):
-        raise bad("turn_url", s.turn_url, "must start with turn: or turns:")
+    for url in s.turn_urls:
+        if not url.startswith(("turn:", "turns:")):
+            raise bad("turn_url", url, "must start with turn: or turns:")
     if s.turn_url and not s.turn_secret:
         raise bad("turn_secret", "", "is required with turn_url")
     if s.media_send_path not in ("lean", "aiortc"):

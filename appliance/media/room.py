@@ -77,12 +77,18 @@ def _ice_transports(pc: RTCPeerConnection) -> list[Any]:
 
 
 def _relayed(pc: RTCPeerConnection) -> bool:
-    """Whether the nominated ICE pair goes through TURN (aioice's ``_nominated``, guarded)."""
+    """Whether the nominated ICE pair goes through TURN (aioice's ``_nominated``, guarded).
+
+    Either end may be the relayed one: the relay's own allocation (local candidate) or, the
+    usual case, the learner's (remote candidate: a browser behind a strict firewall, over
+    TURN UDP or TURN over TLS on 443).
+    """
     for ice in _ice_transports(pc):
         nominated = getattr(getattr(ice, "_connection", None), "_nominated", None) or {}
         for pair in nominated.values():
-            if getattr(getattr(pair, "local_candidate", None), "type", "") == "relay":
-                return True
+            for end in ("local_candidate", "remote_candidate"):
+                if getattr(getattr(pair, end, None), "type", "") == "relay":
+                    return True
     return False
 
 

@@ -156,6 +156,12 @@ def test_rendered_config_is_valid_toml_the_appliance_accepts(rendered, tmp_path)
     settings = load_settings(env={}, config_path=config)
     assert settings.port == variables["estrade_port"]
     assert settings.public_url == variables["estrade_public_url"]
+    # Browsers get TURN over UDP, then TURN over TLS on port 443 under the TURN name.
+    name = variables["estrade_server_name"]
+    assert settings.turn_urls == [
+        f"turn:{name}:3478?transport=udp",
+        f"turns:turn.{name}:443?transport=tcp",
+    ]
 
 
 def test_rendered_firewall_passes_nft_check(rendered):

@@ -199,8 +199,8 @@ class Trainer:
 class Learner:
     """A learner's browser: receives, decodes (or only counts) what the relay sends."""
 
-    def __init__(self, decode: bool = True) -> None:
-        self.pc = RTCPeerConnection(config())
+    def __init__(self, decode: bool = True, configuration: RTCConfiguration | None = None) -> None:
+        self.pc = RTCPeerConnection(configuration or config())
         self.decode = decode
         self.frames: dict[str, int] = {"audio": 0, "video": 0}
         self.packets = 0  # RTP packets received (count-only learners)
