@@ -166,6 +166,8 @@ async def test_a_learner_with_only_turns_on_443_receives_video_and_audio(
             overview = (await http.get("/api/operator/overview")).json()
         (room,) = [r for r in overview["rooms"] if r["cohort_id"] == cid]
         assert room["relayed_connections"] == 1
+        # aiortc's relay candidates all have type preference 0, as TLS ones have in Chrome.
+        assert room["paths"] == {"direct": 0, "turn_udp": 0, "turn_tls": 1}
     finally:
         await learner.pc.close()
         await trainer.close()

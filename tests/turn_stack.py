@@ -28,7 +28,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 if str(Path(__file__).resolve().parents[1]) not in sys.path:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from provisioning.variables import JINJA_ENV_KWARGS, ROLES_DIR, site_variables
+from provisioning.variables import JINJA_ENV_KWARGS, ROLES_DIR, role_defaults, site_variables
 from tests.servers import free_port
 
 NGINX = "/usr/sbin/nginx"
@@ -132,7 +132,12 @@ class TurnStack:
         self.turn_port = free_port()
         self.turn_tls_port = free_port()
         relay_min = 20000 + (self.turn_port % 400) * 100
+        # The roles' URLs, except that TURN over UDP names 127.0.0.1 (estrade.test resolves
+        # nowhere: no DNS query may leave the machine); the turns: one stays as the role has it.
+        udp, tls = role_defaults()["estrade_turn_urls"]
+        assert "{{ estrade_server_name }}" in udp and tls.startswith("turns:")
         self.overrides: dict[str, Any] = {
+            "estrade_turn_urls": [udp.replace("{{ estrade_server_name }}", "127.0.0.1"), tls],
             "estrade_server_name": SITE_NAME,
             "estrade_turn_secret": SECRET,
             "nginx_turn_server_name": TURN_NAME,
@@ -161,6 +166,11 @@ class TurnStack:
     def turn_urls(self) -> str:
         """What the roles write into estrade.toml (``estrade_turn_urls``, comma-separated)."""
         return ",".join(self.variables["estrade_turn_urls"])
+
+    @property
+    def turn_udp_url(self) -> str:
+        (url,) = [u for u in self.variables["estrade_turn_urls"] if u.startswith("turn:")]
+        return url
 
     @property
     def turns_url(self) -> str:

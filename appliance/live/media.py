@@ -242,7 +242,12 @@ class MediaBridge:
         for cid, st in self.server.stats()["by_room"].items():
             live: list[str] = st["tracks_published"]
             links: list[Any] = [
-                LearnerLink(rtt_s=lr["rtt_s"], loss_ratio=lr["loss"] or 0.0, relayed=lr["relayed"])
+                LearnerLink(
+                    rtt_s=lr["rtt_s"],
+                    loss_ratio=lr["loss"] or 0.0,
+                    relayed=lr["relayed"],
+                    path=lr["path"],
+                )
                 for lr in st["per_learner"].values()
                 if lr["rtt_s"] is not None
             ]

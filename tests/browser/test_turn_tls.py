@@ -39,20 +39,20 @@ from tests.turn_stack import SECRET, TURN_NAME, TurnStack
 
 pytestmark = pytest.mark.browser
 
-# What a learner's network allows, played inside the browser: only the turns: server, and
-# relay candidates only (no host or server-reflexive path can be tried).
-ONLY_TURNS_443 = """
-(() => {
+# What a learner's network allows, played inside the browser: only the TURN server of one
+# scheme (turns: or turn:), and relay candidates only (no host or server-reflexive path).
+ONLY_SCHEME = """
+((scheme) => {
   const Native = window.RTCPeerConnection;
   function RelayOnly(config = {}) {
     const iceServers = (config.iceServers || []).filter((s) =>
-      [].concat(s.urls).every((u) => u.startsWith("turns:")));
+      [].concat(s.urls).every((u) => u.startsWith(scheme + ":")));
     window.handedIceServers = config.iceServers;
     return new Native({ ...config, iceServers, iceTransportPolicy: "relay" });
   }
   RelayOnly.prototype = Native.prototype;
   window.RTCPeerConnection = RelayOnly;
-})();
+})(%r);
 """
 
 PATH_JS = """async () => {
@@ -105,27 +105,32 @@ def browser(stack: TurnStack) -> Iterator[Any]:
     pw.stop()
 
 
+def _learner(new_page: Any, link: str, cohort_id: int, scheme: str) -> Any:
+    page = new_page()
+    page.context.add_init_script(ONLY_SCHEME % scheme)
+    page.goto(link)
+    page.wait_for_url(re.compile(f"/classroom/{cohort_id}$"))
+    page.goto("/health")
+    assert page.evaluate(LEARNER_JS, cohort_id) is True
+    return page
+
+
 def test_a_learner_with_only_turns_on_443_and_relay_policy_decodes_the_class(
     new_page: Any, live_server: LiveServer, stack: TurnStack
 ) -> None:
     api = live_server.api()
     trainer = api.user("tls-trainer@example.org", "Tess", "trainer")
     learner = api.user("tls-learner@example.org", "Léa", "learner", password=None)
+    other = api.user("udp-learner@example.org", "Ugo", "learner", password=None)
     cohort = api.cohort("Pare-feu")
-    api.enrol(cohort["id"], trainer["id"])
-    api.enrol(cohort["id"], learner["id"])
-    link = api.link(cohort["id"], learner["id"])
+    for user in (trainer, learner, other):
+        api.enrol(cohort["id"], user["id"])
 
     tpage = new_page()
     sign_in(tpage, "tls-trainer@example.org")
     tpage.evaluate(TRAINER_JS, cohort["id"])
 
-    lpage = new_page()
-    lpage.context.add_init_script(ONLY_TURNS_443)
-    lpage.goto(link)
-    lpage.wait_for_url(re.compile(f"/classroom/{cohort['id']}$"))
-    lpage.goto("/health")
-    assert lpage.evaluate(LEARNER_JS, cohort["id"]) is True
+    lpage = _learner(new_page, api.link(cohort["id"], learner["id"]), cohort["id"], "turns")
     first = poll(lpage, STATS_JS, lambda s: s["framesDecoded"] > 0, within=40)
     lpage.wait_for_timeout(2000)
     later = lpage.evaluate(STATS_JS)
@@ -142,20 +147,37 @@ def test_a_learner_with_only_turns_on_443_and_relay_policy_decodes_the_class(
     assert path["candidateType"] == "relay" and path["relayProtocol"] == "tls", path
     assert path["url"] == stack.turns_url, path
 
-    # The appliance counts this learner's connection as relayed.
+    # A second learner whose network lets UDP out to TURN only: TURN over UDP.
+    upage = _learner(new_page, api.link(cohort["id"], other["id"]), cohort["id"], "turn")
+    poll(upage, STATS_JS, lambda s: s["framesDecoded"] > 10, within=40)
+    udp = upage.evaluate(PATH_JS)
+    assert udp["candidateType"] == "relay" and udp["relayProtocol"] == "udp", udp
+    assert udp["url"] == stack.turn_udp_url, udp
+
+    # The appliance counts both connections as relayed; the operator page tells which path.
     deadline = time.monotonic() + 20
     while True:
         text = httpx.get(f"{live_server.url}/metrics", timeout=10).text
         relayed = metric(text, "estrade_media_connections", cohort_id=str(cohort["id"]),
                          path="relayed")  # fmt: skip
-        if relayed == 1 or time.monotonic() > deadline:
+        if relayed == 2 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    assert relayed == 1, text
+    assert relayed == 2, text
     assert metric(text, "estrade_media_connections", cohort_id=str(cohort["id"]),
                   path="direct") == 0  # fmt: skip
+    overview = api.call("GET", "/api/operator/overview")
+    (room,) = [r for r in overview["rooms"] if r["cohort_id"] == cohort["id"]]
+    assert room["paths"] == {"direct": 0, "turn_udp": 1, "turn_tls": 1}, room
+    admin = new_page()
+    sign_in(admin, "admin@example.org")
+    admin.goto("/operator")
+    row = admin.locator(f"#rooms-body tr[data-cohort='{cohort['id']}'] .paths")
+    row.wait_for()
+    assert row.inner_text() == "Paths: 0 direct, 1 TURN UDP, 1 TURN TLS 443"
 
     lpage.evaluate("() => window.learner.stop()")
+    upage.evaluate("() => window.learner.stop()")
     tpage.evaluate("() => window.trainer.stop()")
     # The learner's media crossed nginx's shared port under the TURN name (logged at the end).
     hop = stack.variables["nginx_turn_hop_listen"]
