@@ -229,7 +229,9 @@ def estrade(v: dict[str, Any]) -> None:
         (prefix, "root", "root", "755"),
         (f"{prefix}/venvs", "root", "root", "755"),
         (f"{prefix}/wheelhouse", "root", "root", "755"),
-        (v["estrade_config_dir"], "root", group, "750"),
+        # 0751: others pass through (not list) to the TLS folder inside, which coturn's user
+        # reads through its own group; estrade.toml stays root:estrade 0640.
+        (v["estrade_config_dir"], "root", group, "751"),
         (v["estrade_data_dir"], user, group, "750"),
         (v["estrade_log_dir"], "root", group, "750"),
         (v["estrade_backup_dir"], "root", "root", "700"),

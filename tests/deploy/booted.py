@@ -153,6 +153,10 @@ def check_host(host: Host) -> None:
     )
     assert turn.returncode == 0, turn.stdout + turn.stderr
     assert "relayed 127.0.0.1:" in turn.stdout
+    # coturn read the certificate (its user reaches /etc/estrade/tls): TLS listeners up.
+    coturn_log = host.run("journalctl", "--no-pager", "-b", "-u", "coturn", check=False).stdout
+    last_start = coturn_log.rsplit("TLS supported", 1)[-1]
+    assert "cannot find certificate file" not in last_start, coturn_log[-3000:]
     # TURN over TLS through port 443: nginx routes the TURN name (SNI) to coturn's TLS
     # listener; the certificate (internal CA) names it.
     turn_name = f"turn.{SITE['estrade_server_name']}"
