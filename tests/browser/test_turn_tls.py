@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -190,3 +191,14 @@ def test_a_learner_with_only_turns_on_443_and_relay_policy_decodes_the_class(
             break
         time.sleep(0.5)
     assert max(sent, default=0) > 100_000, stack.stream_log()
+    print(
+        json.dumps(
+            {
+                "turn_tls_frames_decoded": later["framesDecoded"],
+                "turn_tls_audio_packets": later["audioPackets"],
+                "turn_tls_ice_rtt_s": later["rtt"],
+                "turn_tls_video_lost": later["videoLost"],
+                "turn_tls_bytes_via_443": max(sent),
+            }
+        )
+    )
