@@ -43,11 +43,11 @@ run: $(STAMP) ## Migrate, seed the demo room and serve on http://127.0.0.1:8000 
 system-deps: system-deps-fast ## Install the system packages the tests need (as root on Debian)
 	@scripts/need $(PG_BIN)/pg_ctl:postgresql-15 chromium:chromium
 	@scripts/need nft:nftables nginx:nginx-light systemd-analyze:systemd openssl:openssl
-	@scripts/need /usr/lib/nginx/modules/ngx_stream_module.so:libnginx-mod-stream turnserver:coturn
 
 .PHONY: system-deps-fast
-system-deps-fast: # What make test-fast needs: Prometheus and promtool (tests/test_monitoring.py)
+system-deps-fast: # What make test-fast needs: Prometheus and promtool (tests/test_monitoring.py), coturn and nginx's stream module (tests/test_turn_tls.py)
 	@scripts/need promtool:prometheus prometheus:prometheus
+	@scripts/need nginx:nginx-light /usr/lib/nginx/modules/ngx_stream_module.so:libnginx-mod-stream turnserver:coturn
 
 .PHONY: test
 test: $(DEV_STAMP) system-deps ## Run every test (SQLite and PostgreSQL, browser, static deploy checks)
