@@ -77,7 +77,11 @@ StunUrl = Annotated[
     str, Meta(pattern=r"^(?:stuns?:|\Z)", description="must start with stun: or stuns:")
 ]
 TurnUrl = Annotated[
-    str, Meta(pattern=r"^(?:turns?:|\Z)", description="must start with turn: or turns:")
+    str,
+    Meta(
+        pattern=r"^(?:\s*turns?:[^,]*(?:,\s*(?:turns?:[^,]*)?)*|\Z)",
+        description="must start with turn: or turns: (each URL of the comma-separated list)",
+    ),
 ]
 SECRETS = frozenset({"secret_key", "metrics_token", "turn_secret"})
 """Settings whose value an error never echoes."""
@@ -193,7 +197,9 @@ class Settings:
     stun_url: StunUrl = ""
     """STUN server (``stun:host:3478``); empty: none, never a public one by default."""
     turn_url: TurnUrl = ""
-    """TURN server (``turn:host:3478?transport=udp`` or ``turns:host:443?transport=tcp``)."""
+    """TURN servers, comma-separated, in the order browsers should try them (e.g.
+    ``turn:host:3478?transport=udp,turns:turn.host:443?transport=tcp``): each is handed to
+    browsers with the same time-limited credentials; the relay itself uses the first."""
     turn_secret: str = ""
     """Shared secret of coturn's ``use-auth-secret``; required with ``turn_url``."""
     turn_ttl_s: Positive = 12 * 3600
@@ -229,6 +235,11 @@ class Settings:
         if self.secure_cookies is not None:
             return self.secure_cookies
         return self.resolved_public_url.startswith("https://")
+
+    @property
+    def turn_urls(self) -> list[str]:
+        """``turn_url`` split at commas (empty entries dropped)."""
+        return [u.strip() for u in self.turn_url.split(",") if u.strip()]
 
     @property
     def uses_postgres(self) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.facts.files import File, Link
-from pyinfra.facts.server import Users
+from pyinfra.facts.server import Command, Users
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -74,7 +74,9 @@ def nginx(v: dict[str, Any]) -> None:
     mode = v["nginx_tls_mode"]
     if mode not in ("internal", "upload", "host"):
         raise ValueError("nginx_tls_mode is internal, upload or host")
-    _packages("Install nginx and openssl", ["nginx", "openssl"])
+    _packages(
+        "Install nginx, its stream module and openssl", ["nginx", "libnginx-mod-stream", "openssl"]
+    )
     server.group(
         name="Create the group that may read the TLS key", group=v["nginx_tls_group"], system=True
     )
@@ -102,7 +104,13 @@ def nginx(v: dict[str, Any]) -> None:
         group="root",
     )
     changes = []
-    if mode == "internal" and not host.get_fact(File, path=v["nginx_tls_certificate"]):
+    # Missing, or issued before the TURN name was added: (re-)issue it with the same CA.
+    names = host.get_fact(
+        Command,
+        command=f"openssl x509 -in {v['nginx_tls_certificate']} -noout "
+        f"-checkhost {v['nginx_turn_server_name']} 2>/dev/null || true",
+    )
+    if mode == "internal" and "does match" not in (names or ""):
         changes.append(
             server.shell(
                 name="Generate the internal CA and server certificate",
@@ -156,6 +164,26 @@ def nginx(v: dict[str, Any]) -> None:
             target="/etc/nginx/sites-available/estrade.conf",
         )
     )
+    changes.append(
+        _template(
+            v,
+            "nginx",
+            "estrade-stream.conf.j2",
+            "/etc/nginx/estrade-stream.conf",
+            "644",
+            user="root",
+            group="root",
+        )
+    )
+    # Debian's nginx.conf includes sites only inside http {}: stream {} needs the main context.
+    changes.append(
+        files.line(
+            name="Include the port 443 listener in nginx.conf",
+            path="/etc/nginx/nginx.conf",
+            line=r"^include /etc/nginx/estrade-stream\.conf;$",
+            replace="include /etc/nginx/estrade-stream.conf;",
+        )
+    )
     server.shell(
         name="Check the nginx configuration", commands=["nginx -t -q"], _if=any_changed(*changes)
     )
@@ -201,7 +229,9 @@ def estrade(v: dict[str, Any]) -> None:
         (prefix, "root", "root", "755"),
         (f"{prefix}/venvs", "root", "root", "755"),
         (f"{prefix}/wheelhouse", "root", "root", "755"),
-        (v["estrade_config_dir"], "root", group, "750"),
+        # 0751: others pass through (not list) to the TLS folder inside, which coturn's user
+        # reads through its own group; estrade.toml stays root:estrade 0640.
+        (v["estrade_config_dir"], "root", group, "751"),
         (v["estrade_data_dir"], user, group, "750"),
         (v["estrade_log_dir"], "root", group, "750"),
         (v["estrade_backup_dir"], "root", "root", "700"),

@@ -58,7 +58,10 @@ def a_class(cohort_id: int = 7, learners: int = 12) -> tuple[FakeLive, FakeMedia
         ]
     )
     links = [LearnerLink(rtt_s=0.05, loss_ratio=0.0) for _ in range(learners - 3)]
-    links += [LearnerLink(rtt_s=0.4, loss_ratio=0.2, relayed=True) for _ in range(2)]
+    links += [
+        LearnerLink(rtt_s=0.4, loss_ratio=0.2, relayed=True, path=path)
+        for path in ("turn-udp", "turn-tls")
+    ]
     media = FakeMedia(
         [
             RoomMedia(

@@ -330,6 +330,7 @@ def test_operator_overview_shape() -> None:
     assert room.send_bitrate_bps == 13_200_000
     assert room.rtt_max_s == 0.4 and room.loss_max == 0.2
     assert room.relayed_connections == 2
+    assert room.paths == {"direct": 9, "turn_udp": 1, "turn_tls": 1}
     waiting = next(x for x in out.rooms if x.cohort_id == 8)
     assert not waiting.started and waiting.rtt_mean_s is None
     assert out.capacity.learners == 50 - 15  # 12 + 3 waiting learners

@@ -242,7 +242,9 @@ class MediaBridge:
         for cid, st in self.server.stats().by_room.items():
             live = st.tracks_published
             links = [
-                LearnerLink(rtt_s=lr.rtt_s, loss_ratio=lr.loss or 0.0, relayed=lr.relayed)
+                LearnerLink(
+                    rtt_s=lr.rtt_s, loss_ratio=lr.loss or 0.0, relayed=lr.relayed, path=lr.path
+                )
                 for lr in st.per_learner.values()
                 if lr.rtt_s is not None
             ]

@@ -151,13 +151,19 @@ def turn_credentials(
 def browser_ice_servers(
     stun_url: str, turn_url: str, turn_secret: str, ttl_s: int, user: str = ""
 ) -> list[dict[str, str]]:
-    """The ``iceServers`` list to hand a browser (an empty list when none is configured)."""
+    """The ``iceServers`` list to hand a browser (an empty list when none is configured).
+
+    ``turn_url`` may list several URLs, comma-separated (``turn:`` over UDP, then ``turns:``
+    on port 443 for networks that only let TLS out): one entry each, in that order, with the
+    same credentials.
+    """
     servers: list[dict[str, str]] = []
     if stun_url:
         servers.append({"urls": stun_url})
-    if turn_url:
+    urls = [u.strip() for u in turn_url.split(",") if u.strip()]
+    if urls:
         username, password = turn_credentials(turn_secret, ttl_s, user)
-        servers.append({"urls": turn_url, "username": username, "credential": password})
+        servers += [{"urls": u, "username": username, "credential": password} for u in urls]
     return servers
 
 
@@ -167,6 +173,8 @@ def rtc_configuration(
     """aiortc's configuration, always with an explicit (possibly empty) ``iceServers``.
 
     aiortc's default is a public Google STUN server, which an on-premise box must not contact.
+    aiortc uses one TURN server, the first it supports: the relay's own allocation goes
+    through the first ``turn_url`` (UDP), never through TLS.
     """
     servers = [
         RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))

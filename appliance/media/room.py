@@ -84,6 +84,8 @@ class LearnerMediaStats:
     """The peer connection's state (new, connecting, connected, failed, closed)."""
     relayed: bool
     """The connection goes through TURN."""
+    path: str
+    """direct, turn-udp or turn-tls (which TURN transport the learner's relay candidate used)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,20 +143,39 @@ class _Learner:
     #: the learner's receiver estimated maximum bitrate (REMB) and when it came
     remb_bps: float | None = None
     remb_at: float = 0.0
+    path: str = "direct"
 
 
 def _ice_transports(pc: RTCPeerConnection) -> list[Any]:
     return [t.sender.transport.transport for t in pc.getTransceivers() if t.sender.transport]
 
 
-def _relayed(pc: RTCPeerConnection) -> bool:
-    """Whether the nominated ICE pair goes through TURN (aioice's ``_nominated``, guarded)."""
+def _path(pc: RTCPeerConnection) -> str:
+    """How the nominated ICE pair goes: ``direct``, ``turn-udp`` or ``turn-tls``.
+
+    aioice's ``_nominated``, guarded. Either end may be relayed: usually the learner's (remote
+    candidate), or the relay's own allocation (local: always the first, UDP, TURN URL). A
+    browser tells its TURN transport in its relay candidate's type preference (the priority's
+    top byte): Chrome 2 UDP, 1 TCP, 0 TLS; Firefox 5 UDP, 0 TCP or TLS. 0-1 is counted as
+    ``turn-tls``, since the appliance offers no plain TCP TURN (aiortc's relay candidates
+    always say 0).
+    """
+    path = "direct"
     for ice in _ice_transports(pc):
         nominated = getattr(getattr(ice, "_connection", None), "_nominated", None) or {}
         for pair in nominated.values():
+            remote = getattr(pair, "remote_candidate", None)
+            if getattr(remote, "type", "") == "relay":
+                preference = int(getattr(remote, "priority", 0)) >> 24
+                return "turn-tls" if preference <= 1 else "turn-udp"
             if getattr(getattr(pair, "local_candidate", None), "type", "") == "relay":
-                return True
-    return False
+                path = "turn-udp"
+    return path
+
+
+def _relayed(pc: RTCPeerConnection) -> bool:
+    """Whether the nominated ICE pair goes through TURN, at either end."""
+    return _path(pc) != "direct"
 
 
 def _packets_sent(learner: _Learner) -> int:
@@ -493,7 +514,8 @@ class MediaRoom:
             learner.connected_at = time.monotonic()
             for track in learner.tracks.values():
                 track.connected()
-            learner.relayed = _relayed(learner.pc)
+            learner.path = _path(learner.pc)
+            learner.relayed = learner.path != "direct"
             self.observer.connection_established(relayed=learner.relayed)
         if state not in ("failed", "closed"):
             return
@@ -727,6 +749,7 @@ class MediaRoom:
                     first_frame_s=lr.first_frame_s,
                     connection=lr.pc.connectionState,
                     relayed=lr.relayed,
+                    path=lr.path,
                 )
                 for lr in self._learners.values()
             },

@@ -11,6 +11,7 @@ from litestar import Controller, Request, get
 from appliance.accounts.tables import Role
 from appliance.auth.guards import require_roles
 from appliance.metrics.snapshot import RoomView, Snapshot
+from appliance.metrics.sources import LearnerLink
 from appliance.state import app_state
 
 __all__ = ["OperatorController", "OverviewOut", "overview"]
@@ -32,6 +33,8 @@ class RoomOut(msgspec.Struct):
     learners_subscribed: int
     send_bitrate_bps: float
     relayed_connections: int
+    paths: dict[str, int]
+    """Learners' connections by path: ``direct``, ``turn_udp``, ``turn_tls`` (port 443)."""
     rtt_mean_s: float | None
     rtt_max_s: float | None
     loss_mean: float | None
@@ -64,6 +67,14 @@ class OverviewOut(msgspec.Struct):
     """Which state sources answered (absent: not wired)."""
 
 
+def _paths(links: list[LearnerLink]) -> dict[str, int]:
+    paths = {"direct": 0, "turn_udp": 0, "turn_tls": 0}
+    for link in links:
+        key = link.path.replace("-", "_") or ("relayed" if link.relayed else "direct")
+        paths[key] = paths.get(key, 0) + 1
+    return paths
+
+
 def _room(view: RoomView) -> RoomOut:
     stats, media = view.stats, view.media
     links = media.learners if media else []
@@ -82,6 +93,7 @@ def _room(view: RoomView) -> RoomOut:
         learners_subscribed=media.learners_subscribed if media else 0,
         send_bitrate_bps=media.send_bitrate_bps if media else 0.0,
         relayed_connections=sum(1 for link in links if link.relayed),
+        paths=_paths(links),
         rtt_mean_s=sum(rtts) / len(rtts) if rtts else None,
         rtt_max_s=max(rtts) if rtts else None,
         loss_mean=sum(losses) / len(losses) if losses else None,

@@ -62,6 +62,9 @@ class LearnerLink:
     """Fraction of packets lost towards this learner, 0-1."""
     relayed: bool = False
     """The connection goes through TURN."""
+    path: str = ""
+    """``direct``, ``turn-udp`` or ``turn-tls`` (TURN over TLS, port 443 with the roles);
+    empty: not known (``relayed`` alone says whether TURN is used)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,6 +153,32 @@ def check_host(host: Host) -> None:
     )
     assert turn.returncode == 0, turn.stdout + turn.stderr
     assert "relayed 127.0.0.1:" in turn.stdout
+    # coturn read the certificate (its user reaches /etc/estrade/tls): TLS listeners up.
+    coturn_log = host.run("journalctl", "--no-pager", "-b", "-u", "coturn", check=False).stdout
+    last_start = coturn_log.rsplit("TLS supported", 1)[-1]
+    assert "cannot find certificate file" not in last_start, coturn_log[-3000:]
+    # TURN over TLS through port 443: nginx routes the TURN name (SNI) to coturn's TLS
+    # listener; the certificate (internal CA) names it.
+    turn_name = f"turn.{SITE['estrade_server_name']}"
+    turn_tls = host.net(
+        python,
+        str(PROBE),
+        "turn-tls",
+        SITE["estrade_turn_secret"],
+        SITE["estrade_server_name"],
+        turn_name,
+        str(ca),
+        "443",
+        timeout=60,
+    )
+    assert turn_tls.returncode == 0, turn_tls.stdout + turn_tls.stderr
+    assert "relayed 127.0.0.1:" in turn_tls.stdout and "on port 443" in turn_tls.stdout
+    # nginx logs each connection on port 443 when it ends, with the TLS name and its route.
+    stream_log = host.root / "var/log/nginx/estrade-stream.access.log"
+    deadline = time.monotonic() + 15
+    while f'"{turn_name}" 127.0.0.1:8444 ' not in stream_log.read_text():
+        assert time.monotonic() < deadline, stream_log.read_text()[-2000:]
+        time.sleep(0.5)
     scraped = host.net(
         python, str(PROBE), "prometheus", "prometheus", "node", "estrade", timeout=120
     )

@@ -3,6 +3,9 @@
     python3 probe.py https HOSTNAME CA_FILE PATH     GET https://127.0.0.1/PATH (SNI HOSTNAME)
     python3 probe.py stun                            STUN binding to 127.0.0.1:3478/udp
     python3 probe.py turn SECRET REALM               TURN allocation, REST-API credentials
+    python3 probe.py turn-tls SECRET REALM NAME CA [PORT]
+                                                     the same over TLS to 127.0.0.1:PORT (443)
+                                                     with SNI NAME: nginx must route it to coturn
     python3 probe.py prometheus JOB...               those jobs' targets are up in Prometheus
 Each prints one line and exits 0 on success.
 """
@@ -67,6 +70,17 @@ def _exchange(sock: socket.socket, request: bytes) -> tuple[int, dict[int, bytes
     raise SystemExit("no answer from 127.0.0.1:3478/udp")
 
 
+def _read_stream(sock: ssl.SSLSocket) -> bytes:
+    """One STUN message from a stream (over TCP/TLS messages follow each other, unframed)."""
+    data = b""
+    while len(data) < 20 or len(data) < 20 + struct.unpack("!H", data[2:4])[0]:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise SystemExit("the TURN server closed the connection")
+        data += chunk
+    return data
+
+
 def stun() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.settimeout(1)
@@ -79,8 +93,34 @@ def stun() -> None:
 def turn(secret: str, realm: str) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.settimeout(1)
+    print(_allocate(lambda request: _exchange(sock, request), secret, realm))
+
+
+def turn_tls(secret: str, realm: str, name: str, ca_file: str, port: str = "443") -> None:
+    """A TURN allocation over TLS through the shared HTTPS port, the certificate checked."""
+    context = ssl.create_default_context(cafile=ca_file)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            raw = socket.create_connection(("127.0.0.1", int(port)), timeout=5)
+            break
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"cannot connect to 127.0.0.1:{port}: {exc}") from None
+            time.sleep(1)
+    with context.wrap_socket(raw, server_hostname=name) as sock:
+
+        def exchange(request: bytes) -> tuple[int, dict[int, bytes]]:
+            sock.sendall(request)
+            return _parse(_read_stream(sock))
+
+        result = _allocate(exchange, secret, realm)
+        print(f"{result} over {sock.version()} on port {port} as {name}")
+
+
+def _allocate(exchange, secret: str, realm: str) -> str:
     transport = _attr(REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))  # UDP
-    kind, attrs = _exchange(sock, _message(ALLOCATE, os.urandom(12), transport))
+    kind, attrs = exchange(_message(ALLOCATE, os.urandom(12), transport))
     if kind != 0x0113 or NONCE not in attrs:
         raise SystemExit(f"expected 401 challenge, got {kind:#06x}")
     # coturn use-auth-secret: username "<expiry>:<id>", password base64(HMAC-SHA1(secret)).
@@ -93,11 +133,11 @@ def turn(secret: str, realm: str) -> None:
         + _attr(REALM, attrs[REALM])
         + _attr(NONCE, attrs[NONCE])
     )
-    kind, attrs = _exchange(sock, _message(ALLOCATE, os.urandom(12), attrs_out, key))
+    kind, attrs = exchange(_message(ALLOCATE, os.urandom(12), attrs_out, key))
     if kind != 0x0103 or XOR_RELAYED not in attrs:
         code = attrs.get(ERROR_CODE, b"")
         raise SystemExit(f"TURN allocation refused: {kind:#06x} {code[4:]!r}")
-    print("turn allocation ok: relayed", _xor_address(attrs[XOR_RELAYED]))
+    return f"turn allocation ok: relayed {_xor_address(attrs[XOR_RELAYED])}"
 
 
 def https(hostname: str, ca_file: str, path: str) -> None:
@@ -141,4 +181,5 @@ def prometheus(*jobs: str) -> None:
 
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
-    {"stun": stun, "turn": turn, "https": https, "prometheus": prometheus}[command](*args)
+    commands = {"stun": stun, "turn": turn, "turn-tls": turn_tls, "https": https}
+    {**commands, "prometheus": prometheus}[command](*args)

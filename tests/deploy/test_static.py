@@ -156,6 +156,12 @@ def test_rendered_config_is_valid_toml_the_appliance_accepts(rendered, tmp_path)
     settings = load_settings(env={}, config_path=config)
     assert settings.port == variables["estrade_port"]
     assert settings.public_url == variables["estrade_public_url"]
+    # Browsers get TURN over UDP, then TURN over TLS on port 443 under the TURN name.
+    name = variables["estrade_server_name"]
+    assert settings.turn_urls == [
+        f"turn:{name}:3478?transport=udp",
+        f"turns:turn.{name}:443?transport=tcp",
+    ]
 
 
 def test_rendered_firewall_passes_nft_check(rendered):
@@ -210,7 +216,7 @@ def test_rendered_units_pass_systemd_analyze_verify(rendered, tmp_path):
 
 
 def test_rendered_proxy_passes_nginx_t(rendered, tmp_path):
-    _, pyinfra_out, _ = rendered
+    _, pyinfra_out, variables = rendered
     # The rendered internal-CA command makes the certificate the proxy config names.
     tls = tmp_path / "tls"
     ca = pyinfra_out / "nginx" / "estrade-internal-ca.sh.j2"
@@ -219,9 +225,16 @@ def test_rendered_proxy_passes_nginx_t(rendered, tmp_path):
     site = (pyinfra_out / "nginx" / "estrade-site.conf.j2").read_text()
     site = site.replace("/etc/estrade/tls", str(tls)).replace("/var/log/nginx", str(tmp_path))
     (tmp_path / "estrade.conf").write_text(site)
+    # Port 443's listener (stream module, main context), as the role includes it.
+    stream = (pyinfra_out / "nginx" / "estrade-stream.conf.j2").read_text()
+    (tmp_path / "stream.conf").write_text(stream.replace("/var/log/nginx", str(tmp_path)))
+    module = "/usr/lib/nginx/modules/ngx_stream_module.so"
+    assert Path(module).exists(), "libnginx-mod-stream is missing: run `make system-deps`"
     (tmp_path / "nginx.conf").write_text(
+        f"load_module {module};\n"
         f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
         f"http {{\n include /etc/nginx/mime.types;\n include {tmp_path}/estrade.conf;\n}}\n"
+        f"include {tmp_path}/stream.conf;\n"
     )
     proc = subprocess.run(
         [_system("nginx"), "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
@@ -235,6 +248,14 @@ def test_rendered_proxy_passes_nginx_t(rendered, tmp_path):
         text=True,
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    # The certificate names the classroom and the TURN name (coturn serves it on 443 too).
+    for name in (variables["estrade_server_name"], variables["nginx_turn_server_name"]):
+        check = subprocess.run(
+            ["openssl", "x509", "-in", str(tls / "fullchain.pem"), "-noout", "-checkhost", name],
+            capture_output=True,
+            text=True,
+        )
+        assert "does match" in check.stdout, check.stdout + check.stderr
 
 
 @pytest.mark.parametrize(
@@ -300,7 +321,7 @@ def test_rendered_proxy_logs_no_join_secret(rendered, tmp_path):
 
     from tests.helpers.server import free_port
 
-    _, pyinfra_out, _ = rendered
+    _, pyinfra_out, variables = rendered
     tls = tmp_path / "tls"
     ca = pyinfra_out / "nginx" / "estrade-internal-ca.sh.j2"
     assert subprocess.run(["sh", str(ca), str(tls)], capture_output=True).returncode == 0
@@ -314,8 +335,8 @@ def test_rendered_proxy_logs_no_join_secret(rendered, tmp_path):
             continue
         if stripped == "listen 80;":
             line = f"    listen 127.0.0.1:{http_port};"
-        elif stripped.startswith("listen 443"):
-            line = f"    listen 127.0.0.1:{https_port} ssl;"
+        elif stripped.startswith(f"listen {variables['nginx_site_listen']} "):
+            line = f"    listen 127.0.0.1:{https_port} ssl;"  # HTTPS, without the stream hop
         elif stripped.startswith("server ") and stripped.endswith(";") and ":" in stripped:
             line = f"    server 127.0.0.1:{upstream_port};"  # nothing listens: 502, still logged
         lines.append(line)

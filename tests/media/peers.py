@@ -359,8 +359,13 @@ class Trainer:
 class Learner:
     """A learner's browser: receives, decodes (or only counts) what the relay sends."""
 
-    def __init__(self, decode: bool = True, digests: bool = False) -> None:
-        self.pc = RTCPeerConnection(config())
+    def __init__(
+        self,
+        decode: bool = True,
+        digests: bool = False,
+        configuration: RTCConfiguration | None = None,
+    ) -> None:
+        self.pc = RTCPeerConnection(configuration or config())
         self.decode = decode
         self.frames: dict[str, int] = {"audio": 0, "video": 0}
         self.packets = 0  # RTP packets received (count-only learners)

@@ -117,6 +117,29 @@ def test_ice_servers_come_only_from_settings(tmp_path) -> None:
     assert [s.urls for s in config.iceServers] == ["stun:s:3478", "turn:t:3478"]
 
 
+def test_turn_udp_then_turn_over_tls_on_443_with_the_same_credentials(tmp_path) -> None:
+    """What the roles write: TURN over UDP first, then TURN over TLS on the HTTPS port."""
+    udp = "turn:classroom.example.org:3478?transport=udp"
+    tls = "turns:turn.classroom.example.org:443?transport=tcp"
+    server = MediaServer(
+        load_settings(
+            env={}, data_dir=str(tmp_path), turn_url=f"{udp}, {tls}", turn_secret="s3cret"
+        )
+    )
+    first, second = server.ice_servers("learner-7")
+    assert (first["urls"], second["urls"]) == (udp, tls)
+    assert first["username"] == second["username"] and first["username"].endswith(":learner-7")
+    assert first["credential"] == second["credential"]
+    expiry = int(first["username"].split(":")[0])
+    assert turn_credentials("s3cret", 0, "learner-7", now=expiry)[1] == first["credential"]
+    # aiortc (the relay's own side) takes the first TURN server it supports: UDP.
+    from aiortc.rtcicetransport import connection_kwargs
+
+    kwargs = connection_kwargs(rtc_configuration("", f"{udp},{tls}", "s3cret", 60).iceServers)
+    assert kwargs["turn_server"] == ("classroom.example.org", 3478)
+    assert kwargs["turn_ssl"] is False
+
+
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
@@ -127,6 +150,7 @@ def test_ice_servers_come_only_from_settings(tmp_path) -> None:
         ({"media_port_min": 41000, "media_port_max": 40000}, "'media_port_min'"),
         ({"stun_url": "stun.example.org"}, "'stun_url'"),
         ({"turn_url": "turn:t:3478"}, "'turn_secret'"),
+        ({"turn_url": "turn:t:3478,turnz:t:443", "turn_secret": "x"}, "'turnz:t:443'"),
         ({"media_max_learners_per_room": 0}, "'media_max_learners_per_room'"),
         ({"media_max_rooms": 0}, "'media_max_rooms'"),
     ],

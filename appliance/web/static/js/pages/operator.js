@@ -40,12 +40,14 @@ function render() {
   $("#rooms-table").hidden = rooms.length === 0;
   const body = clear($("#rooms-body"));
   for (const r of rooms) {
+    const paths = r.paths || {};
     const parts = (r.participants || []).map((p) => t("operator.participants_n", { who: `${t(`role.${p.role}s`)} ${t(`people.${p.state}`)}`, n: p.count })).join(", ");
     body.append(h("tr", { dataset: { cohort: r.cohort_id } },
       h("td", {}, h("a", { href: `/cohorts/${r.cohort_id}/console`, text: names.get(r.cohort_id) || `#${r.cohort_id}` })),
       h("td", { text: r.started ? t("operator.started") : t("operator.not_started") }),
       h("td", {}, h("strong", { text: t("operator.learners_n", { n: r.learners }) }), h("br"), h("span", { class: "small muted", text: parts })),
-      h("td", { text: t("operator.tracks_value", { video: r.video_tracks ?? 0, audio: r.audio_tracks ?? 0, subs: r.learners_subscribed ?? 0 }) }),
+      h("td", {}, t("operator.tracks_value", { video: r.video_tracks ?? 0, audio: r.audio_tracks ?? 0, subs: r.learners_subscribed ?? 0 }), h("br"),
+        h("span", { class: "small muted paths", text: t("operator.paths_value", { direct: paths.direct ?? 0, udp: paths.turn_udp ?? 0, tls: paths.turn_tls ?? 0 }) })),
       h("td", { text: mbps(r.send_bitrate_bps || 0) }),
       h("td", { class: (r.loss_max ?? 0) > 0.05 ? "warn-cell" : "", text: `${pct(r.loss_mean)} / ${pct(r.loss_max)}` }),
       h("td", { text: `${ms(r.rtt_mean_s)} / ${ms(r.rtt_max_s)}` })));
