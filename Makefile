@@ -123,7 +123,7 @@ lint-js: $(JS_STAMP) ## Type-check (tsc --noEmit, JSDoc) and lint (ESLint) the w
 	$(JS_BIN)/eslint --max-warnings 0 -c $(JS_TOOLS)/eslint.config.js $(JS_SOURCES)
 
 .PHONY: lint
-lint: $(DEV_STAMP) lint-js ## Ruff lint and format check, mypy on appliance/, the JS check, role READMEs up to date
+lint: $(DEV_STAMP) lint-js ## Ruff lint and format check, mypy --strict on appliance/, the JS check, role READMEs up to date
 	$(BIN)/ruff check appliance tests benchmarks provisioning
 	$(BIN)/ruff format --check appliance tests benchmarks provisioning
 	$(BIN)/mypy
