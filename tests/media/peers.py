@@ -104,8 +104,12 @@ class ReplayVideo(MediaStreamTrack):
             payloads, _ = encoder.encode(frame, force_keyframe=i == 0)
             frame.pict_type = av.video.frame.PictureType.NONE
             self.encoded.append(b"".join(VpxPayloadDescriptor.parse(p)[1] for p in payloads))
+        self._replay(fps)
+
+    def _replay(self, fps: int) -> None:
         self.fps = fps
         self.frames_sent = 0
+        self.index = -1
         self._index = 0
         self._count = 0
         self._start: float | None = None
@@ -114,14 +118,16 @@ class ReplayVideo(MediaStreamTrack):
         self._index = 0
 
     async def recv(self) -> av.Packet:
+        """The next encoded frame, on time (``index`` is its place in ``encoded``)."""
         if self._start is None:
             self._start = time.monotonic()
         self._count += 1
         wait = self._start + self._count / self.fps - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        packet = av.Packet(self.encoded[self._index])
+        self.index = self._index
         self._index = (self._index + 1) % len(self.encoded)
+        packet = av.Packet(self.encoded[self.index])
         packet.pts = self._count * (90000 // self.fps)
         packet.time_base = fractions.Fraction(1, 90000)
         self.frames_sent += 1
@@ -192,15 +198,13 @@ def l1t3_digests(frames: int = 240) -> tuple[str, ...]:
     return tuple(out)
 
 
-class LayeredVideo(MediaStreamTrack):
+class LayeredVideo(ReplayVideo):
     """A trainer's camera sending VP8 in three temporal layers (``L1T3``), as a browser does.
 
     Replays :func:`l1t3_stream` at ``fps``; its sender packs each frame with the full payload
     descriptor (picture id, TL0PICIDX, TID, Y) through :class:`L1T3Packer`. ``sent`` records
     (index in the stream, tid) of each frame sent.
     """
-
-    kind = "video"
 
     def __init__(
         self,
@@ -210,33 +214,14 @@ class LayeredVideo(MediaStreamTrack):
         height: int = 240,
         bitrate: int = 600_000,
     ) -> None:
-        super().__init__()
+        MediaStreamTrack.__init__(self)  # not ReplayVideo's: these frames are layered
         self.encoded = l1t3_stream(frames, width, height, bitrate)
-        self.fps = fps
-        self.frames_sent = 0
-        self.index = -1
+        self._replay(fps)
         self.sent: list[tuple[int, int]] = []
         self.keyframes_sent = 0
-        self._next = 0
-        self._count = 0
-        self._start: float | None = None
-
-    def request_keyframe(self) -> None:
-        self._next = 0
 
     async def recv(self) -> av.Packet:
-        if self._start is None:
-            self._start = time.monotonic()
-        self._count += 1
-        wait = self._start + self._count / self.fps - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self.index = self._next
-        self._next = (self._next + 1) % len(self.encoded)
-        packet = av.Packet(self.encoded[self.index])
-        packet.pts = self._count * (90000 // self.fps)
-        packet.time_base = fractions.Fraction(1, 90000)
-        self.frames_sent += 1
+        packet = await super().recv()
         self.keyframes_sent += self.index == 0
         self.sent.append((self.index, L1T3_TIDS[self.index % 4]))
         return packet
@@ -301,7 +286,7 @@ class Trainer:
             t = self.pc.addTransceiver(self.video, direction="sendonly")
             self.transceivers["camera"] = t
             self._count_plis(t.sender)
-            if isinstance(self.video, ReplayVideo | LayeredVideo):
+            if isinstance(self.video, ReplayVideo):
                 t.sender._send_keyframe = self.video.request_keyframe
             if isinstance(self.video, LayeredVideo):
                 t.sender._RTCRtpSender__encoder = L1T3Packer(self.video)
