@@ -11,13 +11,19 @@ import zoneinfo
 from collections.abc import Iterable
 
 import msgspec
-from litestar.exceptions import NotFoundException
 
 from appliance.accounts import schemas as s
 from appliance.accounts.tables import ClassSession, Cohort, Enrolment, JoinLink, Role, User
 from appliance.auth.passwords import hash_password_off_loop
 from appliance.db import write_transaction
-from appliance.errors import conflict, field_error, is_blank, require_visible
+from appliance.errors import (
+    DomainError,
+    conflict,
+    field_error,
+    is_blank,
+    not_found,
+    require_visible,
+)
 from appliance.text import check_day, check_moment, has_control
 
 __all__ = [
@@ -82,14 +88,14 @@ def _normalise_email(email: str) -> str:
 async def get_user(user_id: int) -> User:
     user = await User.objects().where(User.id == user_id).first()
     if user is None:
-        raise NotFoundException(detail="user not found")
+        raise not_found("user not found")
     return user
 
 
 async def get_cohort(cohort_id: int) -> Cohort:
     cohort = await Cohort.objects().where(Cohort.id == cohort_id).first()
     if cohort is None:
-        raise NotFoundException(detail="cohort not found")
+        raise not_found("cohort not found")
     return cohort
 
 
@@ -239,7 +245,7 @@ async def unenrol(cohort_id: int, user_id: int) -> None:
         (Enrolment.cohort == cohort_id) & (Enrolment.user == user_id)
     )
     if not exists:
-        raise NotFoundException(detail="this user is not enrolled in this cohort")
+        raise not_found("this user is not enrolled in this cohort")
     async with write_transaction(Enrolment._meta.db):
         await Enrolment.delete().where(
             (Enrolment.cohort == cohort_id) & (Enrolment.user == user_id)
@@ -256,7 +262,7 @@ def _parse_csv(text: str) -> list[tuple[int, str, str, bool]]:
     skipped.
 
     Raises:
-        ClientException: 422 when the csv module cannot read the file (a field over its
+        DomainError: 422 when the csv module cannot read the file (a field over its
             131 072-character limit, a NUL byte); the message names the line.
     """
     rows: list[tuple[int, str, str, bool]] = []
@@ -378,7 +384,7 @@ async def _learner_enrolment(cohort_id: int, user_id: int) -> None:
         & (Enrolment.role == Role.learner.value)
     )
     if not ok:
-        raise NotFoundException(detail="this user is not a learner of this cohort")
+        raise not_found("this user is not a learner of this cohort")
 
 
 async def issue_link(
@@ -638,10 +644,8 @@ async def live_class_session(cohort_id: int) -> ClassSession | None:
 
 async def start_live_session(cohort_id: int) -> ClassSession:
     """Start today's class session: the one scheduled today (cohort time), else a new one."""
-    from appliance.errors import RuleViolation
-
     if await live_class_session(cohort_id) is not None:
-        raise RuleViolation("session_already_started", "the class session is already started")
+        raise DomainError("session_already_started", "the class session is already started")
     cohort = await get_cohort(cohort_id)
     tz = zoneinfo.ZoneInfo(cohort.time_zone)
     now = utcnow()
@@ -665,11 +669,9 @@ async def start_live_session(cohort_id: int) -> ClassSession:
 
 
 async def end_live_session(cohort_id: int) -> ClassSession:
-    from appliance.errors import RuleViolation
-
     cs = await live_class_session(cohort_id)
     if cs is None:
-        raise RuleViolation("session_not_started", "no class session is running")
+        raise DomainError("session_not_started", "no class session is running")
     cs.ended_at = utcnow()
     await cs.save()
     return cs

@@ -19,7 +19,7 @@ from appliance.accounts.tables import Role, User
 from appliance.attendance import services
 from appliance.attendance.schemas import ChainCheck, CorrectionIn
 from appliance.auth.guards import cohort_access
-from appliance.errors import RuleViolation, field_error
+from appliance.errors import field_error
 from appliance.ids import PathId
 from appliance.text import check_day, check_moment
 from appliance.web.render import PAGE_HEADERS, request_language, translate
@@ -101,10 +101,7 @@ class AttendanceController(Controller):
         check_day("day", data.day)
         if data.signed_at is not None:
             check_moment("signed_at", data.signed_at)
-        try:
-            record_id = await services.correct(cohort_id, data, author=request.user.id)
-        except RuleViolation as exc:
-            raise field_error(exc.code, exc.detail, exc.status_code) from None
+        record_id = await services.correct(cohort_id, data, author=request.user.id)
         return {"id": record_id}
 
     @get("/api/cohorts/{cohort_id:int}/attendance/verify")

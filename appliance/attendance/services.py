@@ -24,7 +24,7 @@ import msgspec
 from appliance.accounts.tables import Cohort, Enrolment, Role, User
 from appliance.attendance.schemas import ChainCheck, CorrectionIn, SheetRow, WindowOut
 from appliance.attendance.tables import AttendanceRecord, Kind
-from appliance.errors import RuleViolation, require_visible
+from appliance.errors import DomainError, field_error, require_visible
 
 __all__ = [
     "close_window",
@@ -162,11 +162,11 @@ async def open_window(
     cohort_id: int, *, session_id: int | None, half: str, minutes: int, by: int
 ) -> WindowOut:
     if half not in ("morning", "afternoon"):
-        raise RuleViolation("bad_half", "half is morning or afternoon", 422)
+        raise DomainError("bad_half", "half is morning or afternoon", 422)
     if not 1 <= minutes <= 240:
-        raise RuleViolation("bad_length", "a signing window lasts 1 to 240 minutes", 422)
+        raise DomainError("bad_length", "a signing window lasts 1 to 240 minutes", 422)
     if await current_window(cohort_id) is not None:
-        raise RuleViolation("window_open", "a signing window is already open")
+        raise DomainError("window_open", "a signing window is already open")
     now = _now()
     day = now.astimezone(await _tz(cohort_id)).date()
     rec = await _append(
@@ -185,7 +185,7 @@ async def open_window(
 async def close_window(cohort_id: int, *, by: int) -> WindowOut:
     window = await current_window(cohort_id)
     if window is None:
-        raise RuleViolation("no_signing_window", "no signing window is open")
+        raise DomainError("no_signing_window", "no signing window is open")
     await _append(cohort_id, Kind.window_close, window=window.id, author=by)
     return window
 
@@ -201,7 +201,7 @@ async def sign(
     """A learner confirms presence in the open window. The one place a signature is counted."""
     window = await current_window(cohort_id)
     if window is None:
-        raise RuleViolation("no_signing_window", "no signing window is open")
+        raise DomainError("no_signing_window", "no signing window is open")
     done = await AttendanceRecord.exists().where(
         (AttendanceRecord.cohort == cohort_id)
         & (AttendanceRecord.kind == Kind.sign)
@@ -209,7 +209,7 @@ async def sign(
         & (AttendanceRecord.user == user_id)
     )
     if done:
-        raise RuleViolation("already_signed", "you already signed for this half-day")
+        raise DomainError("already_signed", "you already signed for this half-day")
     rec = await _append(
         cohort_id,
         Kind.sign,
@@ -233,11 +233,13 @@ async def correct(cohort_id: int, data: CorrectionIn, *, author: int) -> int:
         & (Enrolment.role == Role.learner.value)
     )
     if not learner:
-        raise RuleViolation("not_a_learner", "this user is not a learner of this cohort", 404)
+        raise DomainError(
+            "not_a_learner", "this user is not a learner of this cohort", 404, field="user_id"
+        )
     signed_at = None
     if data.present:
         if data.signed_at is not None and data.signed_at.tzinfo is None:
-            raise RuleViolation("signed_at", "give the time with a UTC offset", 422)
+            raise field_error("signed_at", "give the time with a UTC offset", 422)
         tz = await _tz(cohort_id)
         default = dt.datetime.combine(
             data.day, dt.time(12 if data.half == "morning" else 17, 0), tz

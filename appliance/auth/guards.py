@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
 from appliance.accounts.tables import Cohort, Enrolment, JoinLink, Role, User
 from appliance.auth.sessions import check_csrf_binding
+from appliance.errors import DomainError, not_found
 
 __all__ = ["Access", "cohort_access", "require_roles", "user_from_connection"]
 
@@ -105,12 +106,13 @@ async def cohort_access(user: User, cohort_id: int, allow: frozenset[Role] | set
     cohorts they are enrolled in. Learners do not see archived cohorts.
 
     Raises:
-        NotFoundException: the cohort does not exist or the user is not part of it.
-        PermissionDeniedException: the user is part of it but not in an allowed capacity.
+        DomainError: ``not_found`` (404) when the cohort does not exist or the user is not
+            part of it, ``forbidden`` (403) when the user is part of it but not in an allowed
+            capacity.
     """
     cohort = await Cohort.objects().where(Cohort.id == cohort_id).first()
     if cohort is None:
-        raise NotFoundException(detail="cohort not found")
+        raise not_found("cohort not found")
     role = Role(user.role)
     capacity: Role
     if role in (Role.admin, Role.operator):
@@ -122,12 +124,12 @@ async def cohort_access(user: User, cohort_id: int, allow: frozenset[Role] | set
             .first()
         )
         if enrolment is None or (role is Role.learner and cohort.archived):
-            raise NotFoundException(detail="cohort not found")
+            raise not_found("cohort not found")
         capacity = Role(enrolment["role"])
         if capacity is Role.learner and not await _live_link(cohort_id, user.id):
             # A learner's way into a cohort is that cohort's join link: revoking it closes the
             # cohort even to a session opened with another cohort's link.
-            raise NotFoundException(detail="cohort not found")
+            raise not_found("cohort not found")
     if capacity not in allow:
-        raise PermissionDeniedException(detail="your role in this cohort may not do this")
+        raise DomainError("forbidden", "your role in this cohort may not do this", 403)
     return Access(user=user, cohort=cohort, capacity=capacity)

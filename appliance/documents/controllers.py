@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import ETag
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import ClientException
 from litestar.params import FromQuery, JSONBody
 from litestar.response import File
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
@@ -26,6 +26,7 @@ from appliance.documents.schemas import CohortUsage, DocumentOut, DocumentPatch
 from appliance.documents.sniff import ALLOWED
 from appliance.documents.storage import BlobStore
 from appliance.documents.tables import Document
+from appliance.errors import not_found
 from appliance.ids import PathId
 from appliance.openapi import raw_body
 from appliance.settings import Settings
@@ -163,7 +164,7 @@ class DocumentController(Controller):
         doc = await _document(request, cohort_id, doc_id, staff=False)
         kind = ALLOWED.get(doc.media_type)
         if kind is None or not kind.previewable:
-            raise NotFoundException(detail="no inline preview for this type of document")
+            raise not_found("no inline preview for this type of document")
         return _serve(request, doc, "inline")
 
 

@@ -11,7 +11,6 @@ import datetime as dt
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post, put
-from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from appliance.accounts.tables import Role, User
@@ -23,7 +22,7 @@ from appliance.engagement.schemas import (
     MySummary,
     Thresholds,
 )
-from appliance.errors import field_error
+from appliance.errors import DomainError, field_error, not_found
 from appliance.web.pages import _error, _page, _to_login, _visitor
 
 __all__ = ["EngagementController", "EngagementPage"]
@@ -82,7 +81,7 @@ class EngagementController(Controller):
         await services.refresh(cohort_id)
         detail = await services.learner_detail(cohort_id, user_id, first, last)
         if detail is None:
-            raise NotFoundException(detail="no such learner in this cohort")
+            raise not_found("no such learner in this cohort")
         return detail
 
     @get("/engagement/me")
@@ -164,10 +163,8 @@ class EngagementPage(Controller):
             return await _to_login(request)
         try:
             access = await cohort_access(user, cohort_id, READERS)
-        except NotFoundException:
-            return _error(request, 404)
-        except PermissionDeniedException:
-            return _error(request, 403)
+        except DomainError as exc:  # not_found or forbidden: the error page says which
+            return _error(request, exc.status_code)
         return _page(
             request,
             "engagement",

@@ -58,7 +58,7 @@ class EngagementLive:
 
     def _counted(self, inner: Handler, counter: str) -> Handler:
         async def handler(ctx: Context, msg: Any) -> None:
-            await inner(ctx, msg)  # a refused message (RuleViolation) is not counted
+            await inner(ctx, msg)  # a refused message (DomainError) is not counted
             if ctx.conn.capacity is Role.learner:
                 self.note(ctx.room.cohort_id, ctx.conn.user_id, counter)
 

@@ -9,7 +9,7 @@ import unicodedata
 
 from appliance.accounts.tables import Enrolment, Role
 from appliance.db import write_transaction
-from appliance.errors import RuleViolation
+from appliance.errors import DomainError
 from appliance.polls.schemas import PollIn, PollOut, PollResults
 from appliance.polls.tables import Ballot, Poll, PollChoice
 
@@ -34,7 +34,7 @@ def _now() -> dt.datetime:
 async def _poll(cohort_id: int, poll_id: int) -> Poll:
     poll = await Poll.objects().where((Poll.id == poll_id) & (Poll.cohort == cohort_id)).first()
     if poll is None:
-        raise RuleViolation("no_such_poll", f"no poll {poll_id} in this cohort", 404)
+        raise DomainError("no_such_poll", f"no poll {poll_id} in this cohort", 404)
     return poll
 
 
@@ -69,12 +69,12 @@ def _clean(text: str) -> str:
 async def create_poll(cohort_id: int, by: int, data: PollIn) -> PollOut:
     question = _clean(data.question)
     if not question:
-        raise RuleViolation("empty_question", "the question is empty", 422)
+        raise DomainError("empty_question", "the question is empty", 422)
     labels = [_clean(c) for c in data.choices]
     if any(not c for c in labels):
-        raise RuleViolation("empty_choice", "a choice is empty", 422)
+        raise DomainError("empty_choice", "a choice is empty", 422)
     if len(set(labels)) != len(labels):
-        raise RuleViolation("duplicate_choice", "two choices have the same text", 422)
+        raise DomainError("duplicate_choice", "two choices have the same text", 422)
     async with write_transaction(Poll._meta.db):
         poll = Poll(
             cohort=cohort_id,
@@ -105,9 +105,9 @@ async def launch_poll(cohort_id: int, poll_id: int, session_id: int | None) -> P
     """Put a prepared poll live; results stay attached to ``session_id``."""
     poll = await _poll(cohort_id, poll_id)
     if poll.status != "draft":
-        raise RuleViolation("poll_not_draft", f"poll {poll_id} was already launched")
+        raise DomainError("poll_not_draft", f"poll {poll_id} was already launched")
     if await Poll.exists().where((Poll.cohort == cohort_id) & (Poll.status == "live")):
-        raise RuleViolation("poll_already_live", "another poll is live: close it first")
+        raise DomainError("poll_already_live", "another poll is live: close it first")
     await Poll.update(
         {Poll.status: "live", Poll.launched_at: _now(), Poll.class_session: session_id}
     ).where(Poll.id == poll_id)
@@ -119,36 +119,36 @@ async def vote(cohort_id: int, poll_id: int, user_id: int, choices: list[int], *
     """Record (or, with ``change``, replace) a learner's ballot. The one place a vote is counted.
 
     Raises:
-        RuleViolation: ``poll_not_live`` / ``poll_closed``, ``choice_out_of_range``,
+        DomainError: ``poll_not_live`` / ``poll_closed``, ``choice_out_of_range``,
             ``one_choice_only``, ``duplicate_choice``, ``no_choice``, ``already_voted`` (use
             ``poll_change_vote``), ``no_ballot`` (nothing to change).
     """
     poll = await _poll(cohort_id, poll_id)
     if poll.status == "closed":
-        raise RuleViolation("poll_closed", f"poll {poll_id} is closed")
+        raise DomainError("poll_closed", f"poll {poll_id} is closed")
     if poll.status != "live":
-        raise RuleViolation("poll_not_live", f"poll {poll_id} is not live")
+        raise DomainError("poll_not_live", f"poll {poll_id} is not live")
     n = int(await PollChoice.count().where(PollChoice.poll == poll_id))
     if not choices:
-        raise RuleViolation("no_choice", "choose at least one answer", 422)
+        raise DomainError("no_choice", "choose at least one answer", 422)
     bad = [c for c in choices if not 0 <= c < n]
     if bad:
-        raise RuleViolation(
+        raise DomainError(
             "choice_out_of_range", f"choice {bad[0]} is out of range (0 to {n - 1})", 422
         )
     if len(set(choices)) != len(choices):
-        raise RuleViolation("duplicate_choice", "a choice appears twice", 422)
+        raise DomainError("duplicate_choice", "a choice appears twice", 422)
     if not poll.multiple and len(choices) != 1:
-        raise RuleViolation("one_choice_only", "this poll takes exactly one answer", 422)
+        raise DomainError("one_choice_only", "this poll takes exactly one answer", 422)
     existing = (
         await Ballot.objects().where((Ballot.poll == poll_id) & (Ballot.user == user_id)).first()
     )
     if existing is not None and not change:
-        raise RuleViolation(
+        raise DomainError(
             "already_voted", "you already voted in this poll (send poll_change_vote to change)"
         )
     if existing is None and change:
-        raise RuleViolation("no_ballot", "you have not voted in this poll yet")
+        raise DomainError("no_ballot", "you have not voted in this poll yet")
     if existing is None:
         await Ballot(poll=poll_id, user=user_id, choices=sorted(choices)).save()
     else:
@@ -160,7 +160,7 @@ async def vote(cohort_id: int, poll_id: int, user_id: int, choices: list[int], *
 async def close_poll(cohort_id: int, poll_id: int, show: bool) -> PollOut:
     poll = await _poll(cohort_id, poll_id)
     if poll.status != "live":
-        raise RuleViolation("poll_not_live", f"poll {poll_id} is not live")
+        raise DomainError("poll_not_live", f"poll {poll_id} is not live")
     await Poll.update(
         {Poll.status: "closed", Poll.closed_at: _now(), Poll.results_shown: show}
     ).where(Poll.id == poll_id)
@@ -171,7 +171,7 @@ async def close_poll(cohort_id: int, poll_id: int, show: bool) -> PollOut:
 async def show_results(cohort_id: int, poll_id: int) -> PollOut:
     poll = await _poll(cohort_id, poll_id)
     if poll.status != "closed":
-        raise RuleViolation("poll_not_closed", "results are shown once the poll is closed")
+        raise DomainError("poll_not_closed", "results are shown once the poll is closed")
     await Poll.update({Poll.results_shown: True}).where(Poll.id == poll_id)
     poll.results_shown = True
     return await poll_out(poll)

@@ -13,7 +13,6 @@ from urllib.parse import quote
 
 from litestar import Controller, Request, Response, Router, get
 from litestar.datastructures import CacheControlHeader
-from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromQuery
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
@@ -21,6 +20,7 @@ from litestar.static_files import create_static_files_router
 from appliance.accounts import services
 from appliance.accounts.tables import JoinLink, Role, User
 from appliance.auth.guards import cohort_access, user_from_connection
+from appliance.errors import DomainError
 from appliance.ids import PathId
 from appliance.web.render import render_page, request_language
 
@@ -184,10 +184,8 @@ class PageController(Controller):
             return await _to_login(request)
         try:
             access = await cohort_access(user, cohort_id, allow)
-        except NotFoundException:
-            return _error(request, 404)
-        except PermissionDeniedException:
-            return _error(request, 403)
+        except DomainError as exc:  # not_found or forbidden: the error page says which
+            return _error(request, exc.status_code)
         return _page(
             request,
             page,

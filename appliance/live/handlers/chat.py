@@ -2,7 +2,7 @@
 
 from appliance.accounts.tables import Enrolment, Role
 from appliance.chat import services as chat
-from appliance.errors import RuleViolation
+from appliance.errors import DomainError
 from appliance.live import protocol as p
 from appliance.live.dispatch import Context, Dispatcher
 from appliance.live.room import TRAINERS
@@ -37,7 +37,7 @@ async def _learner(cohort_id: int, user_id: int) -> None:
         & (Enrolment.role == Role.learner.value)
     )
     if not ok:
-        raise RuleViolation("no_such_learner", f"user {user_id} is not a learner here", 404)
+        raise DomainError("no_such_learner", f"user {user_id} is not a learner here", 404)
 
 
 async def mute(ctx: Context, msg: p.ChatMute) -> None:
