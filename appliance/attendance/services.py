@@ -21,10 +21,12 @@ from typing import Any
 
 import msgspec
 
+from appliance import clock
 from appliance.accounts.tables import Cohort, Enrolment, Role, User
 from appliance.attendance.schemas import ChainCheck, CorrectionIn, SheetRow, WindowOut
 from appliance.attendance.tables import AttendanceRecord, Kind
 from appliance.errors import DomainError, field_error, require_visible
+from appliance.text import csv_safe
 
 __all__ = [
     "close_window",
@@ -63,10 +65,6 @@ _HASHED = (
 _locks: dict[tuple[int, int], asyncio.Lock] = {}
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def _canon(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
@@ -98,7 +96,13 @@ async def _append(cohort_id: int, kind: str, **fields: Any) -> AttendanceRecord:
         )
         position = last["position"] + 1 if last else 1
         prev = last["hash"] if last else GENESIS
-        fields = {"at": _now(), **fields, "cohort": cohort_id, "kind": kind, "position": position}
+        fields = {
+            "at": clock.utcnow(),
+            **fields,
+            "cohort": cohort_id,
+            "kind": kind,
+            "position": position,
+        }
         # Round-trip precision: both engines keep microseconds; hash what is stored.
         rec = AttendanceRecord(**fields, prev_hash=prev, hash=_digest(prev, fields))
         await rec.save()
@@ -125,7 +129,7 @@ async def record_connection(
     await _append(
         cohort_id,
         Kind.connect if connected else Kind.disconnect,
-        at=at or _now(),
+        at=at or clock.utcnow(),
         class_session=session_id,
         user=user_id,
         connection=connection,
@@ -148,7 +152,7 @@ async def current_window(cohort_id: int) -> WindowOut | None:
         .order_by(AttendanceRecord.position, ascending=False)
         .first()
     )
-    if opened is None or opened["closes_at"] <= _now():
+    if opened is None or opened["closes_at"] <= clock.utcnow():
         return None
     closed = await AttendanceRecord.exists().where(
         (AttendanceRecord.cohort == cohort_id)
@@ -167,7 +171,7 @@ async def open_window(
         raise DomainError("bad_length", "a signing window lasts 1 to 240 minutes", 422)
     if await current_window(cohort_id) is not None:
         raise DomainError("window_open", "a signing window is already open")
-    now = _now()
+    now = clock.utcnow()
     day = now.astimezone(await _tz(cohort_id)).date()
     rec = await _append(
         cohort_id,
@@ -218,7 +222,7 @@ async def sign(
         window=window.id,
         half=window.half,
         day=window.day,
-        signed_at=_now(),
+        signed_at=clock.utcnow(),
         address=(address or "")[:64] or None,
         user_agent=(user_agent or "")[:400] or None,
     )
@@ -332,7 +336,7 @@ async def day_sheet(cohort_id: int, first: dt.date, last: dt.date | None = None)
             r["day"] if r["kind"] in (Kind.sign, Kind.correction) else r["at"].astimezone(tz).date()
         )
         by_user_day[(r["user"], day)].append(r)
-    now = dt.datetime.now(dt.UTC)
+    now = clock.utcnow()
     out: list[SheetRow] = []
     day = first
     while day <= last:
@@ -367,10 +371,6 @@ async def day_sheet(cohort_id: int, first: dt.date, last: dt.date | None = None)
     return out
 
 
-def _csv_safe(value: str) -> str:
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
-
-
 async def export_csv(cohort_id: int, first: dt.date, last: dt.date) -> str:
     tz = await _tz(cohort_id)
 
@@ -397,7 +397,7 @@ async def export_csv(cohort_id: int, first: dt.date, last: dt.date) -> str:
         w.writerow(
             [
                 r.day.isoformat(),
-                _csv_safe(r.display_name),
+                csv_safe(r.display_name),
                 r.email,
                 t(r.morning),
                 "yes" if r.morning_corrected else "",

@@ -7,7 +7,6 @@ do not leak; a cohort the user can see but where their role may not act answers 
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,9 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 
+from appliance import clock
 from appliance.accounts.tables import Cohort, Enrolment, JoinLink, Role, User
+from appliance.auth.roles import RUNS_CLASS
 from appliance.auth.sessions import check_csrf_binding
 from appliance.errors import DomainError, not_found
 
@@ -33,7 +34,7 @@ class Access:
 
     @property
     def is_staff_of_cohort(self) -> bool:
-        return self.capacity in (Role.admin, Role.trainer)
+        return self.capacity in RUNS_CLASS
 
 
 async def user_from_connection(
@@ -58,7 +59,7 @@ async def user_from_connection(
     link_id = session.get("link")
     if link_id is None:
         return None if user.role == Role.learner.value else user
-    now = dt.datetime.now(dt.UTC)
+    now = clock.utcnow()
     link = await JoinLink.objects().where(JoinLink.id == link_id).first()
     if (
         link is None
@@ -77,7 +78,7 @@ async def _live_link(cohort_id: int, user_id: int) -> bool:
             (JoinLink.cohort == cohort_id)
             & (JoinLink.user == user_id)
             & JoinLink.revoked_at.is_null()
-            & (JoinLink.expires_at > dt.datetime.now(dt.UTC))
+            & (JoinLink.expires_at > clock.utcnow())
         )
     )
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import unicodedata
 from dataclasses import dataclass
 
+from appliance import clock
 from appliance.chat.schemas import ChatMessageOut
 from appliance.chat.tables import ChatMessage, ChatMute, QuestionVote
 from appliance.errors import DomainError
@@ -22,10 +22,6 @@ __all__ = [
     "unmute",
     "vote_question",
 ]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def clean_text(text: str, max_chars: int) -> str:
@@ -89,7 +85,7 @@ async def post_messages(
     # locked") when another connection writes meanwhile. Mutes change under the room lock,
     # which the caller holds, so the read stays true; the INSERT is atomic on its own.
     muted = {r["user"] for r in await ChatMute.select(ChatMute.user).where(where)}
-    now = _now()
+    now = clock.utcnow()
     rows = [
         ChatMessage(
             cohort=cohort_id,
@@ -143,16 +139,20 @@ async def _message(cohort_id: int, message_id: int) -> ChatMessage:
 
 async def delete_message(cohort_id: int, message_id: int, by: int) -> None:
     await _message(cohort_id, message_id)
-    await ChatMessage.update({ChatMessage.deleted_at: _now(), ChatMessage.deleted_by: by}).where(
-        ChatMessage.id == message_id
-    )
+    await ChatMessage.update(
+        {ChatMessage.deleted_at: clock.utcnow(), ChatMessage.deleted_by: by}
+    ).where(ChatMessage.id == message_id)
 
 
 async def mute(cohort_id: int, session_id: int | None, user_id: int, by: int) -> None:
     if await is_muted(cohort_id, session_id, user_id):
         raise DomainError("already_muted", "this learner is already muted")
     await ChatMute(
-        cohort=cohort_id, class_session=session_id, user=user_id, muted_by=by, created_at=_now()
+        cohort=cohort_id,
+        class_session=session_id,
+        user=user_id,
+        muted_by=by,
+        created_at=clock.utcnow(),
     ).save()
 
 
@@ -162,7 +162,7 @@ async def unmute(cohort_id: int, session_id: int | None, user_id: int) -> None:
     where = (
         (ChatMute.cohort == cohort_id) & (ChatMute.user == user_id) & ChatMute.lifted_at.is_null()
     )
-    await ChatMute.update({ChatMute.lifted_at: _now()}).where(where)
+    await ChatMute.update({ChatMute.lifted_at: clock.utcnow()}).where(where)
 
 
 async def vote_question(cohort_id: int, message_id: int, user_id: int) -> int:
@@ -179,7 +179,7 @@ async def vote_question(cohort_id: int, message_id: int, user_id: int) -> int:
     )
     if voted:
         raise DomainError("already_voted", "you already gave this question your +1")
-    await QuestionVote(message=message_id, user=user_id, created_at=_now()).save()
+    await QuestionVote(message=message_id, user=user_id, created_at=clock.utcnow()).save()
     return int(await QuestionVote.count().where(QuestionVote.message == message_id))
 
 
@@ -189,7 +189,9 @@ async def answer_question(cohort_id: int, message_id: int) -> None:
         raise DomainError("not_a_question", f"message {message_id} is not a question", 422)
     if msg.answered_at is not None:
         raise DomainError("question_answered", "this question is already answered")
-    await ChatMessage.update({ChatMessage.answered_at: _now()}).where(ChatMessage.id == message_id)
+    await ChatMessage.update({ChatMessage.answered_at: clock.utcnow()}).where(
+        ChatMessage.id == message_id
+    )
 
 
 async def _out(rows: list[dict]) -> list[ChatMessageOut]:

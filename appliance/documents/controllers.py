@@ -16,8 +16,9 @@ from litestar.response import File
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from litestar.types import FileSystemProtocol
 
-from appliance.accounts.tables import Role, User
+from appliance.accounts.tables import User
 from appliance.auth.guards import Access, cohort_access
+from appliance.auth.roles import RUNS_CLASS, TAKES_PART
 from appliance.documents import services
 from appliance.documents.names import content_disposition
 from appliance.documents.notifier import DocumentNotifier
@@ -33,8 +34,6 @@ from appliance.settings import Settings
 
 __all__ = ["DocumentController"]
 
-STAFF = frozenset({Role.admin, Role.trainer})
-MEMBERS = frozenset({Role.admin, Role.trainer, Role.learner})
 AnyRequest = Request[User, Any, Any]
 
 
@@ -43,7 +42,7 @@ def _store(request: AnyRequest) -> BlobStore:
 
 
 async def _document(request: AnyRequest, cohort_id: int, doc_id: int, staff: bool) -> Document:
-    access = await cohort_access(request.user, cohort_id, STAFF if staff else MEMBERS)
+    access = await cohort_access(request.user, cohort_id, RUNS_CLASS if staff else TAKES_PART)
     return await services.get_document(
         cohort_id, doc_id, published_only=not access.is_staff_of_cohort
     )
@@ -72,7 +71,7 @@ class DocumentController(Controller):
         title: FromQuery[str | None] = None,
     ) -> DocumentOut:
         """The request body is the file itself, streamed to disk; it stays unpublished."""
-        access: Access = await cohort_access(request.user, cohort_id, STAFF)
+        access: Access = await cohort_access(request.user, cohort_id, RUNS_CLASS)
         settings: Settings = request.app.state.settings
         doc = await services.upload(
             _store(request),
@@ -90,7 +89,7 @@ class DocumentController(Controller):
     @get("/")
     async def list_documents(self, request: AnyRequest, cohort_id: PathId) -> list[DocumentOut]:
         """All documents for the cohort's staff; published ones for its learners."""
-        access = await cohort_access(request.user, cohort_id, MEMBERS)
+        access = await cohort_access(request.user, cohort_id, TAKES_PART)
         return await services.list_documents(
             cohort_id, published_only=not access.is_staff_of_cohort
         )
@@ -98,7 +97,7 @@ class DocumentController(Controller):
     @get("/usage")
     async def usage(self, request: AnyRequest, cohort_id: PathId) -> CohortUsage:
         """Documents stored for the cohort, against its quota."""
-        await cohort_access(request.user, cohort_id, STAFF)
+        await cohort_access(request.user, cohort_id, RUNS_CLASS)
         settings: Settings = request.app.state.settings
         return await services.cohort_usage(cohort_id, settings.document_quota_bytes)
 

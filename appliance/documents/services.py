@@ -6,7 +6,6 @@ Single entry points the metrics will hook onto: :func:`upload` (one per stored u
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -16,6 +15,7 @@ from litestar.exceptions import ClientException
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 from piccolo.query.functions.aggregate import Count, Sum
 
+from appliance import clock
 from appliance.auth.guards import Access
 from appliance.documents.names import BadName, clean_name
 from appliance.documents.notifier import DocumentNotifier
@@ -221,7 +221,7 @@ async def update_document(doc: Document, patch: DocumentPatch) -> Document:
         doc.title = patch.title.strip() or doc.title
     if patch.published is not None and patch.published != doc.published:
         doc.published = patch.published
-        doc.published_at = dt.datetime.now(dt.UTC) if patch.published else None
+        doc.published_at = clock.utcnow() if patch.published else None
     await doc.save()
     return doc
 

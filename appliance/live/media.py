@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from appliance.accounts.tables import Role
+from appliance.auth.roles import LEARNERS, RUNS_CLASS
 from appliance.errors import DomainError
 from appliance.live import protocol as p
 from appliance.live.dispatch import Context, Dispatcher
-from appliance.live.room import TRAINERS, CohortRoom, Conn
+from appliance.live.room import CohortRoom, Conn
 from appliance.media import (
     LearnerClosed,
     MediaError,
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["MediaBridge"]
 
 log = logging.getLogger("estrade.live.media")
-LEARNERS = frozenset({Role.learner})
 SLOT_NAMES = ("audio", "camera", "screen")
 # LearnerClosed reasons the learner's own socket caused: nobody to tell.
 _SILENT = frozenset({"replaced", "socket_closed"})
@@ -147,8 +146,8 @@ class MediaBridge:
 
     # ---- handlers -------------------------------------------------------------------------
     def register(self, d: Dispatcher) -> None:
-        d.register(p.MediaPublish, TRAINERS, self.publish)
-        d.register(p.MediaUnpublish, TRAINERS, self.unpublish)
+        d.register(p.MediaPublish, RUNS_CLASS, self.publish)
+        d.register(p.MediaUnpublish, RUNS_CLASS, self.unpublish)
         d.register(p.MediaSubscribe, LEARNERS, self.subscribe)
         d.register(p.MediaAnswerIn, LEARNERS, self.answer)
         d.register(p.MediaQualitySet, LEARNERS, self.quality)

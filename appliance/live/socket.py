@@ -22,6 +22,7 @@ from appliance.accounts.tables import Role, User
 from appliance.attendance import services as attendance
 from appliance.auth.guards import cohort_access
 from appliance.auth.origin import same_origin
+from appliance.auth.roles import EVERYONE, RATE_LIMITED
 from appliance.auth.sessions import SESSION_COOKIE
 from appliance.chat import services as chat
 from appliance.errors import DomainError
@@ -47,9 +48,6 @@ class _RefOnly(msgspec.Struct):
 
 
 _ref_decoder = msgspec.json.Decoder(_RefOnly)
-EVERYONE = frozenset(Role)
-LIMITED = frozenset({Role.learner, Role.operator})
-"""Capacities whose messages are rate-limited (those who do not run the class)."""
 
 
 def _refusal(exc: DomainError, tag: str, ref: str | None) -> p.Reply:
@@ -155,7 +153,7 @@ async def _handle(
         ]
     # `heartbeat` is exempt: the page answers the server's own beat (one per beat, no reply, no
     # fan-out), and refusing it would drop a live learner as a dead link.
-    if conn.capacity in LIMITED and tag != "heartbeat":
+    if conn.capacity in RATE_LIMITED and tag != "heartbeat":
         # Every message type of a learner (and an operator) is limited per user, whatever
         # socket it comes from; chat has its own, stricter limit on top.
         key, chat_key = f"{conn.user_id}:{tag}", str(conn.user_id)

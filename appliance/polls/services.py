@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import unicodedata
 
+from appliance import clock
 from appliance.accounts.tables import Enrolment, Role
 from appliance.db import write_transaction
 from appliance.errors import DomainError
 from appliance.polls.schemas import PollIn, PollOut, PollResults
 from appliance.polls.tables import Ballot, Poll, PollChoice
+from appliance.text import csv_safe
 
 __all__ = [
     "close_poll",
@@ -25,10 +26,6 @@ __all__ = [
     "show_results",
     "vote",
 ]
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 async def _poll(cohort_id: int, poll_id: int) -> Poll:
@@ -82,7 +79,7 @@ async def create_poll(cohort_id: int, by: int, data: PollIn) -> PollOut:
             question=question,
             multiple=data.multiple,
             anonymous=data.anonymous,
-            created_at=_now(),
+            created_at=clock.utcnow(),
         )
         await poll.save()
         await PollChoice.insert(
@@ -109,7 +106,7 @@ async def launch_poll(cohort_id: int, poll_id: int, session_id: int | None) -> P
     if await Poll.exists().where((Poll.cohort == cohort_id) & (Poll.status == "live")):
         raise DomainError("poll_already_live", "another poll is live: close it first")
     await Poll.update(
-        {Poll.status: "live", Poll.launched_at: _now(), Poll.class_session: session_id}
+        {Poll.status: "live", Poll.launched_at: clock.utcnow(), Poll.class_session: session_id}
     ).where(Poll.id == poll_id)
     poll.status, poll.class_session = "live", session_id
     return await poll_out(poll)
@@ -152,9 +149,9 @@ async def vote(cohort_id: int, poll_id: int, user_id: int, choices: list[int], *
     if existing is None:
         await Ballot(poll=poll_id, user=user_id, choices=sorted(choices)).save()
     else:
-        await Ballot.update({Ballot.choices: sorted(choices), Ballot.updated_at: _now()}).where(
-            Ballot.id == existing.id
-        )
+        await Ballot.update(
+            {Ballot.choices: sorted(choices), Ballot.updated_at: clock.utcnow()}
+        ).where(Ballot.id == existing.id)
 
 
 async def close_poll(cohort_id: int, poll_id: int, show: bool) -> PollOut:
@@ -162,7 +159,7 @@ async def close_poll(cohort_id: int, poll_id: int, show: bool) -> PollOut:
     if poll.status != "live":
         raise DomainError("poll_not_live", f"poll {poll_id} is not live")
     await Poll.update(
-        {Poll.status: "closed", Poll.closed_at: _now(), Poll.results_shown: show}
+        {Poll.status: "closed", Poll.closed_at: clock.utcnow(), Poll.results_shown: show}
     ).where(Poll.id == poll_id)
     poll.status, poll.results_shown = "closed", show
     return await poll_out(poll)
@@ -210,11 +207,6 @@ async def results(cohort_id: int, poll_id: int, *, with_names: bool) -> PollResu
     )
 
 
-def _csv_safe(value: str) -> str:
-    # Spreadsheet formula injection: a cell starting with = + - @ is shown as text.
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
-
-
 async def export_csv(cohort_id: int) -> str:
     """Every launched poll of the cohort, one row per choice (names for named polls)."""
     out = io.StringIO()
@@ -248,14 +240,14 @@ async def export_csv(cohort_id: int) -> str:
                     p.id,
                     p.class_session or "",
                     p.launched_at.isoformat() if p.launched_at else "",
-                    _csv_safe(p.question),
+                    csv_safe(p.question),
                     p.status,
                     "yes" if p.anonymous else "no",
                     i,
-                    _csv_safe(label),
+                    csv_safe(label),
                     res.counts[i],
                     res.ballots,
-                    "; ".join(_csv_safe(n) for n in res.voters[i]) if res.voters else "",
+                    "; ".join(csv_safe(n) for n in res.voters[i]) if res.voters else "",
                 ]
             )
     return out.getvalue()

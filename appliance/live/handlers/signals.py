@@ -1,12 +1,10 @@
 """Signals: raised hands, quick reactions, low-bandwidth mode. Live state only (not stored)."""
 
 from appliance.accounts.tables import Role
+from appliance.auth.roles import LEARNERS, TAKES_PART
 from appliance.errors import DomainError
 from appliance.live import protocol as p
 from appliance.live.dispatch import Context, Dispatcher
-from appliance.live.room import TRAINERS
-
-LEARNERS = frozenset({Role.learner})
 
 
 async def raise_hand(ctx: Context, msg: p.HandRaise) -> None:
@@ -44,6 +42,6 @@ async def low_bandwidth(ctx: Context, msg: p.SetLowBandwidth) -> None:
 
 def register(d: Dispatcher) -> None:
     d.register(p.HandRaise, LEARNERS, raise_hand)
-    d.register(p.HandLower, LEARNERS | TRAINERS, lower_hand)
+    d.register(p.HandLower, TAKES_PART, lower_hand)
     d.register(p.Reaction, LEARNERS, react)
     d.register(p.SetLowBandwidth, frozenset(Role), low_bandwidth)
