@@ -10,7 +10,6 @@ the sign-in sheet, to anchor it outside the database.)
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime as dt
 import hashlib
@@ -26,6 +25,7 @@ from appliance.accounts.tables import Cohort, Enrolment, Role, User
 from appliance.attendance.schemas import ChainCheck, CorrectionIn, SheetRow, WindowOut
 from appliance.attendance.tables import AttendanceRecord, Kind
 from appliance.errors import DomainError, field_error, require_visible
+from appliance.locks import CohortLocks
 from appliance.text import csv_safe
 
 __all__ = [
@@ -62,7 +62,7 @@ _HASHED = (
 )
 # One lock per event loop and cohort: appends of a cohort are serialised in this process; the
 # unique (cohort, position) index guards against any other writer.
-_locks: dict[tuple[int, int], asyncio.Lock] = {}
+_lock = CohortLocks()
 
 
 def _canon(value: Any) -> Any:
@@ -76,14 +76,6 @@ def _canon(value: Any) -> Any:
 def _digest(prev_hash: str, fields: dict[str, Any]) -> str:
     body = msgspec.json.encode({k: _canon(fields.get(k)) for k in _HASHED})
     return hashlib.sha256(prev_hash.encode() + body).hexdigest()
-
-
-def _lock(cohort_id: int) -> asyncio.Lock:
-    key = (id(asyncio.get_running_loop()), cohort_id)
-    lock = _locks.get(key)
-    if lock is None:
-        lock = _locks[key] = asyncio.Lock()
-    return lock
 
 
 async def _append(cohort_id: int, kind: str, **fields: Any) -> AttendanceRecord:

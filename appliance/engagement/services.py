@@ -48,6 +48,7 @@ from appliance.engagement.tables import (
     EngagementDay,
     EngagementSettings,
 )
+from appliance.locks import CohortLocks
 from appliance.polls.tables import Ballot, Poll
 from appliance.text import csv_safe
 
@@ -89,15 +90,7 @@ _SUMMED = (
 
 # One lock per event loop and cohort: a day's rows are replaced by one writer at a time (two
 # concurrent delete-then-insert would collide on the unique index on PostgreSQL).
-_locks: dict[tuple[int, int], asyncio.Lock] = {}
-
-
-def _lock(cohort_id: int) -> asyncio.Lock:
-    key = (id(asyncio.get_running_loop()), cohort_id)
-    lock = _locks.get(key)
-    if lock is None:
-        lock = _locks[key] = asyncio.Lock()
-    return lock
+_lock = CohortLocks()
 
 
 async def _cohort(cohort_id: int) -> dict[str, Any]:
