@@ -226,6 +226,8 @@ async def resolve_link(secret: str) -> JoinLink | None:
 
 
 async def cohorts_of(user: User) -> list[Cohort]:
+    """The cohorts ``user`` may open: every one for admins and operators, else those they are
+    enrolled in (for a learner, with a live link: why this lives with the links)."""
     if user.role in (Role.admin.value, Role.operator.value):
         return await Cohort.objects().order_by(Cohort.first_day)
     ids = [

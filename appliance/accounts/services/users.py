@@ -78,6 +78,7 @@ async def update_user(user_id: int, data: s.UserPatch) -> User:
 
 
 async def _revoke_all_links_of(user_id: int) -> None:
+    # A plain table update: join_links builds on enrolments, which builds on this module.
     await JoinLink.update({JoinLink.revoked_at: clock.utcnow()}).where(
         (JoinLink.user == user_id) & JoinLink.revoked_at.is_null()
     )
