@@ -42,6 +42,8 @@ class EngagementLive:
     def __init__(self, registry: RoomRegistry, *, sample_s: float | None = None) -> None:
         self.registry = registry
         self.sample_s = sample_s or SAMPLE_S
+        self._idle = asyncio.Event()
+        """Set while :meth:`run` sleeps (no query under way): shutdown waits for it."""
         self.pending: list[tuple[int, int, str, dt.datetime, int]] = []
         """(cohort, user, counter, when, amount) not yet in the database."""
         self._tz: dict[int, zoneinfo.ZoneInfo] = {}
@@ -146,10 +148,13 @@ class EngagementLive:
             try:
                 if since_finalise >= FINALISE_S:
                     since_finalise = 0.0
+                    self._idle.clear()
                     await self.finalise()
+                self._idle.set()
                 await asyncio.sleep(self.sample_s)
                 since_finalise += self.sample_s
                 self.sample(self.sample_s)
+                self._idle.clear()
                 await self.flush()
             except asyncio.CancelledError:
                 raise
@@ -162,6 +167,10 @@ class EngagementLive:
         try:
             yield
         finally:
+            # Let a running query finish: a task cancelled inside a new database connection
+            # leaves that connection open (an unclosed asyncpg connection at shutdown).
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._idle.wait(), 10)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
