@@ -35,6 +35,7 @@ from appliance.documents import BlobStore, DocumentController
 from appliance.documents.services import DocumentTotals
 from appliance.engagement.controllers import EngagementController, EngagementPage
 from appliance.engagement.live import EngagementLive
+from appliance.errors import DomainError
 from appliance.live import access_listeners, classroom_socket, live_plugin
 from appliance.live.documents import LiveDocumentNotifier
 from appliance.live.media import MediaBridge
@@ -86,14 +87,33 @@ def secret_key(settings: Settings) -> str:
     return key
 
 
-def _json_errors(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    """Every client error as JSON ``{status_code, detail, extra?}`` (a browser's 404: a page)."""
-    if exc.status_code == 404 and (page := html_not_found(request)) is not None:
+def _client_error(
+    request: Request[Any, Any, Any],
+    status_code: int,
+    detail: str,
+    extra: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
+    """A client error as JSON ``{status_code, detail, extra?}`` (a browser's 404: a page)."""
+    if status_code == 404 and (page := html_not_found(request)) is not None:
         return page
-    body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
-    if exc.extra:
-        body["extra"] = exc.extra
-    return Response(body, status_code=exc.status_code, headers=exc.headers)
+    body: dict[str, Any] = {"status_code": status_code, "detail": detail}
+    if extra:
+        body["extra"] = extra
+    return Response(body, status_code=status_code, headers=headers)
+
+
+def _http_errors(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Litestar's own (validation, routing, guards, auth) and those controllers raise."""
+    return _client_error(request, exc.status_code, exc.detail, exc.extra, exc.headers)
+
+
+def _domain_errors(request: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    """A service's refusal: a field error in Litestar's validation-error shape."""
+    if exc.field is None:
+        return _client_error(request, exc.status_code, exc.detail)
+    extra = [{"key": exc.field, "message": exc.detail}]
+    return _client_error(request, exc.status_code, f"{exc.field}: {exc.detail}", extra)
 
 
 def _server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -210,7 +230,11 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             path="/schema",
             render_plugins=[JsonRenderPlugin()],
         ),
-        exception_handlers={HTTPException: _json_errors, Exception: _server_error},
+        exception_handlers={
+            DomainError: _domain_errors,
+            HTTPException: _http_errors,
+            Exception: _server_error,
+        },
         request_max_body_size=settings.max_request_bytes,
         request_class=EstradeRequest,
         template_config=template_config(),

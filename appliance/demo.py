@@ -18,6 +18,7 @@ from pathlib import Path
 
 import msgspec
 
+from appliance import clock
 from appliance.accounts import schemas as s
 from appliance.accounts import services
 from appliance.accounts.tables import Cohort, JoinLink, User
@@ -66,7 +67,7 @@ async def _link_still_works(url: str, user_id: int, cohort_id: int) -> bool:
         & (JoinLink.user == user_id)
         & (JoinLink.cohort == cohort_id)
         & JoinLink.revoked_at.is_null()
-        & (JoinLink.expires_at > services.utcnow())
+        & (JoinLink.expires_at > clock.utcnow())
     )
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "NO_NUL",
     "check_day",
     "check_moment",
+    "csv_safe",
     "has_control",
 ]
 
@@ -44,3 +45,8 @@ def check_moment(key: str, moment: dt.datetime) -> None:
     check_day(key, moment.date())
     if moment.tzinfo is not None:
         check_day(key, moment.astimezone(dt.UTC).date())
+
+
+def csv_safe(value: str) -> str:
+    """A cell a spreadsheet shows as text: one starting with = + - @ would run as a formula."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@") else value

@@ -85,7 +85,7 @@ async def seed(settings, n: int, base: str) -> tuple[int, list[str]]:
     await User.insert(*learners)
     ids = [u["id"] for u in await User.select(User.id).where(User.role == "learner")]
     await Enrolment.insert(*[Enrolment(cohort=cohort.id, user=i, role="learner") for i in ids])
-    links = await services._issue_many(cohort.id, ids, base_url=base, ttl=dt.timedelta(days=1))
+    links = await services.issue_many(cohort.id, ids, base_url=base, ttl=dt.timedelta(days=1))
     await db.close(engine)
     return cohort.id, [link.url for link in links]
 

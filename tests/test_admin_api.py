@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from appliance.accounts import services
+from appliance.accounts.schemas import UserPatch
 from appliance.accounts.tables import Enrolment, User
 from tests.helpers.world import ROLES, Client, World, sign_in_as
 
@@ -320,7 +321,7 @@ class TestImport:
 
 async def test_export_links_csv(client: Client, world: World) -> None:
     await client.login(world.admin.email)
-    await services.update_user(world.learner.id, services.s.UserPatch(display_name="=HYPERLINK(1)"))
+    await services.update_user(world.learner.id, UserPatch(display_name="=HYPERLINK(1)"))
     r = await client.post(f"/api/admin/cohorts/{world.cohort.id}/join-links/export")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/csv")

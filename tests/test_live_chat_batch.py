@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from appliance.chat import services as chat
-from appliance.errors import RuleViolation
+from appliance.errors import DomainError
 from tests.helpers.classroom import LiveServer
 from tests.helpers.world import World
 from tests.test_live import join
@@ -20,8 +20,8 @@ async def test_a_batch_keeps_order_and_refuses_only_the_muted(world: World) -> N
         )
     ]
     out = await chat.post_messages(world.cohort.id, None, drafts)
-    assert isinstance(out[1], RuleViolation) and out[1].code == "muted"
-    stored = [m for m in out if not isinstance(m, RuleViolation)]
+    assert isinstance(out[1], DomainError) and out[1].code == "muted"
+    stored = [m for m in out if not isinstance(m, DomainError)]
     assert [m.text for m in stored] == ["t0", "t2", "t3"]
     assert [m.id for m in stored] == sorted(m.id for m in stored)
     assert [m.question for m in stored] == [False, True, False]

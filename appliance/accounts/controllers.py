@@ -12,6 +12,7 @@ from appliance.accounts import events, services
 from appliance.accounts import schemas as s
 from appliance.accounts.tables import Role, User
 from appliance.auth.guards import cohort_access, require_roles
+from appliance.auth.roles import EVERYONE
 from appliance.errors import field_error
 from appliance.ids import PathId
 from appliance.openapi import raw_body
@@ -249,5 +250,5 @@ class MyCohortsController(Controller):
         self, request: Request[User, Any, Any], cohort_id: PathId
     ) -> list[s.ClassSessionOut]:
         """The cohort's class sessions, for anyone part of it (the waiting room's next time)."""
-        await cohort_access(request.user, cohort_id, set(Role))
+        await cohort_access(request.user, cohort_id, EVERYONE)
         return await services.list_class_sessions(cohort_id)

@@ -15,19 +15,19 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Template
 
-from appliance.accounts.tables import Role, User
+from appliance import clock
+from appliance.accounts.tables import User
 from appliance.attendance import services
 from appliance.attendance.schemas import ChainCheck, CorrectionIn
 from appliance.auth.guards import cohort_access
-from appliance.errors import RuleViolation, field_error
+from appliance.auth.roles import RUNS_CLASS, SEES_STAFF_VIEW
+from appliance.errors import field_error
 from appliance.ids import PathId
 from appliance.text import check_day, check_moment
 from appliance.web.render import PAGE_HEADERS, request_language, translate
 
 __all__ = ["AttendanceController"]
 
-READERS = {Role.trainer, Role.admin, Role.operator}
-WRITERS = {Role.trainer, Role.admin}
 MAX_DAYS = 366
 
 
@@ -52,7 +52,7 @@ class AttendanceController(Controller):
         date_to: FromQuery[dt.date],
     ) -> Response[str]:
         """One row per learner and day: half-day signatures, minutes and first/last connection."""
-        await cohort_access(request.user, cohort_id, READERS)
+        await cohort_access(request.user, cohort_id, SEES_STAFF_VIEW)
         _range(date_from, date_to)
         body = await services.export_csv(cohort_id, date_from, date_to)
         name = f"attendance-{cohort_id}-{date_from}-{date_to}.csv"
@@ -71,11 +71,15 @@ class AttendanceController(Controller):
         self, request: Request[User, Any, Any], cohort_id: PathId, day: FromPath[str]
     ) -> Template:
         """A printable sign-in sheet for one day, in the viewer's language."""
-        access = await cohort_access(request.user, cohort_id, READERS)
+        access = await cohort_access(request.user, cohort_id, SEES_STAFF_VIEW)
         tz = zoneinfo.ZoneInfo(access.cohort.time_zone)
         try:
             # "today" is the cohort's today (the viewer's clock may be in another time zone).
-            the_day = dt.datetime.now(tz).date() if day == "today" else dt.date.fromisoformat(day)
+            the_day = (
+                clock.utcnow().astimezone(tz).date()
+                if day == "today"
+                else dt.date.fromisoformat(day)
+            )
         except ValueError:
             raise field_error("day", f"{day!r} is not a date (YYYY-MM-DD or today)") from None
         check_day("day", the_day)
@@ -97,20 +101,17 @@ class AttendanceController(Controller):
         data: JSONBody[CorrectionIn],
     ) -> dict[str, int]:
         """Add a correction (a new record with its author and reason; nothing is edited)."""
-        await cohort_access(request.user, cohort_id, WRITERS)
+        await cohort_access(request.user, cohort_id, RUNS_CLASS)
         check_day("day", data.day)
         if data.signed_at is not None:
             check_moment("signed_at", data.signed_at)
-        try:
-            record_id = await services.correct(cohort_id, data, author=request.user.id)
-        except RuleViolation as exc:
-            raise field_error(exc.code, exc.detail, exc.status_code) from None
+        record_id = await services.correct(cohort_id, data, author=request.user.id)
         return {"id": record_id}
 
     @get("/api/cohorts/{cohort_id:int}/attendance/verify")
     async def verify(self, request: Request[User, Any, Any], cohort_id: PathId) -> ChainCheck:
         """Recompute the cohort's hash chain: ``ok`` false names the first altered record."""
-        await cohort_access(request.user, cohort_id, READERS)
+        await cohort_access(request.user, cohort_id, SEES_STAFF_VIEW)
         return await services.verify_chain(cohort_id)
 
 

@@ -10,7 +10,6 @@ the sign-in sheet, to anchor it outside the database.)
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime as dt
 import hashlib
@@ -21,10 +20,13 @@ from typing import Any
 
 import msgspec
 
+from appliance import clock
 from appliance.accounts.tables import Cohort, Enrolment, Role, User
 from appliance.attendance.schemas import ChainCheck, CorrectionIn, SheetRow, WindowOut
 from appliance.attendance.tables import AttendanceRecord, Kind
-from appliance.errors import RuleViolation, require_visible
+from appliance.errors import DomainError, field_error, require_visible
+from appliance.locks import CohortLocks
+from appliance.text import csv_safe
 
 __all__ = [
     "close_window",
@@ -60,11 +62,7 @@ _HASHED = (
 )
 # One lock per event loop and cohort: appends of a cohort are serialised in this process; the
 # unique (cohort, position) index guards against any other writer.
-_locks: dict[tuple[int, int], asyncio.Lock] = {}
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+_lock = CohortLocks()
 
 
 def _canon(value: Any) -> Any:
@@ -80,14 +78,6 @@ def _digest(prev_hash: str, fields: dict[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode() + body).hexdigest()
 
 
-def _lock(cohort_id: int) -> asyncio.Lock:
-    key = (id(asyncio.get_running_loop()), cohort_id)
-    lock = _locks.get(key)
-    if lock is None:
-        lock = _locks[key] = asyncio.Lock()
-    return lock
-
-
 async def _append(cohort_id: int, kind: str, **fields: Any) -> AttendanceRecord:
     async with _lock(cohort_id):
         last = (
@@ -98,7 +88,13 @@ async def _append(cohort_id: int, kind: str, **fields: Any) -> AttendanceRecord:
         )
         position = last["position"] + 1 if last else 1
         prev = last["hash"] if last else GENESIS
-        fields = {"at": _now(), **fields, "cohort": cohort_id, "kind": kind, "position": position}
+        fields = {
+            "at": clock.utcnow(),
+            **fields,
+            "cohort": cohort_id,
+            "kind": kind,
+            "position": position,
+        }
         # Round-trip precision: both engines keep microseconds; hash what is stored.
         rec = AttendanceRecord(**fields, prev_hash=prev, hash=_digest(prev, fields))
         await rec.save()
@@ -125,7 +121,7 @@ async def record_connection(
     await _append(
         cohort_id,
         Kind.connect if connected else Kind.disconnect,
-        at=at or _now(),
+        at=at or clock.utcnow(),
         class_session=session_id,
         user=user_id,
         connection=connection,
@@ -148,7 +144,7 @@ async def current_window(cohort_id: int) -> WindowOut | None:
         .order_by(AttendanceRecord.position, ascending=False)
         .first()
     )
-    if opened is None or opened["closes_at"] <= _now():
+    if opened is None or opened["closes_at"] <= clock.utcnow():
         return None
     closed = await AttendanceRecord.exists().where(
         (AttendanceRecord.cohort == cohort_id)
@@ -162,12 +158,12 @@ async def open_window(
     cohort_id: int, *, session_id: int | None, half: str, minutes: int, by: int
 ) -> WindowOut:
     if half not in ("morning", "afternoon"):
-        raise RuleViolation("bad_half", "half is morning or afternoon", 422)
+        raise DomainError("bad_half", "half is morning or afternoon", 422)
     if not 1 <= minutes <= 240:
-        raise RuleViolation("bad_length", "a signing window lasts 1 to 240 minutes", 422)
+        raise DomainError("bad_length", "a signing window lasts 1 to 240 minutes", 422)
     if await current_window(cohort_id) is not None:
-        raise RuleViolation("window_open", "a signing window is already open")
-    now = _now()
+        raise DomainError("window_open", "a signing window is already open")
+    now = clock.utcnow()
     day = now.astimezone(await _tz(cohort_id)).date()
     rec = await _append(
         cohort_id,
@@ -185,7 +181,7 @@ async def open_window(
 async def close_window(cohort_id: int, *, by: int) -> WindowOut:
     window = await current_window(cohort_id)
     if window is None:
-        raise RuleViolation("no_signing_window", "no signing window is open")
+        raise DomainError("no_signing_window", "no signing window is open")
     await _append(cohort_id, Kind.window_close, window=window.id, author=by)
     return window
 
@@ -201,7 +197,7 @@ async def sign(
     """A learner confirms presence in the open window. The one place a signature is counted."""
     window = await current_window(cohort_id)
     if window is None:
-        raise RuleViolation("no_signing_window", "no signing window is open")
+        raise DomainError("no_signing_window", "no signing window is open")
     done = await AttendanceRecord.exists().where(
         (AttendanceRecord.cohort == cohort_id)
         & (AttendanceRecord.kind == Kind.sign)
@@ -209,7 +205,7 @@ async def sign(
         & (AttendanceRecord.user == user_id)
     )
     if done:
-        raise RuleViolation("already_signed", "you already signed for this half-day")
+        raise DomainError("already_signed", "you already signed for this half-day")
     rec = await _append(
         cohort_id,
         Kind.sign,
@@ -218,7 +214,7 @@ async def sign(
         window=window.id,
         half=window.half,
         day=window.day,
-        signed_at=_now(),
+        signed_at=clock.utcnow(),
         address=(address or "")[:64] or None,
         user_agent=(user_agent or "")[:400] or None,
     )
@@ -233,11 +229,13 @@ async def correct(cohort_id: int, data: CorrectionIn, *, author: int) -> int:
         & (Enrolment.role == Role.learner.value)
     )
     if not learner:
-        raise RuleViolation("not_a_learner", "this user is not a learner of this cohort", 404)
+        raise DomainError(
+            "not_a_learner", "this user is not a learner of this cohort", 404, field="user_id"
+        )
     signed_at = None
     if data.present:
         if data.signed_at is not None and data.signed_at.tzinfo is None:
-            raise RuleViolation("signed_at", "give the time with a UTC offset", 422)
+            raise field_error("signed_at", "give the time with a UTC offset", 422)
         tz = await _tz(cohort_id)
         default = dt.datetime.combine(
             data.day, dt.time(12 if data.half == "morning" else 17, 0), tz
@@ -330,7 +328,7 @@ async def day_sheet(cohort_id: int, first: dt.date, last: dt.date | None = None)
             r["day"] if r["kind"] in (Kind.sign, Kind.correction) else r["at"].astimezone(tz).date()
         )
         by_user_day[(r["user"], day)].append(r)
-    now = dt.datetime.now(dt.UTC)
+    now = clock.utcnow()
     out: list[SheetRow] = []
     day = first
     while day <= last:
@@ -365,10 +363,6 @@ async def day_sheet(cohort_id: int, first: dt.date, last: dt.date | None = None)
     return out
 
 
-def _csv_safe(value: str) -> str:
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
-
-
 async def export_csv(cohort_id: int, first: dt.date, last: dt.date) -> str:
     tz = await _tz(cohort_id)
 
@@ -395,7 +389,7 @@ async def export_csv(cohort_id: int, first: dt.date, last: dt.date) -> str:
         w.writerow(
             [
                 r.day.isoformat(),
-                _csv_safe(r.display_name),
+                csv_safe(r.display_name),
                 r.email,
                 t(r.morning),
                 "yes" if r.morning_corrected else "",

@@ -16,6 +16,7 @@ from litestar.status_codes import (
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 
+from appliance import clock
 from appliance.accounts import services
 from appliance.accounts.tables import Role, User
 from appliance.auth.passwords import PasswordWorkers, WorkersBusy
@@ -232,7 +233,7 @@ async def _valid_link(
 ) -> tuple[_Link | None, Response[Any] | None]:
     """The link if it opens a session now, else the refusal to answer with."""
     link = await services.resolve_link(secret)
-    now = dt.datetime.now(dt.UTC)
+    now = clock.utcnow()
     if link is None:
         return None, _link_problem(request, "unknown", 404)
     if link.revoked_at is not None:

@@ -7,18 +7,20 @@ do not leak; a cohort the user can see but where their role may not act answers 
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Guard
 
+from appliance import clock
 from appliance.accounts.tables import Cohort, Enrolment, JoinLink, Role, User
+from appliance.auth.roles import RUNS_CLASS
 from appliance.auth.sessions import check_csrf_binding
+from appliance.errors import DomainError, not_found
 
 __all__ = ["Access", "cohort_access", "require_roles", "user_from_connection"]
 
@@ -33,7 +35,7 @@ class Access:
 
     @property
     def is_staff_of_cohort(self) -> bool:
-        return self.capacity in (Role.admin, Role.trainer)
+        return self.capacity in RUNS_CLASS
 
 
 async def user_from_connection(
@@ -58,7 +60,7 @@ async def user_from_connection(
     link_id = session.get("link")
     if link_id is None:
         return None if user.role == Role.learner.value else user
-    now = dt.datetime.now(dt.UTC)
+    now = clock.utcnow()
     link = await JoinLink.objects().where(JoinLink.id == link_id).first()
     if (
         link is None
@@ -77,7 +79,7 @@ async def _live_link(cohort_id: int, user_id: int) -> bool:
             (JoinLink.cohort == cohort_id)
             & (JoinLink.user == user_id)
             & JoinLink.revoked_at.is_null()
-            & (JoinLink.expires_at > dt.datetime.now(dt.UTC))
+            & (JoinLink.expires_at > clock.utcnow())
         )
     )
 
@@ -106,12 +108,13 @@ async def cohort_access(user: User, cohort_id: int, allow: frozenset[Role] | set
     cohorts they are enrolled in. Learners do not see archived cohorts.
 
     Raises:
-        NotFoundException: the cohort does not exist or the user is not part of it.
-        PermissionDeniedException: the user is part of it but not in an allowed capacity.
+        DomainError: ``not_found`` (404) when the cohort does not exist or the user is not
+            part of it, ``forbidden`` (403) when the user is part of it but not in an allowed
+            capacity.
     """
     cohort = await Cohort.objects().where(Cohort.id == cohort_id).first()
     if cohort is None:
-        raise NotFoundException(detail="cohort not found")
+        raise not_found("cohort not found")
     role = Role(user.role)
     capacity: Role
     if role in (Role.admin, Role.operator):
@@ -123,12 +126,12 @@ async def cohort_access(user: User, cohort_id: int, allow: frozenset[Role] | set
             .first()
         )
         if enrolment is None or (role is Role.learner and cohort.archived):
-            raise NotFoundException(detail="cohort not found")
+            raise not_found("cohort not found")
         capacity = Role(enrolment["role"])
         if capacity is Role.learner and not await _live_link(cohort_id, user.id):
             # A learner's way into a cohort is that cohort's join link: revoking it closes the
             # cohort even to a session opened with another cohort's link.
-            raise NotFoundException(detail="cohort not found")
+            raise not_found("cohort not found")
     if capacity not in allow:
-        raise PermissionDeniedException(detail="your role in this cohort may not do this")
+        raise DomainError("forbidden", "your role in this cohort may not do this", 403)
     return Access(user=user, cohort=cohort, capacity=capacity)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from appliance import clock
 from appliance.chat.schemas import ChatMessageOut
 from appliance.chat.tables import ChatMessage, ChatMute, QuestionVote
-from appliance.errors import RuleViolation
+from appliance.errors import DomainError
 
 __all__ = [
     "Draft",
@@ -25,22 +25,19 @@ __all__ = [
 ]
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def clean_text(text: str, max_chars: int) -> str:
     """Strip, refuse empty or too long text, drop control characters (keep newlines, tabs)."""
     text = "".join(
         c for c in text if c in "\n\t" or unicodedata.category(c) not in ("Cc", "Cf", "Cs")
     ).strip()
     if not text:
-        raise RuleViolation("empty_message", "the message is empty", 422)
+        raise DomainError("empty_message", "the message is empty", 422)
     if len(text) > max_chars:
-        raise RuleViolation(
+        raise DomainError(
             "message_too_long",
             f"a message has at most {max_chars} characters (this one has {len(text)})",
             422,
+            limit=max_chars,
         )
     return text
 
@@ -68,12 +65,12 @@ class Draft:
 
 async def post_messages(
     cohort_id: int, session_id: int | None, drafts: list[Draft]
-) -> list[ChatMessageOut | RuleViolation]:
+) -> list[ChatMessageOut | DomainError]:
     """Store chat messages and questions, in order: the one place a chat message is stored.
 
     One query finds the muted authors and one INSERT stores the rest, so a busy room pays one
     commit per batch rather than per message. Returns, per draft, the stored message or the
-    :class:`RuleViolation` that refused it (its author is muted).
+    :class:`DomainError` that refused it (its author is muted).
     """
     authors = {d.author_id for d in drafts}
     where = (
@@ -89,7 +86,7 @@ async def post_messages(
     # locked") when another connection writes meanwhile. Mutes change under the room lock,
     # which the caller holds, so the read stays true; the INSERT is atomic on its own.
     muted = {r["user"] for r in await ChatMute.select(ChatMute.user).where(where)}
-    now = _now()
+    now = clock.utcnow()
     rows = [
         ChatMessage(
             cohort=cohort_id,
@@ -105,11 +102,11 @@ async def post_messages(
     if rows:
         await ChatMessage.insert(*rows)  # sets each row's id
     stored = iter(rows)
-    out: list[ChatMessageOut | RuleViolation] = []
+    out: list[ChatMessageOut | DomainError] = []
     for d in drafts:
         if d.author_id in muted:
             out.append(
-                RuleViolation("muted", "the trainer has muted you in chat for this session", 403)
+                DomainError("muted", "the trainer has muted you in chat for this session", 403)
             )
             continue
         row = next(stored)
@@ -137,59 +134,65 @@ async def _message(cohort_id: int, message_id: int) -> ChatMessage:
         .first()
     )
     if msg is None:
-        raise RuleViolation("no_such_message", f"no message {message_id} in this cohort", 404)
+        raise DomainError("no_such_message", f"no message {message_id} in this cohort", 404)
     return msg
 
 
 async def delete_message(cohort_id: int, message_id: int, by: int) -> None:
     await _message(cohort_id, message_id)
-    await ChatMessage.update({ChatMessage.deleted_at: _now(), ChatMessage.deleted_by: by}).where(
-        ChatMessage.id == message_id
-    )
+    await ChatMessage.update(
+        {ChatMessage.deleted_at: clock.utcnow(), ChatMessage.deleted_by: by}
+    ).where(ChatMessage.id == message_id)
 
 
 async def mute(cohort_id: int, session_id: int | None, user_id: int, by: int) -> None:
     if await is_muted(cohort_id, session_id, user_id):
-        raise RuleViolation("already_muted", "this learner is already muted")
+        raise DomainError("already_muted", "this learner is already muted")
     await ChatMute(
-        cohort=cohort_id, class_session=session_id, user=user_id, muted_by=by, created_at=_now()
+        cohort=cohort_id,
+        class_session=session_id,
+        user=user_id,
+        muted_by=by,
+        created_at=clock.utcnow(),
     ).save()
 
 
 async def unmute(cohort_id: int, session_id: int | None, user_id: int) -> None:
     if not await is_muted(cohort_id, session_id, user_id):
-        raise RuleViolation("not_muted", "this learner is not muted")
+        raise DomainError("not_muted", "this learner is not muted")
     where = (
         (ChatMute.cohort == cohort_id) & (ChatMute.user == user_id) & ChatMute.lifted_at.is_null()
     )
-    await ChatMute.update({ChatMute.lifted_at: _now()}).where(where)
+    await ChatMute.update({ChatMute.lifted_at: clock.utcnow()}).where(where)
 
 
 async def vote_question(cohort_id: int, message_id: int, user_id: int) -> int:
     """A learner's +1 on someone else's open question; returns the new count of votes."""
     msg = await _message(cohort_id, message_id)
     if not msg.is_question:
-        raise RuleViolation("not_a_question", f"message {message_id} is not a question", 422)
+        raise DomainError("not_a_question", f"message {message_id} is not a question", 422)
     if msg.author == user_id:
-        raise RuleViolation("own_question", "you cannot +1 your own question", 422)
+        raise DomainError("own_question", "you cannot +1 your own question", 422)
     if msg.answered_at is not None:
-        raise RuleViolation("question_answered", "this question is already answered")
+        raise DomainError("question_answered", "this question is already answered")
     voted = await QuestionVote.exists().where(
         (QuestionVote.message == message_id) & (QuestionVote.user == user_id)
     )
     if voted:
-        raise RuleViolation("already_voted", "you already gave this question your +1")
-    await QuestionVote(message=message_id, user=user_id, created_at=_now()).save()
+        raise DomainError("already_voted", "you already gave this question your +1")
+    await QuestionVote(message=message_id, user=user_id, created_at=clock.utcnow()).save()
     return int(await QuestionVote.count().where(QuestionVote.message == message_id))
 
 
 async def answer_question(cohort_id: int, message_id: int) -> None:
     msg = await _message(cohort_id, message_id)
     if not msg.is_question:
-        raise RuleViolation("not_a_question", f"message {message_id} is not a question", 422)
+        raise DomainError("not_a_question", f"message {message_id} is not a question", 422)
     if msg.answered_at is not None:
-        raise RuleViolation("question_answered", "this question is already answered")
-    await ChatMessage.update({ChatMessage.answered_at: _now()}).where(ChatMessage.id == message_id)
+        raise DomainError("question_answered", "this question is already answered")
+    await ChatMessage.update({ChatMessage.answered_at: clock.utcnow()}).where(
+        ChatMessage.id == message_id
+    )
 
 
 async def _out(rows: list[dict[str, Any]]) -> list[ChatMessageOut]:

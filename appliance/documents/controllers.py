@@ -10,14 +10,15 @@ from typing import Any, cast
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import ETag
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import ClientException
 from litestar.params import FromQuery, JSONBody
 from litestar.response import File
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 from litestar.types import FileSystemProtocol
 
-from appliance.accounts.tables import Role, User
+from appliance.accounts.tables import User
 from appliance.auth.guards import Access, cohort_access
+from appliance.auth.roles import RUNS_CLASS, TAKES_PART
 from appliance.documents import services
 from appliance.documents.names import content_disposition
 from appliance.documents.ranges import BadRange, WindowFileSystem, etag_matches, parse_range
@@ -25,14 +26,13 @@ from appliance.documents.schemas import CohortUsage, DocumentOut, DocumentPatch
 from appliance.documents.sniff import ALLOWED
 from appliance.documents.storage import BlobStore
 from appliance.documents.tables import Document
+from appliance.errors import not_found
 from appliance.ids import PathId
 from appliance.openapi import raw_body
 from appliance.state import app_state
 
 __all__ = ["DocumentController"]
 
-STAFF = frozenset({Role.admin, Role.trainer})
-MEMBERS = frozenset({Role.admin, Role.trainer, Role.learner})
 AnyRequest = Request[User, Any, Any]
 
 
@@ -41,7 +41,7 @@ def _store(request: AnyRequest) -> BlobStore:
 
 
 async def _document(request: AnyRequest, cohort_id: int, doc_id: int, staff: bool) -> Document:
-    access = await cohort_access(request.user, cohort_id, STAFF if staff else MEMBERS)
+    access = await cohort_access(request.user, cohort_id, RUNS_CLASS if staff else TAKES_PART)
     return await services.get_document(
         cohort_id, doc_id, published_only=not access.is_staff_of_cohort
     )
@@ -70,7 +70,7 @@ class DocumentController(Controller):
         title: FromQuery[str | None] = None,
     ) -> DocumentOut:
         """The request body is the file itself, streamed to disk; it stays unpublished."""
-        access: Access = await cohort_access(request.user, cohort_id, STAFF)
+        access: Access = await cohort_access(request.user, cohort_id, RUNS_CLASS)
         settings = app_state(request).settings
         doc = await services.upload(
             _store(request),
@@ -88,7 +88,7 @@ class DocumentController(Controller):
     @get("/")
     async def list_documents(self, request: AnyRequest, cohort_id: PathId) -> list[DocumentOut]:
         """All documents for the cohort's staff; published ones for its learners."""
-        access = await cohort_access(request.user, cohort_id, MEMBERS)
+        access = await cohort_access(request.user, cohort_id, TAKES_PART)
         return await services.list_documents(
             cohort_id, published_only=not access.is_staff_of_cohort
         )
@@ -96,7 +96,7 @@ class DocumentController(Controller):
     @get("/usage")
     async def usage(self, request: AnyRequest, cohort_id: PathId) -> CohortUsage:
         """Documents stored for the cohort, against its quota."""
-        await cohort_access(request.user, cohort_id, STAFF)
+        await cohort_access(request.user, cohort_id, RUNS_CLASS)
         settings = app_state(request).settings
         return await services.cohort_usage(cohort_id, settings.document_quota_bytes)
 
@@ -162,7 +162,7 @@ class DocumentController(Controller):
         doc = await _document(request, cohort_id, doc_id, staff=False)
         kind = ALLOWED.get(doc.media_type)
         if kind is None or not kind.previewable:
-            raise NotFoundException(detail="no inline preview for this type of document")
+            raise not_found("no inline preview for this type of document")
         return _serve(request, doc, "inline")
 
 

@@ -6,16 +6,16 @@ Single entry points the metrics will hook onto: :func:`upload` (one per stored u
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
 import anyio.to_thread
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import ClientException
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
 from piccolo.query.functions.aggregate import Count, Sum
 
+from appliance import clock
 from appliance.auth.guards import Access
 from appliance.documents.names import BadName, clean_name
 from appliance.documents.notifier import DocumentNotifier
@@ -23,7 +23,7 @@ from appliance.documents.schemas import CohortUsage, DocumentOut, DocumentPatch
 from appliance.documents.sniff import ALLOWED, SuspiciousArchive, UnsupportedType, sniff
 from appliance.documents.storage import BlobStore, TooLarge
 from appliance.documents.tables import Document
-from appliance.errors import field_error
+from appliance.errors import DomainError, field_error, not_found
 from appliance.metrics.sources import DocumentTotals as Totals
 from appliance.settings import Settings
 from appliance.text import has_control
@@ -45,16 +45,19 @@ __all__ = [
 _MIB = 1024 * 1024
 
 
-class UploadInterrupted(ClientException):
+class UploadInterrupted(DomainError):
     """The client went away mid-body; nothing was kept."""
 
+    def __init__(self) -> None:
+        super().__init__("upload_interrupted", "the upload was interrupted", 400)
 
-def _too_large(detail: str) -> ClientException:
-    return ClientException(detail=detail, status_code=HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+
+def _too_large(detail: str) -> DomainError:
+    return DomainError("too_large", detail, HTTP_413_REQUEST_ENTITY_TOO_LARGE)
 
 
-def _unsupported(detail: str) -> ClientException:
-    return ClientException(detail=detail, status_code=415)
+def _unsupported(detail: str) -> DomainError:
+    return DomainError("unsupported_type", detail, 415)
 
 
 def document_out(doc: Document) -> DocumentOut:
@@ -82,7 +85,7 @@ async def get_document(cohort_id: int, doc_id: int, *, published_only: bool) -> 
     query = Document.objects().where((Document.id == doc_id) & (Document.cohort == cohort_id))
     doc = await query.first()
     if doc is None or (published_only and not doc.published):
-        raise NotFoundException(detail="document not found")
+        raise not_found("document not found")
     return doc
 
 
@@ -130,7 +133,7 @@ async def _stream_guarded(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         raise
     except Exception as exc:
         if "disconnect" in str(exc):
-            raise UploadInterrupted(detail="the upload was interrupted") from exc
+            raise UploadInterrupted() from exc
         raise
 
 
@@ -147,7 +150,7 @@ async def upload(
     """Store an uploaded file for ``access.cohort`` and record it (unpublished).
 
     Raises:
-        ClientException: 413 over the size limit or the cohort's quota (as soon as the
+        DomainError: 413 over the size limit or the cohort's quota (as soon as the
             announced or received length says so), 415 for a refused or contradicted type,
             400 for an empty file or a bad title. Nothing is kept in any of these cases.
     """
@@ -218,7 +221,7 @@ async def update_document(doc: Document, patch: DocumentPatch) -> Document:
         doc.title = patch.title.strip() or doc.title
     if patch.published is not None and patch.published != doc.published:
         doc.published = patch.published
-        doc.published_at = dt.datetime.now(dt.UTC) if patch.published else None
+        doc.published_at = clock.utcnow() if patch.published else None
     await doc.save()
     return doc
 
@@ -245,7 +248,7 @@ def open_for_download(store: BlobStore, doc: Document) -> Path:
     """The blob's path, for a download or a preview (one call per response)."""
     path = store.path(doc.sha256)
     if not path.is_file():
-        raise NotFoundException(detail="the document's file is missing")
+        raise not_found("the document's file is missing")
     return path
 
 

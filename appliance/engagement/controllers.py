@@ -11,11 +11,11 @@ import datetime as dt
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post, put
-from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from appliance.accounts.tables import Role, User
+from appliance.accounts.tables import User
 from appliance.auth.guards import Access, cohort_access
+from appliance.auth.roles import LEARNERS, RUNS_CLASS
 from appliance.engagement import services
 from appliance.engagement.schemas import (
     CohortEngagement,
@@ -23,12 +23,11 @@ from appliance.engagement.schemas import (
     MySummary,
     Thresholds,
 )
-from appliance.errors import field_error
-from appliance.web.pages import _error, _page, _to_login, _visitor
+from appliance.errors import field_error, not_found
+from appliance.web.pages import cohort_page
 
 __all__ = ["EngagementController", "EngagementPage"]
 
-READERS = {Role.trainer, Role.admin}
 DEFAULT_DAYS = 28
 MAX_DAYS = 366
 
@@ -62,7 +61,7 @@ class EngagementController(Controller):
         Default range: the 28 days up to today (cohort time zone). Today's figures are
         recomputed when older than a minute; ended days not yet final are computed first.
         """
-        access = await cohort_access(request.user, cohort_id, READERS)
+        access = await cohort_access(request.user, cohort_id, RUNS_CLASS)
         first, last = await _range(access, date_from, date_to)
         await services.refresh(cohort_id)
         return await services.cohort_view(cohort_id, first, last)
@@ -77,12 +76,12 @@ class EngagementController(Controller):
         date_to: FromQuery[dt.date | None] = None,
     ) -> LearnerDetail:
         """One learner of the cohort: every class day of the range, totals and signals."""
-        access = await cohort_access(request.user, cohort_id, READERS)
+        access = await cohort_access(request.user, cohort_id, RUNS_CLASS)
         first, last = await _range(access, date_from, date_to)
         await services.refresh(cohort_id)
         detail = await services.learner_detail(cohort_id, user_id, first, last)
         if detail is None:
-            raise NotFoundException(detail="no such learner in this cohort")
+            raise not_found("no such learner in this cohort")
         return detail
 
     @get("/engagement/me")
@@ -94,7 +93,7 @@ class EngagementController(Controller):
         date_to: FromQuery[dt.date | None] = None,
     ) -> MySummary:
         """A learner's own attendance rate and participation (default: the whole cohort)."""
-        access = await cohort_access(request.user, cohort_id, {Role.learner})
+        access = await cohort_access(request.user, cohort_id, LEARNERS)
         last = date_to or await services.today_of(cohort_id, access.cohort.time_zone)
         first = date_from or access.cohort.first_day
         if last < first:
@@ -107,7 +106,7 @@ class EngagementController(Controller):
         self, request: Request[User, Any, Any], cohort_id: FromPath[int]
     ) -> Thresholds:
         """The cohort's signal thresholds (defaults until changed)."""
-        await cohort_access(request.user, cohort_id, READERS)
+        await cohort_access(request.user, cohort_id, RUNS_CLASS)
         return await services.get_thresholds(cohort_id)
 
     @put("/engagement/settings")
@@ -118,7 +117,7 @@ class EngagementController(Controller):
         data: JSONBody[Thresholds],
     ) -> Thresholds:
         """Replace the thresholds (fields left out take their default)."""
-        await cohort_access(request.user, cohort_id, READERS)
+        await cohort_access(request.user, cohort_id, RUNS_CLASS)
         return await services.set_thresholds(cohort_id, data)
 
     @post("/engagement/refresh", status_code=200)
@@ -126,7 +125,7 @@ class EngagementController(Controller):
         self, request: Request[User, Any, Any], cohort_id: FromPath[int]
     ) -> dict[str, list[dt.date]]:
         """Recompute today now (and any ended class day not final yet)."""
-        await cohort_access(request.user, cohort_id, READERS)
+        await cohort_access(request.user, cohort_id, RUNS_CLASS)
         return {"days": await services.refresh(cohort_id, max_age_s=0)}
 
     @get("/engagement.csv", media_type="text/csv")
@@ -139,7 +138,7 @@ class EngagementController(Controller):
     ) -> Response[str]:
         """Per learner over the range (learners removed since included): attendance rate,
         half-days signed, minutes connected, participation counts. Formula-safe."""
-        access = await cohort_access(request.user, cohort_id, READERS)
+        access = await cohort_access(request.user, cohort_id, RUNS_CLASS)
         first, last = await _range(access, date_from, date_to)
         await services.refresh(cohort_id)
         name = f"engagement-{cohort_id}-{first}-{last}.csv"
@@ -159,17 +158,4 @@ class EngagementPage(Controller):
         self, request: Request[Any, Any, Any], cohort_id: FromPath[int]
     ) -> Response[Any]:
         """The engagement page of a cohort (trainers of the cohort, admins)."""
-        user = await _visitor(request)
-        if user is None:
-            return await _to_login(request)
-        try:
-            access = await cohort_access(user, cohort_id, READERS)
-        except NotFoundException:
-            return _error(request, 404)
-        except PermissionDeniedException:
-            return _error(request, 403)
-        return _page(
-            request,
-            "engagement",
-            data={"cohort-id": cohort_id, "role": user.role, "capacity": access.capacity.value},
-        )
+        return await cohort_page(request, "engagement", cohort_id, RUNS_CLASS)

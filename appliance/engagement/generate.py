@@ -16,6 +16,7 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
+from appliance import clock
 from appliance.accounts.tables import ClassSession, Cohort, Enrolment, User
 from appliance.attendance.services import GENESIS, _digest
 from appliance.attendance.tables import AttendanceRecord, Kind
@@ -139,7 +140,7 @@ async def seed_cohort(
         [Enrolment(cohort=cid, user=u, role="learner", created_at=enrolled_at) for u in ids],
     )
     profiles = {u: PROFILES[i % len(PROFILES)] if i else "steady" for i, u in enumerate(ids)}
-    now = dt.datetime.now(dt.UTC)
+    now = clock.utcnow()
     rows: list[EngagementDay] = []
     for u in ids:
         start = len(all_days) // 2 if profiles[u] == "late_joiner" else 0

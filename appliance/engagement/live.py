@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
-from appliance import db
+from appliance import clock, db
 from appliance.accounts.tables import Cohort, Role
 from appliance.engagement import services
 from appliance.engagement.tables import EngagementCounter
@@ -59,7 +59,7 @@ class EngagementLive:
             self.note(ctx.room.cohort_id, ctx.conn.user_id, counter)
 
     def note(self, cohort_id: int, user_id: int, counter: str, amount: int = 1) -> None:
-        self.pending.append((cohort_id, user_id, counter, dt.datetime.now(dt.UTC), amount))
+        self.pending.append((cohort_id, user_id, counter, clock.utcnow(), amount))
 
     def sample(self, seconds: float) -> None:
         """Add ``seconds`` of low bandwidth to each learner on it in a running class."""

@@ -26,9 +26,9 @@ from typing import Any
 import msgspec
 from piccolo.query.functions.aggregate import Count, Sum
 
-from appliance import db
+from appliance import clock, db
 from appliance.accounts.tables import ClassSession, Cohort, Enrolment, Role, User
-from appliance.attendance.services import _csv_safe, _minutes
+from appliance.attendance.services import _minutes
 from appliance.attendance.tables import AttendanceRecord, Kind
 from appliance.chat.tables import ChatMessage, QuestionVote
 from appliance.engagement import signals
@@ -48,7 +48,9 @@ from appliance.engagement.tables import (
     EngagementDay,
     EngagementSettings,
 )
+from appliance.locks import CohortLocks
 from appliance.polls.tables import Ballot, Poll
+from appliance.text import csv_safe
 
 __all__ = [
     "aggregate_day",
@@ -88,19 +90,7 @@ _SUMMED = (
 
 # One lock per event loop and cohort: a day's rows are replaced by one writer at a time (two
 # concurrent delete-then-insert would collide on the unique index on PostgreSQL).
-_locks: dict[tuple[int, int], asyncio.Lock] = {}
-
-
-def _lock(cohort_id: int) -> asyncio.Lock:
-    key = (id(asyncio.get_running_loop()), cohort_id)
-    lock = _locks.get(key)
-    if lock is None:
-        lock = _locks[key] = asyncio.Lock()
-    return lock
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+_lock = CohortLocks()
 
 
 async def _cohort(cohort_id: int) -> dict[str, Any]:
@@ -135,7 +125,7 @@ async def set_thresholds(cohort_id: int, t: Thresholds) -> Thresholds:
             await EngagementSettings.update(
                 {
                     **{getattr(EngagementSettings, k): v for k, v in values.items()},
-                    EngagementSettings.updated_at: _now(),
+                    EngagementSettings.updated_at: clock.utcnow(),
                 }
             ).where(EngagementSettings.cohort == cohort_id)
         else:
@@ -170,7 +160,7 @@ async def _aggregate_day(cohort_id: int, day: dt.date, thresholds: Thresholds | 
     cohort = await _cohort(cohort_id)
     tz = zoneinfo.ZoneInfo(cohort["time_zone"])
     start, end = _bounds(day, tz)
-    now = _now()
+    now = clock.utcnow()
     t = thresholds or await get_thresholds(cohort_id)
 
     sessions = await ClassSession.select(ClassSession.started_at).where(
@@ -430,7 +420,7 @@ async def refresh(cohort_id: int, *, max_age_s: float = TODAY_MAX_AGE_S) -> list
     _checked[cohort_id] = time.monotonic()
     cohort = await _cohort(cohort_id)
     tz = zoneinfo.ZoneInfo(cohort["time_zone"])
-    now = _now()
+    now = clock.utcnow()
     today = now.astimezone(tz).date()
     pending = await _class_days_pending(cohort_id, tz, today)
     if today in pending:
@@ -731,7 +721,7 @@ async def today_of(cohort_id: int, time_zone: str | None = None) -> dt.date:
     """Today in the cohort's time zone (``time_zone`` when the caller has it already)."""
     if time_zone is None:
         time_zone = (await _cohort(cohort_id))["time_zone"]
-    return _now().astimezone(zoneinfo.ZoneInfo(time_zone)).date()
+    return clock.utcnow().astimezone(zoneinfo.ZoneInfo(time_zone)).date()
 
 
 CSV_COLUMNS = [
@@ -780,8 +770,8 @@ async def export_csv(cohort_id: int, first: dt.date, last: dt.date) -> str:
         tot = _totals(s, int(s["class_days"]))
         w.writerow(
             [
-                _csv_safe(people[user]["display_name"]),
-                _csv_safe(people[user]["email"]),
+                csv_safe(people[user]["display_name"]),
+                csv_safe(people[user]["email"]),
                 "yes" if user in enrolled else "no",
                 tot.class_days,
                 pct(tot.attendance_rate),

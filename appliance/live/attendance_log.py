@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from appliance import clock
 from appliance.accounts.tables import Role
 from appliance.attendance import services as attendance
 
@@ -98,7 +99,7 @@ class ConnectionLog:
             session_id=room.session_id,
             address=conn.address,
             user_agent=conn.user_agent,
-            at=attendance._now(),
+            at=clock.utcnow(),
         )
         if self.grace_s <= 0 or self._stopping:
             del self._spans[key]

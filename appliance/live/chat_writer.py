@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from appliance.chat import services as chat
 from appliance.chat.schemas import ChatMessageOut
-from appliance.errors import RuleViolation
+from appliance.errors import DomainError
 from appliance.live import protocol as p
 
 if TYPE_CHECKING:
@@ -32,19 +32,19 @@ class ChatWriter:
 
     def __init__(self, room: CohortRoom) -> None:
         self.room = room
-        self._pending: list[tuple[chat.Draft, asyncio.Future[ChatMessageOut | RuleViolation]]] = []
+        self._pending: list[tuple[chat.Draft, asyncio.Future[ChatMessageOut | DomainError]]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def post(self, draft: chat.Draft) -> ChatMessageOut:
-        """Store and publish ``draft``; raises the RuleViolation that refused it."""
-        fut: asyncio.Future[ChatMessageOut | RuleViolation] = (
+        """Store and publish ``draft``; raises the DomainError that refused it."""
+        fut: asyncio.Future[ChatMessageOut | DomainError] = (
             asyncio.get_running_loop().create_future()
         )
         self._pending.append((draft, fut))
         if self._task is None:
             self._task = asyncio.create_task(self._drain())
         result = await fut
-        if isinstance(result, RuleViolation):
+        if isinstance(result, DomainError):
             raise result
         return result
 

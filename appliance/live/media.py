@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from appliance.accounts.tables import Role
-from appliance.errors import RuleViolation
+from appliance.auth.roles import LEARNERS, RUNS_CLASS
+from appliance.errors import DomainError
 from appliance.live import protocol as p
 from appliance.live.dispatch import Context, Dispatcher
-from appliance.live.room import TRAINERS, CohortRoom, Conn
+from appliance.live.room import CohortRoom, Conn
 from appliance.media import (
     LearnerClosed,
     MediaError,
@@ -35,14 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["MediaBridge"]
 
 log = logging.getLogger("estrade.live.media")
-LEARNERS = frozenset({Role.learner})
 SLOT_NAMES = ("audio", "camera", "screen")
 # LearnerClosed reasons the learner's own socket caused: nobody to tell.
 _SILENT = frozenset({"replaced", "socket_closed"})
-
-
-def _refused(exc: MediaError) -> RuleViolation:
-    return RuleViolation(exc.code, exc.message)
 
 
 class MediaBridge:
@@ -79,7 +74,7 @@ class MediaBridge:
 
     def _server(self) -> MediaServer:
         if self.server is None:
-            raise RuleViolation("media_unavailable", "the media relay is not running")
+            raise DomainError("media_unavailable", "the media relay is not running")
         return self.server
 
     # ---- socket hooks ---------------------------------------------------------------------
@@ -151,26 +146,23 @@ class MediaBridge:
 
     # ---- handlers -------------------------------------------------------------------------
     def register(self, d: Dispatcher) -> None:
-        d.register(p.MediaPublish, TRAINERS, self.publish)
-        d.register(p.MediaUnpublish, TRAINERS, self.unpublish)
+        d.register(p.MediaPublish, RUNS_CLASS, self.publish)
+        d.register(p.MediaUnpublish, RUNS_CLASS, self.unpublish)
         d.register(p.MediaSubscribe, LEARNERS, self.subscribe)
         d.register(p.MediaAnswerIn, LEARNERS, self.answer)
         d.register(p.MediaQualitySet, LEARNERS, self.quality)
 
     async def publish(self, ctx: Context, msg: p.MediaPublish) -> None:
         cid, conn = ctx.room.cohort_id, ctx.conn
-        try:
-            media_room = self._server().room(cid)
-            before = self._publishers.get(cid)
-            if before is not None and before[0] != conn.id and before[1] == conn.user_id:
-                # The same trainer from a new socket (a reloaded console, a reconnect before the
-                # server saw the old link die): its browser made a new peer connection, so the
-                # old one is dropped rather than renegotiated with an offer it never made.
-                del self._publishers[cid]
-                await media_room.unpublish()
-            answer = await media_room.publish(msg.sdp, msg.slots, trainer_id=conn.user_id)
-        except MediaError as exc:
-            raise _refused(exc) from None
+        media_room = self._server().room(cid)
+        before = self._publishers.get(cid)
+        if before is not None and before[0] != conn.id and before[1] == conn.user_id:
+            # The same trainer from a new socket (a reloaded console, a reconnect before the
+            # server saw the old link die): its browser made a new peer connection, so the
+            # old one is dropped rather than renegotiated with an offer it never made.
+            del self._publishers[cid]
+            await media_room.unpublish()
+        answer = await media_room.publish(msg.sdp, msg.slots, trainer_id=conn.user_id)
         self._publishers[cid] = (conn.id, conn.user_id)
         ctx.reply(p.MediaAnswer(sdp=answer))
 
@@ -178,7 +170,7 @@ class MediaBridge:
         cid = ctx.room.cohort_id
         publisher = self._publishers.get(cid)
         if publisher is None or publisher[1] != ctx.conn.user_id:
-            raise RuleViolation("not_publishing", "you are not publishing media in this class")
+            raise DomainError("not_publishing", "you are not publishing media in this class")
         del self._publishers[cid]
         media_room = self._server().get_room(cid)
         if media_room is not None:
@@ -190,36 +182,30 @@ class MediaBridge:
         # resource): a learner never creates one, so idle cohorts cannot use them up.
         media_room = self._server().get_room(cid)
         if media_room is None:
-            raise RuleViolation(
+            raise DomainError(
                 "no_class_media",
                 "the trainer is not presenting: media starts when they do (media_tracks)",
             )
-        try:
-            other = self._conn(ctx.room, uid)
-            if other is not None and other is not ctx.conn and other.send_direct is not None:
-                # The same learner subscribes from another window or device: the old one is
-                # told (instead of freezing on its last frame) and does not take it back alone.
-                other.send_direct(p.MediaClosed(reason="replaced"))
-            # Claimed before awaiting: an older socket of this learner closing meanwhile (the tab
-            # this one replaced) must not drop the connection being made here in its leave hook.
-            self._learner_conns[(cid, uid)] = ctx.conn.id
-            offer = await media_room.subscribe(uid)
-            level = self._levels.get((cid, uid), "full")
-            if level != "full":
-                media_room.set_quality(uid, level)
-        except MediaError as exc:
-            raise _refused(exc) from None
+        other = self._conn(ctx.room, uid)
+        if other is not None and other is not ctx.conn and other.send_direct is not None:
+            # The same learner subscribes from another window or device: the old one is
+            # told (instead of freezing on its last frame) and does not take it back alone.
+            other.send_direct(p.MediaClosed(reason="replaced"))
+        # Claimed before awaiting: an older socket of this learner closing meanwhile (the tab
+        # this one replaced) must not drop the connection being made here in its leave hook.
+        self._learner_conns[(cid, uid)] = ctx.conn.id
+        offer = await media_room.subscribe(uid)
+        level = self._levels.get((cid, uid), "full")
+        if level != "full":
+            media_room.set_quality(uid, level)
         ctx.reply(p.MediaOffer(sdp=offer.sdp, slots=offer.slots))
 
     async def answer(self, ctx: Context, msg: p.MediaAnswerIn) -> None:
         cid, uid = ctx.room.cohort_id, ctx.conn.user_id
         media_room = self._server().get_room(cid)
         if media_room is None or self._learner_conns.get((cid, uid)) != ctx.conn.id:
-            raise RuleViolation("no_offer", "send media_subscribe first, from this connection")
-        try:
-            await media_room.accept_answer(uid, msg.sdp)
-        except MediaError as exc:
-            raise _refused(exc) from None
+            raise DomainError("no_offer", "send media_subscribe first, from this connection")
+        await media_room.accept_answer(uid, msg.sdp)
 
     async def quality(self, ctx: Context, msg: p.MediaQualitySet) -> None:
         """The learner's choice: remembered, shown in presence, applied if media is on."""
@@ -232,7 +218,7 @@ class MediaBridge:
                 media_room.set_quality(conn.user_id, msg.level)
             except MediaError as exc:
                 if exc.code != "not_subscribed":  # not receiving yet: applied at subscribe
-                    raise _refused(exc) from None
+                    raise
 
     # ---- metrics (appliance.metrics.MediaSource) ------------------------------------------
     def media_stats(self) -> list[RoomMedia]:

@@ -19,23 +19,21 @@ from dataclasses import dataclass, field
 import msgspec
 from litestar.channels import ChannelsPlugin
 
+from appliance import clock
 from appliance.accounts import services as accounts
 from appliance.accounts.tables import Role
 from appliance.attendance import services as attendance
 from appliance.attendance.schemas import WindowOut
 from appliance.auth.ratelimit import SlidingWindow
+from appliance.auth.roles import SEES_STAFF_VIEW
 from appliance.live import protocol as p
 from appliance.metrics.events import EventMetrics
 from appliance.metrics.sources import RoomStats
 from appliance.polls import services as polls
 from appliance.settings import Settings
 
-__all__ = ["REPLACED", "STAFF", "TRAINERS", "CohortRoom", "Conn", "RoomRegistry", "end_connection"]
+__all__ = ["REPLACED", "CohortRoom", "Conn", "RoomRegistry", "end_connection"]
 
-TRAINERS = frozenset({Role.trainer, Role.admin})
-"""Capacities that run a class (an admin may stand in for a trainer)."""
-STAFF = frozenset({Role.trainer, Role.admin, Role.operator})
-"""Capacities that see the staff channel (operators watch, read-only)."""
 REACTION_KINDS = ("lost", "slower", "ok")
 REPLACED = 4409
 """Close code of a socket replaced by a newer one of the same session (another tab)."""
@@ -75,7 +73,7 @@ class Conn:
 
     @property
     def is_staff(self) -> bool:
-        return self.capacity in STAFF
+        return self.capacity in SEES_STAFF_VIEW
 
 
 @dataclass(eq=False)
@@ -254,7 +252,7 @@ class CohortRoom:
         if window is None:
             return
         loop = asyncio.get_running_loop()
-        delay = (window.closes_at - attendance._now()).total_seconds()
+        delay = (window.closes_at - clock.utcnow()).total_seconds()
         self._timers.append(loop.call_later(max(0.0, delay), self._signing_expired, window.id))
 
     def _signing_expired(self, window_id: int) -> None:

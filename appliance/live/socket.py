@@ -16,16 +16,17 @@ from typing import Any
 
 import msgspec
 from litestar import WebSocket, websocket
-from litestar.exceptions import NotFoundException, PermissionDeniedException, WebSocketDisconnect
+from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath
 
 from appliance.accounts.tables import Role, User
 from appliance.attendance import services as attendance
 from appliance.auth.guards import cohort_access
 from appliance.auth.origin import same_origin
+from appliance.auth.roles import EVERYONE, RATE_LIMITED
 from appliance.auth.sessions import SESSION_COOKIE
 from appliance.chat import services as chat
-from appliance.errors import RuleViolation
+from appliance.errors import DomainError
 from appliance.live import protocol as p
 from appliance.live.access import end_at_session_expiry
 from appliance.live.dispatch import Context
@@ -49,9 +50,14 @@ class _RefOnly(msgspec.Struct):
 
 
 _ref_decoder = msgspec.json.Decoder(_RefOnly)
-EVERYONE = frozenset(Role)
-LIMITED = frozenset({Role.learner, Role.operator})
-"""Capacities whose messages are rate-limited (those who do not run the class)."""
+
+
+def _refusal(exc: DomainError, tag: str, ref: str | None) -> p.Reply:
+    """The one translation of a service's refusal for the socket: ``error`` with its code
+    (``forbidden`` when the rule is about who may send it)."""
+    if exc.code == "forbidden":
+        return p.Forbidden(message_type=tag, detail=exc.detail, ref=ref)
+    return p.Error(code=exc.code, detail=exc.detail, ref=ref, limit=exc.limit)
 
 
 def _int(value: str | None) -> int | None:
@@ -149,7 +155,7 @@ async def _handle(
         ]
     # `heartbeat` is exempt: the page answers the server's own beat (one per beat, no reply, no
     # fan-out), and refusing it would drop a live learner as a dead link.
-    if conn.capacity in LIMITED and tag != "heartbeat":
+    if conn.capacity in RATE_LIMITED and tag != "heartbeat":
         # Every message type of a learner (and an operator) is limited per user, whatever
         # socket it comes from; chat has its own, stricter limit on top.
         key, chat_key = f"{conn.user_id}:{tag}", str(conn.user_id)
@@ -165,11 +171,8 @@ async def _handle(
     ctx = Context(room=room, conn=conn, settings=settings)
     try:
         await route.handler(ctx, msg)
-    except RuleViolation as exc:
-        limit = settings.chat_max_chars if exc.code == "message_too_long" else None
-        if exc.code == "forbidden":
-            return [p.Forbidden(message_type=tag, detail=exc.detail, ref=msg.ref)]
-        return [p.Error(code=exc.code, detail=exc.detail, ref=msg.ref, limit=limit)]
+    except DomainError as exc:
+        return [_refusal(exc, tag, msg.ref)]
     except Exception as exc:
         registry.failures.log(tag, exc)
         return [p.Error(code="server_error", detail="the server could not do this", ref=msg.ref)]
@@ -187,7 +190,7 @@ async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPat
     checked_at = registry.access_changes  # changes after this are applied once it joins
     try:
         access = await cohort_access(socket.user, cohort_id, EVERYONE)
-    except (NotFoundException, PermissionDeniedException) as exc:
+    except DomainError as exc:
         # Accept then close, so the client reads why (4404: no such cohort for you).
         await socket.accept()
         await socket.close(code=4000 + exc.status_code, reason=exc.detail)

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from appliance.errors import DomainError
+
 __all__ = ["LearnerClosed", "MediaError", "MediaEvent", "QualityChanged", "TracksChanged"]
 
 
-class MediaError(Exception):
-    """A refused media request. ``code`` is stable (for clients), ``message`` is for people."""
+class MediaError(DomainError):
+    """A refused media request. ``code`` is stable (for clients), ``message`` is for people.
+
+    A :class:`~appliance.errors.DomainError` (409), so the socket sends it as any refusal.
+    """
 
     def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
+
+    @property
+    def message(self) -> str:
+        return self.detail
 
 
 @dataclass(frozen=True, slots=True)

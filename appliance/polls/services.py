@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import unicodedata
 
+from appliance import clock
 from appliance.accounts.tables import Enrolment, Role
 from appliance.db import write_transaction
-from appliance.errors import RuleViolation
+from appliance.errors import DomainError
 from appliance.polls.schemas import PollIn, PollOut, PollResults
 from appliance.polls.tables import Ballot, Poll, PollChoice
+from appliance.text import csv_safe
 
 __all__ = [
     "close_poll",
@@ -27,14 +28,10 @@ __all__ = [
 ]
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 async def _poll(cohort_id: int, poll_id: int) -> Poll:
     poll = await Poll.objects().where((Poll.id == poll_id) & (Poll.cohort == cohort_id)).first()
     if poll is None:
-        raise RuleViolation("no_such_poll", f"no poll {poll_id} in this cohort", 404)
+        raise DomainError("no_such_poll", f"no poll {poll_id} in this cohort", 404)
     return poll
 
 
@@ -69,12 +66,12 @@ def _clean(text: str) -> str:
 async def create_poll(cohort_id: int, by: int, data: PollIn) -> PollOut:
     question = _clean(data.question)
     if not question:
-        raise RuleViolation("empty_question", "the question is empty", 422)
+        raise DomainError("empty_question", "the question is empty", 422)
     labels = [_clean(c) for c in data.choices]
     if any(not c for c in labels):
-        raise RuleViolation("empty_choice", "a choice is empty", 422)
+        raise DomainError("empty_choice", "a choice is empty", 422)
     if len(set(labels)) != len(labels):
-        raise RuleViolation("duplicate_choice", "two choices have the same text", 422)
+        raise DomainError("duplicate_choice", "two choices have the same text", 422)
     async with write_transaction(Poll._meta.db):
         poll = Poll(
             cohort=cohort_id,
@@ -82,7 +79,7 @@ async def create_poll(cohort_id: int, by: int, data: PollIn) -> PollOut:
             question=question,
             multiple=data.multiple,
             anonymous=data.anonymous,
-            created_at=_now(),
+            created_at=clock.utcnow(),
         )
         await poll.save()
         await PollChoice.insert(
@@ -105,11 +102,11 @@ async def launch_poll(cohort_id: int, poll_id: int, session_id: int | None) -> P
     """Put a prepared poll live; results stay attached to ``session_id``."""
     poll = await _poll(cohort_id, poll_id)
     if poll.status != "draft":
-        raise RuleViolation("poll_not_draft", f"poll {poll_id} was already launched")
+        raise DomainError("poll_not_draft", f"poll {poll_id} was already launched")
     if await Poll.exists().where((Poll.cohort == cohort_id) & (Poll.status == "live")):
-        raise RuleViolation("poll_already_live", "another poll is live: close it first")
+        raise DomainError("poll_already_live", "another poll is live: close it first")
     await Poll.update(
-        {Poll.status: "live", Poll.launched_at: _now(), Poll.class_session: session_id}
+        {Poll.status: "live", Poll.launched_at: clock.utcnow(), Poll.class_session: session_id}
     ).where(Poll.id == poll_id)
     poll.status, poll.class_session = "live", session_id
     return await poll_out(poll)
@@ -121,50 +118,50 @@ async def vote(
     """Record (or, with ``change``, replace) a learner's ballot. The one place a vote is counted.
 
     Raises:
-        RuleViolation: ``poll_not_live`` / ``poll_closed``, ``choice_out_of_range``,
+        DomainError: ``poll_not_live`` / ``poll_closed``, ``choice_out_of_range``,
             ``one_choice_only``, ``duplicate_choice``, ``no_choice``, ``already_voted`` (use
             ``poll_change_vote``), ``no_ballot`` (nothing to change).
     """
     poll = await _poll(cohort_id, poll_id)
     if poll.status == "closed":
-        raise RuleViolation("poll_closed", f"poll {poll_id} is closed")
+        raise DomainError("poll_closed", f"poll {poll_id} is closed")
     if poll.status != "live":
-        raise RuleViolation("poll_not_live", f"poll {poll_id} is not live")
+        raise DomainError("poll_not_live", f"poll {poll_id} is not live")
     n = int(await PollChoice.count().where(PollChoice.poll == poll_id))
     if not choices:
-        raise RuleViolation("no_choice", "choose at least one answer", 422)
+        raise DomainError("no_choice", "choose at least one answer", 422)
     bad = [c for c in choices if not 0 <= c < n]
     if bad:
-        raise RuleViolation(
+        raise DomainError(
             "choice_out_of_range", f"choice {bad[0]} is out of range (0 to {n - 1})", 422
         )
     if len(set(choices)) != len(choices):
-        raise RuleViolation("duplicate_choice", "a choice appears twice", 422)
+        raise DomainError("duplicate_choice", "a choice appears twice", 422)
     if not poll.multiple and len(choices) != 1:
-        raise RuleViolation("one_choice_only", "this poll takes exactly one answer", 422)
+        raise DomainError("one_choice_only", "this poll takes exactly one answer", 422)
     existing = (
         await Ballot.objects().where((Ballot.poll == poll_id) & (Ballot.user == user_id)).first()
     )
     if existing is not None and not change:
-        raise RuleViolation(
+        raise DomainError(
             "already_voted", "you already voted in this poll (send poll_change_vote to change)"
         )
     if existing is None and change:
-        raise RuleViolation("no_ballot", "you have not voted in this poll yet")
+        raise DomainError("no_ballot", "you have not voted in this poll yet")
     if existing is None:
         await Ballot(poll=poll_id, user=user_id, choices=sorted(choices)).save()
     else:
-        await Ballot.update({Ballot.choices: sorted(choices), Ballot.updated_at: _now()}).where(
-            Ballot.id == existing.id
-        )
+        await Ballot.update(
+            {Ballot.choices: sorted(choices), Ballot.updated_at: clock.utcnow()}
+        ).where(Ballot.id == existing.id)
 
 
 async def close_poll(cohort_id: int, poll_id: int, show: bool) -> PollOut:
     poll = await _poll(cohort_id, poll_id)
     if poll.status != "live":
-        raise RuleViolation("poll_not_live", f"poll {poll_id} is not live")
+        raise DomainError("poll_not_live", f"poll {poll_id} is not live")
     await Poll.update(
-        {Poll.status: "closed", Poll.closed_at: _now(), Poll.results_shown: show}
+        {Poll.status: "closed", Poll.closed_at: clock.utcnow(), Poll.results_shown: show}
     ).where(Poll.id == poll_id)
     poll.status, poll.results_shown = "closed", show
     return await poll_out(poll)
@@ -173,7 +170,7 @@ async def close_poll(cohort_id: int, poll_id: int, show: bool) -> PollOut:
 async def show_results(cohort_id: int, poll_id: int) -> PollOut:
     poll = await _poll(cohort_id, poll_id)
     if poll.status != "closed":
-        raise RuleViolation("poll_not_closed", "results are shown once the poll is closed")
+        raise DomainError("poll_not_closed", "results are shown once the poll is closed")
     await Poll.update({Poll.results_shown: True}).where(Poll.id == poll_id)
     poll.results_shown = True
     return await poll_out(poll)
@@ -212,11 +209,6 @@ async def results(cohort_id: int, poll_id: int, *, with_names: bool) -> PollResu
     )
 
 
-def _csv_safe(value: str) -> str:
-    # Spreadsheet formula injection: a cell starting with = + - @ is shown as text.
-    return "'" + value if value[:1] in ("=", "+", "-", "@") else value
-
-
 async def export_csv(cohort_id: int) -> str:
     """Every launched poll of the cohort, one row per choice (names for named polls)."""
     out = io.StringIO()
@@ -250,14 +242,14 @@ async def export_csv(cohort_id: int) -> str:
                     p.id,
                     p.class_session or "",
                     p.launched_at.isoformat() if p.launched_at else "",
-                    _csv_safe(p.question),
+                    csv_safe(p.question),
                     p.status,
                     "yes" if p.anonymous else "no",
                     i,
-                    _csv_safe(label),
+                    csv_safe(label),
                     res.counts[i],
                     res.ballots,
-                    "; ".join(_csv_safe(n) for n in res.voters[i]) if res.voters else "",
+                    "; ".join(csv_safe(n) for n in res.voters[i]) if res.voters else "",
                 ]
             )
     return out.getvalue()

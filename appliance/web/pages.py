@@ -13,14 +13,16 @@ from urllib.parse import quote
 
 from litestar import Controller, Request, Response, Router, get
 from litestar.datastructures import CacheControlHeader
-from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.params import FromQuery
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 
+from appliance import clock
 from appliance.accounts import services
 from appliance.accounts.tables import JoinLink, Role, User
 from appliance.auth.guards import cohort_access, user_from_connection
+from appliance.auth.roles import ADMINS, OPERATES, RUNS_CLASS, TAKES_PART
+from appliance.errors import DomainError
 from appliance.ids import PathId
 from appliance.web.render import render_page, request_language
 
@@ -67,6 +69,24 @@ def _error(request: AnyRequest, status: int) -> Response[str]:
     return _page(request, "error", data={"status": status}, status_code=status)
 
 
+async def cohort_page(
+    request: AnyRequest, page: str, cohort_id: int, allow: frozenset[Role]
+) -> Response[Any]:
+    """A page of one cohort for those ``allow`` lets in (else sign-in, 404 or 403 page)."""
+    user = await _visitor(request)
+    if user is None:
+        return await _to_login(request)
+    try:
+        access = await cohort_access(user, cohort_id, allow)
+    except DomainError as exc:  # not_found or forbidden: the error page says which
+        return _error(request, exc.status_code)
+    return _page(
+        request,
+        page,
+        data={"cohort-id": cohort_id, "role": user.role, "capacity": access.capacity.value},
+    )
+
+
 def html_not_found(request: AnyRequest) -> Response[str] | None:
     """The 404 page for a browser asking for an unknown page (API clients keep their JSON)."""
     path = request.url.path
@@ -83,9 +103,7 @@ async def _to_login(request: AnyRequest) -> Redirect:
     if link_id is not None:
         link = await JoinLink.objects().where(JoinLink.id == link_id).first()
         # Expired only when it is (a deactivated learner's valid link is "no longer valid").
-        expired = (
-            link is not None and link.revoked_at is None and link.expires_at <= services.utcnow()
-        )
+        expired = link is not None and link.revoked_at is None and link.expires_at <= clock.utcnow()
         reason = "expired" if expired else "revoked"
         return Redirect(path=f"/link-problem?reason={reason}", status_code=303)
     return Redirect(path=f"/login?next={quote(request.url.path)}", status_code=303)
@@ -146,7 +164,7 @@ class PageController(Controller):
         return _page(request, "link-problem", data={"reason": reason})
 
     async def _staff_page(
-        self, request: AnyRequest, page: str, roles: set[Role], **data: str | int
+        self, request: AnyRequest, page: str, roles: frozenset[Role], **data: str | int
     ) -> Response[Any]:
         user = await _visitor(request)
         if user is None:
@@ -157,51 +175,31 @@ class PageController(Controller):
 
     @get("/admin")
     async def admin_cohorts(self, request: AnyRequest) -> Response[Any]:
-        return await self._staff_page(request, "admin-cohorts", {Role.admin})
+        return await self._staff_page(request, "admin-cohorts", ADMINS)
 
     @get("/admin/people")
     async def admin_people(self, request: AnyRequest) -> Response[Any]:
-        return await self._staff_page(request, "admin-people", {Role.admin})
+        return await self._staff_page(request, "admin-people", ADMINS)
 
     @get("/admin/cohorts/{cohort_id:int}")
     async def admin_cohort(self, request: AnyRequest, cohort_id: PathId) -> Response[Any]:
-        return await self._staff_page(request, "admin-cohort", {Role.admin}, cohort_id=cohort_id)
+        return await self._staff_page(request, "admin-cohort", ADMINS, cohort_id=cohort_id)
 
     @get("/cohorts")
     async def my_cohorts(self, request: AnyRequest) -> Response[Any]:
         """A trainer's cohorts, each with its console (admins see all of them)."""
-        return await self._staff_page(request, "cohorts", {Role.trainer, Role.admin})
+        return await self._staff_page(request, "cohorts", RUNS_CLASS)
 
     @get("/operator")
     async def operator(self, request: AnyRequest) -> Response[Any]:
-        return await self._staff_page(request, "operator", {Role.operator, Role.admin})
-
-    async def _cohort_page(
-        self, request: AnyRequest, page: str, cohort_id: int, allow: set[Role]
-    ) -> Response[Any]:
-        user = await _visitor(request)
-        if user is None:
-            return await _to_login(request)
-        try:
-            access = await cohort_access(user, cohort_id, allow)
-        except NotFoundException:
-            return _error(request, 404)
-        except PermissionDeniedException:
-            return _error(request, 403)
-        return _page(
-            request,
-            page,
-            data={"cohort-id": cohort_id, "role": user.role, "capacity": access.capacity.value},
-        )
+        return await self._staff_page(request, "operator", OPERATES)
 
     @get("/classroom/{cohort_id:int}")
     async def classroom(self, request: AnyRequest, cohort_id: PathId) -> Response[Any]:
         """The learner's classroom (trainers and admins may look at it too)."""
-        return await self._cohort_page(
-            request, "classroom", cohort_id, {Role.learner, Role.trainer, Role.admin}
-        )
+        return await cohort_page(request, "classroom", cohort_id, TAKES_PART)
 
     @get("/cohorts/{cohort_id:int}/console")
     async def console(self, request: AnyRequest, cohort_id: PathId) -> Response[Any]:
         """The trainer's console for one cohort."""
-        return await self._cohort_page(request, "console", cohort_id, {Role.trainer, Role.admin})
+        return await cohort_page(request, "console", cohort_id, RUNS_CLASS)

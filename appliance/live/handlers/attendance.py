@@ -1,10 +1,9 @@
 """Attendance: signing windows (trainers) and signatures (learners)."""
 
-from appliance.accounts.tables import Role
 from appliance.attendance import services as attendance
+from appliance.auth.roles import LEARNERS, RUNS_CLASS
 from appliance.live import protocol as p
 from appliance.live.dispatch import Context, Dispatcher
-from appliance.live.room import TRAINERS
 
 
 async def open_window(ctx: Context, msg: p.SigningOpen) -> None:
@@ -43,6 +42,6 @@ async def sign(ctx: Context, msg: p.AttendanceSign) -> None:
 
 
 def register(d: Dispatcher) -> None:
-    d.register(p.SigningOpen, TRAINERS, open_window)
-    d.register(p.SigningClose, TRAINERS, close_window)
-    d.register(p.AttendanceSign, frozenset({Role.learner}), sign)
+    d.register(p.SigningOpen, RUNS_CLASS, open_window)
+    d.register(p.SigningClose, RUNS_CLASS, close_window)
+    d.register(p.AttendanceSign, LEARNERS, sign)

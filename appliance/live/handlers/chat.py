@@ -1,13 +1,11 @@
 """Chat: send, delete, mute, unmute."""
 
 from appliance.accounts.tables import Enrolment, Role
+from appliance.auth.roles import RUNS_CLASS, TAKES_PART
 from appliance.chat import services as chat
-from appliance.errors import RuleViolation
+from appliance.errors import DomainError
 from appliance.live import protocol as p
 from appliance.live.dispatch import Context, Dispatcher
-from appliance.live.room import TRAINERS
-
-WRITERS = frozenset({Role.learner, Role.trainer, Role.admin})
 
 
 async def send(ctx: Context, msg: p.ChatSend) -> None:
@@ -37,7 +35,7 @@ async def _learner(cohort_id: int, user_id: int) -> None:
         & (Enrolment.role == Role.learner.value)
     )
     if not ok:
-        raise RuleViolation("no_such_learner", f"user {user_id} is not a learner here", 404)
+        raise DomainError("no_such_learner", f"user {user_id} is not a learner here", 404)
 
 
 async def mute(ctx: Context, msg: p.ChatMute) -> None:
@@ -56,7 +54,7 @@ async def unmute(ctx: Context, msg: p.ChatUnmute) -> None:
 
 
 def register(d: Dispatcher) -> None:
-    d.register(p.ChatSend, WRITERS, send, rate_limited=True)
-    d.register(p.ChatDelete, TRAINERS, delete)
-    d.register(p.ChatMute, TRAINERS, mute)
-    d.register(p.ChatUnmute, TRAINERS, unmute)
+    d.register(p.ChatSend, TAKES_PART, send, rate_limited=True)
+    d.register(p.ChatDelete, RUNS_CLASS, delete)
+    d.register(p.ChatMute, RUNS_CLASS, mute)
+    d.register(p.ChatUnmute, RUNS_CLASS, unmute)

@@ -1,9 +1,9 @@
 """Polls: create, launch, vote, change a vote, close, show results."""
 
-from appliance.accounts.tables import Role
+from appliance.auth.roles import LEARNERS, RUNS_CLASS
 from appliance.live import protocol as p
 from appliance.live.dispatch import Context, Dispatcher
-from appliance.live.room import TRAINERS, CohortRoom
+from appliance.live.room import CohortRoom
 from appliance.polls import services as polls
 from appliance.polls.schemas import PollIn
 
@@ -68,10 +68,9 @@ async def show_results(ctx: Context, msg: p.PollShowResults) -> None:
 
 
 def register(d: Dispatcher) -> None:
-    learners = frozenset({Role.learner})
-    d.register(p.PollCreate, TRAINERS, create)
-    d.register(p.PollLaunch, TRAINERS, launch)
-    d.register(p.PollVote, learners, vote)
-    d.register(p.PollChangeVote, learners, change_vote)
-    d.register(p.PollClose, TRAINERS, close)
-    d.register(p.PollShowResults, TRAINERS, show_results)
+    d.register(p.PollCreate, RUNS_CLASS, create)
+    d.register(p.PollLaunch, RUNS_CLASS, launch)
+    d.register(p.PollVote, LEARNERS, vote)
+    d.register(p.PollChangeVote, LEARNERS, change_vote)
+    d.register(p.PollClose, RUNS_CLASS, close)
+    d.register(p.PollShowResults, RUNS_CLASS, show_results)

@@ -1,10 +1,9 @@
 """Questions: +1 votes (learners) and marking answered (trainers)."""
 
-from appliance.accounts.tables import Role
+from appliance.auth.roles import LEARNERS, RUNS_CLASS
 from appliance.chat import services as chat
 from appliance.live import protocol as p
 from appliance.live.dispatch import Context, Dispatcher
-from appliance.live.room import TRAINERS
 
 
 async def vote(ctx: Context, msg: p.QuestionVote) -> None:
@@ -22,5 +21,5 @@ async def answer(ctx: Context, msg: p.QuestionAnswer) -> None:
 
 
 def register(d: Dispatcher) -> None:
-    d.register(p.QuestionVote, frozenset({Role.learner}), vote)
-    d.register(p.QuestionAnswer, TRAINERS, answer)
+    d.register(p.QuestionVote, LEARNERS, vote)
+    d.register(p.QuestionAnswer, RUNS_CLASS, answer)

@@ -1,12 +1,9 @@
 """Class session start and end; ping and heartbeat."""
 
 from appliance.accounts import services as accounts
-from appliance.accounts.tables import Role
+from appliance.auth.roles import EVERYONE, RUNS_CLASS
 from appliance.live import protocol as p
 from appliance.live.dispatch import Context, Dispatcher
-from appliance.live.room import TRAINERS
-
-EVERYONE = frozenset(Role)
 
 
 async def ping(ctx: Context, msg: p.Ping) -> None:
@@ -36,5 +33,5 @@ async def end(ctx: Context, msg: p.SessionEnd) -> None:
 def register(d: Dispatcher) -> None:
     d.register(p.Ping, EVERYONE, ping)
     d.register(p.HeartbeatIn, EVERYONE, heartbeat)
-    d.register(p.SessionStart, TRAINERS, start)
-    d.register(p.SessionEnd, TRAINERS, end)
+    d.register(p.SessionStart, RUNS_CLASS, start)
+    d.register(p.SessionEnd, RUNS_CLASS, end)

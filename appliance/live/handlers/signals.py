@@ -1,18 +1,16 @@
 """Signals: raised hands, quick reactions, low-bandwidth mode. Live state only (not stored)."""
 
 from appliance.accounts.tables import Role
-from appliance.errors import RuleViolation
+from appliance.auth.roles import LEARNERS, TAKES_PART
+from appliance.errors import DomainError
 from appliance.live import protocol as p
 from appliance.live.dispatch import Context, Dispatcher
-from appliance.live.room import TRAINERS
-
-LEARNERS = frozenset({Role.learner})
 
 
 async def raise_hand(ctx: Context, msg: p.HandRaise) -> None:
     room, conn = ctx.room, ctx.conn
     if conn.user_id in room.hands:
-        raise RuleViolation("hand_already_raised", "your hand is already raised")
+        raise DomainError("hand_already_raised", "your hand is already raised")
     room.hands[conn.user_id] = conn.display_name
     room.publish(p.HandRaised(user_id=conn.user_id, display_name=conn.display_name))
 
@@ -21,11 +19,11 @@ async def lower_hand(ctx: Context, msg: p.HandLower) -> None:
     room, conn = ctx.room, ctx.conn
     target = msg.user_id or conn.user_id
     if conn.capacity is Role.learner and target != conn.user_id:
-        raise RuleViolation("forbidden", "a learner lowers only their own hand", 403)
+        raise DomainError("forbidden", "a learner lowers only their own hand", 403)
     if conn.capacity is not Role.learner and msg.user_id is None:
-        raise RuleViolation("user_id_required", "say whose hand to lower (user_id)", 422)
+        raise DomainError("user_id_required", "say whose hand to lower (user_id)", 422)
     if room.hands.pop(target, None) is None:
-        raise RuleViolation("hand_not_raised", "this hand is not raised")
+        raise DomainError("hand_not_raised", "this hand is not raised")
     room.publish(p.HandLowered(user_id=target, by=conn.user_id))
 
 
@@ -44,6 +42,6 @@ async def low_bandwidth(ctx: Context, msg: p.SetLowBandwidth) -> None:
 
 def register(d: Dispatcher) -> None:
     d.register(p.HandRaise, LEARNERS, raise_hand)
-    d.register(p.HandLower, LEARNERS | TRAINERS, lower_hand)
+    d.register(p.HandLower, TAKES_PART, lower_hand)
     d.register(p.Reaction, LEARNERS, react)
     d.register(p.SetLowBandwidth, frozenset(Role), low_bandwidth)
