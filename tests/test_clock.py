@@ -12,7 +12,7 @@ from appliance.accounts.tables import User
 from appliance.auth.guards import cohort_access
 from appliance.auth.roles import LEARNERS
 from appliance.errors import DomainError
-from tests.conftest import World
+from tests.helpers.world import World
 
 
 async def test_moving_the_one_clock_expires_a_link_everywhere(

@@ -7,8 +7,8 @@ from litestar.exceptions import HTTPException
 
 from appliance.accounts import services
 from appliance.errors import DomainError
-from tests.conftest import Client, World, sign_in_as
-from tests.live_server import LiveServer
+from tests.helpers.classroom import LiveServer
+from tests.helpers.world import Client, World, sign_in_as
 from tests.test_live import join
 
 
