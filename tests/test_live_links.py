@@ -154,3 +154,30 @@ async def test_one_session_keeps_at_most_its_limit_of_sockets(
     assert pong["type"] == "pong"
     for peer in (trainer, tabs[-1], *staff[2:], other):
         await peer.close()
+
+
+async def test_a_socket_refused_because_its_link_died_meanwhile_says_why(
+    app: Any, world: World
+) -> None:
+    """A link revoked (or expired) after the learner's session was checked but before the
+    cohort was — an admin's click while the classroom loads — closes the connecting socket with
+    4401 and the reason the page explains (it was 4404 "cohort not found": the page stayed put,
+    tests/browser/test_pages.py::test_unknown_and_revoked_links_explain_themselves failed 1 run
+    in 4)."""
+    from appliance.accounts import services
+    from appliance.accounts.tables import JoinLink
+    from appliance.live.access import EXPIRED, REVOKED, dead_link_close
+
+    cohort, learner = world.cohort.id, world.learner.id
+    await services.issue_link(cohort, learner, base_url="", ttl_days=1)
+    (link,) = await JoinLink.select(JoinLink.id).where(JoinLink.user == learner)
+    assert await dead_link_close(link["id"]) is None
+    assert await dead_link_close(None) is None  # staff: no link, the 4404 stands
+    await services.expire_links(cohort, learner)
+    assert await dead_link_close(link["id"]) == (4401, EXPIRED)
+    await services.issue_link(cohort, learner, base_url="", ttl_days=1)
+    (newer,) = await JoinLink.select(JoinLink.id).where(
+        (JoinLink.user == learner) & JoinLink.revoked_at.is_null() & (JoinLink.id != link["id"])
+    )
+    await services.revoke_links(cohort, learner)
+    assert await dead_link_close(newer["id"]) == (4401, REVOKED)

@@ -22,6 +22,8 @@ from appliance.live.room import CohortRoom, Conn, RoomRegistry
 __all__ = ["CLOSE_COHORT_GONE", "CLOSE_SESSION_ENDED", "access_listeners", "end_at_session_expiry"]
 
 CLOSE_SESSION_ENDED = 4401
+REVOKED = "your join link was revoked: open your new link to come back"
+EXPIRED = "your join link has expired: ask for a new one"
 CLOSE_COHORT_GONE = 4404
 
 
@@ -58,6 +60,14 @@ def access_listeners(registry: RoomRegistry) -> list[EventListener]:
         def concerned(room: CohortRoom, conn: Conn) -> bool:
             return conn.link_id is not None and (user_ids is None or conn.user_id in user_ids)
 
+        # A socket that joins its room while the queries below run was caught up (catch_up)
+        # before this change was recorded, and is not in the sets they compute: it is judged as
+        # a late one (``late``), as if it had joined just after.
+        present = {id(c) for room in registry.rooms.values() for c in room.conns.values()}
+
+        def joined_meanwhile(room: CohortRoom, conn: Conn) -> bool:
+            return id(conn) not in present and concerned(room, conn)
+
         # A learner may hold a session from another cohort's link: ask which links died.
         links = {
             c.link_id
@@ -81,18 +91,22 @@ def access_listeners(registry: RoomRegistry) -> list[EventListener]:
         lapsed = await accounts.users_whose_link_expired(user_ids) if user_ids else set()
         if expired or lapsed:
             registry.end_connections(
-                lambda room, conn: conn.link_id in expired,
+                lambda room, conn: (
+                    conn.link_id in expired
+                    or (joined_meanwhile(room, conn) and conn.user_id in lapsed)
+                ),
                 CLOSE_SESSION_ENDED,
-                "your join link has expired: ask for a new one",
+                EXPIRED,
                 late=lambda room, conn: concerned(room, conn) and conn.user_id in lapsed,
             )
         registry.end_connections(
             lambda room, conn: (
                 conn.link_id in dead
                 or (conn.link_id is not None and (room.cohort_id, conn.user_id) in closed)
+                or joined_meanwhile(room, conn)
             ),
             CLOSE_SESSION_ENDED,
-            "your join link was revoked: open your new link to come back",
+            REVOKED,
             late=concerned,
         )
 
@@ -113,3 +127,16 @@ def end_at_session_expiry(conn: Conn, session: Any) -> asyncio.TimerHandle | Non
                 conn.end()
 
     return asyncio.get_running_loop().call_later(max(0.0, exp - time.time()), expire)
+
+
+async def dead_link_close(link_id: int | None) -> tuple[int, str] | None:
+    """(4401, why) when the join link a learner's session was opened with no longer holds.
+
+    For a socket refused at connect: a link revoked or expired after the session was checked
+    but before the cohort was (an admin's click while the page loads) is told like an open
+    socket is, so the page explains it instead of "no such cohort" (4404).
+    """
+    if link_id is None or not await accounts.dead_links([link_id]):
+        return None
+    expired = await accounts.expired_links([link_id])
+    return CLOSE_SESSION_ENDED, EXPIRED if expired else REVOKED

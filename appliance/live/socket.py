@@ -28,7 +28,7 @@ from appliance.auth.sessions import SESSION_COOKIE
 from appliance.chat import services as chat
 from appliance.errors import DomainError
 from appliance.live import protocol as p
-from appliance.live.access import end_at_session_expiry
+from appliance.live.access import dead_link_close, end_at_session_expiry
 from appliance.live.dispatch import Context
 from appliance.live.room import CohortRoom, Conn, RoomRegistry, end_connection, seq_prefix
 from appliance.polls import services as polls
@@ -191,9 +191,14 @@ async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPat
     try:
         access = await cohort_access(socket.user, cohort_id, EVERYONE)
     except DomainError as exc:
-        # Accept then close, so the client reads why (4404: no such cohort for you).
+        # Accept then close, so the client reads why (4404: no such cohort for you; 4401 when
+        # the learner's link died meanwhile).
+        code, reason = await dead_link_close(_link_of(socket)) or (
+            4000 + exc.status_code,
+            exc.detail,
+        )
         await socket.accept()
-        await socket.close(code=4000 + exc.status_code, reason=exc.detail)
+        await socket.close(code=code, reason=reason)
         return
     await socket.accept()
     room = await registry.room(cohort_id)
