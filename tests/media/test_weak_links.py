@@ -48,16 +48,23 @@ async def test_loss_on_the_trainers_leg_is_repaired_by_nack_and_rtx(server: Medi
         await learner.join(room, 10)
         await wait_for(lambda: learner.frames["video"] >= 10)
         trainer.drop_outgoing(0.05)
-        stats0, sent0 = room.stats(), trainer.video.frames_sent
+        camera = room.sources["camera"].stats
+        stats0, sent0, in0 = room.stats(), trainer.video.frames_sent, camera.frames_in
         start = learner.frames["video"]
         await asyncio.sleep(4.0)
         stats = room.stats()
         sent = trainer.video.frames_sent - sent0
         assert stats.nacks_out > stats0.nacks_out  # the relay asked the trainer
-        # Retransmissions filled the holes: nearly every frame reached the learner, decoded.
-        assert learner.frames["video"] - start >= 0.9 * sent, (learner.frames, sent)
+        # Retransmissions filled the holes at the relay: nearly every frame the trainer sent was
+        # assembled whole (a few are in flight at the window's ends), few were given up. Without
+        # NACK/RTX, 5 % packet loss leaves ~10-20 % of these 2-4-packet frames incomplete.
         dropped = stats.frames_dropped_incomplete - stats0.frames_dropped_incomplete
+        assert camera.frames_in - in0 >= 0.9 * sent - 3, (camera.frames_in - in0, sent)
         assert dropped <= 0.05 * sent
+        # ...and reached the learner, decoded. Looser: the aiortc test receiver's own jitter
+        # buffer and decoder also run on this loaded 2-core machine (two CI runs under load
+        # counted 102-103 of 120 decoded here while the relay's figures above held).
+        assert learner.frames["video"] - start >= 0.8 * sent, (learner.frames, sent)
     finally:
         for peer in (trainer, learner):
             await peer.close()
