@@ -1,0 +1,346 @@
+"""The web process's side of the media workers: the same calls as ``MediaServer``, over channels.
+
+``RemoteMediaServer`` has the methods ``MediaBridge`` uses (``room``, ``get_room``,
+``close_room``, ``close``, ``ice_servers``, ``stats``) and its rooms those of ``MediaRoom``
+(``publish``, ``unpublish``, ``subscribe``, ``accept_answer``, ``set_quality``, ``leave``,
+``live``), so the bridge does not know where the relay runs. A room lives in one worker, the
+least loaded when it opens. Not wired into ``estrade serve`` yet: docs/media-workers.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..settings import Settings
+from .channel import Channel, ChannelClosed, ChannelError, open_channel
+from .errors import LearnerClosed, MediaError, MediaEvent, TracksChanged
+from .ladder import LEVELS
+from .network import browser_ice_servers
+from .observer import MediaObserver, NullObserver
+from .room import SubscribeOffer
+from .server import MediaServerStats
+from .wire import (
+    Answer,
+    Closed,
+    CloseRoom,
+    Failed,
+    FromWorker,
+    GetStats,
+    Leave,
+    Observed,
+    Offered,
+    Ok,
+    Publish,
+    Quality,
+    QualityStep,
+    Request,
+    StatsPush,
+    StatsReply,
+    Subscribe,
+    Tracks,
+    Unpublish,
+    event_from_wire,
+)
+
+__all__ = ["RemoteMediaServer", "RemoteRoom", "WorkerClient", "spawn_worker"]
+
+logger = logging.getLogger(__name__)
+
+Reply = Ok | Offered | StatsReply
+_ids = itertools.count(1)
+
+
+class WorkerClient:
+    """One worker's channel: requests matched to replies by id, everything else to ``on_message``.
+
+    Args:
+        index: the worker's number (its port slice, its ``worker`` label).
+        channel: the web process's end of the channel.
+        on_message: called with (index, event) for each event the worker sends.
+        process: the worker's process, if this client started it (awaited on close).
+    """
+
+    def __init__(
+        self,
+        index: int,
+        channel: Channel[FromWorker],
+        on_message: Callable[[int, FromWorker], None],
+        process: asyncio.subprocess.Process | None = None,
+    ) -> None:
+        self.index = index
+        self.channel = channel
+        self.process = process
+        self._on_message = on_message
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self.lost: asyncio.Event = asyncio.Event()
+        self._reader = asyncio.ensure_future(self._read())
+
+    async def request(self, make: Callable[[int], Request]) -> Reply:
+        """Send ``make(id)`` and wait for its reply; a ``Failed`` is raised as ``MediaError``."""
+        future = self.send(make)
+        return await future
+
+    def send(self, make: Callable[[int], Request]) -> asyncio.Future[Reply]:
+        """Send without waiting (the future holds the reply or the ``MediaError``)."""
+        if self.lost.is_set():
+            raise _unavailable()
+        rid = next(_ids)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        try:
+            self.channel.write(make(rid))
+        except ChannelError:
+            del self._pending[rid]
+            raise _unavailable() from None
+        return future
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                message = await self.channel.receive()
+                if isinstance(message, Ok | Offered | StatsReply | Failed):
+                    future = self._pending.pop(message.id, None)
+                    if future is None or future.done():
+                        continue
+                    if isinstance(message, Failed):
+                        future.set_exception(MediaError(message.code, message.message))
+                    else:
+                        future.set_result(message)
+                else:
+                    self._on_message(self.index, message)
+        except ChannelClosed:
+            pass
+        except ChannelError:
+            logger.exception("media worker %s sent a bad frame; dropping it", self.index)
+        finally:
+            self.lost.set()
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(_unavailable())
+            self._pending.clear()
+
+    async def close(self) -> None:
+        """Close the channel (the worker then closes its peers and exits) and wait for it."""
+        await self.channel.close()
+        await asyncio.gather(self._reader, return_exceptions=True)
+        if self.process is not None:
+            try:
+                await asyncio.wait_for(self.process.wait(), 10)
+            except TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+
+
+def _unavailable() -> MediaError:
+    return MediaError("media_unavailable", "the media relay is restarting; try again")
+
+
+async def spawn_worker(
+    index: int,
+    count: int,
+    on_message: Callable[[int, FromWorker], None],
+    env: Mapping[str, str] | None = None,
+) -> WorkerClient:
+    """Start ``python -m appliance.media.worker`` with one end of a socketpair."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "appliance.media.worker",
+            f"--fd={theirs.fileno()}",
+            f"--index={index}",
+            f"--count={count}",
+            pass_fds=(theirs.fileno(),),
+            env=dict(os.environ if env is None else env),
+        )
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    channel: Channel[FromWorker] = await open_channel(ours, FromWorker)
+    return WorkerClient(index, channel, on_message, process)
+
+
+class RemoteRoom:
+    """A cohort's media room in a worker: the calls of ``MediaRoom`` the bridge makes."""
+
+    def __init__(self, worker: WorkerClient, cohort_id: int) -> None:
+        self.worker = worker
+        self.cohort_id = cohort_id
+        self.live: tuple[str, ...] = ()
+        """The slots the trainer sends (from the worker's ``TracksChanged``)."""
+        self.learners: set[int] = set()
+        """Learners subscribed (kept from subscribe, leave and ``LearnerClosed``)."""
+
+    async def publish(
+        self, offer_sdp: str, slots: Mapping[str, str] | None = None, trainer_id: int | None = None
+    ) -> str:
+        cid, given = self.cohort_id, dict(slots) if slots is not None else None
+        reply = await self.worker.request(
+            lambda i: Publish(id=i, cohort=cid, sdp=offer_sdp, slots=given, trainer=trainer_id)
+        )
+        assert isinstance(reply, Ok) and reply.value is not None
+        return reply.value
+
+    async def unpublish(self) -> None:
+        await self.worker.request(lambda i: Unpublish(id=i, cohort=self.cohort_id))
+
+    async def subscribe(self, learner_id: int) -> SubscribeOffer:
+        reply = await self.worker.request(
+            lambda i: Subscribe(id=i, cohort=self.cohort_id, learner=learner_id)
+        )
+        assert isinstance(reply, Offered)
+        self.learners.add(learner_id)
+        return SubscribeOffer(reply.sdp, reply.slots)
+
+    async def accept_answer(self, learner_id: int, answer_sdp: str) -> None:
+        await self.worker.request(
+            lambda i: Answer(id=i, cohort=self.cohort_id, learner=learner_id, sdp=answer_sdp)
+        )
+
+    def set_quality(self, learner_id: int, level: str) -> None:
+        """Checked here (synchronous, as in one process), applied by the worker."""
+        if level not in LEVELS:
+            raise MediaError("bad_level", f"quality must be one of {', '.join(LEVELS)}")
+        if learner_id not in self.learners:
+            raise MediaError("not_subscribed", "this learner receives no media")
+        future = self.worker.send(
+            lambda i: Quality(id=i, cohort=self.cohort_id, learner=learner_id, level=level)
+        )
+        future.add_done_callback(_log_refusal)
+
+    async def leave(self, learner_id: int, reason: str = "left") -> None:
+        self.learners.discard(learner_id)
+        await self.worker.request(
+            lambda i: Leave(id=i, cohort=self.cohort_id, learner=learner_id, reason=reason)
+        )
+
+    def learner_ids(self) -> tuple[int, ...]:
+        return tuple(self.learners)
+
+
+def _log_refusal(future: asyncio.Future[Reply]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.info("media worker refused a quality change: %s", future.exception())
+
+
+class RemoteMediaServer:
+    """The relay in worker processes, seen from the web process (docs/media-workers.md).
+
+    Args:
+        settings: the appliance settings (``media_max_rooms``, ``stun_url``, ``turn_*``).
+        on_event: called synchronously with each :data:`MediaEvent`, as by ``MediaServer``.
+        observer: the web process's metrics; the workers' observer calls are replayed on it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        on_event: Callable[[MediaEvent], None] | None = None,
+        observer: MediaObserver | None = None,
+    ) -> None:
+        self.settings = settings
+        self.max_rooms = settings.media_max_rooms
+        self.observer: MediaObserver = observer or NullObserver()
+        self.workers: list[WorkerClient] = []
+        self._on_event = on_event
+        self._rooms: dict[int, RemoteRoom] = {}
+        self._stats: dict[int, MediaServerStats] = {}
+
+    async def start(self, count: int, env: Mapping[str, str] | None = None) -> None:
+        """Start ``count`` worker processes (they read the settings from ``env``)."""
+        for index in range(count):
+            self.workers.append(await spawn_worker(index, count, self.on_message, env))
+
+    def on_message(self, index: int, message: FromWorker) -> None:
+        """An event from worker ``index`` (replies never come here)."""
+        if isinstance(message, Observed):
+            method: Any = getattr(self.observer, message.method)
+            method(*message.args, **message.kwargs)
+        elif isinstance(message, StatsPush):
+            self._stats[index] = message.stats
+        elif isinstance(message, Tracks | QualityStep | Closed):
+            event = event_from_wire(message)
+            room = self._rooms.get(event.cohort_id)
+            if room is not None and room.worker.index == index:
+                if isinstance(event, TracksChanged):
+                    room.live = event.live
+                elif isinstance(event, LearnerClosed):
+                    room.learners.discard(event.learner_id)
+            self._emit(event)
+
+    def _emit(self, event: MediaEvent) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event)
+            except Exception:
+                logger.exception("media event handler failed on %r", event)
+
+    def room(self, cohort_id: int) -> RemoteRoom:
+        """The cohort's room, placed on the least-loaded worker when it opens."""
+        room = self._rooms.get(cohort_id)
+        if room is not None:
+            return room
+        if len(self._rooms) >= self.max_rooms:
+            raise MediaError(
+                "too_many_rooms",
+                f"this server already relays {self.max_rooms} classes; try again later",
+            )
+        alive = [w for w in self.workers if not w.lost.is_set()]
+        if not alive:
+            raise _unavailable()
+        worker = min(alive, key=self._load)
+        room = self._rooms[cohort_id] = RemoteRoom(worker, cohort_id)
+        return room
+
+    def _load(self, worker: WorkerClient) -> tuple[int, int, int]:
+        rooms = [r for r in self._rooms.values() if r.worker is worker]
+        return sum(len(r.learners) for r in rooms), len(rooms), worker.index
+
+    def get_room(self, cohort_id: int) -> RemoteRoom | None:
+        return self._rooms.get(cohort_id)
+
+    async def close_room(self, cohort_id: int) -> None:
+        room = self._rooms.pop(cohort_id, None)
+        if room is not None and not room.worker.lost.is_set():
+            await room.worker.request(lambda i: CloseRoom(id=i, cohort=cohort_id))
+
+    async def close(self) -> None:
+        self._rooms.clear()
+        workers, self.workers = self.workers, []
+        await asyncio.gather(*(w.close() for w in workers))
+
+    def ice_servers(self, user: str = "") -> list[dict[str, str]]:
+        """``iceServers`` for a browser, with fresh time-limited TURN credentials."""
+        s = self.settings
+        return browser_ice_servers(s.stun_url, s.turn_url, s.turn_secret, s.turn_ttl_s, user)
+
+    async def fetch_stats(self) -> MediaServerStats:
+        """Every worker's figures now (the operator page; a scrape uses :meth:`stats`)."""
+        alive = [w for w in self.workers if not w.lost.is_set()]
+        replies = await asyncio.gather(*(w.request(lambda i: GetStats(id=i)) for w in alive))
+        for worker, reply in zip(alive, replies, strict=True):
+            assert isinstance(reply, StatsReply)
+            self._stats[worker.index] = reply.stats
+        return self.stats()
+
+    def stats(self) -> MediaServerStats:
+        """The last figures each worker pushed (at most a second old), added up."""
+        parts: Sequence[MediaServerStats] = list(self._stats.values())
+        by_room = {cid: st for part in parts for cid, st in part.by_room.items()}
+        return MediaServerStats(
+            rooms=sum(p.rooms for p in parts),
+            ice_failures=sum(p.ice_failures for p in parts),
+            connections_lost=sum(p.connections_lost for p in parts),
+            connect_timeouts=sum(p.connect_timeouts for p in parts),
+            by_room=by_room,
+        )

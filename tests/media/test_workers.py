@@ -1,0 +1,150 @@
+"""The relay in a real worker process, driven from this process as the web side would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from appliance.media import LearnerClosed, MediaError, MediaEvent, QualityChanged, TracksChanged
+from appliance.media.remote import RemoteMediaServer
+from appliance.media.server import MediaServerStats
+from appliance.media.wire import FromWorker, Observed, StatsPush
+from appliance.media.worker import worker_port_slice
+from appliance.settings import SettingsError, load_settings
+
+from .peers import Learner, Trainer, wait_for
+
+
+class Recorder:
+    """An observer that notes each call (any method name), as the web process's metrics would."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def record(*args: Any, **kwargs: Any) -> None:
+            self.calls.append((name, args, kwargs))
+
+        return record
+
+    def names(self) -> set[str]:
+        return {name for name, _, _ in self.calls}
+
+
+def test_workers_get_disjoint_equal_slices_of_the_port_range() -> None:
+    slices = [worker_port_slice(40000, 40099, k, 3) for k in range(3)]
+    assert slices == [(40000, 40032), (40033, 40065), (40066, 40098)]
+    assert worker_port_slice(0, 0, 1, 2) == (0, 0)  # no range: ephemeral ports
+    with pytest.raises(SettingsError, match="fewer ports than 4 workers"):
+        worker_port_slice(40000, 40002, 0, 4)
+    with pytest.raises(SettingsError, match="not within"):
+        worker_port_slice(40000, 40099, 2, 2)
+
+
+def test_stats_and_observer_calls_survive_the_wire() -> None:
+    from appliance.media.room import LearnerMediaStats, MediaRoomStats
+
+    learner = LearnerMediaStats("full", "full", None, 0.01, 0.0, 0.2, "connected", False, "direct")
+    room = MediaRoomStats(
+        ["audio"], 1, 10, 1000, 5, 0, 5, 900, 1.5e5, 9, 0, 1, 0, 0, 0, 0, 0.1, [0.2], {7: learner}
+    )
+    stats = MediaServerStats(1, 0, 0, 0, {3: room})
+    decoder = msgspec.msgpack.Decoder(FromWorker)
+    assert decoder.decode(msgspec.msgpack.encode(StatsPush(stats=stats))) == StatsPush(stats=stats)
+    call = Observed(method="learner_report", args=(3,), kwargs={"rtt_s": 0.1, "loss_ratio": 0.0})
+    assert decoder.decode(msgspec.msgpack.encode(call)) == call
+    with pytest.raises(msgspec.ValidationError):  # only the observer's methods can be named
+        decoder.decode(msgspec.msgpack.encode({"t": "observed", "method": "__del__"}))
+
+
+Remote = tuple[RemoteMediaServer, list[MediaEvent], Recorder]
+
+
+@pytest.fixture
+async def remote(tmp_path: Path) -> AsyncIterator[Remote]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("ESTRADE_")},
+        "ESTRADE_DATA_DIR": str(tmp_path),
+        "ESTRADE_MEDIA_INTERFACE": "127.0.0.1",
+    }
+    settings = load_settings(env=env)
+    events: list[MediaEvent] = []
+    observer = Recorder()
+    server = RemoteMediaServer(settings, events.append, observer=observer)  # type: ignore[arg-type]
+    try:
+        await server.start(1, env)
+        yield server, events, observer
+    finally:
+        await server.close()
+
+
+async def test_a_trainer_reaches_a_learner_through_a_worker_process(
+    remote: Remote,
+) -> None:
+    server, events, observer = remote
+    process = server.workers[0].process
+    assert process is not None and process.pid != os.getpid()
+    room = server.room(1)
+    assert server.room(1) is room and server.get_room(2) is None
+    trainer, learner = Trainer(), Learner()
+    try:
+        await trainer.publish(room)
+        await learner.join(room, 10)
+        await wait_for(lambda: learner.frames["video"] >= 30, within=20)
+        await wait_for(lambda: learner.frames["audio"] >= 20, within=10)
+        assert learner.assembled_keyframes[0]  # the learner started on a keyframe
+        assert TracksChanged(1, ("audio", "camera")) in events
+        assert room.live == ("audio", "camera")
+
+        # Refusals cross as the same MediaError codes as in one process.
+        with pytest.raises(MediaError) as refused:
+            room.set_quality(10, "sepia")
+        assert refused.value.code == "bad_level"
+        with pytest.raises(MediaError) as refused:
+            await room.accept_answer(99, learner.pc.localDescription.sdp)
+        assert refused.value.code == "no_offer"
+
+        room.set_quality(10, "audio")
+        await wait_for(lambda: QualityChanged(1, 10, "audio", False, "requested") in events)
+
+        # The worker's observer calls reach this process's metrics; its stats too.
+        await wait_for(lambda: {"first_frame", "connection_established"} <= observer.names())
+        stats = await server.fetch_stats()
+        assert stats.rooms == 1 and stats.by_room[1].learners == 1
+        assert stats.by_room[1].frames_forwarded > 0 or stats.by_room[1].bytes_forwarded > 0
+        assert 10 in stats.by_room[1].per_learner
+        await wait_for(lambda: server.stats().rooms == 1, within=3)  # pushed every second
+
+        await room.leave(10)
+        await wait_for(lambda: LearnerClosed(1, 10, "left") in events)
+        assert room.learners == set()
+        await server.close_room(1)
+        assert server.get_room(1) is None
+    finally:
+        await trainer.close()
+        await learner.close()
+    await server.close()
+    assert process.returncode == 0  # it closed its peers and exited on its own
+
+
+async def test_a_dead_worker_fails_requests_instead_of_hanging(
+    remote: Remote,
+) -> None:
+    server, _events, _observer = remote
+    worker = server.workers[0]
+    assert worker.process is not None
+    room = server.room(1)
+    worker.process.kill()
+    await asyncio.wait_for(worker.lost.wait(), 10)
+    with pytest.raises(MediaError) as refused:
+        await room.subscribe(10)
+    assert refused.value.code == "media_unavailable"
+    with pytest.raises(MediaError) as refused:
+        server.room(2)
+    assert refused.value.code == "media_unavailable"
