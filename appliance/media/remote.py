@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from ..settings import Settings
+import msgspec
+
+from ..settings import Settings, SettingsError
 from .channel import Channel, ChannelClosed, ChannelError, open_channel
 from .errors import LearnerClosed, MediaError, MediaEvent, TracksChanged
 from .ladder import LEVELS
@@ -30,6 +31,7 @@ from .wire import (
     Answer,
     Closed,
     CloseRoom,
+    Configure,
     Failed,
     FromWorker,
     GetStats,
@@ -49,7 +51,14 @@ from .wire import (
     event_from_wire,
 )
 
-__all__ = ["RemoteMediaServer", "RemoteRoom", "WorkerClient", "spawn_worker"]
+__all__ = [
+    "RemoteMediaServer",
+    "RemoteRoom",
+    "WorkerClient",
+    "spawn_worker",
+    "worker_port_slice",
+    "worker_settings",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -138,17 +147,42 @@ class WorkerClient:
                 await self.process.wait()
 
 
+def worker_port_slice(port_min: int, port_max: int, index: int, count: int) -> tuple[int, int]:
+    """Worker ``index``'s share of ``port_min..port_max``: disjoint, equal, in order.
+
+    ``(0, 0)`` (no range: ephemeral ports) stays ``(0, 0)``.
+
+    Raises:
+        SettingsError: the range has fewer ports than workers.
+    """
+    if not 0 <= index < count:
+        raise SettingsError(f"worker index {index} is not within 0..{count - 1}")
+    if port_min == 0 and port_max == 0:
+        return 0, 0
+    size = (port_max - port_min + 1) // count
+    if size < 1:
+        raise SettingsError(
+            f"setting 'media_port_min': {port_min}-{port_max} has fewer ports than {count} workers"
+        )
+    low = port_min + index * size
+    return low, low + size - 1
+
+
+def worker_settings(settings: Settings, index: int, count: int) -> dict[str, Any]:
+    """What ``Configure`` carries to worker ``index``: the settings, with its port slice."""
+    low, high = worker_port_slice(settings.media_port_min, settings.media_port_max, index, count)
+    values: dict[str, Any] = msgspec.to_builtins(settings, enc_hook=str)  # Path -> str
+    values.update(media_port_min=low, media_port_max=high)
+    return values
+
+
 def _unavailable() -> MediaError:
     return MediaError("media_unavailable", "the media relay is restarting; try again")
 
 
-async def spawn_worker(
-    index: int,
-    count: int,
-    on_message: Callable[[int, FromWorker], None],
-    env: Mapping[str, str] | None = None,
-) -> WorkerClient:
-    """Start ``python -m appliance.media.worker`` with one end of a socketpair."""
+async def spawn_worker(index: int, on_message: Callable[[int, FromWorker], None]) -> WorkerClient:
+    """Start ``python -m appliance.media.worker`` with one end of a socketpair (not configured
+    yet: send ``Configure`` first)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         process = await asyncio.create_subprocess_exec(
@@ -157,9 +191,7 @@ async def spawn_worker(
             "appliance.media.worker",
             f"--fd={theirs.fileno()}",
             f"--index={index}",
-            f"--count={count}",
             pass_fds=(theirs.fileno(),),
-            env=dict(os.environ if env is None else env),
         )
     except BaseException:
         ours.close()
@@ -256,10 +288,22 @@ class RemoteMediaServer:
         self._rooms: dict[int, RemoteRoom] = {}
         self._stats: dict[int, MediaServerStats] = {}
 
-    async def start(self, count: int, env: Mapping[str, str] | None = None) -> None:
-        """Start ``count`` worker processes (they read the settings from ``env``)."""
+    async def start(self, count: int) -> None:
+        """Start ``count`` worker processes and wait until each one's relay is up.
+
+        Raises:
+            SettingsError: the port range has fewer ports than workers.
+            MediaError: a worker refused its settings or died while starting.
+        """
+        values = [worker_settings(self.settings, k, count) for k in range(count)]
         for index in range(count):
-            self.workers.append(await spawn_worker(index, count, self.on_message, env))
+            worker = await spawn_worker(index, self.on_message)
+            self.workers.append(worker)  # closed by close() even if it fails to start
+            await self._configure(worker, values[index])
+
+    @staticmethod
+    async def _configure(worker: WorkerClient, values: dict[str, Any]) -> None:
+        await worker.request(lambda i: Configure(id=i, index=worker.index, settings=values))
 
     def on_message(self, index: int, message: FromWorker) -> None:
         """An event from worker ``index`` (replies never come here)."""

@@ -8,7 +8,7 @@ and message). Events (worker -> web) carry no id: the relay's :data:`MediaEvent`
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -19,6 +19,7 @@ __all__ = [
     "Answer",
     "CloseRoom",
     "Closed",
+    "Configure",
     "Failed",
     "FromWorker",
     "GetStats",
@@ -49,6 +50,17 @@ class _Request(_Message):
 
 
 # ---- requests: web -> worker ----------------------------------------------------------------
+class Configure(_Request, tag="configure"):
+    """The first request, answered with ``Ok`` once the worker's relay is up (the handshake).
+
+    ``settings`` are the web process's own (``msgspec.to_builtins``), this worker's port
+    slice already applied; the worker validates them again with ``load_settings``.
+    """
+
+    index: int
+    settings: dict[str, Any]
+
+
 class Publish(_Request, tag="publish"):
     cohort: int
     sdp: str
@@ -91,7 +103,9 @@ class GetStats(_Request, tag="get_stats"):
     pass
 
 
-Request = Publish | Unpublish | Subscribe | Answer | Quality | Leave | CloseRoom | GetStats
+Request = (
+    Configure | Publish | Unpublish | Subscribe | Answer | Quality | Leave | CloseRoom | GetStats
+)
 
 
 # ---- replies: worker -> web -------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """A media worker process: one ``MediaServer`` served over the channel (docs/media-workers.md).
 
-``python -m appliance.media.worker --fd N --index K --count C``: ``N`` is this process's end
-of a UNIX ``socketpair`` made by the web process (no socket file, so nobody else can connect);
-the worker takes slice ``K`` of ``C`` of the media port range. It reads its settings from
-the same environment / ``ESTRADE_CONFIG`` as the web process. It stops when the channel closes
-(the web process stopped or died: no orphan keeps ports open) or on SIGTERM.
+``python -m appliance.media.worker --fd N --index K``: ``N`` is this process's end of a UNIX
+``socketpair`` made by the web process (no socket file, so nobody else can connect). Its
+settings arrive as the first message (``Configure``: the web process's own, with this worker's
+slice of the media port range), so a worker never disagrees with the web process about them.
+It stops when the channel closes (the web process stopped or died: no orphan keeps ports open)
+or on SIGTERM.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
@@ -21,7 +23,7 @@ from typing import Any
 
 import uvloop
 
-from ..settings import Settings, SettingsError, load_settings
+from ..settings import SettingsError, load_settings
 from .channel import Channel, ChannelClosed, ChannelError, open_channel
 from .errors import MediaError, MediaEvent
 from .ladder import LadderPolicy
@@ -30,6 +32,7 @@ from .server import MediaServer
 from .wire import (
     Answer,
     CloseRoom,
+    Configure,
     Failed,
     GetStats,
     Leave,
@@ -46,32 +49,11 @@ from .wire import (
     event_to_wire,
 )
 
-__all__ = ["ChannelObserver", "Worker", "main", "worker_port_slice"]
+__all__ = ["ChannelObserver", "Worker", "main"]
 
 logger = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 1.0
-
-
-def worker_port_slice(port_min: int, port_max: int, index: int, count: int) -> tuple[int, int]:
-    """Worker ``index``'s share of ``port_min..port_max``: disjoint, equal, in order.
-
-    ``(0, 0)`` (no range: ephemeral ports) stays ``(0, 0)``.
-
-    Raises:
-        SettingsError: the range has fewer ports than workers.
-    """
-    if not 0 <= index < count:
-        raise SettingsError(f"worker index {index} is not within 0..{count - 1}")
-    if port_min == 0 and port_max == 0:
-        return 0, 0
-    size = (port_max - port_min + 1) // count
-    if size < 1:
-        raise SettingsError(
-            f"setting 'media_port_min': {port_min}-{port_max} has fewer ports than {count} workers"
-        )
-    low = port_min + index * size
-    return low, low + size - 1
 
 
 class ChannelObserver:
@@ -107,16 +89,13 @@ class ChannelObserver:
 
 
 class Worker:
-    """Serves one channel: each request in its own task (as concurrent as in one process)."""
+    """Serves one channel: a ``Configure`` first, then each request in its own task (as
+    concurrent as in one process)."""
 
-    def __init__(self, settings: Settings, channel: Channel[Request]) -> None:
+    def __init__(self, channel: Channel[Request]) -> None:
         self.channel = channel
-        ladder = LadderPolicy(
-            down_loss=settings.media_step_down_loss, down_rtt_s=settings.media_step_down_rtt_s
-        )
-        self.server = MediaServer(
-            settings, self._on_event, ladder=ladder, observer=ChannelObserver(self._send)
-        )
+        self.server: MediaServer | None = None
+        self.index = -1
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _send(self, message: Any) -> None:
@@ -126,40 +105,65 @@ class Worker:
     def _on_event(self, event: MediaEvent) -> None:
         self._send(event_to_wire(event))
 
+    def _configure(self, request: Configure) -> MediaServer:
+        settings = load_settings(env={}, **request.settings)
+        self.index = request.index
+        ladder = LadderPolicy(
+            down_loss=settings.media_step_down_loss, down_rtt_s=settings.media_step_down_rtt_s
+        )
+        return MediaServer(
+            settings, self._on_event, ladder=ladder, observer=ChannelObserver(self._send)
+        )
+
+    async def _next(self) -> Request | None:
+        try:
+            return await self.channel.receive()
+        except ChannelClosed:
+            return None
+        except ChannelError:
+            # A bad frame from our own web process: a bug or a version mismatch. The stream
+            # cannot be trusted any more; stop (the web process notices and restarts us).
+            logger.exception("media worker: bad frame on the channel")
+            return None
+
     async def run(self) -> None:
         """Serve until the channel closes (or the task is cancelled), then close every peer."""
-        pusher = asyncio.ensure_future(self._push_stats())
+        pusher: asyncio.Task[None] | None = None
         try:
-            while True:
-                try:
-                    request = await self.channel.receive()
-                except ChannelClosed:
-                    break
-                except ChannelError:
-                    # A bad frame from our own web process: a bug or a version mismatch.
-                    # The stream cannot be trusted any more; stop (the supervisor restarts).
-                    logger.exception("media worker: bad frame on the channel")
-                    break
-                task = asyncio.ensure_future(self._handle(request))
+            first = await self._next()
+            if not isinstance(first, Configure):
+                logger.error("media worker: the channel did not start with Configure")
+                return
+            try:
+                self.server = self._configure(first)
+            except (SettingsError, TypeError) as exc:
+                self._send(Failed(id=first.id, code="bad_settings", message=str(exc)))
+                return
+            self._send(Ok(id=first.id))
+            pusher = asyncio.ensure_future(self._push_stats(self.server))
+            while (request := await self._next()) is not None:
+                task = asyncio.ensure_future(self._handle(self.server, request))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         finally:
-            pusher.cancel()
-            await asyncio.gather(pusher, return_exceptions=True)
-            await self.server.close()
+            if pusher is not None:
+                pusher.cancel()
+                await asyncio.gather(pusher, return_exceptions=True)
+            if self.server is not None:
+                await self.server.close()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.channel.close()
 
-    async def _push_stats(self) -> None:
+    async def _push_stats(self, server: MediaServer) -> None:
         while True:
             await asyncio.sleep(STATS_INTERVAL_S)
-            self._send(StatsPush(stats=self.server.stats()))
+            self._send(StatsPush(stats=server.stats()))
 
-    async def _handle(self, request: Request) -> None:
+    async def _handle(self, server: MediaServer, request: Request) -> None:
         reply: Ok | Offered | StatsReply | Failed
         try:
-            reply = await self._call(request)
+            reply = await self._call(server, request)
         except MediaError as exc:
             reply = Failed(id=request.id, code=exc.code, message=exc.message)
         except Exception:
@@ -169,76 +173,70 @@ class Worker:
             )
         self._send(reply)
 
-    def _room(self, cohort_id: int) -> MediaRoom:
-        room = self.server.get_room(cohort_id)
+    @staticmethod
+    def _room(server: MediaServer, cohort_id: int) -> MediaRoom:
+        room = server.get_room(cohort_id)
         if room is None:
             raise MediaError("room_closed", "the class's media is closed")
         return room
 
-    async def _call(self, request: Request) -> Ok | Offered | StatsReply:
+    async def _call(self, server: MediaServer, request: Request) -> Ok | Offered | StatsReply:
         rid = request.id
+        if isinstance(request, Configure):
+            raise MediaError("already_configured", "this media worker is already configured")
         if isinstance(request, Publish):
-            room = self.server.room(request.cohort)
+            room = server.room(request.cohort)
             answer = await room.publish(request.sdp, request.slots, trainer_id=request.trainer)
             return Ok(id=rid, value=answer)
         if isinstance(request, Subscribe):
-            offer = await self._room(request.cohort).subscribe(request.learner)
+            offer = await self._room(server, request.cohort).subscribe(request.learner)
             return Offered(id=rid, sdp=offer.sdp, slots=offer.slots)
         if isinstance(request, Answer):
-            await self._room(request.cohort).accept_answer(request.learner, request.sdp)
+            await self._room(server, request.cohort).accept_answer(request.learner, request.sdp)
         elif isinstance(request, Quality):
-            self._room(request.cohort).set_quality(request.learner, request.level)
+            self._room(server, request.cohort).set_quality(request.learner, request.level)
         elif isinstance(request, Leave | Unpublish):
-            found = self.server.get_room(request.cohort)
+            found = server.get_room(request.cohort)
             if found is not None:
                 if isinstance(request, Leave):
                     await found.leave(request.learner, reason=request.reason)
                 else:
                     await found.unpublish()
         elif isinstance(request, CloseRoom):
-            await self.server.close_room(request.cohort)
+            await server.close_room(request.cohort)
         elif isinstance(request, GetStats):
-            return StatsReply(id=rid, stats=self.server.stats())
+            return StatsReply(id=rid, stats=server.stats())
         return Ok(id=rid)
 
 
-async def serve(settings: Settings, fd: int) -> None:
+async def serve(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
         sock.close()
-        raise SettingsError(f"--fd {fd} is not a UNIX stream socket")
+        raise SystemExit(f"media worker: --fd {fd} is not a UNIX stream socket")
     channel: Channel[Request] = await open_channel(sock, Request)
-    worker = Worker(settings, channel)
     task = asyncio.current_task()
     assert task is not None
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):  # SIGTERM: run() closes every peer
-        await worker.run()
+        await Worker(channel).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m appliance.media.worker")
+    parser = argparse.ArgumentParser(
+        prog="python -m appliance.media.worker",
+        description="An Estrade media worker; started by the web process, not by hand.",
+    )
     parser.add_argument("--fd", type=int, required=True, help="this worker's socketpair end")
-    parser.add_argument("--index", type=int, default=0)
-    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--index", type=int, default=0, help="the worker's number (for logs)")
     args = parser.parse_args(argv)
-    try:
-        base = load_settings()
-        low, high = worker_port_slice(
-            base.media_port_min, base.media_port_max, args.index, args.count
-        )
-        settings = load_settings(media_port_min=low, media_port_max=high)
-    except SettingsError as exc:
-        print(f"media worker {args.index}: {exc}", file=sys.stderr)
-        return 2
     logging.basicConfig(
-        level=settings.log_level.upper(),
+        level=os.environ.get("ESTRADE_LOG_LEVEL", "info").upper(),
         format=f"media-worker {args.index}: %(levelname)s %(name)s %(message)s",
     )
     # aioice logs every candidate pair's state at INFO: one line per check and learner.
     logging.getLogger("aioice").setLevel(logging.WARNING)
-    uvloop.run(serve(settings, args.fd))  # the loop `estrade serve` runs the relay on today
+    uvloop.run(serve(args.fd))  # the loop `estrade serve` runs the relay on today
     return 0
 
 

@@ -12,10 +12,9 @@ import msgspec
 import pytest
 
 from appliance.media import LearnerClosed, MediaError, MediaEvent, QualityChanged, TracksChanged
-from appliance.media.remote import RemoteMediaServer
+from appliance.media.remote import RemoteMediaServer, spawn_worker, worker_port_slice
 from appliance.media.server import MediaServerStats
-from appliance.media.wire import FromWorker, Observed, StatsPush
-from appliance.media.worker import worker_port_slice
+from appliance.media.wire import Configure, FromWorker, Observed, StatsPush, Subscribe
 from appliance.settings import SettingsError, load_settings
 
 from .peers import Learner, Trainer, wait_for
@@ -68,17 +67,12 @@ Remote = tuple[RemoteMediaServer, list[MediaEvent], Recorder]
 
 @pytest.fixture
 async def remote(tmp_path: Path) -> AsyncIterator[Remote]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("ESTRADE_")},
-        "ESTRADE_DATA_DIR": str(tmp_path),
-        "ESTRADE_MEDIA_INTERFACE": "127.0.0.1",
-    }
-    settings = load_settings(env=env)
+    settings = load_settings(env={}, data_dir=tmp_path, media_interface="127.0.0.1")
     events: list[MediaEvent] = []
     observer = Recorder()
     server = RemoteMediaServer(settings, events.append, observer=observer)  # type: ignore[arg-type]
     try:
-        await server.start(1, env)
+        await server.start(1)
         yield server, events, observer
     finally:
         await server.close()
@@ -148,3 +142,29 @@ async def test_a_dead_worker_fails_requests_instead_of_hanging(
     with pytest.raises(MediaError) as refused:
         server.room(2)
     assert refused.value.code == "media_unavailable"
+
+
+async def test_a_worker_refuses_bad_settings_and_a_channel_not_opened_by_configure() -> None:
+    messages: list[FromWorker] = []
+    worker = await spawn_worker(0, lambda _index, message: messages.append(message))
+    try:
+        with pytest.raises(MediaError) as refused:
+            await worker.request(
+                lambda i: Configure(id=i, index=0, settings={"media_max_rooms": 0})
+            )
+        assert refused.value.code == "bad_settings"
+        assert "media_max_rooms" in refused.value.message
+        await asyncio.wait_for(worker.lost.wait(), 10)  # it stopped: nothing to serve with
+    finally:
+        await worker.close()
+    assert worker.process is not None and worker.process.returncode == 0
+
+    worker = await spawn_worker(1, lambda _index, message: messages.append(message))
+    try:
+        with pytest.raises(MediaError) as refused:
+            await worker.request(lambda i: Subscribe(id=i, cohort=1, learner=2))
+        assert refused.value.code == "media_unavailable"
+    finally:
+        await worker.close()
+    assert worker.process is not None and worker.process.returncode == 0
+    assert messages == []
