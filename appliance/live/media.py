@@ -27,6 +27,7 @@ from appliance.media import (
 )
 from appliance.media.ladder import LadderPolicy
 from appliance.media.observer import MediaObserver
+from appliance.media.remote import RemoteMediaServer
 from appliance.metrics.sources import LearnerLink, RoomMedia
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class MediaBridge:
 
     def __init__(self, registry: RoomRegistry) -> None:
         self.registry = registry
-        self.server: MediaServer | None = None
+        self.server: MediaServer | RemoteMediaServer | None = None
         self._learner_conns: dict[tuple[int, int], str] = {}
         """(cohort, learner) -> id of the socket that subscribed."""
         self._publishers: dict[int, tuple[str, int]] = {}
@@ -57,9 +58,14 @@ class MediaBridge:
         self.register(registry.dispatcher)
 
     # ---- lifecycle ------------------------------------------------------------------------
-    def start(self, observer: MediaObserver | None = None) -> None:
-        """Create the relay (needs the running loop: call from the app's lifespan)."""
+    async def start(self, observer: MediaObserver | None = None) -> None:
+        """Create the relay (call from the app's lifespan): in this process, or, with
+        ``media_workers`` > 0, in that many worker processes (docs/media-workers.md)."""
         settings = self.registry.settings
+        if settings.media_workers:
+            remote = self.server = RemoteMediaServer(settings, self.on_event, observer=observer)
+            await remote.start(settings.media_workers)  # close() stops any already started
+            return
         ladder = LadderPolicy(
             down_loss=settings.media_step_down_loss, down_rtt_s=settings.media_step_down_rtt_s
         )
@@ -72,7 +78,7 @@ class MediaBridge:
         self._learner_conns.clear()
         self._publishers.clear()
 
-    def _server(self) -> MediaServer:
+    def _server(self) -> MediaServer | RemoteMediaServer:
         if self.server is None:
             raise DomainError("media_unavailable", "the media relay is not running")
         return self.server

@@ -256,6 +256,7 @@ class RemoteRoom:
             lambda i: Leave(id=i, cohort=self.cohort_id, learner=learner_id, reason=reason)
         )
 
+    @property
     def learner_ids(self) -> tuple[int, ...]:
         return tuple(self.learners)
 

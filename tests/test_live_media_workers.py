@@ -1,0 +1,80 @@
+"""Media signalling over the classroom socket with the relay in worker processes
+(``media_workers``, docs/media-workers.md): the same messages and metrics as in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+
+import httpx
+import pytest
+
+from appliance.media.remote import RemoteMediaServer
+from appliance.settings import Settings
+from tests.helpers.classroom import LiveServer
+from tests.helpers.world import World
+from tests.media.peers import Learner, Trainer, wait_for
+from tests.test_live_media import metric, publish, subscribe
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, media_workers=2)
+
+
+async def test_a_class_through_media_workers(live: LiveServer, world: World) -> None:
+    cid = world.cohort.id
+    media = live.app.state.media.server
+    assert isinstance(media, RemoteMediaServer)
+    pids = {w.process.pid for w in media.workers if w.process is not None}
+    assert len(pids) == 2 and os.getpid() not in pids
+
+    tsock = await live.connect(await live.cookie(world, "trainer"), cid)
+    lsock = await live.connect(await live.cookie(world, "learner"), cid)
+    for sock in (tsock, lsock):
+        await sock.expect("media_config")
+    trainer, learner = Trainer(), Learner()
+    try:
+        await tsock.request("session_start")
+        await publish(tsock, trainer)
+        tracks = await lsock.expect("media_tracks")
+        while not tracks["tracks"]["camera"]:
+            tracks = await lsock.expect("media_tracks")
+        await subscribe(lsock, learner)
+        await wait_for(lambda: learner.frames["video"] >= 10, within=20)
+        await wait_for(lambda: learner.frames["audio"] >= 10, within=10)
+        room = media.get_room(cid)
+        assert room is not None and room.learner_ids == (world.learner.id,)
+
+        # The step comes from the worker, after the request's ack (in one process: before).
+        await lsock.request("media_quality", level="audio")
+        step = await lsock.expect("media_quality", timeout=5)
+        assert step == {"type": "media_quality", "level": "audio", "automatic": False,
+                        "reason": "requested"}  # fmt: skip
+
+        # The workers' observer calls and pushed stats reach /metrics in the web process.
+        c = str(cid)
+
+        async def scrape() -> str:
+            async with httpx.AsyncClient(base_url=live.base) as http:
+                return (await http.get("/metrics")).text
+
+        text = await scrape()
+        for _ in range(30):  # stats arrive every second
+            if "estrade_media_learners_subscribed" in text:
+                break
+            await asyncio.sleep(0.2)
+            text = await scrape()
+        assert metric(text, "estrade_media_learners_subscribed", cohort_id=c) == 1
+        assert metric(text, "estrade_webrtc_connections_total", path="direct") >= 2
+        assert metric(text, "estrade_join_to_first_frame_seconds_count") >= 1
+
+        # The learner's socket closes: its connection in the worker is dropped.
+        await lsock.close()
+        await wait_for(lambda: room.learner_ids == (), within=5)
+    finally:
+        await trainer.close()
+        await learner.close()
+        await tsock.close()
+    await wait_for(lambda: media.get_room(cid) is None, within=5)
