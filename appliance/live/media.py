@@ -22,6 +22,7 @@ from appliance.media import (
     MediaError,
     MediaEvent,
     MediaServer,
+    PublisherClosed,
     QualityChanged,
     TracksChanged,
 )
@@ -135,6 +136,13 @@ class MediaBridge:
                 level, automatic, reason = event.level, event.automatic, event.reason
                 conn.send_direct(p.MediaQuality(level=level, automatic=automatic, reason=reason))
             self._set_presence(room, conn, event.level)
+        elif isinstance(event, PublisherClosed):
+            # The relay lost the trainer's connection (a media worker restarted): their page
+            # publishes again on media_closed.
+            publisher = self._publishers.pop(room.cohort_id, None)
+            trainer = room.conns.get(publisher[0]) if publisher is not None else None
+            if trainer is not None and trainer.send_direct is not None:
+                trainer.send_direct(p.MediaClosed(reason=event.reason))
         elif isinstance(event, LearnerClosed):
             if event.reason in _SILENT:
                 return

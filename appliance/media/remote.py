@@ -21,7 +21,7 @@ import msgspec
 
 from ..settings import Settings, SettingsError
 from .channel import Channel, ChannelClosed, ChannelError, open_channel
-from .errors import LearnerClosed, MediaError, MediaEvent, TracksChanged
+from .errors import LearnerClosed, MediaError, MediaEvent, PublisherClosed, TracksChanged
 from .ladder import LEVELS
 from .network import browser_ice_servers
 from .observer import MediaObserver, NullObserver
@@ -48,6 +48,7 @@ from .wire import (
     Subscribe,
     Tracks,
     Unpublish,
+    Unpublished,
     event_from_wire,
 )
 
@@ -74,6 +75,7 @@ class WorkerClient:
         channel: the web process's end of the channel.
         on_message: called with (index, event) for each event the worker sends.
         process: the worker's process, if this client started it (awaited on close).
+        on_lost: called once when the channel ends (the worker died or was closed).
     """
 
     def __init__(
@@ -82,11 +84,13 @@ class WorkerClient:
         channel: Channel[FromWorker],
         on_message: Callable[[int, FromWorker], None],
         process: asyncio.subprocess.Process | None = None,
+        on_lost: Callable[[WorkerClient], None] | None = None,
     ) -> None:
         self.index = index
         self.channel = channel
         self.process = process
         self._on_message = on_message
+        self._on_lost = on_lost
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self.lost: asyncio.Event = asyncio.Event()
         self._reader = asyncio.ensure_future(self._read())
@@ -134,6 +138,11 @@ class WorkerClient:
                 if not future.done():
                     future.set_exception(_unavailable())
             self._pending.clear()
+            if self._on_lost is not None:
+                try:
+                    self._on_lost(self)
+                except Exception:
+                    logger.exception("media worker %s: the lost handler failed", self.index)
 
     async def close(self) -> None:
         """Close the channel (the worker then closes its peers and exits) and wait for it."""
@@ -180,7 +189,11 @@ def _unavailable() -> MediaError:
     return MediaError("media_unavailable", "the media relay is restarting; try again")
 
 
-async def spawn_worker(index: int, on_message: Callable[[int, FromWorker], None]) -> WorkerClient:
+async def spawn_worker(
+    index: int,
+    on_message: Callable[[int, FromWorker], None],
+    on_lost: Callable[[WorkerClient], None] | None = None,
+) -> WorkerClient:
     """Start ``python -m appliance.media.worker`` with one end of a socketpair (not configured
     yet: send ``Configure`` first)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -199,7 +212,7 @@ async def spawn_worker(index: int, on_message: Callable[[int, FromWorker], None]
     finally:
         theirs.close()
     channel: Channel[FromWorker] = await open_channel(ours, FromWorker)
-    return WorkerClient(index, channel, on_message, process)
+    return WorkerClient(index, channel, on_message, process, on_lost)
 
 
 class RemoteRoom:
@@ -224,6 +237,8 @@ class RemoteRoom:
         return reply.value
 
     async def unpublish(self) -> None:
+        if self.worker.lost.is_set():
+            return  # the worker died with the connection
         await self.worker.request(lambda i: Unpublish(id=i, cohort=self.cohort_id))
 
     async def subscribe(self, learner_id: int) -> SubscribeOffer:
@@ -252,6 +267,8 @@ class RemoteRoom:
 
     async def leave(self, learner_id: int, reason: str = "left") -> None:
         self.learners.discard(learner_id)
+        if self.worker.lost.is_set():
+            return  # the worker died with the connection
         await self.worker.request(
             lambda i: Leave(id=i, cohort=self.cohort_id, learner=learner_id, reason=reason)
         )
@@ -288,6 +305,11 @@ class RemoteMediaServer:
         self._on_event = on_event
         self._rooms: dict[int, RemoteRoom] = {}
         self._stats: dict[int, MediaServerStats] = {}
+        self._values: list[dict[str, Any]] = []
+        self._closing = False
+        self._restarting: set[asyncio.Task[None]] = set()
+        self.restarts = 0
+        """Workers restarted after dying (for the metrics layer)."""
 
     async def start(self, count: int) -> None:
         """Start ``count`` worker processes and wait until each one's relay is up.
@@ -296,15 +318,62 @@ class RemoteMediaServer:
             SettingsError: the port range has fewer ports than workers.
             MediaError: a worker refused its settings or died while starting.
         """
-        values = [worker_settings(self.settings, k, count) for k in range(count)]
+        self._values = [worker_settings(self.settings, k, count) for k in range(count)]
         for index in range(count):
-            worker = await spawn_worker(index, self.on_message)
+            worker = await spawn_worker(index, self.on_message, self._worker_lost)
             self.workers.append(worker)  # closed by close() even if it fails to start
-            await self._configure(worker, values[index])
+            await self._configure(worker, self._values[index])
 
     @staticmethod
     async def _configure(worker: WorkerClient, values: dict[str, Any]) -> None:
         await worker.request(lambda i: Configure(id=i, index=worker.index, settings=values))
+
+    # ---- supervision -----------------------------------------------------------------------
+    restart_delay_s = 0.5
+    """Wait before starting a dead worker again (a worker that dies at once is not respawned
+    in a tight loop)."""
+
+    def _worker_lost(self, worker: WorkerClient) -> None:
+        """A worker's channel ended: its rooms are gone, their people are told, it restarts."""
+        if self._closing:
+            return
+        code = worker.process.returncode if worker.process is not None else None
+        logger.error("media worker %s stopped (exit %s); restarting it", worker.index, code)
+        self._stats.pop(worker.index, None)
+        for cid, room in list(self._rooms.items()):
+            if room.worker is not worker:
+                continue
+            del self._rooms[cid]
+            # Learners' pages subscribe again after media_closed; they get the media once the
+            # trainer's page, told by PublisherClosed, has published again (media_tracks).
+            for learner_id in sorted(room.learners):
+                self._emit(LearnerClosed(cid, learner_id, "relay_restarted"))
+            room.learners.clear()
+            if room.live:
+                room.live = ()
+                self._emit(TracksChanged(cid, ()))
+            self._emit(PublisherClosed(cid, "relay_restarted"))
+        task = asyncio.ensure_future(self._restart(worker))
+        self._restarting.add(task)
+        task.add_done_callback(self._restarting.discard)
+
+    async def _restart(self, dead: WorkerClient) -> None:
+        await dead.close()  # reaps the process (killed if the channel broke but it lives on)
+        await asyncio.sleep(self.restart_delay_s)
+        if self._closing:
+            return
+        try:
+            worker = await spawn_worker(dead.index, self.on_message, self._worker_lost)
+        except OSError:
+            logger.exception("media worker %s could not be started again", dead.index)
+            return
+        self.workers[dead.index] = worker
+        try:
+            await self._configure(worker, self._values[dead.index])
+        except MediaError:
+            return  # it died again: _worker_lost runs for it and tries once more
+        self.restarts += 1
+        logger.info("media worker %s restarted", dead.index)
 
     def on_message(self, index: int, message: FromWorker) -> None:
         """An event from worker ``index`` (replies never come here)."""
@@ -313,7 +382,7 @@ class RemoteMediaServer:
             method(*message.args, **message.kwargs)
         elif isinstance(message, StatsPush):
             self._stats[index] = message.stats
-        elif isinstance(message, Tracks | QualityStep | Closed):
+        elif isinstance(message, Tracks | QualityStep | Closed | Unpublished):
             event = event_from_wire(message)
             room = self._rooms.get(event.cohort_id)
             if room is not None and room.worker.index == index:
@@ -360,6 +429,10 @@ class RemoteMediaServer:
             await room.worker.request(lambda i: CloseRoom(id=i, cohort=cohort_id))
 
     async def close(self) -> None:
+        self._closing = True
+        for task in self._restarting:
+            task.cancel()
+        await asyncio.gather(*self._restarting, return_exceptions=True)
         self._rooms.clear()
         workers, self.workers = self.workers, []
         await asyncio.gather(*(w.close() for w in workers))

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from .errors import LearnerClosed, MediaEvent, QualityChanged, TracksChanged
+from .errors import LearnerClosed, MediaEvent, PublisherClosed, QualityChanged, TracksChanged
 from .server import MediaServerStats
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
     "Subscribe",
     "Tracks",
     "Unpublish",
+    "Unpublished",
+    "WireEvent",
     "event_from_wire",
     "event_to_wire",
 ]
@@ -148,6 +150,11 @@ class Closed(_Message, tag="closed"):
     reason: str
 
 
+class Unpublished(_Message, tag="unpublished"):
+    cohort: int
+    reason: str
+
+
 ObserverMethod = Literal[
     "pli",
     "nack",
@@ -172,12 +179,22 @@ class StatsPush(_Message, tag="stats_push"):
     stats: MediaServerStats
 
 
+WireEvent = Tracks | QualityStep | Closed | Unpublished
 FromWorker = (
-    Ok | Offered | StatsReply | Failed | Tracks | QualityStep | Closed | Observed | StatsPush
+    Ok
+    | Offered
+    | StatsReply
+    | Failed
+    | Tracks
+    | QualityStep
+    | Closed
+    | Unpublished
+    | Observed
+    | StatsPush
 )
 
 
-def event_to_wire(event: MediaEvent) -> Tracks | QualityStep | Closed:
+def event_to_wire(event: MediaEvent) -> WireEvent:
     if isinstance(event, TracksChanged):
         return Tracks(cohort=event.cohort_id, live=event.live)
     if isinstance(event, QualityChanged):
@@ -188,14 +205,18 @@ def event_to_wire(event: MediaEvent) -> Tracks | QualityStep | Closed:
             automatic=event.automatic,
             reason=event.reason,
         )
+    if isinstance(event, PublisherClosed):
+        return Unpublished(cohort=event.cohort_id, reason=event.reason)
     return Closed(cohort=event.cohort_id, learner=event.learner_id, reason=event.reason)
 
 
-def event_from_wire(message: Tracks | QualityStep | Closed) -> MediaEvent:
+def event_from_wire(message: WireEvent) -> MediaEvent:
     if isinstance(message, Tracks):
         return TracksChanged(message.cohort, tuple(message.live))
     if isinstance(message, QualityStep):
         return QualityChanged(
             message.cohort, message.learner, message.level, message.automatic, message.reason
         )
+    if isinstance(message, Unpublished):
+        return PublisherClosed(message.cohort, message.reason)
     return LearnerClosed(message.cohort, message.learner, message.reason)

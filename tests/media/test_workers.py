@@ -11,7 +11,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from appliance.media import LearnerClosed, MediaError, MediaEvent, QualityChanged, TracksChanged
+from appliance.media import (
+    LearnerClosed,
+    MediaError,
+    MediaEvent,
+    PublisherClosed,
+    QualityChanged,
+    TracksChanged,
+)
 from appliance.media.remote import RemoteMediaServer, spawn_worker, worker_port_slice
 from appliance.media.server import MediaServerStats
 from appliance.media.wire import Configure, FromWorker, Observed, StatsPush, Subscribe
@@ -127,21 +134,44 @@ async def test_a_trainer_reaches_a_learner_through_a_worker_process(
     assert process.returncode == 0  # it closed its peers and exited on its own
 
 
-async def test_a_dead_worker_fails_requests_instead_of_hanging(
-    remote: Remote,
-) -> None:
-    server, _events, _observer = remote
-    worker = server.workers[0]
-    assert worker.process is not None
+async def test_a_dead_worker_fails_its_requests_and_is_restarted(remote: Remote) -> None:
+    server, events, _observer = remote
+    dead = server.workers[0]
+    assert dead.process is not None
     room = server.room(1)
-    worker.process.kill()
-    await asyncio.wait_for(worker.lost.wait(), 10)
-    with pytest.raises(MediaError) as refused:
-        await room.subscribe(10)
-    assert refused.value.code == "media_unavailable"
-    with pytest.raises(MediaError) as refused:
-        server.room(2)
-    assert refused.value.code == "media_unavailable"
+    trainer = Trainer()
+    try:
+        await trainer.publish(room)
+        await wait_for(lambda: room.live == ("audio", "camera"))
+        dead.process.kill()
+        await asyncio.wait_for(dead.lost.wait(), 10)
+        with pytest.raises(MediaError) as refused:
+            await room.subscribe(10)
+        assert refused.value.code == "media_unavailable"
+        # Its rooms are gone; the class is told (tracks off, the trainer must publish again).
+        assert server.get_room(1) is None
+        assert TracksChanged(1, ()) in events
+        assert PublisherClosed(1, "relay_restarted") in events
+        await room.unpublish()  # nothing to undo: no error
+
+        # A new worker takes its place, and the trainer publishes again through it.
+        await wait_for(lambda: not server.workers[0].lost.is_set(), within=10)
+        await wait_for(lambda: server.restarts == 1, within=10)
+        fresh = server.workers[0]
+        assert fresh is not dead and fresh.process is not None
+        assert fresh.process.pid != dead.process.pid
+        assert dead.process.returncode == -9
+        again, learner = Trainer(), Learner()
+        try:
+            room = server.room(1)
+            await again.publish(room)
+            await learner.join(room, 10)
+            await wait_for(lambda: learner.frames["video"] >= 10, within=20)
+        finally:
+            await again.close()
+            await learner.close()
+    finally:
+        await trainer.close()
 
 
 async def test_a_worker_refuses_bad_settings_and_a_channel_not_opened_by_configure() -> None:
