@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import signal
 
 import httpx
 import pytest
@@ -78,3 +79,55 @@ async def test_a_class_through_media_workers(live: LiveServer, world: World) -> 
         await learner.close()
         await tsock.close()
     await wait_for(lambda: media.get_room(cid) is None, within=5)
+
+
+async def test_a_killed_media_worker_is_restarted_and_the_class_resumes(
+    live: LiveServer, world: World
+) -> None:
+    cid = world.cohort.id
+    media = live.app.state.media.server
+    assert isinstance(media, RemoteMediaServer)
+    tsock = await live.connect(await live.cookie(world, "trainer"), cid)
+    lsock = await live.connect(await live.cookie(world, "learner"), cid)
+    for sock in (tsock, lsock):
+        await sock.expect("media_config")
+    peers: list[Trainer | Learner] = []
+    try:
+        await tsock.request("session_start")
+        trainer, learner = Trainer(), Learner()
+        peers += [trainer, learner]
+        await publish(tsock, trainer)
+        await lsock.expect("media_tracks", tracks={"audio": True, "camera": True, "screen": False})
+        await subscribe(lsock, learner)
+        await wait_for(lambda: learner.frames["video"] >= 10, within=20)
+        room = media.get_room(cid)
+        assert room is not None and room.worker.process is not None
+        index, pid = room.worker.index, room.worker.process.pid
+
+        os.kill(pid, signal.SIGKILL)
+        # Both pages are told; the tracks go off for the cohort.
+        await tsock.expect("media_closed", reason="relay_restarted")
+        await lsock.expect("media_closed", reason="relay_restarted")
+        off = {"audio": False, "camera": False, "screen": False}
+        await lsock.expect("media_tracks", tracks=off)
+        # Chat does not depend on the media workers.
+        await lsock.request("chat_send", text="still here?")
+        await tsock.expect("chat_message")
+        await wait_for(lambda: media.restarts == 1, within=10)
+        fresh = media.workers[index]
+        assert fresh.process is not None and fresh.process.pid != pid
+
+        # What the pages do on media_closed: the trainer publishes from a new peer connection,
+        # the learner subscribes again once the tracks are back.
+        again, back = Trainer(), Learner()
+        peers += [again, back]
+        await publish(tsock, again)
+        await lsock.expect("media_tracks", tracks={"audio": True, "camera": True, "screen": False})
+        await subscribe(lsock, back)
+        await wait_for(lambda: back.frames["video"] >= 10, within=10)
+        assert back.assembled_keyframes[0]
+    finally:
+        for peer in peers:
+            await peer.close()
+        await lsock.close()
+        await tsock.close()
