@@ -198,3 +198,49 @@ async def test_a_worker_refuses_bad_settings_and_a_channel_not_opened_by_configu
         await worker.close()
     assert worker.process is not None and worker.process.returncode == 0
     assert messages == []
+
+
+def candidate_ports(sdp: str) -> set[int]:
+    return {int(line.split()[5]) for line in sdp.splitlines() if line.startswith("a=candidate:")}
+
+
+async def test_rooms_go_to_the_least_loaded_worker_each_in_its_own_port_slice(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        env={},
+        data_dir=tmp_path,
+        media_interface="127.0.0.1",
+        media_port_min=41100,
+        media_port_max=41119,
+        media_workers=2,
+        media_max_rooms=3,
+    )
+    server = RemoteMediaServer(settings)
+    trainers = [Trainer(), Trainer()]
+    try:
+        await server.start(2)
+        first, second = server.room(1), server.room(2)
+        assert (first.worker.index, second.worker.index) == (0, 1)
+        answers = [
+            await room.publish(await t.offer())
+            for room, t in zip((first, second), trainers, strict=True)
+        ]
+        assert candidate_ports(answers[0]) and candidate_ports(answers[0]) <= set(
+            range(41100, 41110)
+        )
+        assert candidate_ports(answers[1]) and candidate_ports(answers[1]) <= set(
+            range(41110, 41120)
+        )
+        # A learner on the first room makes the second worker the less loaded one.
+        learner = Learner()
+        try:
+            await trainers[0].answer(answers[0])
+            await learner.join(first, 10)
+            assert server.room(3).worker.index == 1
+        finally:
+            await learner.close()
+    finally:
+        for t in trainers:
+            await t.close()
+        await server.close()
