@@ -19,6 +19,11 @@ from tests.media.peers import Learner, Trainer, wait_for
 from tests.test_live_media import metric, publish, subscribe
 
 
+async def scrape(live: LiveServer) -> str:
+    async with httpx.AsyncClient(base_url=live.base) as http:
+        return (await http.get("/metrics")).text
+
+
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     return dataclasses.replace(settings, media_workers=2)
@@ -56,20 +61,23 @@ async def test_a_class_through_media_workers(live: LiveServer, world: World) -> 
 
         # The workers' observer calls and pushed stats reach /metrics in the web process.
         c = str(cid)
-
-        async def scrape() -> str:
-            async with httpx.AsyncClient(base_url=live.base) as http:
-                return (await http.get("/metrics")).text
-
-        text = await scrape()
+        text = await scrape(live)
         for _ in range(30):  # stats arrive every second
             if "estrade_media_learners_subscribed" in text:
                 break
             await asyncio.sleep(0.2)
-            text = await scrape()
+            text = await scrape(live)
         assert metric(text, "estrade_media_learners_subscribed", cohort_id=c) == 1
         assert metric(text, "estrade_webrtc_connections_total", path="direct") >= 2
         assert metric(text, "estrade_join_to_first_frame_seconds_count") >= 1
+        # Per worker (label: its index): the room's worker has the learner and used CPU.
+        busy = str(room.worker.index)
+        assert metric(text, "estrade_media_worker_up", worker="0") == 1
+        assert metric(text, "estrade_media_worker_up", worker="1") == 1
+        assert metric(text, "estrade_media_worker_learners", worker=busy) == 1
+        assert metric(text, "estrade_media_worker_rooms", worker=busy) == 1
+        assert metric(text, "estrade_media_worker_cpu_seconds_total", worker=busy) > 0
+        assert metric(text, "estrade_media_worker_loop_lag_seconds", worker=busy) >= 0
 
         # The learner's socket closes: its connection in the worker is dropped.
         await lsock.close()
@@ -113,9 +121,12 @@ async def test_a_killed_media_worker_is_restarted_and_the_class_resumes(
         # Chat does not depend on the media workers.
         await lsock.request("chat_send", text="still here?")
         await tsock.expect("chat_message")
-        await wait_for(lambda: media.restarts == 1, within=10)
+        await wait_for(lambda: media.restarts == {index: 1}, within=10)
         fresh = media.workers[index]
         assert fresh.process is not None and fresh.process.pid != pid
+        text = await scrape(live)
+        assert metric(text, "estrade_media_worker_restarts_total", worker=str(index)) == 1
+        assert metric(text, "estrade_media_worker_restarts_total", worker=str(1 - index)) == 0
 
         # What the pages do on media_closed: the trainer publishes from a new peer connection,
         # the learner subscribes again once the tracks are back.

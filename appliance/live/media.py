@@ -29,7 +29,7 @@ from appliance.media import (
 from appliance.media.ladder import LadderPolicy
 from appliance.media.observer import MediaObserver
 from appliance.media.remote import RemoteMediaServer
-from appliance.metrics.sources import LearnerLink, RoomMedia
+from appliance.metrics.sources import LearnerLink, MediaWorker, RoomMedia
 
 if TYPE_CHECKING:
     from appliance.live.room import RoomRegistry
@@ -234,7 +234,23 @@ class MediaBridge:
                 if exc.code != "not_subscribed":  # not receiving yet: applied at subscribe
                     raise
 
-    # ---- metrics (appliance.metrics.MediaSource) ------------------------------------------
+    # ---- metrics (appliance.metrics.MediaSource, MediaWorkersSource) ----------------------
+    def media_workers(self) -> list[MediaWorker]:
+        if not isinstance(self.server, RemoteMediaServer):
+            return []
+        return [
+            MediaWorker(
+                worker=w.worker,
+                up=w.up,
+                rooms=w.rooms,
+                learners=w.learners,
+                cpu_seconds=w.cpu_seconds,
+                loop_lag_s=w.loop_lag_s,
+                restarts=w.restarts,
+            )
+            for w in self.server.worker_stats()
+        ]
+
     def media_stats(self) -> list[RoomMedia]:
         if self.server is None:
             return []

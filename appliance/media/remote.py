@@ -10,11 +10,13 @@ least loaded when it opens. Not wired into ``estrade serve`` yet: docs/media-wor
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -56,6 +58,7 @@ __all__ = [
     "RemoteMediaServer",
     "RemoteRoom",
     "WorkerClient",
+    "WorkerStats",
     "spawn_worker",
     "worker_port_slice",
     "worker_settings",
@@ -64,6 +67,23 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Reply = Ok | Offered | StatsReply
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """One worker process's figures (the metrics layer's ``MediaWorker``)."""
+
+    worker: int
+    """Its index: 0..media_workers-1."""
+    up: bool
+    rooms: int
+    learners: int
+    cpu_seconds: float
+    """CPU seconds of its current process (all threads)."""
+    loop_lag_s: float
+    restarts: int
+
+
 _ids = itertools.count(1)
 
 
@@ -308,8 +328,9 @@ class RemoteMediaServer:
         self._values: list[dict[str, Any]] = []
         self._closing = False
         self._restarting: set[asyncio.Task[None]] = set()
-        self.restarts = 0
-        """Workers restarted after dying (for the metrics layer)."""
+        self.restarts: collections.Counter[int] = collections.Counter()
+        """Restarts after dying, by worker index (for the metrics layer)."""
+        self._figures: dict[int, StatsPush] = {}
 
     async def start(self, count: int) -> None:
         """Start ``count`` worker processes and wait until each one's relay is up.
@@ -340,6 +361,7 @@ class RemoteMediaServer:
         code = worker.process.returncode if worker.process is not None else None
         logger.error("media worker %s stopped (exit %s); restarting it", worker.index, code)
         self._stats.pop(worker.index, None)
+        self._figures.pop(worker.index, None)
         for cid, room in list(self._rooms.items()):
             if room.worker is not worker:
                 continue
@@ -372,7 +394,7 @@ class RemoteMediaServer:
             await self._configure(worker, self._values[dead.index])
         except MediaError:
             return  # it died again: _worker_lost runs for it and tries once more
-        self.restarts += 1
+        self.restarts[dead.index] += 1
         logger.info("media worker %s restarted", dead.index)
 
     def on_message(self, index: int, message: FromWorker) -> None:
@@ -382,6 +404,7 @@ class RemoteMediaServer:
             method(*message.args, **message.kwargs)
         elif isinstance(message, StatsPush):
             self._stats[index] = message.stats
+            self._figures[index] = message
         elif isinstance(message, Tracks | QualityStep | Closed | Unpublished):
             event = event_from_wire(message)
             room = self._rooms.get(event.cohort_id)
@@ -450,6 +473,25 @@ class RemoteMediaServer:
             assert isinstance(reply, StatsReply)
             self._stats[worker.index] = reply.stats
         return self.stats()
+
+    def worker_stats(self) -> list[WorkerStats]:
+        """Each worker's figures, for ``/metrics`` (label ``worker``) and the operator page."""
+        workers: list[WorkerStats] = []
+        for worker in self.workers:
+            rooms = [r for r in self._rooms.values() if r.worker is worker]
+            pushed = self._figures.get(worker.index)
+            workers.append(
+                WorkerStats(
+                    worker=worker.index,
+                    up=not worker.lost.is_set(),
+                    rooms=len(rooms),
+                    learners=sum(len(r.learners) for r in rooms),
+                    cpu_seconds=pushed.cpu_s if pushed is not None else 0.0,
+                    loop_lag_s=pushed.loop_lag_s if pushed is not None else 0.0,
+                    restarts=self.restarts[worker.index],
+                )
+            )
+        return workers
 
     def stats(self) -> MediaServerStats:
         """The last figures each worker pushed (at most a second old), added up."""

@@ -177,6 +177,10 @@ class Observed(_Message, tag="observed"):
 
 class StatsPush(_Message, tag="stats_push"):
     stats: MediaServerStats
+    cpu_s: float = 0.0
+    """CPU seconds the worker process used since it started (all its threads)."""
+    loop_lag_s: float = 0.0
+    """How late the worker's event loop ran this push's one-second timer."""
 
 
 WireEvent = Tracks | QualityStep | Closed | Unpublished

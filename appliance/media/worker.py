@@ -15,9 +15,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -157,8 +159,13 @@ class Worker:
 
     async def _push_stats(self, server: MediaServer) -> None:
         while True:
+            start = time.perf_counter()
             await asyncio.sleep(STATS_INTERVAL_S)
-            self._send(StatsPush(stats=server.stats()))
+            # The same measure as the web process's LoopMonitor (metrics/looplag.py).
+            lag = max(0.0, time.perf_counter() - start - STATS_INTERVAL_S)
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            cpu = usage.ru_utime + usage.ru_stime
+            self._send(StatsPush(stats=server.stats(), cpu_s=cpu, loop_lag_s=lag))
 
     async def _handle(self, server: MediaServer, request: Request) -> None:
         reply: Ok | Offered | StatsReply | Failed
