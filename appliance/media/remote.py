@@ -202,6 +202,8 @@ def worker_settings(settings: Settings, index: int, count: int) -> dict[str, Any
     low, high = worker_port_slice(settings.media_port_min, settings.media_port_max, index, count)
     values: dict[str, Any] = msgspec.to_builtins(settings, enc_hook=str)  # Path -> str
     values.update(media_port_min=low, media_port_max=high)
+    # Secrets the relay never uses stay in the web process (turn_secret: the relay's TURN use).
+    values.update(secret_key="", metrics_token="")
     return values
 
 
@@ -257,9 +259,7 @@ class RemoteRoom:
         return reply.value
 
     async def unpublish(self) -> None:
-        if self.worker.lost.is_set():
-            return  # the worker died with the connection
-        await self.worker.request(lambda i: Unpublish(id=i, cohort=self.cohort_id))
+        await _unless_lost(self.worker, lambda i: Unpublish(id=i, cohort=self.cohort_id))
 
     async def subscribe(self, learner_id: int) -> SubscribeOffer:
         reply = await self.worker.request(
@@ -287,15 +287,26 @@ class RemoteRoom:
 
     async def leave(self, learner_id: int, reason: str = "left") -> None:
         self.learners.discard(learner_id)
-        if self.worker.lost.is_set():
-            return  # the worker died with the connection
-        await self.worker.request(
-            lambda i: Leave(id=i, cohort=self.cohort_id, learner=learner_id, reason=reason)
+        await _unless_lost(
+            self.worker,
+            lambda i: Leave(id=i, cohort=self.cohort_id, learner=learner_id, reason=reason),
         )
 
     @property
     def learner_ids(self) -> tuple[int, ...]:
         return tuple(self.learners)
+
+
+async def _unless_lost(worker: WorkerClient, make: Callable[[int], Request]) -> None:
+    """A request that closes something: nothing to do if the worker died (the connection went
+    with it), so socket-close hooks never fail on a restarting worker."""
+    if worker.lost.is_set():
+        return
+    try:
+        await worker.request(make)
+    except MediaError as exc:
+        if exc.code != "media_unavailable":
+            raise
 
 
 def _log_refusal(future: asyncio.Future[Reply]) -> None:
@@ -448,8 +459,8 @@ class RemoteMediaServer:
 
     async def close_room(self, cohort_id: int) -> None:
         room = self._rooms.pop(cohort_id, None)
-        if room is not None and not room.worker.lost.is_set():
-            await room.worker.request(lambda i: CloseRoom(id=i, cohort=cohort_id))
+        if room is not None:
+            await _unless_lost(room.worker, lambda i: CloseRoom(id=i, cohort=cohort_id))
 
     async def close(self) -> None:
         self._closing = True

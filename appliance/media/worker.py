@@ -237,6 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True, help="this worker's socketpair end")
     parser.add_argument("--index", type=int, default=0, help="the worker's number (for logs)")
     args = parser.parse_args(argv)
+    # Ctrl-C in a terminal reaches the whole process group: the web process closes the channel
+    # (and the worker then closes its peers and exits); a traceback here would only be noise.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
         level=os.environ.get("ESTRADE_LOG_LEVEL", "info").upper(),
         format=f"media-worker {args.index}: %(levelname)s %(name)s %(message)s",

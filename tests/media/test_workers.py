@@ -19,7 +19,12 @@ from appliance.media import (
     QualityChanged,
     TracksChanged,
 )
-from appliance.media.remote import RemoteMediaServer, spawn_worker, worker_port_slice
+from appliance.media.remote import (
+    RemoteMediaServer,
+    spawn_worker,
+    worker_port_slice,
+    worker_settings,
+)
 from appliance.media.server import MediaServerStats
 from appliance.media.wire import Configure, FromWorker, Observed, StatsPush, Subscribe
 from appliance.settings import SettingsError, load_settings
@@ -244,3 +249,26 @@ async def test_rooms_go_to_the_least_loaded_worker_each_in_its_own_port_slice(
         for t in trainers:
             await t.close()
         await server.close()
+
+
+def test_a_worker_gets_the_web_process_settings_with_its_slice_and_no_unused_secrets(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(
+        env={},
+        data_dir=tmp_path,
+        media_port_min=41200,
+        media_port_max=41299,
+        media_workers=2,
+        secret_key="k" * 32,
+        metrics_token="t" * 16,
+        turn_url="turn:127.0.0.1:3478",
+        turn_secret="shared",
+        media_max_rooms=7,
+    )
+    values = worker_settings(settings, 1, 2)
+    got = load_settings(env={}, **msgspec.msgpack.decode(msgspec.msgpack.encode(values)))
+    assert (got.media_port_min, got.media_port_max) == (41250, 41299)
+    assert got.secret_key == "" and got.metrics_token == ""
+    assert got.turn_secret == "shared"  # the relay's own TURN allocation needs it
+    assert got.data_dir == settings.data_dir and got.media_max_rooms == 7
