@@ -65,7 +65,11 @@ class MediaBridge:
         settings = self.registry.settings
         if settings.media_workers:
             remote = self.server = RemoteMediaServer(settings, self.on_event, observer=observer)
-            await remote.start(settings.media_workers)  # close() stops any already started
+            try:
+                await remote.start(settings.media_workers)
+            except BaseException:
+                await self.close()  # the workers already started: the app does not start
+                raise
             return
         ladder = LadderPolicy(
             down_loss=settings.media_step_down_loss, down_rtt_s=settings.media_step_down_rtt_s
