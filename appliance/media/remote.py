@@ -15,6 +15,7 @@ import itertools
 import logging
 import socket
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +112,7 @@ class WorkerClient:
         self.process = process
         self._on_message = on_message
         self._on_lost = on_lost
+        self.started_at = time.monotonic()
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self.lost: asyncio.Event = asyncio.Event()
         self._reader = asyncio.ensure_future(self._read())
@@ -342,6 +344,7 @@ class RemoteMediaServer:
         self.restarts: collections.Counter[int] = collections.Counter()
         """Restarts after dying, by worker index (for the metrics layer)."""
         self._figures: dict[int, StatsPush] = {}
+        self._failures: collections.Counter[int] = collections.Counter()
 
     async def start(self, count: int) -> None:
         """Start ``count`` worker processes and wait until each one's relay is up.
@@ -362,8 +365,9 @@ class RemoteMediaServer:
 
     # ---- supervision -----------------------------------------------------------------------
     restart_delay_s = 0.5
-    """Wait before starting a dead worker again (a worker that dies at once is not respawned
-    in a tight loop)."""
+    """Wait before starting a dead worker again; doubled (up to 30 s) each further time it died
+    within ``restart_delay_s`` x 20 of starting, so a worker that cannot run is not respawned in
+    a tight loop."""
 
     def _worker_lost(self, worker: WorkerClient) -> None:
         """A worker's channel ended: its rooms are gone, their people are told, it restarts."""
@@ -386,13 +390,18 @@ class RemoteMediaServer:
                 room.live = ()
                 self._emit(TracksChanged(cid, ()))
             self._emit(PublisherClosed(cid, "relay_restarted"))
-        task = asyncio.ensure_future(self._restart(worker))
+        if time.monotonic() - worker.started_at < self.restart_delay_s * 20:
+            self._failures[worker.index] += 1  # died soon after starting: back off
+        else:
+            self._failures[worker.index] = 1
+        delay = min(self.restart_delay_s * 2 ** (self._failures[worker.index] - 1), 30.0)
+        task = asyncio.ensure_future(self._restart(worker, delay))
         self._restarting.add(task)
         task.add_done_callback(self._restarting.discard)
 
-    async def _restart(self, dead: WorkerClient) -> None:
+    async def _restart(self, dead: WorkerClient, delay: float) -> None:
         await dead.close()  # reaps the process (killed if the channel broke but it lives on)
-        await asyncio.sleep(self.restart_delay_s)
+        await asyncio.sleep(delay)
         if self._closing:
             return
         try:

@@ -272,3 +272,20 @@ def test_a_worker_gets_the_web_process_settings_with_its_slice_and_no_unused_sec
     assert got.secret_key == "" and got.metrics_token == ""
     assert got.turn_secret == "shared"  # the relay's own TURN allocation needs it
     assert got.data_dir == settings.data_dir and got.media_max_rooms == 7
+
+
+async def test_a_worker_that_keeps_dying_is_restarted_less_and_less_often(remote: Remote) -> None:
+    server, _events, _observer = remote
+    server.restart_delay_s = 0.2
+    seen: list[float] = []
+    for n in range(1, 4):
+        worker = server.workers[0]
+        assert worker.process is not None
+        worker.process.kill()
+        await asyncio.wait_for(worker.lost.wait(), 10)
+        died = asyncio.get_running_loop().time()
+        await wait_for(lambda n=n: server.restarts[0] == n, within=10)  # up and configured
+        seen.append(asyncio.get_running_loop().time() - died)
+    # 0.2, 0.4, 0.8 s (plus the time to reap, spawn and configure): each wait longer.
+    assert seen[0] >= 0.2 and seen[1] >= 0.4 and seen[2] >= 0.8
+    assert seen[0] < seen[2]
