@@ -15,11 +15,16 @@ in a child process driven over a local socket, the same trainer and learners.
     .venv/bin/python benchmarks/relay.py [--learners 30] [--seconds 12] [--send-path lean]
         [--compare-send-path aiortc] [--no-in-process] [--transcode-baseline 3]
         [--layers-learners 10] [--layers-only] [--media-workers N] [--compare-media-workers M]
+        [--chat-probe]
 
 **Media workers** (``--media-workers N``, docs/media-workers.md): the server runs the relay in
 N worker processes; the CPU figures then add up the served process and its children, and
 ``web_cpu_busy`` / ``workers_cpu_busy`` show each. ``--compare-media-workers M`` serves a
 second time with M workers (0: in process) in the same sitting: ``workers_cost_ratio``.
+``--chat-probe``: the trainer posts 10 chat messages a second through both windows and a
+learner's socket times their delivery: ``chat_p99_ms_idle`` (trainer publishing, nobody
+receiving) beside ``chat_p99_ms_under_media`` (the N learners receiving) — what the relay in
+the web process costs chat, and what workers give back.
 
 **Temporal layers** (same sitting, ``--layers-learners``): a trainer sending L1T3 VP8, learners
 moved together full -> camera_half -> camera_quarter -> full over their sockets;
@@ -243,6 +248,41 @@ def cpu_rates(before: dict[int, float], after: dict[int, float], wall: float) ->
     return {pid: (after[pid] - before[pid]) / wall for pid in before.keys() & after.keys()}
 
 
+async def chat_probe(
+    sender: Sock, receiver: Sock, seconds: float, rate: float = 10.0
+) -> list[float]:
+    """Chat delivery times in ms: ``sender`` (the trainer: not rate limited) posts ``rate``
+    messages a second for ``seconds``; each is timed until ``receiver`` (a learner) gets it."""
+    sent: dict[str, float] = {}
+    got: list[float] = []
+
+    def seen(msg: dict[str, Any]) -> None:
+        if msg["type"] == "chat_message":
+            start = sent.pop(msg["message"]["text"], None)
+            if start is not None:
+                got.append((time.monotonic() - start) * 1000)
+
+    receiver.watch = seen
+    try:
+        start = time.monotonic()
+        for i in range(int(seconds * rate)):
+            text = f"probe {start:.3f} {i}"
+            sent[text] = time.monotonic()
+            await sender.send("chat_send", text=text)
+            await asyncio.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
+        await asyncio.sleep(1.0)  # the last ones arrive
+    finally:
+        receiver.watch = None
+    if sent:
+        raise RuntimeError(f"chat probe: {len(sent)} of {len(got) + len(sent)} never arrived")
+    return got
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
 class Sock:
     """A classroom socket that keeps reading (so the server never blocks on it)."""
 
@@ -251,6 +291,7 @@ class Sock:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.reader = asyncio.ensure_future(self._read())
         self.refs = 0
+        self.watch: Any = None  # called with each message as it arrives (the chat probe)
 
     async def _read(self) -> None:
         try:
@@ -259,6 +300,8 @@ class Sock:
                 if msg["type"] == "heartbeat":  # answered like a browser, or dropped as dead
                     await self.ws.send('{"type": "heartbeat"}')
                     continue
+                if self.watch is not None:
+                    self.watch(msg)
                 self.queue.put_nowait(msg)
         except Exception:  # closed
             return
@@ -366,6 +409,7 @@ async def run_served(
     burst: int = 10,
     light: bool = False,
     media_workers: int = 0,
+    probe: bool = False,
 ) -> dict[str, Any]:
     from tests.media.peers import Learner, Trainer, wait_for
 
@@ -377,11 +421,17 @@ async def run_served(
             trainer = Trainer(replay=True, width=640, height=480, fps=30)
             await tsock.send("media_publish", sdp=await trainer.offer())
             await trainer.answer((await tsock.expect("media_answer"))["sdp"])
+            if probe:
+                await tsock.request("session_start")  # chat as in a running class
             await asyncio.sleep(warmup)  # ICE, DTLS, the sockets' presence storm settling
             load = os.getloadavg()[0]
             # The served process and its media workers (ESTRADE_MEDIA_WORKERS > 0), together.
             c0, t0 = tree_cpu_s(server.pid), time.monotonic()
-            await asyncio.sleep(seconds)
+            chat_idle: list[float] = []
+            if probe:  # chat with the trainer publishing and nobody receiving media
+                chat_idle = await chat_probe(tsock, lsocks[0], seconds)
+            else:
+                await asyncio.sleep(seconds)
             idle_by_pid = cpu_rates(c0, tree_cpu_s(server.pid), time.monotonic() - t0)
             idle = sum(idle_by_pid.values())
 
@@ -442,7 +492,11 @@ async def run_served(
                 )  # fmt: skip
             sent0 = await metrics_sum(base, "estrade_media_forwarded_packets_total")
             c0, t0 = tree_cpu_s(server.pid), time.monotonic()
-            await asyncio.sleep(seconds)
+            chat_busy: list[float] = []
+            if probe:  # the same chat while the relay serves every learner
+                chat_busy = await chat_probe(tsock, lsocks[0], seconds)
+            else:
+                await asyncio.sleep(seconds)
             if spy is not None:
                 await asyncio.to_thread(spy.wait)
             wall = time.monotonic() - t0
@@ -498,6 +552,10 @@ async def run_served(
                 "web_cpu_idle": idle_by_pid.get(server.pid, 0.0),
                 "web_cpu_busy": busy_by_pid.get(server.pid, 0.0),
                 "workers_cpu_busy": workers_busy,
+                "chat_p50_ms_idle": pct(chat_idle, 0.5),
+                "chat_p99_ms_idle": pct(chat_idle, 0.99),
+                "chat_p50_ms_under_media": pct(chat_busy, 0.5),
+                "chat_p99_ms_under_media": pct(chat_busy, 0.99),
                 "packets_per_learner_s": pps_mean,
                 "packets_per_learner_s_min": min(pps),
                 "loadavg": load,
@@ -779,6 +837,12 @@ async def main() -> None:
         metavar="N",
         help="also serve with N media workers (same sitting; 0: the relay in the web process)",
     )
+    parser.add_argument(
+        "--chat-probe",
+        action="store_true",
+        help="the trainer posts 10 chat messages/s during both windows; a learner's socket "
+        "times them (chat_p99_ms_idle, chat_p99_ms_under_media)",
+    )
     parser.add_argument("--profile", metavar="FILE", help="py-spy the served relay (raw stacks)")
     parser.add_argument("--serve", choices=["forward", "transcode"])
     parser.add_argument(
@@ -814,6 +878,7 @@ async def main() -> None:
         args.join_burst,
         args.light,
         args.media_workers,
+        args.chat_probe,
     )
     out: dict[str, Any] = {
         "benchmark": "relay",
@@ -836,6 +901,19 @@ async def main() -> None:
         "web_cpu_idle": r(served["web_cpu_idle"], 3),
         "web_cpu_busy": r(served["web_cpu_busy"], 3),
         "workers_cpu_busy": [r(v, 3) for v in served["workers_cpu_busy"]],
+        **(
+            {
+                k: r(served[k], 1)
+                for k in (
+                    "chat_p50_ms_idle",
+                    "chat_p99_ms_idle",
+                    "chat_p50_ms_under_media",
+                    "chat_p99_ms_under_media",
+                )
+            }
+            if args.chat_probe
+            else {}
+        ),
         "packets_per_learner_s": r(served["packets_per_learner_s"]),
         "packets_per_learner_s_min": r(served["packets_per_learner_s_min"]),
         "client_cpu": r(served["client_cpu"], 2),
@@ -887,6 +965,7 @@ async def main() -> None:
             burst=args.join_burst,
             light=args.light,
             media_workers=args.compare_media_workers,
+            probe=args.chat_probe,
         )
         out.update(
             {
@@ -897,6 +976,8 @@ async def main() -> None:
                 "compare_workers_cpu_busy": [r(v, 3) for v in other["workers_cpu_busy"]],
                 "compare_frames_delivered_ratio": r(other["frames_delivered_ratio"], 4),
                 "compare_join_to_first_frame_p95_s": r(other["join_to_first_frame_p95_s"], 3),
+                "compare_chat_p99_ms_idle": r(other["chat_p99_ms_idle"], 1),
+                "compare_chat_p99_ms_under_media": r(other["chat_p99_ms_under_media"], 1),
                 # relay CPU per packet sent, these workers against the compared ones
                 "workers_cost_ratio": r(
                     served["us_per_packet_sent"] / max(other["us_per_packet_sent"], 1e-9), 2
