@@ -345,6 +345,8 @@ class RemoteMediaServer:
         """Restarts after dying, by worker index (for the metrics layer)."""
         self._figures: dict[int, StatsPush] = {}
         self._failures: collections.Counter[int] = collections.Counter()
+        self._republish: dict[int, list[int]] = {}
+        """Worker index -> cohorts whose trainer is told to publish again once it is back."""
 
     async def start(self, count: int) -> None:
         """Start ``count`` worker processes and wait until each one's relay is up.
@@ -377,10 +379,12 @@ class RemoteMediaServer:
         logger.error("media worker %s stopped (exit %s); restarting it", worker.index, code)
         self._stats.pop(worker.index, None)
         self._figures.pop(worker.index, None)
+        cohorts: list[int] = []
         for cid, room in list(self._rooms.items()):
             if room.worker is not worker:
                 continue
             del self._rooms[cid]
+            cohorts.append(cid)
             # Learners' pages subscribe again after media_closed; they get the media once the
             # trainer's page, told by PublisherClosed, has published again (media_tracks).
             for learner_id in sorted(room.learners):
@@ -389,7 +393,11 @@ class RemoteMediaServer:
             if room.live:
                 room.live = ()
                 self._emit(TracksChanged(cid, ()))
-            self._emit(PublisherClosed(cid, "relay_restarted"))
+        if any(not w.lost.is_set() for w in self.workers):
+            for cid in cohorts:  # another worker takes the class now
+                self._emit(PublisherClosed(cid, "relay_restarted"))
+        else:  # nowhere to publish yet: the trainer is told once this worker is back
+            self._republish.setdefault(worker.index, []).extend(cohorts)
         if time.monotonic() - worker.started_at < self.restart_delay_s * 20:
             self._failures[worker.index] += 1  # died soon after starting: back off
         else:
@@ -416,6 +424,8 @@ class RemoteMediaServer:
             return  # it died again: _worker_lost runs for it and tries once more
         self.restarts[dead.index] += 1
         logger.info("media worker %s restarted", dead.index)
+        for cid in self._republish.pop(dead.index, []):
+            self._emit(PublisherClosed(cid, "relay_restarted"))
 
     def on_message(self, index: int, message: FromWorker) -> None:
         """An event from worker ``index`` (replies never come here)."""
