@@ -63,7 +63,7 @@ async def test_a_class_through_media_workers(live: LiveServer, world: World) -> 
         c = str(cid)
         text = await scrape(live)
         for _ in range(30):  # stats arrive every second
-            if "estrade_media_learners_subscribed" in text:
+            if f'estrade_media_learners_subscribed{{cohort_id="{c}"}} 1.0' in text:
                 break
             await asyncio.sleep(0.2)
             text = await scrape(live)
