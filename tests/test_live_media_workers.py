@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from appliance.media.remote import RemoteMediaServer
+from appliance.metrics.operator import overview
 from appliance.settings import Settings
 from tests.helpers.classroom import LiveServer
 from tests.helpers.world import World
@@ -78,6 +79,10 @@ async def test_a_class_through_media_workers(live: LiveServer, world: World) -> 
         assert metric(text, "estrade_media_worker_rooms", worker=busy) == 1
         assert metric(text, "estrade_media_worker_cpu_seconds_total", worker=busy) > 0
         assert metric(text, "estrade_media_worker_loop_lag_seconds", worker=busy) >= 0
+        # The operator's overview lists the workers too.
+        view = overview(live.app.state.metrics.snapshot())
+        assert [(w.worker, w.up) for w in view.workers] == [(0, True), (1, True)]
+        assert sum(w.learners for w in view.workers) == 1
 
         # The learner's socket closes: its connection in the worker is dropped.
         await lsock.close()
