@@ -148,7 +148,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         document_store.sweep()
         await db.start(engine, settings.database_pool_size)
         metrics.loop_monitor.start()
-        media.start(observer=metrics)
+        await media.start(observer=metrics)
         sweeper = asyncio.create_task(sweep_sessions(session_store, settings.session_sweep_s))
         try:
             if migrate_on_start:

@@ -209,6 +209,9 @@ class Settings:
     media_send_path: Literal["lean", "aiortc"] = "lean"
     """How forwarded packets reach learners: ``lean`` (header rewrite, SRTP, sendto; the
     default) or ``aiortc`` (each learner's ``RTCRtpSender`` packetizes; for comparison)."""
+    media_workers: NonNegative = 0
+    """Media worker processes (docs/media-workers.md): 0 relays in the web process (the default
+    for now); N starts N workers, each with its own event loop and an N-th of the port range."""
 
     @property
     def open_files_needed(self) -> int:
@@ -310,6 +313,10 @@ def _validate(s: Settings) -> None:
     if s.media_port_min and not 1024 <= s.media_port_min <= s.media_port_max <= 65535:
         ports = f"{s.media_port_min}-{s.media_port_max}"
         raise bad("media_port_min", ports, "is not a UDP port range within 1024-65535")
+    port_count = s.media_port_max - s.media_port_min + 1
+    if s.media_port_min and s.media_workers > port_count:
+        why = f"is more than the {port_count} ports of media_port_min..media_port_max"
+        raise bad("media_workers", s.media_workers, why)
     for url in s.turn_urls:
         if not url.startswith(("turn:", "turns:")):
             raise bad("turn_url", url, "must start with turn: or turns:")

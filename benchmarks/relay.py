@@ -14,7 +14,17 @@ in a child process driven over a local socket, the same trainer and learners.
 
     .venv/bin/python benchmarks/relay.py [--learners 30] [--seconds 12] [--send-path lean]
         [--compare-send-path aiortc] [--no-in-process] [--transcode-baseline 3]
-        [--layers-learners 10] [--layers-only]
+        [--layers-learners 10] [--layers-only] [--media-workers N] [--compare-media-workers M]
+        [--chat-probe]
+
+**Media workers** (``--media-workers N``, docs/media-workers.md): the server runs the relay in
+N worker processes; the CPU figures then add up the served process and its children, and
+``web_cpu_busy`` / ``workers_cpu_busy`` show each. ``--compare-media-workers M`` serves a
+second time with M workers (0: in process) in the same sitting: ``workers_cost_ratio``.
+``--chat-probe``: the trainer posts 10 chat messages a second through both windows and a
+learner's socket times their delivery: ``chat_p99_ms_idle`` (trainer publishing, nobody
+receiving) beside ``chat_p99_ms_under_media`` (the N learners receiving) — what the relay in
+the web process costs chat, and what workers give back.
 
 **Temporal layers** (same sitting, ``--layers-learners``): a trainer sending L1T3 VP8, learners
 moved together full -> camera_half -> camera_quarter -> full over their sockets;
@@ -220,6 +230,59 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def tree_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds of ``pid`` and of its children (the media workers of ``estrade serve``)."""
+    cpu = {pid: proc_cpu_s(pid)}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            cpu[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return cpu
+
+
+def cpu_rates(before: dict[int, float], after: dict[int, float], wall: float) -> dict[int, float]:
+    """Cores used by each process over ``wall`` seconds (processes present at both reads)."""
+    return {pid: (after[pid] - before[pid]) / wall for pid in before.keys() & after.keys()}
+
+
+async def chat_probe(
+    sender: Sock, receiver: Sock, seconds: float, rate: float = 10.0
+) -> list[float]:
+    """Chat delivery times in ms: ``sender`` (the trainer: not rate limited) posts ``rate``
+    messages a second for ``seconds``; each is timed until ``receiver`` (a learner) gets it."""
+    sent: dict[str, float] = {}
+    got: list[float] = []
+
+    def seen(msg: dict[str, Any]) -> None:
+        if msg["type"] == "chat_message":
+            start = sent.pop(msg["message"]["text"], None)
+            if start is not None:
+                got.append((time.monotonic() - start) * 1000)
+
+    receiver.watch = seen
+    try:
+        start = time.monotonic()
+        for i in range(int(seconds * rate)):
+            text = f"probe {start:.3f} {i}"
+            sent[text] = time.monotonic()
+            await sender.send("chat_send", text=text)
+            await asyncio.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
+        await asyncio.sleep(1.0)  # the last ones arrive
+    finally:
+        receiver.watch = None
+    if sent:
+        raise RuntimeError(f"chat probe: {len(sent)} of {len(got) + len(sent)} never arrived")
+    return got
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
 class Sock:
     """A classroom socket that keeps reading (so the server never blocks on it)."""
 
@@ -228,6 +291,7 @@ class Sock:
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.reader = asyncio.ensure_future(self._read())
         self.refs = 0
+        self.watch: Any = None  # called with each message as it arrives (the chat probe)
 
     async def _read(self) -> None:
         try:
@@ -236,6 +300,8 @@ class Sock:
                 if msg["type"] == "heartbeat":  # answered like a browser, or dropped as dead
                     await self.ws.send('{"type": "heartbeat"}')
                     continue
+                if self.watch is not None:
+                    self.watch(msg)
                 self.queue.put_nowait(msg)
         except Exception:  # closed
             return
@@ -265,7 +331,7 @@ class Sock:
 
 @contextlib.asynccontextmanager
 async def served_class(
-    learners: int, send_path: str | None = None
+    learners: int, send_path: str | None = None, media_workers: int = 0
 ) -> AsyncIterator[tuple[subprocess.Popen[bytes], str, Sock, list[Sock]]]:
     """``estrade serve`` in a child process with a seeded cohort: (process, base URL, the
     trainer's socket, one socket per learner, connected). Everything is closed on exit."""
@@ -290,6 +356,7 @@ async def served_class(
     }
     if send_path:
         env["ESTRADE_MEDIA_SEND_PATH"] = send_path
+    env["ESTRADE_MEDIA_WORKERS"] = str(media_workers)
     log = (tmp / "serve.log").open("wb")
     server = subprocess.Popen(  # noqa: ASYNC220 (started once, before timing)
         [sys.executable, "-m", "appliance", "serve"], env=env, cwd=ROOT, stdout=log, stderr=log
@@ -341,21 +408,32 @@ async def run_served(
     profile: str | None = None,
     burst: int = 10,
     light: bool = False,
+    media_workers: int = 0,
+    probe: bool = False,
 ) -> dict[str, Any]:
     from tests.media.peers import Learner, Trainer, wait_for
 
     peers: list[Learner] = []
     trainer: Trainer | None = None
-    async with served_class(learners, send_path) as (server, base, tsock, lsocks):
+    served = served_class(learners, send_path, media_workers)
+    async with served as (server, base, tsock, lsocks):
         try:
             trainer = Trainer(replay=True, width=640, height=480, fps=30)
             await tsock.send("media_publish", sdp=await trainer.offer())
             await trainer.answer((await tsock.expect("media_answer"))["sdp"])
+            if probe:
+                await tsock.request("session_start")  # chat as in a running class
             await asyncio.sleep(warmup)  # ICE, DTLS, the sockets' presence storm settling
             load = os.getloadavg()[0]
-            c0, t0 = proc_cpu_s(server.pid), time.monotonic()
-            await asyncio.sleep(seconds)
-            idle = (proc_cpu_s(server.pid) - c0) / (time.monotonic() - t0)
+            # The served process and its media workers (ESTRADE_MEDIA_WORKERS > 0), together.
+            c0, t0 = tree_cpu_s(server.pid), time.monotonic()
+            chat_idle: list[float] = []
+            if probe:  # chat with the trainer publishing and nobody receiving media
+                chat_idle = await chat_probe(tsock, lsocks[0], seconds)
+            else:
+                await asyncio.sleep(seconds)
+            idle_by_pid = cpu_rates(c0, tree_cpu_s(server.pid), time.monotonic() - t0)
+            idle = sum(idle_by_pid.values())
 
             steps: dict[str, list[float]] = {
                 "offer": [],
@@ -413,12 +491,20 @@ async def run_served(
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
             sent0 = await metrics_sum(base, "estrade_media_forwarded_packets_total")
-            c0, t0 = proc_cpu_s(server.pid), time.monotonic()
-            await asyncio.sleep(seconds)
+            c0, t0 = tree_cpu_s(server.pid), time.monotonic()
+            chat_busy: list[float] = []
+            if probe:  # the same chat while the relay serves every learner
+                chat_busy = await chat_probe(tsock, lsocks[0], seconds)
+            else:
+                await asyncio.sleep(seconds)
             if spy is not None:
                 await asyncio.to_thread(spy.wait)
             wall = time.monotonic() - t0
-            busy = (proc_cpu_s(server.pid) - c0) / wall
+            busy_by_pid = cpu_rates(c0, tree_cpu_s(server.pid), wall)
+            busy = sum(busy_by_pid.values())
+            workers_busy = sorted(
+                (v for pid, v in busy_by_pid.items() if pid != server.pid), reverse=True
+            )
             client = (time.process_time() - client0) / wall
             pps = [(p.packets - n) / wall for p, n in zip(peers, packets0, strict=True)]
             trainer_pps = (trainer_packets(trainer) - trainer0) / wall
@@ -462,6 +548,14 @@ async def run_served(
                 "join_p95_steps_s": {k: round(p95(v), 3) for k, v in steps.items()},
                 "server_cpu_idle": idle,
                 "server_cpu_busy": busy,
+                # the web process alone (sockets, chat, HTTP; and the relay when in process)
+                "web_cpu_idle": idle_by_pid.get(server.pid, 0.0),
+                "web_cpu_busy": busy_by_pid.get(server.pid, 0.0),
+                "workers_cpu_busy": workers_busy,
+                "chat_p50_ms_idle": pct(chat_idle, 0.5),
+                "chat_p99_ms_idle": pct(chat_idle, 0.99),
+                "chat_p50_ms_under_media": pct(chat_busy, 0.5),
+                "chat_p99_ms_under_media": pct(chat_busy, 0.99),
                 "packets_per_learner_s": pps_mean,
                 "packets_per_learner_s_min": min(pps),
                 "loadavg": load,
@@ -733,6 +827,22 @@ async def main() -> None:
         "them): the relay's forwarding cost when the client is short of CPU; delivery is then "
         "counted in video packets",
     )
+    parser.add_argument(
+        "--media-workers", type=int, default=0, help="ESTRADE_MEDIA_WORKERS for the server"
+    )
+    parser.add_argument(
+        "--compare-media-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="also serve with N media workers (same sitting; 0: the relay in the web process)",
+    )
+    parser.add_argument(
+        "--chat-probe",
+        action="store_true",
+        help="the trainer posts 10 chat messages/s during both windows; a learner's socket "
+        "times them (chat_p99_ms_idle, chat_p99_ms_under_media)",
+    )
     parser.add_argument("--profile", metavar="FILE", help="py-spy the served relay (raw stacks)")
     parser.add_argument("--serve", choices=["forward", "transcode"])
     parser.add_argument(
@@ -767,6 +877,8 @@ async def main() -> None:
         args.profile,
         args.join_burst,
         args.light,
+        args.media_workers,
+        args.chat_probe,
     )
     out: dict[str, Any] = {
         "benchmark": "relay",
@@ -785,6 +897,23 @@ async def main() -> None:
         "join_p95_steps_s": served["join_p95_steps_s"],
         "server_cpu_idle": r(served["server_cpu_idle"], 3),
         "server_cpu_busy": r(served["server_cpu_busy"], 3),
+        "media_workers": args.media_workers,
+        "web_cpu_idle": r(served["web_cpu_idle"], 3),
+        "web_cpu_busy": r(served["web_cpu_busy"], 3),
+        "workers_cpu_busy": [r(v, 3) for v in served["workers_cpu_busy"]],
+        **(
+            {
+                k: r(served[k], 1)
+                for k in (
+                    "chat_p50_ms_idle",
+                    "chat_p99_ms_idle",
+                    "chat_p50_ms_under_media",
+                    "chat_p99_ms_under_media",
+                )
+            }
+            if args.chat_probe
+            else {}
+        ),
         "packets_per_learner_s": r(served["packets_per_learner_s"]),
         "packets_per_learner_s_min": r(served["packets_per_learner_s_min"]),
         "client_cpu": r(served["client_cpu"], 2),
@@ -824,6 +953,34 @@ async def main() -> None:
                     other["us_per_packet_per_learner"]
                     / max(served["us_per_packet_per_learner"], 1e-9),
                     2,
+                ),
+            }
+        )
+    if args.compare_media_workers is not None:
+        other = await run_served(
+            args.learners,
+            args.seconds,
+            args.send_path,
+            args.warmup,
+            burst=args.join_burst,
+            light=args.light,
+            media_workers=args.compare_media_workers,
+            probe=args.chat_probe,
+        )
+        out.update(
+            {
+                "compare_media_workers": args.compare_media_workers,
+                "compare_us_per_packet_sent": r(other["us_per_packet_sent"]),
+                "compare_server_cpu_busy": r(other["server_cpu_busy"], 3),
+                "compare_web_cpu_busy": r(other["web_cpu_busy"], 3),
+                "compare_workers_cpu_busy": [r(v, 3) for v in other["workers_cpu_busy"]],
+                "compare_frames_delivered_ratio": r(other["frames_delivered_ratio"], 4),
+                "compare_join_to_first_frame_p95_s": r(other["join_to_first_frame_p95_s"], 3),
+                "compare_chat_p99_ms_idle": r(other["chat_p99_ms_idle"], 1),
+                "compare_chat_p99_ms_under_media": r(other["chat_p99_ms_under_media"], 1),
+                # relay CPU per packet sent, these workers against the compared ones
+                "workers_cost_ratio": r(
+                    served["us_per_packet_sent"] / max(other["us_per_packet_sent"], 1e-9), 2
                 ),
             }
         )

@@ -335,3 +335,23 @@ def test_operator_overview_shape() -> None:
     assert not waiting.started and waiting.rtt_mean_s is None
     assert out.capacity.learners == 50 - 15  # 12 + 3 waiting learners
     assert out.documents is not None and out.documents.count == 4
+
+
+def test_cpu_sampler_counts_the_media_workers_cpu_as_the_process(tmp_path: Path) -> None:
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 1 2 3\n")
+    workers = [10.0]
+    sampler = CpuSampler(proc_stat=stat, children_cpu=lambda: workers[0])
+    sampler.sample()
+    time.sleep(0.1)
+    workers[0] += 1.0  # a second of the workers' CPU in ~0.1 s (a busy many-core host)
+    stat.write_text("cpu  150 0 150 900 0 0 0 0 0 0\ncpu0 1 2 3\n")
+    usage = sampler.usage()
+    assert 2.0 < usage.process_busy_cores < 11
+    assert usage.host_busy_cores >= usage.process_busy_cores
+
+
+def test_capacity_model_relays_on_one_core_per_media_worker(tmp_path: Path) -> None:
+    one = capacity_model(load_settings(env={}, data_dir=tmp_path))
+    three = capacity_model(load_settings(env={}, data_dir=tmp_path, media_workers=3))
+    assert (one.relay_cores, three.relay_cores) == (1.0, 3.0)

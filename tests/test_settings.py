@@ -134,6 +134,11 @@ def test_environment_spellings_are_read(env: dict[str, str], expected: tuple[str
         ('session_store = "filex"\n', "setting 'session_store': 'filex' must be file, memory"),
         ("chat_history = 0\n", "setting 'chat_history': 0 must be positive"),
         ('media_send_path = "fast"\n', "setting 'media_send_path': 'fast' is not one of"),
+        ("media_workers = -1\n", "setting 'media_workers': -1 must be 0 or more"),
+        (
+            "media_port_min = 40000\nmedia_port_max = 40001\nmedia_workers = 3\n",
+            "setting 'media_workers': 3 is more than the 2 ports",
+        ),
         ('turn_secret = "s"\nturn_url = "http://t"\n', "'turn_url': 'http://t' must start with"),
         ('secret_key = "hunter2"\n', "setting 'secret_key': '***' is too short"),
     ],

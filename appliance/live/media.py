@@ -22,12 +22,14 @@ from appliance.media import (
     MediaError,
     MediaEvent,
     MediaServer,
+    PublisherClosed,
     QualityChanged,
     TracksChanged,
 )
 from appliance.media.ladder import LadderPolicy
 from appliance.media.observer import MediaObserver
-from appliance.metrics.sources import LearnerLink, RoomMedia
+from appliance.media.remote import RemoteMediaServer
+from appliance.metrics.sources import LearnerLink, MediaWorker, RoomMedia
 
 if TYPE_CHECKING:
     from appliance.live.room import RoomRegistry
@@ -45,7 +47,7 @@ class MediaBridge:
 
     def __init__(self, registry: RoomRegistry) -> None:
         self.registry = registry
-        self.server: MediaServer | None = None
+        self.server: MediaServer | RemoteMediaServer | None = None
         self._learner_conns: dict[tuple[int, int], str] = {}
         """(cohort, learner) -> id of the socket that subscribed."""
         self._publishers: dict[int, tuple[str, int]] = {}
@@ -57,9 +59,18 @@ class MediaBridge:
         self.register(registry.dispatcher)
 
     # ---- lifecycle ------------------------------------------------------------------------
-    def start(self, observer: MediaObserver | None = None) -> None:
-        """Create the relay (needs the running loop: call from the app's lifespan)."""
+    async def start(self, observer: MediaObserver | None = None) -> None:
+        """Create the relay (call from the app's lifespan): in this process, or, with
+        ``media_workers`` > 0, in that many worker processes (docs/media-workers.md)."""
         settings = self.registry.settings
+        if settings.media_workers:
+            remote = self.server = RemoteMediaServer(settings, self.on_event, observer=observer)
+            try:
+                await remote.start(settings.media_workers)
+            except BaseException:
+                await self.close()  # the workers already started: the app does not start
+                raise
+            return
         ladder = LadderPolicy(
             down_loss=settings.media_step_down_loss, down_rtt_s=settings.media_step_down_rtt_s
         )
@@ -72,7 +83,7 @@ class MediaBridge:
         self._learner_conns.clear()
         self._publishers.clear()
 
-    def _server(self) -> MediaServer:
+    def _server(self) -> MediaServer | RemoteMediaServer:
         if self.server is None:
             raise DomainError("media_unavailable", "the media relay is not running")
         return self.server
@@ -129,6 +140,13 @@ class MediaBridge:
                 level, automatic, reason = event.level, event.automatic, event.reason
                 conn.send_direct(p.MediaQuality(level=level, automatic=automatic, reason=reason))
             self._set_presence(room, conn, event.level)
+        elif isinstance(event, PublisherClosed):
+            # The relay lost the trainer's connection (a media worker restarted): their page
+            # publishes again on media_closed.
+            publisher = self._publishers.pop(room.cohort_id, None)
+            trainer = room.conns.get(publisher[0]) if publisher is not None else None
+            if trainer is not None and trainer.send_direct is not None:
+                trainer.send_direct(p.MediaClosed(reason=event.reason))
         elif isinstance(event, LearnerClosed):
             if event.reason in _SILENT:
                 return
@@ -220,7 +238,23 @@ class MediaBridge:
                 if exc.code != "not_subscribed":  # not receiving yet: applied at subscribe
                     raise
 
-    # ---- metrics (appliance.metrics.MediaSource) ------------------------------------------
+    # ---- metrics (appliance.metrics.MediaSource, MediaWorkersSource) ----------------------
+    def media_workers(self) -> list[MediaWorker]:
+        if not isinstance(self.server, RemoteMediaServer):
+            return []
+        return [
+            MediaWorker(
+                worker=w.worker,
+                up=w.up,
+                rooms=w.rooms,
+                learners=w.learners,
+                cpu_seconds=w.cpu_seconds,
+                loop_lag_s=w.loop_lag_s,
+                restarts=w.restarts,
+            )
+            for w in self.server.worker_stats()
+        ]
+
     def media_stats(self) -> list[RoomMedia]:
         if self.server is None:
             return []

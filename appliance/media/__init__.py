@@ -1,6 +1,13 @@
 """The media relay: the only package that imports aiortc. See docs/media.md."""
 
-from .errors import LearnerClosed, MediaError, MediaEvent, QualityChanged, TracksChanged
+from .errors import (
+    LearnerClosed,
+    MediaError,
+    MediaEvent,
+    PublisherClosed,
+    QualityChanged,
+    TracksChanged,
+)
 from .ladder import LEVELS, LadderPolicy
 from .network import turn_credentials
 from .room import SLOTS, LearnerMediaStats, MediaRoom, MediaRoomStats, SubscribeOffer
@@ -18,6 +25,7 @@ __all__ = [
     "MediaRoomStats",
     "MediaServer",
     "MediaServerStats",
+    "PublisherClosed",
     "QualityChanged",
     "SubscribeOffer",
     "TracksChanged",

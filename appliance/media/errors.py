@@ -6,7 +6,14 @@ from dataclasses import dataclass
 
 from appliance.errors import DomainError
 
-__all__ = ["LearnerClosed", "MediaError", "MediaEvent", "QualityChanged", "TracksChanged"]
+__all__ = [
+    "LearnerClosed",
+    "MediaError",
+    "MediaEvent",
+    "PublisherClosed",
+    "QualityChanged",
+    "TracksChanged",
+]
 
 
 class MediaError(DomainError):
@@ -55,4 +62,16 @@ class LearnerClosed:
     reason: str
 
 
-MediaEvent = TracksChanged | QualityChanged | LearnerClosed
+@dataclass(frozen=True, slots=True)
+class PublisherClosed:
+    """The trainer's peer connection closed without the trainer asking.
+
+    ``reason``: relay_restarted (the media worker relaying the class died and was restarted;
+    docs/media-workers.md). The trainer's page publishes again.
+    """
+
+    cohort_id: int
+    reason: str
+
+
+MediaEvent = TracksChanged | QualityChanged | LearnerClosed | PublisherClosed

@@ -6,7 +6,8 @@
     used     = max(process CPU busy, relay)                   (measured or modelled, the larger)
     marginal = learner_cpu + video_track_cpu x planned video tracks
     free     = min(budget - other - used,                   (the machine)
-                   min(cores, relay_cores) x cpu_target - used)   (one process: one event loop)
+                   min(cores, relay_cores) x cpu_target - used)   (one event loop per process:
+                                                  relay_cores = 1, or the media workers)
     capacity = floor(max(0, free) / marginal)
 
 CPU figures are in cores (CPU-seconds per second), measured over the last few seconds.
@@ -18,6 +19,7 @@ import math
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,10 +51,17 @@ class CpuSampler:
     the current counters with the oldest kept sample, so a scrape sees the last few seconds.
     """
 
-    def __init__(self, window: int = 10, proc_stat: Path = Path("/proc/stat")) -> None:
+    def __init__(
+        self,
+        window: int = 10,
+        proc_stat: Path = Path("/proc/stat"),
+        children_cpu: Callable[[], float] | None = None,
+    ) -> None:
         self._samples: deque[_Sample] = deque(maxlen=window)
         self._proc_stat = proc_stat
         self.cores = _usable_cores()
+        self.children_cpu = children_cpu
+        """CPU seconds of this process's media workers (counted as this process's)."""
 
     def _read(self) -> _Sample:
         busy = total = 0.0
@@ -63,7 +72,11 @@ class CpuSampler:
             busy = total - fields[3] - fields[4]
         except (OSError, ValueError, IndexError):
             pass  # not Linux: the host is then taken to be this process alone
-        return _Sample(time.monotonic(), time.process_time(), busy, total)
+        process = time.process_time()
+        if self.children_cpu is not None:
+            # A worker restarted from 0 makes this drop: usage() clamps at 0 for a window.
+            process += self.children_cpu()
+        return _Sample(time.monotonic(), process, busy, total)
 
     def sample(self) -> None:
         self._samples.append(self._read())
@@ -112,7 +125,8 @@ class CapacityModel:
     planned_video_tracks: int
     cpu_target: float
     relay_cores: float = 1.0
-    """Cores one Estrade process can relay on: its event loop runs on one core."""
+    """Cores Estrade can relay on: one per event loop (the web process's, or each media
+    worker's with ``ESTRADE_MEDIA_WORKERS`` > 0)."""
 
     def learner_cost(self, video_tracks: int) -> float:
         return self.learner_cpu + self.video_track_cpu * video_tracks

@@ -23,6 +23,7 @@ class StateCollector(Collector):
         snap = self._snapshot()
         yield from _rooms(snap)
         yield from _media(snap)
+        yield from _workers(snap)
         yield from _documents(snap)
         yield from _capacity(snap)
         up = GaugeMetricFamily(
@@ -118,6 +119,40 @@ def _media(snap: Snapshot) -> Iterator[Metric]:
             loss.add_metric([cid, "mean"], sum(losses) / len(losses))
             loss.add_metric([cid, "max"], max(losses))
     yield from (tracks, subscribed, sent_bytes, sent_packets, connections, rtt, loss)
+
+
+def _workers(snap: Snapshot) -> Iterator[Metric]:
+    if not snap.workers:
+        return  # the relay runs in this process (ESTRADE_MEDIA_WORKERS=0)
+    up = _gauge("estrade_media_worker_up", "1 while the media worker answers.", ["worker"])
+    learners = _gauge(
+        "estrade_media_worker_learners", "Learners receiving media from the worker.", ["worker"]
+    )
+    rooms = _gauge("estrade_media_worker_rooms", "Classes the worker relays.", ["worker"])
+    cpu = CounterMetricFamily(
+        "estrade_media_worker_cpu_seconds",
+        "CPU seconds of the worker's process (from 0 again after a restart).",
+        labels=["worker"],
+    )
+    lag = _gauge(
+        "estrade_media_worker_loop_lag_seconds",
+        "How late the worker's event loop ran a one-second timer, at its last report.",
+        ["worker"],
+    )
+    restarts = CounterMetricFamily(
+        "estrade_media_worker_restarts",
+        "Times the media worker was started again after dying.",
+        labels=["worker"],
+    )
+    for w in snap.workers:
+        label = [str(w.worker)]
+        up.add_metric(label, 1.0 if w.up else 0.0)
+        learners.add_metric(label, w.learners)
+        rooms.add_metric(label, w.rooms)
+        cpu.add_metric(label, w.cpu_seconds)
+        lag.add_metric(label, w.loop_lag_s)
+        restarts.add_metric(label, w.restarts)
+    yield from (up, learners, rooms, cpu, lag, restarts)
 
 
 def _documents(snap: Snapshot) -> Iterator[Metric]:

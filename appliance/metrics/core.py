@@ -12,7 +12,12 @@ from appliance.metrics.collector import StateCollector
 from appliance.metrics.events import EventMetrics
 from appliance.metrics.looplag import LoopMonitor
 from appliance.metrics.snapshot import Snapshot, Sources, take_snapshot
-from appliance.metrics.sources import DocumentsSource, LiveRoomsSource, MediaSource
+from appliance.metrics.sources import (
+    DocumentsSource,
+    LiveRoomsSource,
+    MediaSource,
+    MediaWorkersSource,
+)
 from appliance.settings import Settings
 
 __all__ = ["HTTP_LABELS", "Metrics", "capacity_model"]
@@ -27,6 +32,7 @@ def capacity_model(settings: Settings) -> CapacityModel:
         video_track_cpu=settings.capacity_video_track_cpu,
         planned_video_tracks=settings.capacity_video_tracks,
         cpu_target=settings.capacity_cpu_target,
+        relay_cores=float(max(1, settings.media_workers)),
     )
 
 
@@ -100,6 +106,11 @@ class Metrics(EventMetrics):
             self.sources.live = live
         if media is not None:
             self.sources.media = media
+            if isinstance(media, MediaWorkersSource):  # their CPU is Estrade's, not "other"
+                workers = media
+                self.sampler.children_cpu = lambda: sum(
+                    w.cpu_seconds for w in workers.media_workers()
+                )
         if documents is not None:
             self.sources.documents = documents
 

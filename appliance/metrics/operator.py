@@ -54,6 +54,18 @@ class CapacityOut(msgspec.Struct):
     process_busy_cores: float
 
 
+class WorkerOut(msgspec.Struct):
+    """One media worker process (``ESTRADE_MEDIA_WORKERS`` > 0; docs/media-workers.md)."""
+
+    worker: int
+    up: bool
+    rooms: int
+    learners: int
+    cpu_seconds: float
+    loop_lag_s: float
+    restarts: int
+
+
 class DocumentsOut(msgspec.Struct):
     count: int
     bytes: int
@@ -65,6 +77,8 @@ class OverviewOut(msgspec.Struct):
     documents: DocumentsOut | None
     sources: dict[str, bool]
     """Which state sources answered (absent: not wired)."""
+    workers: list[WorkerOut] = []
+    """The media workers; empty when the relay runs in the web process (the default)."""
 
 
 def _paths(links: list[LearnerLink]) -> dict[str, int]:
@@ -119,6 +133,18 @@ def overview(snap: Snapshot) -> OverviewOut:
         ),
         documents=DocumentsOut(docs.count, docs.bytes) if docs else None,
         sources=snap.source_up,
+        workers=[
+            WorkerOut(
+                worker=w.worker,
+                up=w.up,
+                rooms=w.rooms,
+                learners=w.learners,
+                cpu_seconds=w.cpu_seconds,
+                loop_lag_s=w.loop_lag_s,
+                restarts=w.restarts,
+            )
+            for w in snap.workers
+        ],
     )
 
 

@@ -13,6 +13,8 @@ from appliance.metrics.sources import (
     DocumentTotals,
     LiveRoomsSource,
     MediaSource,
+    MediaWorker,
+    MediaWorkersSource,
     RoomMedia,
     RoomStats,
 )
@@ -57,6 +59,7 @@ class Snapshot:
     cpu: CpuUsage
     capacity: CapacityEstimate
     source_up: dict[str, bool] = field(default_factory=dict)
+    workers: list[MediaWorker] = field(default_factory=list)
 
 
 def _read(name: str, fn: Callable[[], T], up: dict[str, bool]) -> T | None:
@@ -80,6 +83,9 @@ def take_snapshot(sources: Sources, sampler: CpuSampler, model: CapacityModel) -
         stats = _read("live", sources.live.room_stats, up) or []
     if sources.media is not None:
         media = _read("media", sources.media.media_stats, up) or []
+    workers: list[MediaWorker] = []
+    if isinstance(sources.media, MediaWorkersSource):
+        workers = _read("media_workers", sources.media.media_workers, up) or []
     if sources.documents is not None:
         documents = _read("documents", sources.documents.document_totals, up)
     by_stats = {s.cohort_id: s for s in stats}
@@ -90,4 +96,4 @@ def take_snapshot(sources: Sources, sampler: CpuSampler, model: CapacityModel) -
     ]
     cpu = sampler.usage()
     capacity = model.estimate(cpu, [(r.learners, r.video_tracks) for r in rooms])
-    return Snapshot(rooms, documents, cpu, capacity, up)
+    return Snapshot(rooms, documents, cpu, capacity, up, workers)

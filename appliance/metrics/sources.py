@@ -19,6 +19,8 @@ __all__ = [
     "LearnerLink",
     "LiveRoomsSource",
     "MediaSource",
+    "MediaWorker",
+    "MediaWorkersSource",
     "ParticipantState",
     "RoomMedia",
     "RoomStats",
@@ -89,6 +91,25 @@ class RoomMedia:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaWorker:
+    """One media worker process (docs/media-workers.md); ``worker`` is its index (a bounded
+    label: 0..ESTRADE_MEDIA_WORKERS-1)."""
+
+    worker: int
+    up: bool
+    """Its relay answers (false while it is being restarted)."""
+    rooms: int
+    learners: int
+    """Learners receiving media from it."""
+    cpu_seconds: float
+    """CPU seconds its current process used (restarts from 0 with a new process)."""
+    loop_lag_s: float
+    """How late its event loop ran a one-second timer, at its last report."""
+    restarts: int
+    """Times it was started again after dying (a counter)."""
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentTotals:
     count: int
     bytes: int
@@ -106,6 +127,13 @@ class MediaSource(Protocol):
     """Implemented by ``appliance/media/``."""
 
     def media_stats(self) -> list[RoomMedia]: ...
+
+
+@runtime_checkable
+class MediaWorkersSource(Protocol):
+    """Implemented by ``appliance/live/media.py`` too: the media workers (empty in process)."""
+
+    def media_workers(self) -> list[MediaWorker]: ...
 
 
 @runtime_checkable

@@ -143,6 +143,10 @@ export class TrainerMedia extends Events {
         }
         this._lost = false;
       }),
+      // The relay lost our connection (its media worker restarted): publish again.
+      room.on("media_closed", () => {
+        if (this.started) this._serial(() => this._connect()).catch((e) => this._fail(e));
+      }),
     ];
   }
 

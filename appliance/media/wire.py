@@ -1,0 +1,226 @@
+"""What crosses the channel between the web process and a media worker (docs/media-workers.md).
+
+Requests (web -> worker) carry an ``id`` and get exactly one reply with the same ``id``:
+:class:`Ok`, :class:`Offered`, :class:`StatsReply` or :class:`Failed` (a ``MediaError``'s code
+and message). Events (worker -> web) carry no id: the relay's :data:`MediaEvent` s, each
+:class:`~appliance.media.observer.MediaObserver` call, and the worker's stats every second.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from .errors import LearnerClosed, MediaEvent, PublisherClosed, QualityChanged, TracksChanged
+from .server import MediaServerStats
+
+__all__ = [
+    "Answer",
+    "CloseRoom",
+    "Closed",
+    "Configure",
+    "Failed",
+    "FromWorker",
+    "GetStats",
+    "Leave",
+    "Observed",
+    "Offered",
+    "Ok",
+    "Publish",
+    "Quality",
+    "QualityStep",
+    "Request",
+    "StatsPush",
+    "StatsReply",
+    "Subscribe",
+    "Tracks",
+    "Unpublish",
+    "Unpublished",
+    "WireEvent",
+    "event_from_wire",
+    "event_to_wire",
+]
+
+
+class _Message(msgspec.Struct, tag_field="t", forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class _Request(_Message):
+    id: int
+
+
+# ---- requests: web -> worker ----------------------------------------------------------------
+class Configure(_Request, tag="configure"):
+    """The first request, answered with ``Ok`` once the worker's relay is up (the handshake).
+
+    ``settings`` are the web process's own (``msgspec.to_builtins``), this worker's port
+    slice already applied; the worker validates them again with ``load_settings``.
+    """
+
+    index: int
+    settings: dict[str, Any]
+
+
+class Publish(_Request, tag="publish"):
+    cohort: int
+    sdp: str
+    slots: dict[str, str] | None = None
+    trainer: int | None = None
+
+
+class Unpublish(_Request, tag="unpublish"):
+    cohort: int
+
+
+class Subscribe(_Request, tag="subscribe"):
+    cohort: int
+    learner: int
+
+
+class Answer(_Request, tag="answer"):
+    cohort: int
+    learner: int
+    sdp: str
+
+
+class Quality(_Request, tag="quality"):
+    cohort: int
+    learner: int
+    level: str
+
+
+class Leave(_Request, tag="leave"):
+    cohort: int
+    learner: int
+    reason: str
+
+
+class CloseRoom(_Request, tag="close_room"):
+    cohort: int
+
+
+class GetStats(_Request, tag="get_stats"):
+    pass
+
+
+Request = (
+    Configure | Publish | Unpublish | Subscribe | Answer | Quality | Leave | CloseRoom | GetStats
+)
+
+
+# ---- replies: worker -> web -------------------------------------------------------------------
+class Ok(_Request, tag="ok"):
+    value: str | None = None
+    """The answer SDP for ``Publish``; nothing otherwise."""
+
+
+class Offered(_Request, tag="offered"):
+    sdp: str
+    slots: dict[str, str]
+
+
+class StatsReply(_Request, tag="stats"):
+    stats: MediaServerStats
+
+
+class Failed(_Request, tag="failed"):
+    code: str
+    message: str
+
+
+# ---- events: worker -> web --------------------------------------------------------------------
+class Tracks(_Message, tag="tracks"):
+    cohort: int
+    live: tuple[str, ...]
+
+
+class QualityStep(_Message, tag="quality_step"):
+    cohort: int
+    learner: int
+    level: str
+    automatic: bool
+    reason: str
+
+
+class Closed(_Message, tag="closed"):
+    cohort: int
+    learner: int
+    reason: str
+
+
+class Unpublished(_Message, tag="unpublished"):
+    cohort: int
+    reason: str
+
+
+ObserverMethod = Literal[
+    "pli",
+    "nack",
+    "ice_failed",
+    "dtls_failed",
+    "connection_established",
+    "first_frame",
+    "keyframe_waited",
+    "learner_report",
+]
+
+
+class Observed(_Message, tag="observed"):
+    """One ``MediaObserver`` call, replayed on the web process's observer (its metrics)."""
+
+    method: ObserverMethod
+    args: tuple[str | int | float, ...] = ()
+    kwargs: dict[str, float | bool] = {}
+
+
+class StatsPush(_Message, tag="stats_push"):
+    stats: MediaServerStats
+    cpu_s: float = 0.0
+    """CPU seconds the worker process used since it started (all its threads)."""
+    loop_lag_s: float = 0.0
+    """How late the worker's event loop ran this push's one-second timer."""
+
+
+WireEvent = Tracks | QualityStep | Closed | Unpublished
+FromWorker = (
+    Ok
+    | Offered
+    | StatsReply
+    | Failed
+    | Tracks
+    | QualityStep
+    | Closed
+    | Unpublished
+    | Observed
+    | StatsPush
+)
+
+
+def event_to_wire(event: MediaEvent) -> WireEvent:
+    if isinstance(event, TracksChanged):
+        return Tracks(cohort=event.cohort_id, live=event.live)
+    if isinstance(event, QualityChanged):
+        return QualityStep(
+            cohort=event.cohort_id,
+            learner=event.learner_id,
+            level=event.level,
+            automatic=event.automatic,
+            reason=event.reason,
+        )
+    if isinstance(event, PublisherClosed):
+        return Unpublished(cohort=event.cohort_id, reason=event.reason)
+    return Closed(cohort=event.cohort_id, learner=event.learner_id, reason=event.reason)
+
+
+def event_from_wire(message: WireEvent) -> MediaEvent:
+    if isinstance(message, Tracks):
+        return TracksChanged(message.cohort, tuple(message.live))
+    if isinstance(message, QualityStep):
+        return QualityChanged(
+            message.cohort, message.learner, message.level, message.automatic, message.reason
+        )
+    if isinstance(message, Unpublished):
+        return PublisherClosed(message.cohort, message.reason)
+    return LearnerClosed(message.cohort, message.learner, message.reason)

@@ -1,0 +1,254 @@
+"""A media worker process: one ``MediaServer`` served over the channel (docs/media-workers.md).
+
+``python -m appliance.media.worker --fd N --index K``: ``N`` is this process's end of a UNIX
+``socketpair`` made by the web process (no socket file, so nobody else can connect). Its
+settings arrive as the first message (``Configure``: the web process's own, with this worker's
+slice of the media port range), so a worker never disagrees with the web process about them.
+It stops when the channel closes (the web process stopped or died: no orphan keeps ports open)
+or on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import uvloop
+
+from ..settings import SettingsError, load_settings
+from .channel import Channel, ChannelClosed, ChannelError, open_channel
+from .errors import MediaError, MediaEvent
+from .ladder import LadderPolicy
+from .room import MediaRoom
+from .server import MediaServer
+from .wire import (
+    Answer,
+    CloseRoom,
+    Configure,
+    Failed,
+    GetStats,
+    Leave,
+    Observed,
+    Offered,
+    Ok,
+    Publish,
+    Quality,
+    Request,
+    StatsPush,
+    StatsReply,
+    Subscribe,
+    Unpublish,
+    event_to_wire,
+)
+
+__all__ = ["ChannelObserver", "Worker", "main"]
+
+logger = logging.getLogger(__name__)
+
+STATS_INTERVAL_S = 1.0
+
+
+class ChannelObserver:
+    """A ``MediaObserver`` whose every call crosses the channel as an :class:`Observed`."""
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+
+    def pli(self, direction: str, n: int = 1) -> None:
+        self._send(Observed(method="pli", args=(direction, n)))
+
+    def nack(self, direction: str, n: int = 1) -> None:
+        self._send(Observed(method="nack", args=(direction, n)))
+
+    def ice_failed(self) -> None:
+        self._send(Observed(method="ice_failed"))
+
+    def dtls_failed(self) -> None:
+        self._send(Observed(method="dtls_failed"))
+
+    def connection_established(self, *, relayed: bool) -> None:
+        self._send(Observed(method="connection_established", kwargs={"relayed": relayed}))
+
+    def first_frame(self, seconds: float) -> None:
+        self._send(Observed(method="first_frame", args=(seconds,)))
+
+    def keyframe_waited(self, seconds: float) -> None:
+        self._send(Observed(method="keyframe_waited", args=(seconds,)))
+
+    def learner_report(self, cohort_id: int, *, rtt_s: float, loss_ratio: float) -> None:
+        kwargs: dict[str, float | bool] = {"rtt_s": rtt_s, "loss_ratio": loss_ratio}
+        self._send(Observed(method="learner_report", args=(cohort_id,), kwargs=kwargs))
+
+
+class Worker:
+    """Serves one channel: a ``Configure`` first, then each request in its own task (as
+    concurrent as in one process)."""
+
+    def __init__(self, channel: Channel[Request]) -> None:
+        self.channel = channel
+        self.server: MediaServer | None = None
+        self.index = -1
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _send(self, message: Any) -> None:
+        with contextlib.suppress(ChannelClosed):  # the web process is gone: run() is ending
+            self.channel.write(message)
+
+    def _on_event(self, event: MediaEvent) -> None:
+        self._send(event_to_wire(event))
+
+    def _configure(self, request: Configure) -> MediaServer:
+        settings = load_settings(env={}, **request.settings)
+        self.index = request.index
+        ladder = LadderPolicy(
+            down_loss=settings.media_step_down_loss, down_rtt_s=settings.media_step_down_rtt_s
+        )
+        return MediaServer(
+            settings, self._on_event, ladder=ladder, observer=ChannelObserver(self._send)
+        )
+
+    async def _next(self) -> Request | None:
+        try:
+            return await self.channel.receive()
+        except ChannelClosed:
+            return None
+        except ChannelError:
+            # A bad frame from our own web process: a bug or a version mismatch. The stream
+            # cannot be trusted any more; stop (the web process notices and restarts us).
+            logger.exception("media worker: bad frame on the channel")
+            return None
+
+    async def run(self) -> None:
+        """Serve until the channel closes (or the task is cancelled), then close every peer."""
+        pusher: asyncio.Task[None] | None = None
+        try:
+            first = await self._next()
+            if not isinstance(first, Configure):
+                logger.error("media worker: the channel did not start with Configure")
+                return
+            try:
+                self.server = self._configure(first)
+            except (SettingsError, TypeError) as exc:
+                self._send(Failed(id=first.id, code="bad_settings", message=str(exc)))
+                return
+            self._send(Ok(id=first.id))
+            pusher = asyncio.ensure_future(self._push_stats(self.server))
+            while (request := await self._next()) is not None:
+                task = asyncio.ensure_future(self._handle(self.server, request))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+        finally:
+            if pusher is not None:
+                pusher.cancel()
+                await asyncio.gather(pusher, return_exceptions=True)
+            if self.server is not None:
+                await self.server.close()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.channel.close()
+
+    async def _push_stats(self, server: MediaServer) -> None:
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(STATS_INTERVAL_S)
+            # The same measure as the web process's LoopMonitor (metrics/looplag.py).
+            lag = max(0.0, time.perf_counter() - start - STATS_INTERVAL_S)
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            cpu = usage.ru_utime + usage.ru_stime
+            self._send(StatsPush(stats=server.stats(), cpu_s=cpu, loop_lag_s=lag))
+
+    async def _handle(self, server: MediaServer, request: Request) -> None:
+        reply: Ok | Offered | StatsReply | Failed
+        try:
+            reply = await self._call(server, request)
+        except MediaError as exc:
+            reply = Failed(id=request.id, code=exc.code, message=exc.message)
+        except Exception:
+            logger.exception("media worker: %s failed", type(request).__name__)
+            reply = Failed(
+                id=request.id, code="media_failed", message="the media relay failed on this request"
+            )
+        self._send(reply)
+
+    @staticmethod
+    def _room(server: MediaServer, cohort_id: int) -> MediaRoom:
+        room = server.get_room(cohort_id)
+        if room is None:
+            raise MediaError("room_closed", "the class's media is closed")
+        return room
+
+    async def _call(self, server: MediaServer, request: Request) -> Ok | Offered | StatsReply:
+        rid = request.id
+        if isinstance(request, Configure):
+            raise MediaError("already_configured", "this media worker is already configured")
+        if isinstance(request, Publish):
+            room = server.room(request.cohort)
+            answer = await room.publish(request.sdp, request.slots, trainer_id=request.trainer)
+            return Ok(id=rid, value=answer)
+        if isinstance(request, Subscribe):
+            offer = await self._room(server, request.cohort).subscribe(request.learner)
+            return Offered(id=rid, sdp=offer.sdp, slots=offer.slots)
+        if isinstance(request, Answer):
+            await self._room(server, request.cohort).accept_answer(request.learner, request.sdp)
+        elif isinstance(request, Quality):
+            self._room(server, request.cohort).set_quality(request.learner, request.level)
+        elif isinstance(request, Leave | Unpublish):
+            found = server.get_room(request.cohort)
+            if found is not None:
+                if isinstance(request, Leave):
+                    await found.leave(request.learner, reason=request.reason)
+                else:
+                    await found.unpublish()
+        elif isinstance(request, CloseRoom):
+            await server.close_room(request.cohort)
+        elif isinstance(request, GetStats):
+            return StatsReply(id=rid, stats=server.stats())
+        return Ok(id=rid)
+
+
+async def serve(fd: int) -> None:
+    sock = socket.socket(fileno=fd)
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        sock.close()
+        raise SystemExit(f"media worker: --fd {fd} is not a UNIX stream socket")
+    channel: Channel[Request] = await open_channel(sock, Request)
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):  # SIGTERM: run() closes every peer
+        await Worker(channel).run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m appliance.media.worker",
+        description="An Estrade media worker; started by the web process, not by hand.",
+    )
+    parser.add_argument("--fd", type=int, required=True, help="this worker's socketpair end")
+    parser.add_argument("--index", type=int, default=0, help="the worker's number (for logs)")
+    args = parser.parse_args(argv)
+    # Ctrl-C in a terminal reaches the whole process group: the web process closes the channel
+    # (and the worker then closes its peers and exits); a traceback here would only be noise.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(
+        level=os.environ.get("ESTRADE_LOG_LEVEL", "info").upper(),
+        format=f"media-worker {args.index}: %(levelname)s %(name)s %(message)s",
+    )
+    # aioice logs every candidate pair's state at INFO: one line per check and learner.
+    logging.getLogger("aioice").setLevel(logging.WARNING)
+    uvloop.run(serve(args.fd))  # the loop `estrade serve` runs the relay on today
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Real chromium through ``estrade serve`` with the relay in 2 media worker processes
+(``ESTRADE_MEDIA_WORKERS=2``, docs/media-workers.md): the whole class as in one process, and a
+media worker killed mid-class, after which the pages reconnect by themselves."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# The whole-class test, collected again here: it runs against this module's server.
+from tests.browser.test_classroom import test_a_whole_class  # noqa: F401
+from tests.browser.test_media import LEARNER_JS, STATS_JS, TRAINER_JS, poll
+from tests.helpers.browser import BrowserServer, serve_estrade, sign_in
+
+pytestmark = pytest.mark.browser
+
+# Between the old connection's end and the new one's start there is no peer connection.
+STATS_OR_NONE = f"async () => window.learner.pc ? await ({STATS_JS})() : {{ framesDecoded: 0 }}"
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserServer]:
+    yield from serve_estrade(tmp_path_factory, {"ESTRADE_MEDIA_WORKERS": "2"})
+
+
+def worker_pids(server_pid: int) -> list[int]:
+    """The media workers: the served process's children running ``appliance.media.worker``."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if ppid == server_pid and b"appliance.media.worker" in cmdline:
+            pids.append(int(stat.parent.name))
+    return sorted(pids)
+
+
+def test_pages_reconnect_after_a_media_worker_dies(
+    new_page: Any, live_server: BrowserServer
+) -> None:
+    before = worker_pids(live_server.pid)
+    assert len(before) == 2, before
+    api = live_server.api()
+    trainer = api.user("workers-trainer@example.org", "Tess", "trainer")
+    learner = api.user("workers-learner@example.org", "Léa", "learner", password=None)
+    cohort = api.cohort("Workers")
+    api.enrol(cohort["id"], trainer["id"])
+    api.enrol(cohort["id"], learner["id"])
+    link = api.link(cohort["id"], learner["id"])
+
+    tpage = new_page()
+    sign_in(tpage, "workers-trainer@example.org")
+    tpage.evaluate(TRAINER_JS, cohort["id"])
+    lpage = new_page()
+    lpage.goto(link)
+    lpage.wait_for_url(re.compile(f"/classroom/{cohort['id']}$"))
+    lpage.goto("/health")  # off the classroom page (one socket per session)
+    assert lpage.evaluate(LEARNER_JS, cohort["id"]) is True
+    poll(lpage, STATS_JS, lambda s: s["framesDecoded"] > 10)
+
+    # Kill both workers (one relays the class; which one is the server's business).
+    for pid in before:
+        os.kill(pid, signal.SIGKILL)
+    poll(
+        lpage,
+        "() => window.tracksSeen",
+        lambda seen: {"closed": "relay_restarted"} in seen,
+        within=10,
+    )
+    # Nobody reloads: the trainer's page publishes again, the learner's subscribes again, and
+    # the learner's new connection decodes video.
+    poll(lpage, STATS_OR_NONE, lambda s: s["framesDecoded"] > 10, within=20)
+    after = worker_pids(live_server.pid)
+    assert len(after) == 2 and not set(after) & set(before), (before, after)
+    assert tpage.evaluate("window.trainerErrors") == []
+    lpage.evaluate("() => window.learner.stop()")
+    tpage.evaluate("() => window.trainer.stop()")
