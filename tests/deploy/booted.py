@@ -198,6 +198,8 @@ import json, os, sys
 main = int(sys.argv[1])
 procs = {}
 for pid in filter(str.isdigit, os.listdir("/proc")):
+    if int(pid) == os.getpid():
+        continue
     try:
         stat = open(f"/proc/{pid}/stat").read()
         cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\\0", b" ").decode()
@@ -222,6 +224,10 @@ def check_media_workers(host: Host) -> None:
         for ppid, cmd, cgroups in workers.values()
     ), seen
     assert len(workers) == seen["cores"], seen
+    # The service sees the host's CPU counters (the capacity estimate's "other" load): a
+    # ProcSubset=pid in the unit would hide them, and the estimate would ignore other load.
+    stat = host.run("nsenter", "-t", str(main), "-m", "head", "-1", "/proc/stat", check=False)
+    assert stat.returncode == 0 and stat.stdout.startswith("cpu "), stat.stdout + stat.stderr
     token = SITE["estrade_metrics_token"]
     up = host.net("/usr/bin/python3", str(PROBE), "workers", token, str(seen["cores"]), timeout=90)
     assert up.returncode == 0, up.stdout + up.stderr
