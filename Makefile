@@ -41,8 +41,8 @@ $(DEV_STAMP): $(STAMP)
 install: $(DEV_STAMP) $(JS_STAMP) ## Create .venv and install Estrade with its test, lint and browser-test tools (and the JS check tools)
 
 .PHONY: run
-run: $(STAMP) ## Migrate, seed the demo room and serve on http://127.0.0.1:8000 (SQLite in ./data)
-	ESTRADE_DEMO=true $(BIN)/estrade serve
+run: $(STAMP) ## Migrate, seed the demo room and serve on http://127.0.0.1:8000 (SQLite in ./data, one media worker)
+	ESTRADE_DEMO=true ESTRADE_MEDIA_WORKERS=$${ESTRADE_MEDIA_WORKERS:-1} $(BIN)/estrade serve
 
 .PHONY: system-deps
 system-deps: system-deps-fast ## Install the system packages the tests need (as root on Debian)

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import msgspec
 from msgspec import Meta
 
-__all__ = ["DEFAULT_CONFIG_PATH", "Settings", "SettingsError", "load_settings"]
+__all__ = ["DEFAULT_CONFIG_PATH", "Settings", "SettingsError", "load_settings", "usable_cores"]
 
 DEFAULT_CONFIG_PATH = Path("/etc/estrade/estrade.toml")
 ENV_PREFIX = "ESTRADE_"
@@ -209,9 +209,10 @@ class Settings:
     media_send_path: Literal["lean", "aiortc"] = "lean"
     """How forwarded packets reach learners: ``lean`` (header rewrite, SRTP, sendto; the
     default) or ``aiortc`` (each learner's ``RTCRtpSender`` packetizes; for comparison)."""
-    media_workers: NonNegative = 0
-    """Media worker processes (docs/media-workers.md): 0 relays in the web process (the default
-    for now); N starts N workers, each with its own event loop and an N-th of the port range."""
+    media_workers: NonNegative | None = None
+    """Media worker processes (docs/media-workers.md), each with its own event loop and an N-th
+    of the port range; unset (or ``auto``): one per core this process may run on (at least 1,
+    at most one per port of the media range); 0: the relay runs in the web process."""
 
     @property
     def open_files_needed(self) -> int:
@@ -219,6 +220,17 @@ class Settings:
         downloads) of every class, plus 1024 (database, logs, listeners). The systemd unit's
         ``LimitNOFILE`` (roles/estrade) uses the same formula."""
         return 1024 + 8 * self.media_max_rooms * (self.media_max_learners_per_room + 1)
+
+    @property
+    def media_worker_count(self) -> int:
+        """``media_workers``, or when unset the cores this process may run on (at least 1, at
+        most the ports of ``media_port_min..media_port_max``). 0: the relay is in process."""
+        if self.media_workers is not None:
+            return self.media_workers
+        count = usable_cores()
+        if self.media_port_min:
+            count = min(count, self.media_port_max - self.media_port_min + 1)
+        return max(1, count)
 
     @property
     def resolved_public_url(self) -> str:
@@ -266,9 +278,17 @@ def _path(kind: type, value: Any) -> Any:
 def _convert(key: str, raw: Any, hint: Any) -> Any:
     """``raw`` (TOML value or environment string) as the field's type, or a SettingsError
     naming the key and the value: as given for a wrong type, as read for a broken constraint."""
-    plain = typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
-    optional = typing.get_origin(plain) in (types.UnionType, typing.Union)
-    base = typing.get_args(plain)[0] if optional else plain
+    # ``Annotated[int, Meta] | None`` or ``Annotated[int | None, Meta]``: the optional part,
+    # the plain type (constraints off) and its base type, in either order.
+    optional = typing.get_origin(hint) in (types.UnionType, typing.Union)
+    inner = typing.get_args(hint)[0] if optional else hint
+    annotated = inner if typing.get_origin(inner) is Annotated else hint
+    plain = typing.get_args(annotated)[0] if typing.get_origin(annotated) is Annotated else inner
+    if typing.get_origin(plain) in (types.UnionType, typing.Union):
+        optional, plain = True, typing.get_args(plain)[0]
+    base = plain
+    if optional:
+        plain = plain | None
     if isinstance(raw, str) and base in (bool, int, float):
         # What msgspec's lax mode leaves to us: spaces, yes/on/no/off, "auto" for optional.
         word = raw.strip().lower()
@@ -279,7 +299,7 @@ def _convert(key: str, raw: Any, hint: Any) -> Any:
         pass
     try:  # the right type, a broken constraint: show the value as read
         raw = msgspec.convert(raw, plain, strict=False, dec_hook=_path)
-        metas = [m for m in typing.get_args(hint) if isinstance(m, Meta)]
+        metas = [m for m in typing.get_args(annotated) if isinstance(m, Meta)]
         why = metas[0].description or "is out of range"
     except msgspec.ValidationError:
         why = _NOT_A.get(base) or f"is not one of {list(typing.get_args(base))}"
@@ -314,7 +334,7 @@ def _validate(s: Settings) -> None:
         ports = f"{s.media_port_min}-{s.media_port_max}"
         raise bad("media_port_min", ports, "is not a UDP port range within 1024-65535")
     port_count = s.media_port_max - s.media_port_min + 1
-    if s.media_port_min and s.media_workers > port_count:
+    if s.media_port_min and s.media_workers is not None and s.media_workers > port_count:
         why = f"is more than the {port_count} ports of media_port_min..media_port_max"
         raise bad("media_workers", s.media_workers, why)
     for url in s.turn_urls:
@@ -322,6 +342,15 @@ def _validate(s: Settings) -> None:
             raise bad("turn_url", url, "must start with turn: or turns:")
     if s.turn_url and not s.turn_secret:
         raise bad("turn_secret", "", "is required with turn_url")
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, so a cgroup or ``taskset`` limit
+    counts), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def _is_origin(value: str) -> bool:

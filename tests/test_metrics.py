@@ -21,9 +21,12 @@ from appliance.metrics import (
     LiveRoomsSource,
     MediaSource,
     Metrics,
+    RoomMedia,
     capacity_model,
 )
+from appliance.metrics.capacity import WorkerLoad
 from appliance.metrics.operator import overview
+from appliance.metrics.sources import MediaWorker
 from appliance.settings import load_settings
 from tests.metrics_fakes import FakeDocuments, FakeLive, FakeMedia, a_class
 
@@ -340,18 +343,76 @@ def test_operator_overview_shape() -> None:
 def test_cpu_sampler_counts_the_media_workers_cpu_as_the_process(tmp_path: Path) -> None:
     stat = tmp_path / "stat"
     stat.write_text("cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 1 2 3\n")
-    workers = [10.0]
-    sampler = CpuSampler(proc_stat=stat, children_cpu=lambda: workers[0])
+    workers = {0: 10.0, 1: 5.0}
+    sampler = CpuSampler(proc_stat=stat, workers_cpu=lambda: dict(workers))
     sampler.sample()
     time.sleep(0.1)
-    workers[0] += 1.0  # a second of the workers' CPU in ~0.1 s (a busy many-core host)
+    workers[0] += 1.0  # a second of worker 0's CPU in ~0.1 s (a busy many-core host)
+    workers[1] = 0.2  # worker 1 restarted: its new process counts from 0
+    workers[2] = 3.0  # a worker not seen before counts from its first sample
     stat.write_text("cpu  150 0 150 900 0 0 0 0 0 0\ncpu0 1 2 3\n")
     usage = sampler.usage()
     assert 2.0 < usage.process_busy_cores < 11
     assert usage.host_busy_cores >= usage.process_busy_cores
+    assert 2.0 < usage.worker_busy_cores[0] < 11
+    assert usage.worker_busy_cores[1] == 0.0 and usage.worker_busy_cores[2] == 0.0
+
+
+def test_capacity_counts_every_media_worker_s_headroom() -> None:
+    one = CapacityModel(learner_cpu=0.002, video_track_cpu=0.015, planned_video_tracks=2,
+                        cpu_target=0.8)  # fmt: skip
+    idle = CpuUsage(cores=4, host_busy_cores=0.0, process_busy_cores=0.0)
+    workers = [WorkerLoad(k, True, 0, 0.0) for k in range(3)]
+    est = one.estimate(idle, [], workers)
+    # Each worker's loop takes 25 (0.8 / 0.032): three take 75, within the machine's 100.
+    assert est.per_worker == {0: 25, 1: 25, 2: 25} and est.learners == 75
+    # Four workers on a 2-core host: the machine (1.6 cores) bounds it, not the workers.
+    two = CpuUsage(cores=2, host_busy_cores=0.0, process_busy_cores=0.0)
+    est = one.estimate(two, [], [WorkerLoad(k, True, 0, 0.0) for k in range(4)])
+    assert sum(est.per_worker.values()) == 100 and est.learners == 50
+    # Worker 0 is busy (measured), worker 1 carries a modelled class, worker 2 is down.
+    cpu = CpuUsage(cores=4, host_busy_cores=0.5, process_busy_cores=0.5,
+                   worker_busy_cores={0: 0.4, 1: 0.05})  # fmt: skip
+    loads = [WorkerLoad(0, True, 0, 0.4), WorkerLoad(1, True, 10, 0.05), WorkerLoad(2, False, 0, 0)]
+    est = one.estimate(cpu, [(10, 2)], loads)
+    assert est.per_worker == {
+        0: int((0.8 - 0.4) / 0.032),  # 12
+        1: int((0.8 - 10 * 0.032) / 0.032),  # 15: 10 learners modelled at 0.32 > 0.05 measured
+        2: 0,  # down: nothing fits there until it is back
+    }
+    assert est.learners == 12 + 15
+
+
+def test_capacity_gauge_counts_each_media_worker(tmp_path: Path) -> None:
+    cpu = CpuUsage(cores=8, host_busy_cores=0.2, process_busy_cores=0.2,
+                   worker_busy_cores={0: 0.16, 1: 0.0})  # fmt: skip
+    m, r = new_metrics(cpu)
+
+    class Workers:
+        def media_stats(self) -> list[RoomMedia]:
+            return []
+
+        def media_workers(self) -> list[MediaWorker]:
+            return [MediaWorker(k, True, 0, 0, 1.0, 0.003, k) for k in range(2)]
+
+    m.attach(media=Workers())
+    assert value(r, "estrade_media_worker_capacity_learners", worker="0") == 20  # 0.64 / 0.032
+    assert value(r, "estrade_media_worker_capacity_learners", worker="1") == 25
+    assert value(r, "estrade_capacity_learners") == 45
+    assert value(r, "estrade_media_worker_cpu_busy_cores", worker="0") == pytest.approx(0.16)
+    assert value(r, "estrade_media_worker_loop_lag_seconds", worker="1") == pytest.approx(0.003)
+    assert value(r, "estrade_media_worker_restarts_total", worker="1") == 1
+    out = overview(m.snapshot(), loop_lag_s=0.002)
+    assert [(w.worker, w.capacity_learners, w.cpu_busy_cores) for w in out.workers] == [
+        (0, 20, pytest.approx(0.16)),
+        (1, 25, 0.0),
+    ]
+    assert out.capacity.learners == 45 and out.loop_lag_s == 0.002
 
 
 def test_capacity_model_relays_on_one_core_per_media_worker(tmp_path: Path) -> None:
-    one = capacity_model(load_settings(env={}, data_dir=tmp_path))
+    default = capacity_model(load_settings(env={}, data_dir=tmp_path))
+    in_process = capacity_model(load_settings(env={}, data_dir=tmp_path, media_workers=0))
     three = capacity_model(load_settings(env={}, data_dir=tmp_path, media_workers=3))
-    assert (one.relay_cores, three.relay_cores) == (1.0, 3.0)
+    cores = float(len(os.sched_getaffinity(0)))
+    assert (default.relay_cores, in_process.relay_cores, three.relay_cores) == (cores, 1.0, 3.0)

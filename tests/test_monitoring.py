@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from appliance.app import create_app
+from appliance.metrics.sources import MediaWorker
 from tests.helpers.server import free_port, serve
 from tests.helpers.world import make_settings
-from tests.metrics_fakes import a_class
+from tests.metrics_fakes import FakeMedia, a_class
 
 MONITORING = Path(__file__).parents[1] / "monitoring"
 RULES = MONITORING / "rules" / "estrade.rules.yml"
@@ -33,6 +34,9 @@ ALERTS = {
     "EstradeIceFailuresRising",
     "EstradeDocumentsDiskNearlyFull",
     "EstradeTurnUnreachable",
+    "EstradeMediaWorkerRestarted",
+    "EstradeMediaWorkerDown",
+    "EstradeMediaWorkerLoopLagHigh",
 }
 
 
@@ -54,7 +58,7 @@ def test_promtool_check_config() -> None:
 def test_promtool_check_rules() -> None:
     r = run(tool("promtool"), "check", "rules", str(RULES))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 8 rules found" in r.stdout
+    assert f"SUCCESS: {len(ALERTS)} rules found" in r.stdout
 
 
 def test_promtool_test_rules() -> None:
@@ -118,7 +122,8 @@ def test_dashboard_structure() -> None:
             for var in re.findall(r"\$(\w+)", t["expr"]):
                 assert var in variables or var == "__rate_interval", f"unknown ${var}"
     titles = " ".join(p["title"].lower() for p in panels)
-    for topic in ("rooms", "participants", "bitrate", "loss", "capacity", "host", "disk"):
+    topics = ("rooms", "participants", "bitrate", "loss", "capacity", "workers", "host", "disk")
+    for topic in topics:
         assert topic in titles, f"no panel about {topic}"
 
 
@@ -131,13 +136,20 @@ def _expressions() -> list[str]:
     return exprs
 
 
+class WithWorkers(FakeMedia):
+    """The fake class's relay in two media workers; worker 1 was restarted once."""
+
+    def media_workers(self) -> list[MediaWorker]:
+        return [MediaWorker(k, True, 1, 12 * k, 2.5, 0.002, k) for k in range(2)]
+
+
 @pytest.fixture
 def prometheus_and_appliance(tmp_path: Path) -> Iterator[str]:
     """A running appliance (fake classroom sources) scraped every second by a real Prometheus."""
     app = create_app(make_settings(tmp_path))
     metrics = app.state.metrics
     live, media, docs = a_class(cohort_id=7, learners=12)
-    metrics.attach(live=live, media=media, documents=docs)
+    metrics.attach(live=live, media=WithWorkers(media.rooms), documents=docs)
     metrics.room_opened(7)
     for rtt, loss in ((0.05, 0.0), (0.4, 0.2)):
         metrics.learner_report(7, rtt_s=rtt, loss_ratio=loss)
@@ -222,6 +234,12 @@ def test_prometheus_scrapes_the_appliance_and_every_expression_runs(
     assert scalar('estrade_media_tracks_published{cohort_id="7", kind="video"}') == 2
     assert scalar("estrade_capacity_learners") >= 0
     assert scalar('estrade_learner_rtt_seconds_count{cohort_id="7"}') == 2
+    # The media workers' series (the dashboard's row, the worker alerts) are there.
+    assert scalar("sum(estrade_media_worker_up)") == 2
+    assert scalar('estrade_media_worker_learners{worker="1"}') == 12
+    assert scalar('estrade_media_worker_restarts_total{worker="1"}') == 1
+    assert scalar('estrade_media_worker_loop_lag_seconds{worker="0"}') == 0.002
+    assert scalar("count(estrade_media_worker_capacity_learners)") == 2
 
     # The rules loaded in the real server and evaluate without error.
     deadline = time.monotonic() + 5

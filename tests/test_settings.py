@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,18 @@ def test_toml_values_are_checked_by_type(tmp_path: Path, toml: str, message: str
         load_settings(env={"ESTRADE_CONFIG": str(cfg)})
     assert message in str(err.value)
     assert "hunter2" not in str(err.value)  # a secret is never echoed
+
+
+def test_media_workers_default_to_the_cores_this_process_may_use(tmp_path: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert load_settings(env={}).media_worker_count == max(1, cores)
+    assert load_settings(env={"ESTRADE_MEDIA_WORKERS": "auto"}).media_workers is None
+    assert load_settings(env={"ESTRADE_MEDIA_WORKERS": ""}).media_worker_count == cores
+    assert load_settings(env={"ESTRADE_MEDIA_WORKERS": "0"}).media_worker_count == 0  # in process
+    assert load_settings(env={"ESTRADE_MEDIA_WORKERS": "3"}).media_worker_count == 3
+    cfg = tmp_path / "estrade.toml"
+    cfg.write_text('media_workers = "auto"\nmedia_port_min = 40000\nmedia_port_max = 40000\n')
+    one_port = load_settings(env={"ESTRADE_CONFIG": str(cfg)})
+    assert one_port.media_worker_count == 1  # never more workers than ports
+    with pytest.raises(SettingsError, match="'media_workers': 'many' is not an integer"):
+        load_settings(env={"ESTRADE_MEDIA_WORKERS": "many"})

@@ -61,12 +61,13 @@ class MediaBridge:
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self, observer: MediaObserver | None = None) -> None:
         """Create the relay (call from the app's lifespan): in this process, or, with
-        ``media_workers`` > 0, in that many worker processes (docs/media-workers.md)."""
+        ``media_worker_count`` > 0 (the default: one per core), in that many worker processes
+        (docs/media-workers.md)."""
         settings = self.registry.settings
-        if settings.media_workers:
+        if count := settings.media_worker_count:
             remote = self.server = RemoteMediaServer(settings, self.on_event, observer=observer)
             try:
-                await remote.start(settings.media_workers)
+                await remote.start(count)
             except BaseException:
                 await self.close()  # the workers already started: the app does not start
                 raise

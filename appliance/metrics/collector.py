@@ -124,6 +124,7 @@ def _media(snap: Snapshot) -> Iterator[Metric]:
 def _workers(snap: Snapshot) -> Iterator[Metric]:
     if not snap.workers:
         return  # the relay runs in this process (ESTRADE_MEDIA_WORKERS=0)
+    # estrade_event_loop_lag_seconds (metrics/core.py) is the web process's own loop lag.
     up = _gauge("estrade_media_worker_up", "1 while the media worker answers.", ["worker"])
     learners = _gauge(
         "estrade_media_worker_learners", "Learners receiving media from the worker.", ["worker"]
@@ -144,15 +145,28 @@ def _workers(snap: Snapshot) -> Iterator[Metric]:
         "Times the media worker was started again after dying.",
         labels=["worker"],
     )
+    busy = _gauge(
+        "estrade_media_worker_cpu_busy_cores",
+        "CPU the worker used over the last few seconds, in cores (at most 1: one event loop).",
+        ["worker"],
+    )
+    fits = _gauge(
+        "estrade_media_worker_capacity_learners",
+        "Learners that still fit on the worker (estrade_capacity_learners adds them up, "
+        "within what the host has left).",
+        ["worker"],
+    )
     for w in snap.workers:
         label = [str(w.worker)]
+        busy.add_metric(label, snap.cpu.worker_busy_cores.get(w.worker, 0.0))
+        fits.add_metric(label, snap.capacity.per_worker.get(w.worker, 0))
         up.add_metric(label, 1.0 if w.up else 0.0)
         learners.add_metric(label, w.learners)
         rooms.add_metric(label, w.rooms)
         cpu.add_metric(label, w.cpu_seconds)
         lag.add_metric(label, w.loop_lag_s)
         restarts.add_metric(label, w.restarts)
-    yield from (up, learners, rooms, cpu, lag, restarts)
+    yield from (up, learners, rooms, cpu, busy, lag, restarts, fits)
 
 
 def _documents(snap: Snapshot) -> Iterator[Metric]:

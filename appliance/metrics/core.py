@@ -32,7 +32,7 @@ def capacity_model(settings: Settings) -> CapacityModel:
         video_track_cpu=settings.capacity_video_track_cpu,
         planned_video_tracks=settings.capacity_video_tracks,
         cpu_target=settings.capacity_cpu_target,
-        relay_cores=float(max(1, settings.media_workers)),
+        relay_cores=float(max(1, settings.media_worker_count)),
     )
 
 
@@ -108,9 +108,9 @@ class Metrics(EventMetrics):
             self.sources.media = media
             if isinstance(media, MediaWorkersSource):  # their CPU is Estrade's, not "other"
                 workers = media
-                self.sampler.children_cpu = lambda: sum(
-                    w.cpu_seconds for w in workers.media_workers()
-                )
+                self.sampler.workers_cpu = lambda: {
+                    w.worker: w.cpu_seconds for w in workers.media_workers()
+                }
         if documents is not None:
             self.sources.documents = documents
 

@@ -26,13 +26,16 @@ class LoopMonitor:
         self._interval = interval
         self._on_tick = on_tick
         self._task: asyncio.Task[None] | None = None
+        self.last_lag_s = 0.0
+        """The lag at the last check (what the gauge shows; the operator page reads it)."""
 
     async def _run(self) -> None:
         while True:
             start = time.perf_counter()
             await asyncio.sleep(self._interval)
             lag = time.perf_counter() - start - self._interval
-            self._gauge.set(max(0.0, lag))
+            self.last_lag_s = max(0.0, lag)
+            self._gauge.set(self.last_lag_s)
             if self._on_tick is not None:
                 self._on_tick()
 

@@ -62,8 +62,12 @@ class WorkerOut(msgspec.Struct):
     rooms: int
     learners: int
     cpu_seconds: float
+    cpu_busy_cores: float
+    """Its CPU over the last few seconds, in cores (one event loop: at most 1)."""
     loop_lag_s: float
     restarts: int
+    capacity_learners: int
+    """Learners that still fit on it (``capacity.learners`` adds them up)."""
 
 
 class DocumentsOut(msgspec.Struct):
@@ -77,8 +81,12 @@ class OverviewOut(msgspec.Struct):
     documents: DocumentsOut | None
     sources: dict[str, bool]
     """Which state sources answered (absent: not wired)."""
+    loop_lag_s: float = 0.0
+    """How late the web process's event loop ran a timer at the last check (chat, sockets
+    and HTTP wait that long; ``estrade_event_loop_lag_seconds``)."""
     workers: list[WorkerOut] = []
-    """The media workers; empty when the relay runs in the web process (the default)."""
+    """The media workers (one per core by default); empty when the relay runs in the web
+    process (``ESTRADE_MEDIA_WORKERS=0``)."""
 
 
 def _paths(links: list[LearnerLink]) -> dict[str, int]:
@@ -115,7 +123,7 @@ def _room(view: RoomView) -> RoomOut:
     )
 
 
-def overview(snap: Snapshot) -> OverviewOut:
+def overview(snap: Snapshot, loop_lag_s: float = 0.0) -> OverviewOut:
     c, cpu = snap.capacity, snap.cpu
     docs = snap.documents
     return OverviewOut(
@@ -133,6 +141,7 @@ def overview(snap: Snapshot) -> OverviewOut:
         ),
         documents=DocumentsOut(docs.count, docs.bytes) if docs else None,
         sources=snap.source_up,
+        loop_lag_s=loop_lag_s,
         workers=[
             WorkerOut(
                 worker=w.worker,
@@ -140,8 +149,10 @@ def overview(snap: Snapshot) -> OverviewOut:
                 rooms=w.rooms,
                 learners=w.learners,
                 cpu_seconds=w.cpu_seconds,
+                cpu_busy_cores=cpu.worker_busy_cores.get(w.worker, 0.0),
                 loop_lag_s=w.loop_lag_s,
                 restarts=w.restarts,
+                capacity_learners=c.per_worker.get(w.worker, 0),
             )
             for w in snap.workers
         ],
@@ -157,4 +168,4 @@ class OperatorController(Controller):
     async def get_overview(self, request: Request[Any, Any, Any]) -> OverviewOut:
         """Every open room with its participants, bitrate, loss and RTT, and the capacity left."""
         metrics = app_state(request).metrics
-        return overview(metrics.snapshot())
+        return overview(metrics.snapshot(), metrics.loop_monitor.last_lag_s)

@@ -7,7 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from appliance.metrics.capacity import CapacityEstimate, CapacityModel, CpuSampler, CpuUsage
+from appliance.metrics.capacity import (
+    CapacityEstimate,
+    CapacityModel,
+    CpuSampler,
+    CpuUsage,
+    WorkerLoad,
+)
 from appliance.metrics.sources import (
     DocumentsSource,
     DocumentTotals,
@@ -95,5 +101,9 @@ def take_snapshot(sources: Sources, sampler: CpuSampler, model: CapacityModel) -
         for cid in sorted(by_stats.keys() | by_media.keys())
     ]
     cpu = sampler.usage()
-    capacity = model.estimate(cpu, [(r.learners, r.video_tracks) for r in rooms])
+    loads = [
+        WorkerLoad(w.worker, w.up, w.learners, cpu.worker_busy_cores.get(w.worker, 0.0))
+        for w in workers
+    ]
+    capacity = model.estimate(cpu, [(r.learners, r.video_tracks) for r in rooms], loads)
     return Snapshot(rooms, documents, cpu, capacity, up, workers)

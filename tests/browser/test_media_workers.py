@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 # The whole-class test, collected again here: it runs against this module's server.
 from tests.browser.test_classroom import test_a_whole_class  # noqa: F401
 from tests.browser.test_media import LEARNER_JS, STATS_JS, TRAINER_JS, poll
-from tests.helpers.browser import BrowserServer, serve_estrade, sign_in
+from tests.helpers.browser import BrowserServer, axe_violations, serve_estrade, shoot, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -41,6 +42,14 @@ def worker_pids(server_pid: int) -> list[int]:
         if ppid == server_pid and b"appliance.media.worker" in cmdline:
             pids.append(int(stat.parent.name))
     return sorted(pids)
+
+
+def worker_pid(server_pid: int, index: int) -> int:
+    """The pid of media worker ``index`` (its ``--index`` argument)."""
+    for pid in worker_pids(server_pid):
+        if f"--index={index}".encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+            return pid
+    raise AssertionError(f"no media worker {index} under {server_pid}")
 
 
 def test_pages_reconnect_after_a_media_worker_dies(
@@ -83,3 +92,47 @@ def test_pages_reconnect_after_a_media_worker_dies(
     assert tpage.evaluate("window.trainerErrors") == []
     lpage.evaluate("() => window.learner.stop()")
     tpage.evaluate("() => window.trainer.stop()")
+
+
+def test_the_operator_page_shows_the_workers_and_a_restart(
+    new_page: Any, live_server: BrowserServer
+) -> None:
+    api = live_server.api()
+    before = {w["worker"]: w for w in api.call("GET", "/api/operator/overview")["workers"]}
+    assert sorted(before) == [0, 1] and all(w["up"] for w in before.values()), before
+
+    admin = new_page(width=1440)
+    sign_in(admin, "admin@example.org")
+    admin.goto("/operator")
+    rows = admin.locator("#workers-body tr")
+    expect(rows).to_have_count(2)
+    for index in (0, 1):
+        row = admin.locator(f'#workers-body tr[data-worker="{index}"]')
+        expect(row.locator("th")).to_have_text(f"Worker {index}")
+        expect(row).to_contain_text("running")
+        expect(row.locator("td").nth(4)).to_have_text(str(before[index]["restarts"]))
+    expect(admin.locator("#cap-lag dd")).to_have_text(re.compile(r"^\d+ ms$"))
+    assert axe_violations(admin) == []
+
+    # Worker 1 is killed: the page (polling every 5 s) shows it counted once more, running again.
+    os.kill(worker_pid(live_server.pid, 1), signal.SIGKILL)
+    row = admin.locator('#workers-body tr[data-worker="1"]')
+    restarted = str(before[1]["restarts"] + 1)
+    expect(row.locator("td").nth(4)).to_have_text(restarted, timeout=30_000)
+    expect(row).to_contain_text("running", timeout=15_000)
+    expect(admin.locator('#workers-body tr[data-worker="0"] td').nth(4)).to_have_text(
+        str(before[0]["restarts"])
+    )
+    shoot(admin, "operator-workers-en-1440")
+
+    # The same table in French, on a phone (cells stacked with their headings).
+    fr = new_page(locale="fr-FR", width=360, height=780)
+    sign_in(fr, "admin@example.org")
+    fr.goto("/operator")
+    row = fr.locator('#workers-body tr[data-worker="1"]')
+    expect(row.locator("th")).to_have_text("Processus 1")
+    expect(row).to_contain_text("en marche")
+    # A soft hyphen lets the stacked label break as "Redémar-rages" on a phone.
+    expect(row.locator("td").nth(4)).to_have_attribute("data-label", "Redémar\u00adrages")
+    assert fr.evaluate("document.documentElement.scrollWidth") <= 360
+    shoot(fr, "operator-workers-fr-360")

@@ -183,11 +183,54 @@ def check_host(host: Host) -> None:
         python, str(PROBE), "prometheus", "prometheus", "node", "estrade", timeout=120
     )
     assert scraped.returncode == 0, scraped.stdout + scraped.stderr
+    check_media_workers(host)
     ruleset = host.run("nft", "list", "ruleset").stdout
     assert "policy drop" in ruleset and "udp dport 49160-49999 accept" in ruleset
     # The appliance is reachable only through the proxy: it binds loopback.
     unit = host.run("systemctl", "show", "estrade.service", "-p", "User,ExecMainPID").stdout
     assert "User=estrade" in unit
+
+
+# Inside the host: the processes running the appliance (the web process and media workers),
+# as {pid: [parent pid, command line, cgroups]}, and the cores the main process may run on.
+UNIT_PROCESSES = """
+import json, os, sys
+main = int(sys.argv[1])
+procs = {}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    if int(pid) == os.getpid():
+        continue
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+        cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\\0", b" ").decode()
+        cgroups = open(f"/proc/{pid}/cgroup").read()
+    except OSError:
+        continue
+    if "/opt/estrade/" in cmd:
+        procs[pid] = [int(stat.rsplit(")", 1)[1].split()[1]), cmd, cgroups]
+print(json.dumps({"cores": len(os.sched_getaffinity(main)), "procs": procs}))
+"""
+
+
+def check_media_workers(host: Host) -> None:
+    """The media workers run under the hardened unit (its syscall filter, its cgroup): one per
+    core, children of `estrade serve`, nothing else left in the unit (no orphan of an earlier
+    start), and each pushes its figures (its relay is up: /metrics shows it)."""
+    main = int(host.run("systemctl", "show", "estrade.service", "-p", "MainPID", "--value").stdout)
+    seen = json.loads(host.run("python3", "-c", UNIT_PROCESSES, str(main)).stdout)
+    workers = {int(pid): v for pid, v in seen["procs"].items() if int(pid) != main}
+    assert workers and all(
+        ppid == main and "-m appliance.media.worker" in cmd and "estrade.service" in cgroups
+        for ppid, cmd, cgroups in workers.values()
+    ), seen
+    assert len(workers) == seen["cores"], seen
+    # The service sees the host's CPU counters (the capacity estimate's "other" load): a
+    # ProcSubset=pid in the unit would hide them, and the estimate would ignore other load.
+    stat = host.run("nsenter", "-t", str(main), "-m", "head", "-1", "/proc/stat", check=False)
+    assert stat.returncode == 0 and stat.stdout.startswith("cpu "), stat.stdout + stat.stderr
+    token = SITE["estrade_metrics_token"]
+    up = host.net("/usr/bin/python3", str(PROBE), "workers", token, str(seen["cores"]), timeout=90)
+    assert up.returncode == 0, up.stdout + up.stderr
 
 
 def check_backup_and_restore(host: Host) -> None:

@@ -7,6 +7,8 @@
                                                      the same over TLS to 127.0.0.1:PORT (443)
                                                      with SNI NAME: nginx must route it to coturn
     python3 probe.py prometheus JOB...               those jobs' targets are up in Prometheus
+    python3 probe.py workers TOKEN N [PORT]          /metrics (127.0.0.1:8080) shows N media
+                                                     workers up
 Each prints one line and exits 0 on success.
 """
 
@@ -179,7 +181,31 @@ def prometheus(*jobs: str) -> None:
         time.sleep(2)
 
 
+def workers(token: str, count: str, port: str = "8080") -> None:
+    """The appliance's /metrics shows ``count`` media workers up, each with its loop lag."""
+    import urllib.request
+
+    deadline = time.monotonic() + 60
+    while True:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as r:
+                lines = r.read().decode().splitlines()
+        except OSError as exc:
+            lines, error = [], str(exc)
+        up = [x for x in lines if x.startswith("estrade_media_worker_up{") and x.endswith(" 1.0")]
+        lags = [x for x in lines if x.startswith("estrade_media_worker_loop_lag_seconds{")]
+        if len(up) == int(count) and len(lags) == int(count):
+            print(f"{count} media workers up: {' '.join(up)}")
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"media workers not up: {up or error if not lines else up}")
+        time.sleep(1)
+
+
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     commands = {"stun": stun, "turn": turn, "turn-tls": turn_tls, "https": https}
-    {**commands, "prometheus": prometheus}[command](*args)
+    {**commands, "prometheus": prometheus, "workers": workers}[command](*args)

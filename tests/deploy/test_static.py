@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -391,8 +393,6 @@ def test_rendered_proxy_logs_no_join_secret(rendered, tmp_path):
 
 def test_unit_open_files_follow_the_configured_capacity(rendered, tmp_path):
     """LimitNOFILE is computed from the capacity written in estrade.toml, as the app counts."""
-    import re
-
     from appliance.settings import load_settings
 
     _, pyinfra_out, variables = rendered
@@ -403,3 +403,86 @@ def test_unit_open_files_follow_the_configured_capacity(rendered, tmp_path):
     limits = re.findall(r"^LimitNOFILE=(\d+)$", unit, re.M)
     assert limits == [str(settings.open_files_needed)]
     assert settings.open_files_needed > 2 * 200 * 2  # a socket and a media port per learner
+
+
+# What a media worker needs from the kernel besides what the web process did: the web process
+# starts it (fork/vfork/clone, execve of the same python, socketpair, pidfd and wait4), reads
+# its cores (sched_getaffinity) and the worker its own CPU (getrusage).
+WORKER_SYSCALLS = {
+    "execve",
+    "clone",
+    "clone3",
+    "vfork",
+    "fork",
+    "socketpair",
+    "wait4",
+    "pidfd_open",
+    "sched_getaffinity",
+    "getrusage",
+    "kill",
+    "close_range",
+}
+
+
+def _syscalls(group: str, cache: dict[str, set[str]]) -> set[str]:
+    """A syscall group (``@system-service``) expanded to its system calls, with systemd's list."""
+    if group not in cache:
+        out = subprocess.run(
+            [_system("systemd-analyze"), "syscall-filter", group],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        names: set[str] = set()
+        for line in out.splitlines()[1:]:
+            word = line.strip()
+            if word and not word.startswith("#"):
+                names |= _syscalls(word, cache) if word.startswith("@") else {word}
+        cache[group] = names
+    return cache[group]
+
+
+def test_rendered_unit_keeps_its_hardening_with_the_media_workers(rendered, tmp_path):
+    """Exposure 1.3 as before the workers (systemd-analyze security), the workers stopped by
+    the web process (KillMode=mixed), and every system call they need allowed."""
+    _, pyinfra_out, _ = rendered
+    unit = tmp_path / "estrade.service"
+    unit.write_text((pyinfra_out / "estrade" / "estrade.service.j2").read_text())
+    analyze = _system("systemd-analyze")
+    score = subprocess.run(
+        [analyze, "security", "--offline=yes", "--threshold=13", "--no-pager", str(unit)],
+        capture_output=True,
+        text=True,
+    )
+    assert score.returncode == 0, score.stdout + score.stderr
+    assert "Overall exposure level for estrade.service: 1.3" in score.stdout, score.stdout
+    text = unit.read_text()
+    assert re.findall(r"^KillMode=(\S+)$", text, re.M) == ["mixed"]
+    cache: dict[str, set[str]] = {}
+    allowed: set[str] = set()
+    for line in re.findall(r"^SystemCallFilter=(.+)$", text, re.M):
+        deny = line.startswith("~")
+        names: set[str] = set()
+        for word in line.removeprefix("~").split():
+            names |= _syscalls(word, cache) if word.startswith("@") else {word}
+        allowed = allowed - names if deny else allowed | names
+    assert allowed >= WORKER_SYSCALLS, sorted(WORKER_SYSCALLS - allowed)
+    assert "sched_setaffinity" not in allowed  # unchanged: workers are not pinned to cores
+
+
+def test_the_firewall_opens_every_media_worker_s_ports(rendered):
+    """However many workers start (one per core by default), their port slices lie inside the
+    one range the firewall opens."""
+    from appliance.media.remote import worker_port_slice
+    from appliance.settings import load_settings
+
+    _, pyinfra_out, _ = rendered
+    settings = load_settings(env={}, config_path=pyinfra_out / "estrade" / "estrade.toml.j2")
+    low, high = settings.media_port_min, settings.media_port_max
+    assert settings.media_workers is None  # auto: one per core of the host
+    ruleset = (pyinfra_out / "nftables" / "nftables.conf.j2").read_text()
+    assert f"udp dport {low}-{high} accept" in ruleset
+    for count in sorted({1, 2, 3, 4, 7, 8, 16, 64, settings.media_worker_count}):
+        slices = [worker_port_slice(low, high, k, count) for k in range(count)]
+        assert all(low <= a <= b <= high for a, b in slices), (count, slices)
+        assert all(b < a for (_, b), (a, _) in itertools.pairwise(slices)), count

@@ -47,6 +47,11 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         # Tests that hold a socket without reading it (waiting for media, say) must not be
         # dropped as dead links on a busy machine; tests/test_live_links.py sets its own.
         "ws_idle_timeout_s": 60.0,
+        # The app runs inside the test's process here: the relay too (no worker processes to
+        # start per test). The default (one worker per core) runs wherever a test starts
+        # `estrade serve` (tests/helpers/server.py, the browser tests) and in
+        # tests/test_live_media_workers.py.
+        "media_workers": 0,
     }
     base.update(overrides)
     return load_settings(env={}, **base)

@@ -32,7 +32,10 @@ function render() {
   fig("operator.capacity_learners", String(cap.learners ?? "—"), "cap-learners");
   fig("operator.cores", `${(cap.used_cores ?? 0).toFixed(2)} / ${(cap.budget_cores ?? 0).toFixed(2)}`, "cap-cores");
   fig("operator.host_busy", `${(cap.host_busy_cores ?? 0).toFixed(2)} / ${cap.cpu_cores ?? "—"}`, "cap-host");
+  fig("operator.web_lag", ms(last.loop_lag_s), "cap-lag");
   if (last.documents) fig("operator.documents", t("operator.documents_value", { n: last.documents.count, mb: (last.documents.bytes / 1e6).toFixed(1) }), "cap-docs");
+
+  renderWorkers(last.workers || []);
 
   const rooms = last.rooms || [];
   $("#operator-status").textContent = rooms.length ? "" : t("operator.none");
@@ -53,6 +56,24 @@ function render() {
       h("td", { text: `${ms(r.rtt_mean_s)} / ${ms(r.rtt_max_s)}` })));
   }
   labelCells($("#rooms-table"));
+}
+
+// The media worker processes (one per core by default; none when the relay runs in the web
+// process): whether each runs, its load, its CPU out of the one core its loop can use.
+function renderWorkers(workers) {
+  $("#operator-workers").hidden = workers.length === 0;
+  const body = clear($("#workers-body"));
+  for (const w of workers) {
+    body.append(h("tr", { dataset: { worker: w.worker, up: w.up ? "1" : "0" } },
+      h("th", { scope: "row", text: t("operator.worker_n", { n: w.worker }) }),
+      h("td", { class: w.up ? "" : "warn-cell", text: w.up ? t("operator.worker_up") : t("operator.worker_down") }),
+      h("td", { text: t("operator.worker_load_value", { rooms: w.rooms, learners: w.learners }) }),
+      h("td", { class: w.cpu_busy_cores > 0.8 ? "warn-cell" : "", text: pct(w.cpu_busy_cores) }),
+      h("td", { class: w.loop_lag_s > 0.05 ? "warn-cell" : "", text: ms(w.loop_lag_s) }),
+      h("td", { class: w.restarts > 0 ? "warn-cell" : "", text: String(w.restarts) }),
+      h("td", { text: String(w.capacity_learners) })));
+  }
+  labelCells($("#workers-table"));
 }
 
 async function refresh() {
