@@ -1,0 +1,106 @@
+"""Several hosts (#15): two ``estrade serve`` processes on one PostgreSQL, one data folder (the
+shared mount) and a throwaway ``redis-server``: a session opened on one host works on the
+other, the sign-in limits hold across both, and an access change made through one host closes
+the socket the other holds at once (appliance/hosts.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from appliance.hosts import RedisLoginWindows
+from appliance.settings import Settings
+from tests.helpers.classroom import ProcessServer
+from tests.helpers.redis import RedisServer, start_redis
+from tests.helpers.world import PASSWORD, World
+from tests.test_live_access import _admin, _closed
+
+ON_POSTGRES = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def hosts(
+    settings: Settings, world: World, redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[tuple[ProcessServer, ProcessServer]]:
+    """Hosts A and B, sharing the database, the data folder and Redis."""
+    redis_server.command("FLUSHALL")
+    env = {"redis_url": redis_server.url, "session_store": "file"}
+    a = ProcessServer(settings, tmp_path / "a.log", **env).start()
+    try:
+        b = ProcessServer(settings, tmp_path / "b.log", **env).start()
+        try:
+            yield a, b
+            await b.close_peers()
+        finally:
+            b.stop()
+    finally:
+        await a.close_peers()
+        a.stop()
+
+
+@ON_POSTGRES
+async def test_a_learner_deactivated_through_one_host_is_closed_on_the_other(
+    hosts: tuple[ProcessServer, ProcessServer], world: World
+) -> None:
+    a, b = hosts
+    cookie = await a.cookie(world, "learner")  # signed in through A...
+    learner = await b.connect(cookie, world.cohort.id)  # ...in class on B: one session store
+    other = await b.connect(await b.cookie(world, "other_learner"), world.other_cohort.id)
+    sent = time.monotonic()
+    await _admin(a, world, "PATCH", f"/api/admin/users/{world.learner.id}", json={"active": False})
+    assert await _closed(learner) == (4401, "your account was deactivated")
+    closed_after = time.monotonic() - sent
+    assert closed_after < 5, f"closed {closed_after:.2f} s after the change on the other host"
+    await other.request("ping", expect="pong")  # the other learner, on B, keeps the class
+
+
+@ON_POSTGRES
+async def test_sign_in_limits_hold_across_hosts(
+    hosts: tuple[ProcessServer, ProcessServer], world: World
+) -> None:
+    a, b = hosts
+    email = world.trainer.email
+    statuses = []
+    for i in range(7):
+        host = (a, b)[i % 2]
+        async with httpx.AsyncClient(base_url=host.base, timeout=30) as c:
+            await c.get("/api/auth/csrf")
+            r = await c.post(
+                "/api/auth/login",
+                json={"email": email, "password": "not " + PASSWORD},
+                headers={"x-csrftoken": c.cookies["csrftoken"]},
+            )
+            statuses.append(r.status_code)
+    # 5 per account (the default) over both hosts, whichever host counts the attempt.
+    assert statuses == [401] * 5 + [429] * 2
+
+
+async def test_shared_windows_count_concurrent_attempts_once(redis_server: RedisServer) -> None:
+    from redis.asyncio import Redis
+
+    redis_server.command("FLUSHALL")
+    windows = [RedisLoginWindows(Redis.from_url(redis_server.url), 20, 5, 60) for _ in range(2)]
+    try:
+        waits = await asyncio.gather(
+            *(windows[i % 2].reserve("192.0.2.1", "x@example.org") for i in range(30))
+        )
+        assert sum(1 for w in waits if w == 0) == 5
+        assert all(0 < w <= 61 for w in waits if w)
+        await windows[0].succeeded("192.0.2.1", "x@example.org")  # resets the account
+        assert await windows[1].retry_after("192.0.2.1", "x@example.org") == 0
+        await windows[1].release("192.0.2.1", "y@example.org")  # nothing reserved: harmless
+    finally:
+        for w in windows:
+            await w.close()
