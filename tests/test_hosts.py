@@ -6,6 +6,7 @@ the socket the other holds at once (appliance/hosts.py)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -104,3 +105,80 @@ async def test_shared_windows_count_concurrent_attempts_once(redis_server: Redis
     finally:
         for w in windows:
             await w.close()
+
+
+@ON_POSTGRES
+async def test_an_upload_through_one_host_downloads_through_the_other(
+    hosts: tuple[ProcessServer, ProcessServer], world: World
+) -> None:
+    a, b = hosts
+    content = "Séance 1 : plan du cours\n".encode() * 200
+    path = f"/api/cohorts/{world.cohort.id}/documents"
+    cookies = {}
+    for host in hosts:
+        cookie = await host.cookie(world, "trainer")
+        token = dict(part.split("=", 1) for part in cookie.split("; "))["csrftoken"]
+        cookies[host.port] = {"Cookie": cookie, "x-csrftoken": token}
+    async with httpx.AsyncClient(timeout=30) as c:
+        r = await c.post(
+            a.base + path,
+            params={"filename": "plan.txt"},
+            content=content,
+            headers={**cookies[a.port], "content-type": "application/octet-stream"},
+        )
+        assert r.status_code == 201, r.text
+        download = b.base + r.json()["download_url"]
+        got = await c.get(download, headers=cookies[b.port])
+        assert got.status_code == 200
+        assert got.content == content
+
+
+@ON_POSTGRES
+async def test_the_quota_holds_between_hosts_sharing_the_blob_folder(
+    app: object, world: World, settings: Settings
+) -> None:
+    """Two hosts' stores (each with its own process lock) over one folder and one PostgreSQL:
+    two uploads that fit alone but not together, let through the early check at once; the
+    database's lock lets exactly one in."""
+    from appliance.accounts.tables import User
+    from appliance.auth.guards import cohort_access
+    from appliance.auth.roles import RUNS_CLASS
+    from appliance.documents import services
+    from appliance.documents.storage import BlobStore
+    from appliance.documents.tables import Document
+    from appliance.errors import DomainError
+
+    settings = dataclasses.replace(settings, document_quota_bytes=1000)
+    user = await User.objects().where(User.id == world.trainer.id).first()
+    assert user is not None
+    access = await cohort_access(user, world.cohort.id, RUNS_CLASS)
+    both_received = asyncio.Event()
+    started = 0
+
+    async def chunks(fill: bytes) -> AsyncIterator[bytes]:
+        nonlocal started
+        started += 1
+        if started == 2:
+            both_received.set()
+        await both_received.wait()
+        yield fill * 600
+
+    async def one(fill: bytes) -> int:
+        store = BlobStore(settings.data_dir)  # one per host: its own asyncio lock
+        try:
+            await services.upload(
+                store,
+                settings,
+                access,
+                chunks(fill),
+                content_length=None,
+                filename=f"{fill.decode()}.txt",
+                title=None,
+            )
+        except DomainError as exc:
+            return exc.status_code
+        return 201
+
+    statuses = await asyncio.gather(one(b"a"), one(b"b"))
+    assert sorted(statuses) == [201, 413]
+    assert await Document.count().where(Document.cohort == world.cohort.id) == 1
