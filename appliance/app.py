@@ -189,6 +189,13 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
     media = MediaBridge(live)
     document_totals = DocumentTotals()
     metrics.attach(live=live, media=media, documents=document_totals)
+    if settings.redis_url:  # several hosts: every host in the operator view (metrics/hosts.py)
+        from appliance.metrics.hosts import HostsView, host_name
+        from appliance.metrics.operator import overview
+
+        metrics.hosts = HostsView(
+            settings.redis_url, host_name(settings.port), lambda: overview(metrics.snapshot())
+        )
     state = AppState.of(
         live=live,
         media=media,
@@ -253,7 +260,11 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         request_max_body_size=settings.max_request_bytes,
         request_class=EstradeRequest,
         template_config=template_config(),
-        lifespan=[lifespan, engagement.lifespan],
+        lifespan=[
+            lifespan,
+            engagement.lifespan,
+            *([metrics.hosts.lifespan] if metrics.hosts else []),
+        ],
         state=state,
         debug=False,
     )

@@ -10,6 +10,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -182,3 +183,39 @@ async def test_the_quota_holds_between_hosts_sharing_the_blob_folder(
     statuses = await asyncio.gather(one(b"a"), one(b"b"))
     assert sorted(statuses) == [201, 413]
     assert await Document.count().where(Document.cohort == world.cohort.id) == 1
+
+
+@ON_POSTGRES
+async def test_the_operator_sees_every_host_and_a_dead_one_disappears(
+    hosts: tuple[ProcessServer, ProcessServer], world: World
+) -> None:
+    a, b = hosts
+    trainer = await b.connect(await b.cookie(world, "trainer"), world.cohort.id)
+    operator = await a.cookie(world, "operator")
+
+    async def view() -> dict[str, Any]:
+        async with httpx.AsyncClient(base_url=a.base, timeout=30) as c:
+            r = await c.get("/api/operator/overview", headers={"Cookie": operator})
+            assert r.status_code == 200, r.text
+            return {h["host"].rsplit(":", 1)[1]: h for h in r.json()["hosts"]}
+
+    def complete(seen: dict[str, Any]) -> bool:  # both hosts, B's beat since the trainer came
+        return set(seen) == {str(a.port), str(b.port)} and bool(seen[str(b.port)]["rooms"])
+
+    deadline = time.monotonic() + 10
+    while not complete(seen := await view()):
+        assert time.monotonic() < deadline, f"the view after 10 s: {seen}"
+        await asyncio.sleep(0.5)
+    assert [r["cohort_id"] for r in seen[str(b.port)]["rooms"]] == [world.cohort.id]
+    assert seen[str(a.port)]["rooms"] == []
+    assert seen[str(b.port)]["capacity"]["cpu_cores"] > 0
+    await trainer.close()
+
+    assert b.process is not None
+    b.process.kill()  # no clean stop: its heartbeat just expires
+    b.process.wait(10)
+    killed = time.monotonic()
+    while str(b.port) in (seen := await view()):
+        assert time.monotonic() - killed < 10, "a dead host still in the view after 10 s"
+        await asyncio.sleep(0.5)
+    assert set(seen) == {str(a.port)}
