@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
-import ssl
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -24,57 +23,11 @@ from appliance.accounts import schemas as s
 from appliance.accounts import services
 from appliance.settings import Settings
 from tests.helpers.classroom import Peer, ProcessServer
+from tests.helpers.proxy import Proxy
 from tests.helpers.redis import RedisServer, start_redis
-from tests.helpers.world import PASSWORD, World
-from tests.turn_stack import TurnStack
+from tests.helpers.world import World
 
 ON_POSTGRES = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-
-
-class Proxy(TurnStack):
-    """nginx alone (no coturn) from the roles' templates, in front of several app hosts."""
-
-    def start_hosts(self, hosts: list[str]) -> Proxy:
-        self.variables["nginx_app_hosts"] = hosts
-        try:
-            self._start_nginx(hosts[0])
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.https_port}"
-
-    def tls(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca))
-        context.check_hostname = False  # 127.0.0.1; the stream's default name is the site
-        return context
-
-    async def cookie(self, email: str | None = None, link: str | None = None) -> str:
-        async with httpx.AsyncClient(base_url=self.url, verify=self.tls(), timeout=30) as c:
-            await c.get("/api/auth/csrf")
-            c.headers["x-csrftoken"] = c.cookies["csrftoken"]
-            if link is not None:
-                r = await c.post(link, json={})
-            else:
-                r = await c.post("/api/auth/login", json={"email": email, "password": PASSWORD})
-            assert r.status_code == 200, r.text
-            return "; ".join(f"{k}={v}" for k, v in c.cookies.items())
-
-    async def connect(self, cookie: str, cohort_id: int, **params: Any) -> Peer:
-        query = "&".join(f"{k}={v}" for k, v in params.items())
-        url = f"wss://127.0.0.1:{self.https_port}/ws/cohorts/{cohort_id}"
-        ws = await websockets.connect(
-            url + (f"?{query}" if query else ""),
-            ssl=self.tls(),
-            additional_headers={"Cookie": cookie},
-            max_size=None,
-        )
-        peer = Peer(ws)
-        peer.welcome = await peer.expect("welcome", timeout=15)
-        return peer
 
 
 @pytest.fixture(scope="module")
