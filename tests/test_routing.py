@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -114,3 +115,28 @@ def test_several_hosts_hash_by_cohort_one_host_is_as_before() -> None:
         f"server {site_variables({})['nginx_upstream']};",
         "keepalive 16;",
     ]
+
+
+def test_the_estrade_role_writes_the_several_hosts_settings(tmp_path: Path) -> None:
+    from appliance.settings import SettingsError
+
+    def variables(**site: str) -> dict[str, Any]:  # a TURN secret as every inventory sets one
+        return site_variables({"estrade_turn_secret": "t" * 32, **site})
+
+    url = "redis://:s3cret@10.0.0.5:6379/0"
+    pg = "postgresql://estrade@10.0.0.5:5432/estrade"
+    config = tmp_path / "estrade.toml"
+    config.write_text(
+        _render(
+            "estrade",
+            "estrade.toml.j2",
+            variables(estrade_redis_url=url, estrade_database_url=pg),
+        )
+    )
+    settings = load_settings(env={}, config_path=config)
+    assert (settings.redis_url, settings.database_url) == (url, pg)
+    config.write_text(_render("estrade", "estrade.toml.j2", variables(estrade_redis_url=url)))
+    with pytest.raises(SettingsError, match="need PostgreSQL"):
+        load_settings(env={}, config_path=config)
+    config.write_text(_render("estrade", "estrade.toml.j2", variables()))
+    assert load_settings(env={}, config_path=config).redis_url == ""
