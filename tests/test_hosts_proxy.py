@@ -1,9 +1,12 @@
 """Several hosts behind the real proxy (#15): two ``estrade serve`` processes, the nginx site
 and stream templates as the roles render them (``nginx_app_hosts`` = both), a throwaway
 PostgreSQL and a throwaway ``redis-server``. Two cohorts land on different processes, each
-class works through nginx (chat, poll, document push), and when the process that owns a live
-cohort is killed, its people are back in class on the other one within 10 s: the socket
-resumes with ``reload`` and a full ``welcome`` whose chat holds every acknowledged message."""
+class works through nginx (chat, poll, document push, media to an aiortc learner), and when the
+process that owns a live cohort is killed, its people are back in class on the other one within
+10 s: the socket resumes with ``reload`` and a full ``welcome`` whose chat holds every
+acknowledged message, and media flows again once the trainer publishes and the learner
+subscribes again there (as the test's peers are told to; the pages' own republishing is not
+exercised here)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from tests.helpers.classroom import Peer, ProcessServer
 from tests.helpers.proxy import Proxy
 from tests.helpers.redis import RedisServer, start_redis
 from tests.helpers.world import World
+from tests.media.peers import Learner, Trainer, wait_for
 
 ON_POSTGRES = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
@@ -89,9 +93,32 @@ async def _class(proxy: Proxy, world: World, cohort_id: int, trainer: Any, learn
     }
 
 
+@pytest.fixture
+async def media_peers() -> AsyncIterator[list[Any]]:
+    """aiortc peers the test makes, closed whatever happens."""
+    peers: list[Any] = []
+    yield peers
+    for peer in peers:
+        await peer.close()
+
+
+async def _media(c: dict[str, Any], peers: list[Any]) -> None:
+    """The trainer publishes camera and mic, the learner subscribes once they are live."""
+    c["trainer_media"], c["learner_media"] = Trainer(), Learner()
+    peers += [c["trainer_media"], c["learner_media"]]
+    await c["trainer"].send("media_publish", sdp=await c["trainer_media"].offer())
+    await c["trainer_media"].answer((await c["trainer"].expect("media_answer", timeout=10))["sdp"])
+    while not (await c["learner"].expect("media_tracks", timeout=10))["tracks"]["camera"]:
+        pass
+    await c["learner"].send("media_subscribe")
+    offer = await c["learner"].expect("media_offer", timeout=10)
+    answer = await c["learner_media"].answer(offer["sdp"])
+    await c["learner"].request("media_answer", sdp=answer)
+
+
 @ON_POSTGRES
 async def test_two_cohorts_on_two_hosts_and_failover(
-    stack: tuple[Proxy, list[ProcessServer]], world: World
+    stack: tuple[Proxy, list[ProcessServer]], world: World, media_peers: list[Any]
 ) -> None:
     proxy, hosts = stack
     # Cohorts until two land on different hosts (the ring hashes the hosts' ports: 16 cohorts
@@ -129,6 +156,10 @@ async def test_two_cohorts_on_two_hosts_and_failover(
         await lr.request("poll_vote", poll_id=poll["id"], choices=[0])
     # The two classes' metrics live on their own hosts.
     assert [_owner(hosts, c["cohort"]) for c in classes] == [0, 1]
+    # Media: each host relays its own class (aiortc trainer and learner, UDP on 127.0.0.1).
+    for c in classes:
+        await _media(c, media_peers)
+        await wait_for(lambda c=c: c["learner_media"].frames["video"] >= 10, within=20)
 
     # A document pushed through the proxy reaches that class only.
     async with httpx.AsyncClient(base_url=proxy.url, verify=proxy.tls(), timeout=30) as c:
@@ -182,10 +213,19 @@ async def test_two_cohorts_on_two_hosts_and_failover(
     texts = [m["text"] for m in learner.welcome["chat"]]
     assert all(t in texts for t in acked), (acked, texts)
     assert _owner(hosts, doomed["cohort"]) == 1
+    # Media on the new host: the trainer publishes again, the learner subscribes again.
+    await doomed["trainer_media"].close()
+    await doomed["learner_media"].close()
+    moved = {"cohort": doomed["cohort"], "trainer": trainer, "learner": learner}
+    await _media(moved, media_peers)
+    classes.append(moved)
+    await wait_for(lambda: moved["learner_media"].frames["video"] >= 10, within=20)
     # The class goes on there; the other class was never interrupted.
     await learner.request("chat_send", text="après la panne")
     assert (await trainer.expect("chat_message"))["message"]["text"] == "après la panne"
     await classes[1]["learner"].request("ping", expect="pong")
+    frames = classes[1]["learner_media"].frames["video"]
+    await wait_for(lambda: classes[1]["learner_media"].frames["video"] > frames + 5, within=10)
     for peer in (learner, trainer, classes[1]["trainer"], classes[1]["learner"]):
         await peer.close()
     for peer in (doomed["learner"], doomed["trainer"]):
