@@ -36,7 +36,7 @@ from appliance.documents.services import DocumentTotals
 from appliance.engagement.controllers import EngagementController, EngagementPage
 from appliance.engagement.live import EngagementLive
 from appliance.errors import DomainError
-from appliance.hosts import RedisLoginWindows, event_emitter_for
+from appliance.hosts import RedisLoginWindows, claim_listener, event_emitter_for
 from appliance.live import access_listeners, classroom_socket, live_plugin
 from appliance.live.documents import LiveDocumentNotifier
 from appliance.live.media import MediaBridge
@@ -236,7 +236,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         ],
         plugins=[channels],
         middleware=[no_store_api],
-        listeners=access_listeners(live),  # sockets follow access changes (accounts.events)
+        # Sockets follow access changes (accounts.events) and cohorts moving to another host.
+        listeners=[*access_listeners(live), claim_listener(live)],
         event_emitter_backend=event_emitter_for(settings.redis_url),  # ...of every host
         on_app_init=[auth.on_app_init, request_metrics(metrics)],
         csrf_config=CSRFConfig(

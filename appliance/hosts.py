@@ -26,19 +26,36 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
-from litestar.events import BaseEventEmitterBackend, EventListener, SimpleEventEmitter
+from litestar.events import BaseEventEmitterBackend, EventListener, SimpleEventEmitter, listener
 from redis.asyncio import Redis
 
 from appliance.accounts import events
 
-__all__ = ["ACCESS_CHANNEL", "RedisLoginWindows", "event_emitter_for"]
+if TYPE_CHECKING:
+    from appliance.live.room import RoomRegistry
+
+__all__ = [
+    "ACCESS_CHANNEL",
+    "CLOSE_MOVED",
+    "COHORT_CLAIMED",
+    "RedisLoginWindows",
+    "claim_listener",
+    "event_emitter_for",
+]
 
 log = logging.getLogger("estrade")
 
+COHORT_CLAIMED = "hosts.cohort_claimed"
+"""``cohort_id``: another host opened this cohort's room (nginx sends the cohort there now), so
+the sockets this host still holds for it are told to reconnect (:data:`CLOSE_MOVED`): a host
+back from a failure takes its cohorts back whole instead of splitting a class in two rooms.
+Published to the other hosts only."""
+CLOSE_MOVED = 1012
+"""WebSocket "service restart": the page reconnects at once, through nginx, to the new host."""
 ACCESS_CHANNEL = "access"
 """The channel (under the ``estrade`` key prefix) that carries access changes."""
 SHARED_EVENTS = frozenset(
@@ -47,8 +64,10 @@ SHARED_EVENTS = frozenset(
         events.ENROLMENT_ENDED,
         events.COHORT_ARCHIVED,
         events.LINKS_REVOKED,
+        COHORT_CLAIMED,
     }
 )
+REMOTE_ONLY = frozenset({COHORT_CLAIMED})
 
 
 class _Shared(msgspec.Struct, frozen=True):
@@ -177,6 +196,21 @@ class _Relay:
             await self._redis.aclose()
 
 
+def claim_listener(registry: RoomRegistry) -> EventListener:
+    """The listener of :data:`COHORT_CLAIMED` (only ever emitted by another host)."""
+
+    @listener(COHORT_CLAIMED)
+    async def cohort_claimed(*, cohort_id: int) -> None:
+        registry.end_connections(
+            lambda room, conn: room.cohort_id == cohort_id,
+            CLOSE_MOVED,
+            "the class moved to another server: reconnecting",
+            late=lambda room, conn: False,  # who connects here afterwards was sent here
+        )
+
+    return cohort_claimed
+
+
 def event_emitter_for(redis_url: str) -> type[BaseEventEmitterBackend]:
     """The event emitter class to give ``Litestar(event_emitter_backend=...)``: Litestar's own
     alone for one host; with ``redis_url``, one that also shares access changes (a class per
@@ -202,7 +236,8 @@ def event_emitter_for(redis_url: str) -> type[BaseEventEmitterBackend]:
             await super().__aexit__(*exc)
 
         def emit(self, event_id: str, *args: Any, **kwargs: Any) -> None:
-            super().emit(event_id, *args, **kwargs)
+            if event_id not in REMOTE_ONLY:
+                super().emit(event_id, *args, **kwargs)
             if self.relay is not None and event_id in SHARED_EVENTS and not args:
                 self.relay.publish(event_id, kwargs)
 

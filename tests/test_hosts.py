@@ -219,3 +219,24 @@ async def test_the_operator_sees_every_host_and_a_dead_one_disappears(
         assert time.monotonic() - killed < 10, "a dead host still in the view after 10 s"
         await asyncio.sleep(0.5)
     assert set(seen) == {str(a.port)}
+
+
+@ON_POSTGRES
+async def test_a_cohort_opened_on_another_host_moves_there_whole(
+    hosts: tuple[ProcessServer, ProcessServer], world: World
+) -> None:
+    """A host back from a failure: nginx sends the cohort to it again, while B still holds the
+    sockets that moved meanwhile. B tells them to reconnect (1012), so the class is not split."""
+    a, b = hosts
+    learner = await b.connect(await b.cookie(world, "learner"), world.cohort.id)
+    other = await b.connect(await b.cookie(world, "other_learner"), world.other_cohort.id)
+    trainer = await a.connect(await a.cookie(world, "trainer"), world.cohort.id)  # opens it on A
+    assert await _closed(learner) == (1012, "the class moved to another server: reconnecting")
+    back = await a.connect(await a.cookie(world, "learner"), world.cohort.id)
+    await trainer.expect("presence", connected=True)
+    await back.request("ping", expect="pong")
+    await other.request("ping", expect="pong")  # another cohort on B is left alone
+    # A second socket of the same cohort on A claims nothing: the learner stays.
+    await trainer.close()
+    await a.connect(await a.cookie(world, "trainer"), world.cohort.id)
+    await back.request("ping", expect="pong")
