@@ -52,9 +52,10 @@ system-deps: system-deps-fast ## Install the system packages the tests need (as 
 	@scripts/need ip:iproute2 tc:iproute2
 
 .PHONY: system-deps-fast
-system-deps-fast: # What make test-fast needs: Prometheus and promtool (tests/test_monitoring.py), coturn and nginx's stream module (tests/test_turn_tls.py)
+system-deps-fast: # What make test-fast needs: Prometheus and promtool (tests/test_monitoring.py), coturn and nginx's stream module (tests/test_turn_tls.py), redis-server (tests/hosts/)
 	@scripts/need promtool:prometheus prometheus:prometheus
 	@scripts/need nginx:nginx-light /usr/lib/nginx/modules/ngx_stream_module.so:libnginx-mod-stream turnserver:coturn
+	@scripts/need redis-server:redis-server # the several-hosts tests start a throwaway one (tests/helpers/redis.py)
 
 # puppeteer-core (pinned by tools/browser/package-lock.json) drives Debian's firefox-esr through
 # WebDriver BiDi for the Firefox learner of the browser tests; it never downloads a browser.

@@ -36,6 +36,7 @@ from appliance.documents.services import DocumentTotals
 from appliance.engagement.controllers import EngagementController, EngagementPage
 from appliance.engagement.live import EngagementLive
 from appliance.errors import DomainError
+from appliance.hosts import RedisLoginWindows, claim_listener, event_emitter_for
 from appliance.live import access_listeners, classroom_socket, live_plugin
 from appliance.live.documents import LiveDocumentNotifier
 from appliance.live.media import MediaBridge
@@ -167,15 +168,34 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             await live.attendance.flush()
             live.close()
             password_workers.close()
+            if shared_windows is not None:
+                await shared_windows.close()
             await db.close(engine)
 
     password_workers = PasswordWorkers(settings.password_workers, settings.password_queue)
+    shared_windows = None  # several hosts: sign-in limits in Redis (appliance/hosts.py)
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        shared_windows = RedisLoginWindows(
+            Redis.from_url(settings.redis_url),
+            settings.login_attempts_per_address,
+            settings.login_attempts_per_account,
+            settings.login_window_s,
+        )
     channels, live = live_plugin(settings)
     engagement = EngagementLive(live)  # counts hands, reactions, low bandwidth per learner
     live.metrics = metrics
     media = MediaBridge(live)
     document_totals = DocumentTotals()
     metrics.attach(live=live, media=media, documents=document_totals)
+    if settings.redis_url:  # several hosts: every host in the operator view (metrics/hosts.py)
+        from appliance.metrics.hosts import HostsView, host_name
+        from appliance.metrics.operator import overview
+
+        metrics.hosts = HostsView(
+            settings.redis_url, host_name(settings.port), lambda: overview(metrics.snapshot())
+        )
     state = AppState.of(
         live=live,
         media=media,
@@ -193,6 +213,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             settings.login_attempts_per_address,
             settings.login_attempts_per_account,
             settings.login_window_s,
+            shared_windows,
         ),
     )
     return Litestar(
@@ -215,7 +236,9 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         ],
         plugins=[channels],
         middleware=[no_store_api],
-        listeners=access_listeners(live),  # sockets follow access changes (accounts.events)
+        # Sockets follow access changes (accounts.events) and cohorts moving to another host.
+        listeners=[*access_listeners(live), claim_listener(live)],
+        event_emitter_backend=event_emitter_for(settings.redis_url),  # ...of every host
         on_app_init=[auth.on_app_init, request_metrics(metrics)],
         csrf_config=CSRFConfig(
             secret=csrf_secret,
@@ -238,7 +261,11 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         request_max_body_size=settings.max_request_bytes,
         request_class=EstradeRequest,
         template_config=template_config(),
-        lifespan=[lifespan, engagement.lifespan],
+        lifespan=[
+            lifespan,
+            engagement.lifespan,
+            *([metrics.hosts.lifespan] if metrics.hosts else []),
+        ],
         state=state,
         debug=False,
     )

@@ -65,6 +65,9 @@ SessionStore = Annotated[
         description="must be file, memory or a redis:// URL",
     ),
 ]
+RedisUrl = Annotated[
+    str, Meta(pattern=r"^(?:rediss?://|\Z)", description="must start with redis:// or rediss://")
+]
 SecretKey = Annotated[
     str,
     Meta(pattern=r"^(?:[\s\S]{32}|\Z)", description="is too short (at least 32 characters)"),
@@ -108,7 +111,12 @@ class Settings:
     session_sweep_s: Positive = 600
     """How often expired sessions are deleted from the file (or memory) store, in seconds."""
     session_store: SessionStore = "file"
-    """Where sessions live: ``file`` (in ``data_dir``), ``memory`` or a ``redis://`` URL."""
+    """Where sessions live: ``file`` (in ``data_dir``), ``memory`` or a ``redis://`` URL; with
+    ``redis_url`` set, ``file`` means that Redis."""
+    redis_url: RedisUrl = ""
+    """Redis shared by several app hosts (``redis://db.example.org:6379/0``); empty: one host.
+    When set, sessions, sign-in limits and access changes go through it (docs/deploy.md
+    "Several hosts"), and PostgreSQL is required."""
     max_request_bytes: Positive = 1024 * 1024
     """Largest accepted JSON/CSV request body, in bytes (documents have their own limit)."""
     document_max_bytes: Positive = 200 * 1024 * 1024
@@ -342,6 +350,20 @@ def _validate(s: Settings) -> None:
             raise bad("turn_url", url, "must start with turn: or turns:")
     if s.turn_url and not s.turn_secret:
         raise bad("turn_secret", "", "is required with turn_url")
+    if s.redis_url and not s.uses_postgres:
+        why = "means several app hosts, which need PostgreSQL: set database_url (postgresql://)"
+        raise bad("redis_url", _no_password(s.redis_url), why)
+    if s.redis_url and s.session_store == "memory":
+        raise bad("session_store", "memory", "is per process: with redis_url, sessions go to Redis")
+
+
+def _no_password(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``, for an error message."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
 
 
 def usable_cores() -> int:

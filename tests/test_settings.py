@@ -61,6 +61,45 @@ def test_bad_values_name_the_key_and_value(env: dict[str, str], named: str) -> N
     assert named in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"ESTRADE_REDIS_URL": "redis://:hunter2@db:6379/0"},
+            "setting 'redis_url': 'redis://:***@db:6379/0' means several app hosts, which need"
+            " PostgreSQL: set database_url (postgresql://)",
+        ),
+        (
+            {"ESTRADE_REDIS_URL": "redis://db", "ESTRADE_DATABASE_URL": "sqlite:///x.db"},
+            "need PostgreSQL",
+        ),
+        (
+            {
+                "ESTRADE_REDIS_URL": "redis://db",
+                "ESTRADE_DATABASE_URL": "postgresql://e@db/e",
+                "ESTRADE_SESSION_STORE": "memory",
+            },
+            "setting 'session_store': 'memory' is per process",
+        ),
+        ({"ESTRADE_REDIS_URL": "db:6379"}, "'redis_url': 'db:6379' must start with redis://"),
+    ],
+)
+def test_several_hosts_need_postgresql_and_shared_sessions(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(SettingsError) as err:
+        load_settings(env=env)
+    assert message in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
+def test_several_hosts_on_postgresql_are_accepted() -> None:
+    env = {"ESTRADE_REDIS_URL": "redis://db:6379/0", "ESTRADE_DATABASE_URL": "postgresql://e@db/e"}
+    s = load_settings(env=env)
+    assert s.redis_url == "redis://db:6379/0"
+    assert load_settings(env={}).redis_url == ""
+
+
 def test_unknown_key_in_toml(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text("prot = 1\n")

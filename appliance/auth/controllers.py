@@ -23,6 +23,7 @@ from appliance.auth.passwords import PasswordWorkers, WorkersBusy
 from appliance.auth.ratelimit import SlidingWindow
 from appliance.auth.schemas import JoinIn, LoginIn, Me, MePatch
 from appliance.auth.sessions import start_session
+from appliance.hosts import RedisLoginWindows
 from appliance.state import app_state
 
 __all__ = ["AuthController", "LoginLimiter"]
@@ -32,30 +33,49 @@ class LoginLimiter:
     """Sign-in attempts, counted per client address and per account.
 
     :meth:`reserve` counts an attempt before anything is awaited (so 30 concurrent attempts
-    cannot all pass a limit of 5); :meth:`succeeded` and :meth:`release` give it back.
+    cannot all pass a limit of 5); :meth:`succeeded` and :meth:`release` give it back. With
+    ``shared`` (several hosts, appliance/hosts.py) the windows live in Redis, counted atomically.
     """
 
-    def __init__(self, per_address: int, per_account: int, window_s: int) -> None:
+    def __init__(
+        self,
+        per_address: int,
+        per_account: int,
+        window_s: int,
+        shared: RedisLoginWindows | None = None,
+    ) -> None:
         self.by_address = SlidingWindow(per_address, window_s)
         self.by_account = SlidingWindow(per_account, window_s)
+        self.shared = shared
 
-    def retry_after(self, address: str, account: str) -> int:
+    def _retry_after(self, address: str, account: str) -> int:
         return max(self.by_address.retry_after(address), self.by_account.retry_after(account))
 
-    def reserve(self, address: str, account: str) -> int:
+    async def retry_after(self, address: str, account: str) -> int:
+        if self.shared is not None:
+            return await self.shared.retry_after(address, account)
+        return self._retry_after(address, account)
+
+    async def reserve(self, address: str, account: str) -> int:
         """Count one attempt now; returns the seconds to wait instead when over a limit."""
-        wait = self.retry_after(address, account)
+        if self.shared is not None:
+            return await self.shared.reserve(address, account)
+        wait = self._retry_after(address, account)
         if not wait:
             self.by_address.hit(address)
             self.by_account.hit(account)
         return wait
 
-    def release(self, address: str, account: str) -> None:
+    async def release(self, address: str, account: str) -> None:
         """The reserved attempt was not a guess (the server was busy): not counted."""
+        if self.shared is not None:
+            return await self.shared.release(address, account)
         self.by_address.release(address)
         self.by_account.release(account)
 
-    def succeeded(self, address: str, account: str) -> None:
+    async def succeeded(self, address: str, account: str) -> None:
+        if self.shared is not None:
+            return await self.shared.succeeded(address, account)
         self.by_address.release(address)
         self.by_account.reset(account)
 
@@ -110,19 +130,20 @@ class AuthController(Controller):
         limiter = app_state(request).login_limiter
         email = data.email.strip().lower()
         address = _client(request)
-        # Counted before the first await: concurrent attempts cannot all pass the check.
-        wait = limiter.reserve(address, email)
+        # Counted before any other await (atomically in Redis with several hosts): concurrent
+        # attempts cannot all pass the check.
+        wait = await limiter.reserve(address, email)
         if wait:
             return _too_many(wait)
         user = await User.objects().where(User.email == email).first()
         try:
             ok = await _workers(request).verify(user.password_hash if user else None, data.password)
         except WorkersBusy:
-            limiter.release(address, email)
+            await limiter.release(address, email)
             return _busy()
         if not ok or user is None or not user.active:
             raise NotAuthorizedException(detail="wrong email or password")
-        limiter.succeeded(address, email)
+        await limiter.succeeded(address, email)
         if user.role == Role.learner.value:
             # A learner's password is a second factor on their join link's page, never a way
             # in without a valid link (said only to whoever knows the password).
@@ -190,21 +211,21 @@ class AuthController(Controller):
             key = f"link:{link.id}"
             address = _client(request)
             if data.password is None:
-                wait = limiter.retry_after(address, key)
+                wait = await limiter.retry_after(address, key)
                 if wait:
                     return _too_many(wait)
                 return _link_problem(request, "password_required", 401)
-            wait = limiter.reserve(address, key)
+            wait = await limiter.reserve(address, key)
             if wait:
                 return _too_many(wait)
             try:
                 ok = await _workers(request).verify(link.password_hash, data.password)
             except WorkersBusy:
-                limiter.release(address, key)
+                await limiter.release(address, key)
                 return _busy()
             if not ok:
                 return _link_problem(request, "wrong_password", 401)
-            limiter.succeeded(address, key)
+            await limiter.succeeded(address, key)
         target = f"/classroom/{link.cohort}"
         response = Response({"status": "joined", "next": target})
         start_session(

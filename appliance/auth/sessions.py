@@ -139,10 +139,11 @@ class EstradeSessionConfig(ServerSideSessionConfig):
 def build_session_store(settings: Settings) -> Store:
     if settings.session_store == "memory":
         return MemoryStore()
-    if settings.session_store.startswith(("redis://", "rediss://")):
+    url = settings.session_store if settings.session_store.startswith("redis") else ""
+    if url or settings.redis_url:  # several hosts: every host sees every session
         from litestar.stores.redis import RedisStore
 
-        return RedisStore.with_client(url=settings.session_store, namespace="estrade_sessions")
+        return RedisStore.with_client(url=url or settings.redis_url, namespace="estrade_sessions")
     return FileStore(settings.data_dir / "sessions", create_directories=True)
 
 

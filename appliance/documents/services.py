@@ -6,13 +6,16 @@ Single entry points the metrics will hook onto: :func:`upload` (one per stored u
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
 import anyio.to_thread
 from litestar.exceptions import ClientException
 from litestar.status_codes import HTTP_413_REQUEST_ENTITY_TOO_LARGE
+from piccolo.engine.postgres import PostgresEngine
 from piccolo.query.functions.aggregate import Count, Sum
 
 from appliance import clock
@@ -124,6 +127,24 @@ async def stored_per_cohort() -> list[CohortUsage]:
     ]
 
 
+@asynccontextmanager
+async def _guard(store: BlobStore, *keys: str) -> AsyncIterator[None]:
+    """Order "check the quota, add a reference" against "drop the last reference, delete the
+    blob": ``store.lock`` in this process; on PostgreSQL also a transaction holding one advisory
+    lock per key (``quota:<cohort>`` before ``blob:<sha256>``, always in that order), so hosts
+    sharing the blob folder (docs/deploy.md "Several hosts") are ordered by the database."""
+    async with store.lock:
+        engine = Document._meta.db
+        if not isinstance(engine, PostgresEngine):
+            yield
+            return
+        async with engine.transaction():
+            for key in keys:
+                lock_id = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], signed=True)
+                await Document.raw("SELECT pg_advisory_xact_lock({})", lock_id)
+            yield
+
+
 async def _stream_guarded(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Turn Litestar's "client disconnected" (a 500) into :class:`UploadInterrupted`."""
     try:
@@ -189,27 +210,30 @@ async def upload(
             raise field_error("body", str(exc), 422) from None
         except UnsupportedType as exc:
             raise _unsupported(str(exc)) from None
-        async with store.lock:
-            # Another upload may have used the quota meanwhile: check again, atomically.
-            used = (await cohort_usage(cohort_id)).bytes
-            if used + received.size > settings.document_quota_bytes:
-                raise _too_large(quota_msg)
-            await store.commit(received)
-            doc = Document(
-                cohort=cohort_id,
-                title=title,
-                original_name=name,
-                size=received.size,
-                media_type=kind.media_type,
-                sha256=received.sha256,
-                uploader=access.user.id,
-            )
-            try:
+        saved = False
+        try:
+            async with _guard(store, f"quota:{cohort_id}", f"blob:{received.sha256}"):
+                # Another upload may have used the quota meanwhile: check again, atomically.
+                used = (await cohort_usage(cohort_id)).bytes
+                if used + received.size > settings.document_quota_bytes:
+                    raise _too_large(quota_msg)
+                await store.commit(received)
+                doc = Document(
+                    cohort=cohort_id,
+                    title=title,
+                    original_name=name,
+                    size=received.size,
+                    media_type=kind.media_type,
+                    sha256=received.sha256,
+                    uploader=access.user.id,
+                )
                 await doc.save()
-            except BaseException:
-                if await Document.count().where(Document.sha256 == received.sha256) == 0:
-                    await store.remove(received.sha256)
-                raise
+                saved = True
+        finally:
+            if not saved:  # the blob may be ours alone: dropped with its last reference
+                async with _guard(store, f"blob:{received.sha256}"):
+                    if await Document.count().where(Document.sha256 == received.sha256) == 0:
+                        await store.remove(received.sha256)
     finally:
         store.discard(received)
     return doc
@@ -228,7 +252,7 @@ async def update_document(doc: Document, patch: DocumentPatch) -> Document:
 
 async def delete_document(store: BlobStore, doc: Document) -> None:
     """Delete a document; the blob goes with its last reference."""
-    async with store.lock:
+    async with _guard(store, f"blob:{doc.sha256}"):
         await Document.delete().where(Document.id == doc.id)
         left = await Document.count().where(Document.sha256 == doc.sha256)
         if left == 0:

@@ -45,7 +45,8 @@ class Received:
 
 
 class BlobStore:
-    """Blobs on disk, plus a lock that orders "add a reference" and "drop the last one"."""
+    """Blobs on disk (a folder every host mounts, with several hosts), plus this process's lock
+    ordering "add a reference" and "drop the last one" (the database orders hosts: services.py)."""
 
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "documents"

@@ -27,6 +27,7 @@ from appliance.auth.roles import EVERYONE, RATE_LIMITED
 from appliance.auth.sessions import SESSION_COOKIE
 from appliance.chat import services as chat
 from appliance.errors import DomainError
+from appliance.hosts import COHORT_CLAIMED
 from appliance.live import protocol as p
 from appliance.live.access import dead_link_close, end_at_session_expiry
 from appliance.live.dispatch import Context
@@ -201,7 +202,10 @@ async def classroom_socket(socket: WebSocket[User, Any, Any], cohort_id: FromPat
         await socket.close(code=code, reason=reason)
         return
     await socket.accept()
+    opened_here = cohort_id not in registry.rooms
     room = await registry.room(cohort_id)
+    if opened_here and app_state(socket).settings.redis_url:  # several hosts (hosts.py)
+        socket.app.emit(COHORT_CLAIMED, cohort_id=cohort_id)
     room.cohort_name = access.cohort.name  # kept fresh by every connect, for welcome
     user = access.user
     conn = Conn(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -19,6 +21,9 @@ from appliance.metrics.sources import (
     MediaWorkersSource,
 )
 from appliance.settings import Settings
+
+if TYPE_CHECKING:
+    from appliance.metrics.hosts import HostsView
 
 __all__ = ["HTTP_LABELS", "Metrics", "capacity_model"]
 
@@ -81,6 +86,7 @@ class Metrics(EventMetrics):
             registry=registry,
         )
         self.loop_monitor = LoopMonitor(self.loop_lag, on_tick=self.sampler.sample)
+        self.hosts: HostsView | None = None  # several hosts: every host's heartbeat (hosts.py)
         registry.register(StateCollector(self.snapshot))
 
     @classmethod

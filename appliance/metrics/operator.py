@@ -14,7 +14,7 @@ from appliance.metrics.snapshot import RoomView, Snapshot
 from appliance.metrics.sources import LearnerLink
 from appliance.state import app_state
 
-__all__ = ["OperatorController", "OverviewOut", "overview"]
+__all__ = ["HostOut", "OperatorController", "OverviewOut", "overview"]
 
 
 class ParticipantsOut(msgspec.Struct):
@@ -75,6 +75,17 @@ class DocumentsOut(msgspec.Struct):
     bytes: int
 
 
+class HostOut(msgspec.Struct):
+    """Another view of one app host (several hosts: its heartbeat in Redis, metrics/hosts.py)."""
+
+    host: str
+    """``hostname:port`` of its ``estrade serve``."""
+    seen_at: float
+    """Unix time of its last heartbeat (every 2 s; a host silent for 6 s is dropped)."""
+    rooms: list[RoomOut]
+    capacity: CapacityOut
+
+
 class OverviewOut(msgspec.Struct):
     rooms: list[RoomOut]
     capacity: CapacityOut
@@ -87,6 +98,9 @@ class OverviewOut(msgspec.Struct):
     workers: list[WorkerOut] = []
     """The media workers (one per core by default); empty when the relay runs in the web
     process (``ESTRADE_MEDIA_WORKERS=0``)."""
+    hosts: list[HostOut] = []
+    """With several app hosts (``ESTRADE_REDIS_URL``): every live host, this one included, with
+    its rooms and capacity; empty with one host (``rooms`` and ``capacity`` say it all)."""
 
 
 def _paths(links: list[LearnerLink]) -> dict[str, int]:
@@ -168,4 +182,7 @@ class OperatorController(Controller):
     async def get_overview(self, request: Request[Any, Any, Any]) -> OverviewOut:
         """Every open room with its participants, bitrate, loss and RTT, and the capacity left."""
         metrics = app_state(request).metrics
-        return overview(metrics.snapshot(), metrics.loop_monitor.last_lag_s)
+        out = overview(metrics.snapshot(), metrics.loop_monitor.last_lag_s)
+        if metrics.hosts is not None:
+            out.hosts = await metrics.hosts.hosts()
+        return out
