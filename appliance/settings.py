@@ -212,6 +212,12 @@ class Settings:
     media_workers: NonNegative = 0
     """Media worker processes (docs/media-workers.md): 0 relays in the web process (the default
     for now); N starts N workers, each with its own event loop and an N-th of the port range."""
+    recording_segment_s: Positive = 300
+    """A class's recording is written in segments of this many seconds (docs/recordings.md): a
+    crash loses at most the one being written."""
+    recording_min_free_mb: NonNegative = 512
+    """A recording stops (``disk_full``) when the disk of ``data_dir/recordings`` has less free
+    space than this, in MiB, so the disk never fills up for the rest of the appliance."""
 
     @property
     def open_files_needed(self) -> int:

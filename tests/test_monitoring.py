@@ -32,6 +32,7 @@ ALERTS = {
     "EstradeLearnersRttHigh",
     "EstradeIceFailuresRising",
     "EstradeDocumentsDiskNearlyFull",
+    "EstradeRecordingsDiskFilling",
     "EstradeTurnUnreachable",
 }
 
@@ -54,7 +55,7 @@ def test_promtool_check_config() -> None:
 def test_promtool_check_rules() -> None:
     r = run(tool("promtool"), "check", "rules", str(RULES))
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "SUCCESS: 8 rules found" in r.stdout
+    assert "SUCCESS: 9 rules found" in r.stdout
 
 
 def test_promtool_test_rules() -> None:

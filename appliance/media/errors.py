@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from appliance.errors import DomainError
+
+from .recorder import RecordingFiles
 
 __all__ = [
     "LearnerClosed",
@@ -12,6 +15,8 @@ __all__ = [
     "MediaEvent",
     "PublisherClosed",
     "QualityChanged",
+    "RecordingEnded",
+    "RecordingReason",
     "TracksChanged",
 ]
 
@@ -74,4 +79,22 @@ class PublisherClosed:
     reason: str
 
 
-MediaEvent = TracksChanged | QualityChanged | LearnerClosed | PublisherClosed
+RecordingReason = Literal["stopped", "write_error", "disk_full", "relay_restarted", "room_closed"]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingEnded:
+    """A recording ended (docs/recordings.md): asked (``stopped``), or not.
+
+    ``reason``: stopped, write_error, disk_full, relay_restarted (the media worker recording it
+    died) or room_closed. ``result`` is None when the recorder could not finalize the directory
+    (the web side calls ``finalize_directory`` itself then).
+    """
+
+    cohort_id: int
+    directory: str
+    reason: RecordingReason
+    result: RecordingFiles | None
+
+
+MediaEvent = TracksChanged | QualityChanged | LearnerClosed | PublisherClosed | RecordingEnded

@@ -15,6 +15,8 @@ from appliance.metrics.sources import (
     MediaSource,
     MediaWorker,
     MediaWorkersSource,
+    RecordingsSource,
+    RecordingTotals,
     RoomMedia,
     RoomStats,
 )
@@ -60,6 +62,7 @@ class Snapshot:
     capacity: CapacityEstimate
     source_up: dict[str, bool] = field(default_factory=dict)
     workers: list[MediaWorker] = field(default_factory=list)
+    recordings: RecordingTotals | None = None
 
 
 def _read(name: str, fn: Callable[[], T], up: dict[str, bool]) -> T | None:
@@ -86,6 +89,9 @@ def take_snapshot(sources: Sources, sampler: CpuSampler, model: CapacityModel) -
     workers: list[MediaWorker] = []
     if isinstance(sources.media, MediaWorkersSource):
         workers = _read("media_workers", sources.media.media_workers, up) or []
+    recordings: RecordingTotals | None = None
+    if isinstance(sources.media, RecordingsSource):
+        recordings = _read("recordings", sources.media.recording_totals, up)
     if sources.documents is not None:
         documents = _read("documents", sources.documents.document_totals, up)
     by_stats = {s.cohort_id: s for s in stats}
@@ -96,4 +102,4 @@ def take_snapshot(sources: Sources, sampler: CpuSampler, model: CapacityModel) -
     ]
     cpu = sampler.usage()
     capacity = model.estimate(cpu, [(r.learners, r.video_tracks) for r in rooms])
-    return Snapshot(rooms, documents, cpu, capacity, up, workers)
+    return Snapshot(rooms, documents, cpu, capacity, up, workers, recordings)
