@@ -11,10 +11,12 @@ and :func:`finalize_directory` knows which one to repair. When the recording end
 remuxes each kind's segments into ``audio.webm``, ``camera.webm``, ``screen.webm`` (the
 contract with the replay side: /work notes, docs/recordings.md).
 
-Media time: a stream's first frame is placed at the wall-clock time it arrived; the frames
-after it by their RTP timestamps. A new stream (new SSRC: the trainer reconnected, a new
-publisher, a track restarted) or a timestamp that strays more than ``RESYNC_MS`` from the wall
-clock (a sender that restarted its timestamps) is placed by the wall clock again.
+Media time: a stream's first frame is placed at the wall-clock time it arrived, the frames
+after it by their RTP timestamps; a frame that arrives before the time so computed moves the
+stream's origin back (the first frame had been held up: the least delayed frame sets the
+mapping). A new stream (new SSRC: the trainer reconnected, a new publisher, a track restarted)
+or a frame more than ``RESYNC_MS`` later than its timestamp says (a sender that restarted its
+timestamps) is placed by the wall clock again.
 """
 
 from __future__ import annotations
@@ -60,6 +62,13 @@ RESYNC_MS = 1000
 #: frames waiting for the writer; beyond, the disk is too slow and the recording stops
 MAX_BACKLOG = 6000
 _MS = fractions.Fraction(1, 1000)
+#: The frame rate video tracks declare (Matroska's DefaultDuration). A camera's frames come
+#: at a variable rate, sometimes a few ms apart (a stalled sender catching up, a track switch).
+#: Readers that resample to the stream's frame rate (FFmpeg's tools guess one from the
+#: timestamps when none is declared, e.g. 15/s) would put two such frames on the same instant;
+#: declared as 999/s (FFmpeg's Matroska reader takes a declared rate only under 1000/s), with
+#: video frames at least 2 ms apart (_Timeline), no two frames ever share an instant.
+_VIDEO_RATE = fractions.Fraction(999)
 _MASK32 = 0xFFFFFFFF
 _CLOCKS = {"audio": 48000, "camera": 90000, "screen": 90000}
 # Matroska clusters of at most a second, flushed to the file as they close: a killed server
@@ -95,10 +104,11 @@ def segment_name(kind: str, index: int) -> str:
 class _Timeline:
     """One kind's RTP timestamps -> milliseconds from the recording's start."""
 
-    __slots__ = ("anchor_ms", "clock", "last_ms", "last_ts", "span", "ssrc")
+    __slots__ = ("anchor_ms", "clock", "gap_ms", "last_ms", "last_ts", "span", "ssrc")
 
-    def __init__(self, clock: int) -> None:
+    def __init__(self, clock: int, gap_ms: int = 1) -> None:
         self.clock = clock
+        self.gap_ms = gap_ms  # the least time between two frames
         self.ssrc: int | None = None
         self.anchor_ms = 0
         self.last_ts = 0
@@ -115,18 +125,23 @@ class _Timeline:
             self.span += delta
             self.last_ts = ts
             ms = self.anchor_ms + self.span * 1000 // self.clock
-            if abs(ms - wall_ms) > RESYNC_MS:
+            if ms > wall_ms:
+                # Here before its time: the frame that set the anchor was held up on the way.
+                # The least delayed frame sets the mapping (its anchor moves back).
+                self.anchor_ms -= ms - wall_ms
+                ms = wall_ms
+            elif wall_ms - ms > RESYNC_MS:
                 ms = self._anchor(ssrc, ts, wall_ms)
         else:
             ms = self._anchor(ssrc, ts, wall_ms)
-        if ms <= self.last_ms:
-            ms = self.last_ms + 1
+        if ms < self.last_ms + self.gap_ms:
+            ms = self.last_ms + self.gap_ms
         self.last_ms = ms
         return ms, new
 
     def _anchor(self, ssrc: int | None, ts: int, wall_ms: int) -> int:
         self.ssrc, self.last_ts, self.span = ssrc, ts, 0
-        self.anchor_ms = max(wall_ms, self.last_ms + 1)
+        self.anchor_ms = max(wall_ms, self.last_ms + self.gap_ms)
         return self.anchor_ms
 
 
@@ -161,7 +176,9 @@ class Recorder:
         self._on_end = on_end
         self._loop = asyncio.get_running_loop()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._timelines = {kind: _Timeline(clock) for kind, clock in _CLOCKS.items()}
+        self._timelines = {
+            kind: _Timeline(clock, 1 if kind == "audio" else 2) for kind, clock in _CLOCKS.items()
+        }
         self._waiting_keyframe = {"camera": True, "screen": True}
         self._sources: dict[str, Source] = {}
         self._done: asyncio.Future[None] = self._loop.create_future()
@@ -370,7 +387,9 @@ class _Segment:
                 self.stream = self.output.add_stream_from_template(_opus_template(), opaque=True)
             else:
                 width, height = keyframe_size(first) or (0, 0)
-                self.stream = self.output.add_mux_stream("vp8", width=width, height=height)
+                self.stream = self.output.add_mux_stream(
+                    "vp8", rate=_VIDEO_RATE, width=width, height=height
+                )
             self.stream.time_base = _MS
         except BaseException:
             self.output.close()
@@ -466,6 +485,8 @@ def _remux(inputs: list[Path], target: Path) -> int | None:
                     output = av.open(str(target), "w", format="webm")
                     out_stream = output.add_stream_from_template(stream, opaque=True)
                     out_stream.time_base = _MS
+                    if stream.type == "video":  # as in the segments (_Segment)
+                        out_stream.codec_context.framerate = _VIDEO_RATE
                 packet.stream = out_stream
                 output.mux(packet)
                 last = pts
