@@ -471,3 +471,48 @@ def test_finalize_trims_a_segment_cut_mid_write(tmp_path: Path) -> None:
         assert 0 < len(got) < len(whole) and got == whole[: len(got)]
         assert decode_errors(directory / "camera.webm") == ""
         assert result.files == {"camera": (directory / "camera.webm").stat().st_size}
+
+
+@pytest.mark.usefixtures("kept_encoders")
+async def test_a_new_publisher_after_a_gap_stays_in_sync(
+    tmp_path: Path, make_server: Callable[..., MediaServer], events: list[MediaEvent]
+) -> None:
+    """The trainer's connection goes (a reconnect, or another trainer takes over) and a new
+    one publishes 2 s later, with new SSRCs and its own timestamps: both kinds resume at the
+    time the new frames arrive, together, on the recording's one origin."""
+    server = make_server()
+    directory = tmp_path / "r"
+    first, _ = trainer_with_camera()
+    second, _ = trainer_with_camera()
+    try:
+        room = server.room(1)
+        await server.start_recording(1, directory)
+        began = server.recorders[1].started_at
+        await first.publish(room)
+        await asyncio.sleep(4)
+        await room.unpublish()
+        await first.close()
+        await asyncio.sleep(2)
+        resumed = time.monotonic() - began
+        await second.publish(room)
+        await asyncio.sleep(4)
+        await server.stop_recording(1)
+        (ended,) = [e for e in events if isinstance(e, RecordingEnded)]
+        assert ended.result is not None and set(ended.result.files) == {"audio", "camera"}
+        after: dict[str, float] = {}
+        for kind in ("audio", "camera"):
+            path = directory / f"{kind}.webm"
+            assert decode_errors(path) == "", kind
+            times = [t for t, _ in packets(path)]
+            gap, at = max((b - a, b) for a, b in itertools.pairwise(times))
+            assert 1800 <= gap <= 2800, (kind, gap)
+            after[kind] = at / 1000
+            assert resumed <= after[kind] <= resumed + 0.6, (kind, after[kind], resumed)
+            # the second trainer's frames, all of them from the first recorded on
+            second_part = [d for t, d in packets(path) if t >= at]
+            contiguous_run(second_part, sent(second, kind))
+        assert abs(after["audio"] - after["camera"]) < 0.3, after
+    finally:
+        await first.close()
+        await second.close()
+        await server.close()
