@@ -33,7 +33,7 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -266,7 +266,7 @@ class Recorder:
             self.directory.mkdir(parents=True, exist_ok=True)
             for kind in KINDS:
                 counts[kind] = _last_index(self.directory, kind)
-            while (item := self._queue.get()) is not _END:
+            for item in self._items():
                 slot, ms, keyframe, payloads = item
                 data = payloads[0] if slot == "audio" else _vp8_frame(payloads)
                 segment = writers.get(slot)
@@ -313,6 +313,24 @@ class Recorder:
             logger.error("recording of cohort %s: finalizing failed: %s", self.cohort_id, exc)
             failure = failure or _reason(exc)
         self._report(failure, result)
+
+    #: the writer wakes at most this often (a batch each time, not a wake-up per frame)
+    batch_s = 0.1
+
+    def _items(self) -> Iterator[Any]:
+        """The queued frames, in batches, until the end mark."""
+        get = self._queue.get_nowait
+        while True:
+            item = self._queue.get()
+            while item is not _END:
+                yield item
+                try:
+                    item = get()
+                except queue.Empty:
+                    break
+            if item is _END:
+                return
+            time.sleep(self.batch_s)
 
     def _report(self, failure: str | None, result: RecordingFiles | None) -> None:
         def report() -> None:
