@@ -79,8 +79,7 @@ class MediaServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._monitor: asyncio.Task[None] | None = None
         self.recorders: dict[int, Recorder] = {}
-        """Recordings by cohort id (recorder.py); one outlives its room's absence until the
-        room opens, and ends when the room closes."""
+        """Recordings by cohort id (recorder.py); one ends when its room closes."""
 
     def room(self, cohort_id: int) -> MediaRoom:
         """The cohort's media room, created on first use (refused above ``media_max_rooms``)."""
@@ -93,9 +92,6 @@ class MediaServer:
                 f"this server already relays {self.max_rooms} classes; try again later",
             )
         room = self._rooms[cohort_id] = MediaRoom(self, cohort_id)
-        recorder = self.recorders.get(cohort_id)
-        if recorder is not None:
-            recorder.attach(room.sources)
         if self._monitor is None:
             self._monitor = asyncio.ensure_future(self._watch_links())
         return room
@@ -106,8 +102,8 @@ class MediaServer:
 
     async def close_room(self, cohort_id: int) -> None:
         room = self._rooms.pop(cohort_id, None)
+        await self._end_recording(cohort_id, "room_closed")
         if room is not None:
-            await self._end_recording(cohort_id, "room_closed")
             await room.close()
 
     async def close(self) -> None:
@@ -125,9 +121,12 @@ class MediaServer:
     # -- recordings (recorder.py, docs/recordings.md) ---------------------------------------
 
     async def start_recording(self, cohort_id: int, directory: Path) -> None:
-        """Record the cohort's class into ``directory`` from now on (its room may open later)."""
+        """Record the cohort's class into ``directory`` from now on. Opens the cohort's media
+        room if needed (as with media workers, where the room is placed on a worker now): the
+        recording ends when the room closes."""
         if cohort_id in self.recorders:
             raise MediaError("already_recording", "this class is already being recorded")
+        self.room(cohort_id)  # too_many_rooms: refused before anything starts
         s = self.settings
         recorder = Recorder(
             cohort_id,
@@ -137,9 +136,7 @@ class MediaServer:
             min_free_bytes=s.recording_min_free_mb * 1024 * 1024,
         )
         self.recorders[cohort_id] = recorder
-        room = self._rooms.get(cohort_id)
-        if room is not None:
-            recorder.attach(room.sources)
+        recorder.attach(self._rooms[cohort_id].sources)
 
     async def stop_recording(self, cohort_id: int) -> None:
         """End the cohort's recording (finalized before this returns); no-op if none."""

@@ -24,7 +24,7 @@ import av
 import pytest
 from aiortc.codecs.vpx import VpxPayloadDescriptor
 
-from appliance.media import MediaEvent, MediaServer, RecordingEnded, finalize_directory
+from appliance.media import MediaError, MediaEvent, MediaServer, RecordingEnded, finalize_directory
 from appliance.media.forward import AudioTap, Frame, Source, VideoTap
 from appliance.media.recorder import Recorder, RecordingFiles
 from appliance.media.remote import RemoteMediaServer
@@ -515,4 +515,24 @@ async def test_a_new_publisher_after_a_gap_stays_in_sync(
     finally:
         await first.close()
         await second.close()
+        await server.close()
+
+
+async def test_a_recording_before_anyone_publishes_ends_with_its_room(
+    tmp_path: Path, make_server: Callable[..., MediaServer], events: list[MediaEvent]
+) -> None:
+    server = make_server()
+    try:
+        await server.start_recording(1, tmp_path / "r")
+        assert server.get_room(1) is not None and server.recording(1)
+        with pytest.raises(MediaError) as twice:
+            await server.start_recording(1, tmp_path / "other")
+        assert twice.value.code == "already_recording"
+        await server.close_room(1)  # the class's last socket left
+        assert not server.recording(1)
+        assert events[-1] == RecordingEnded(
+            1, str(tmp_path / "r"), "room_closed", RecordingFiles(0.0, {})
+        )
+        await server.stop_recording(1)  # nothing to stop
+    finally:
         await server.close()
