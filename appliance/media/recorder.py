@@ -14,9 +14,10 @@ contract with the replay side: /work notes, docs/recordings.md).
 Media time: a stream's first frame is placed at the wall-clock time it arrived, the frames
 after it by their RTP timestamps; a frame that arrives before the time so computed moves the
 stream's origin back (the first frame had been held up: the least delayed frame sets the
-mapping). A new stream (new SSRC: the trainer reconnected, a new publisher, a track restarted)
-or a frame more than ``RESYNC_MS`` later than its timestamp says (a sender that restarted its
-timestamps) is placed by the wall clock again.
+mapping), for audio only as far as its packets' spacing allows (they must not overlap). A new
+stream (new SSRC: the trainer reconnected, a new publisher, a track restarted), timestamps that
+jump (back, or ahead of the wall clock by more than ``RESYNC_MS``) or that lag the wall clock
+by more than ``RESYNC_MS`` are placed by the wall clock again.
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ logger = logging.getLogger(__name__)
 
 #: what a recording holds, one file per kind (the room's slots)
 KINDS = ("audio", "camera", "screen")
-RESYNC_MS = 1000
+RESYNC_MS = 3000
+#: an Opus packet's duration (WebRTC's 20 ms): audio packets are never placed closer
+_OPUS_MS = 20
+#: the least time between two frames of a file (see _VIDEO_RATE)
+_MIN_GAP_MS = 2
 #: frames waiting for the writer; beyond, the disk is too slow and the recording stops
 MAX_BACKLOG = 6000
 _MS = fractions.Fraction(1, 1000)
@@ -67,7 +72,7 @@ _MS = fractions.Fraction(1, 1000)
 #: Readers that resample to the stream's frame rate (FFmpeg's tools guess one from the
 #: timestamps when none is declared, e.g. 15/s) would put two such frames on the same instant;
 #: declared as 999/s (FFmpeg's Matroska reader takes a declared rate only under 1000/s), with
-#: video frames at least 2 ms apart (_Timeline), no two frames ever share an instant.
+#: frames at least 2 ms apart (_MIN_GAP_MS), no two frames ever share an instant.
 _VIDEO_RATE = fractions.Fraction(999)
 _MASK32 = 0xFFFFFFFF
 _CLOCKS = {"audio": 48000, "camera": 90000, "screen": 90000}
@@ -102,46 +107,58 @@ def segment_name(kind: str, index: int) -> str:
 
 
 class _Timeline:
-    """One kind's RTP timestamps -> milliseconds from the recording's start."""
+    """One kind's RTP timestamps -> milliseconds from the recording's start.
 
-    __slots__ = ("anchor_ms", "clock", "gap_ms", "last_ms", "last_ts", "span", "ssrc")
+    ``elastic`` (video): a frame may be placed closer to the one before than their timestamps
+    say, to catch up with a held-up first frame. Audio is not: its packets must not overlap.
+    """
 
-    def __init__(self, clock: int, gap_ms: int = 1) -> None:
+    __slots__ = ("anchor_ms", "clock", "elastic", "last_ms", "last_ts", "last_wall", "span", "ssrc")
+
+    def __init__(self, clock: int, elastic: bool) -> None:
         self.clock = clock
-        self.gap_ms = gap_ms  # the least time between two frames
+        self.elastic = elastic
         self.ssrc: int | None = None
         self.anchor_ms = 0
         self.last_ts = 0
+        self.last_wall = 0
         self.span = 0  # RTP ticks since the anchor, unwrapped
-        self.last_ms = -1
+        self.last_ms = -_MIN_GAP_MS
 
     def place(self, ssrc: int | None, ts: int, wall_ms: int) -> tuple[int, bool]:
         """(milliseconds, whether the stream is new)."""
         new = ssrc != self.ssrc
-        if not new:
+        if new:
+            ms = self._anchor(ssrc, ts, wall_ms)
+        else:
             delta = (ts - self.last_ts) & _MASK32
             if delta >= 0x80000000:
                 delta -= 0x100000000
+            step = delta * 1000 // self.clock  # ms since the previous frame, by its timestamp
             self.span += delta
             self.last_ts = ts
             ms = self.anchor_ms + self.span * 1000 // self.clock
-            if ms > wall_ms:
-                # Here before its time: the frame that set the anchor was held up on the way.
-                # The least delayed frame sets the mapping (its anchor moves back).
-                self.anchor_ms -= ms - wall_ms
-                ms = wall_ms
+            if delta < 0 or step - (wall_ms - self.last_wall) > RESYNC_MS:
+                ms = self._anchor(ssrc, ts, wall_ms)  # the sender's timestamps jumped
             elif wall_ms - ms > RESYNC_MS:
-                ms = self._anchor(ssrc, ts, wall_ms)
-        else:
-            ms = self._anchor(ssrc, ts, wall_ms)
-        if ms < self.last_ms + self.gap_ms:
-            ms = self.last_ms + self.gap_ms
+                ms = self._anchor(ssrc, ts, wall_ms)  # its clock lags the wall clock
+            elif ms > wall_ms:
+                # Here before its time: the frames that set the mapping were held up on the
+                # way; the least delayed frame sets it (as far as the spacing allows).
+                floor = self.last_ms + (_MIN_GAP_MS if self.elastic else min(step, _OPUS_MS))
+                target = max(wall_ms, floor)
+                if target < ms:
+                    self.anchor_ms -= ms - target
+                    ms = target
+        if ms < self.last_ms + _MIN_GAP_MS:
+            ms = self.last_ms + _MIN_GAP_MS
         self.last_ms = ms
+        self.last_wall = wall_ms
         return ms, new
 
     def _anchor(self, ssrc: int | None, ts: int, wall_ms: int) -> int:
         self.ssrc, self.last_ts, self.span = ssrc, ts, 0
-        self.anchor_ms = max(wall_ms, self.last_ms + self.gap_ms)
+        self.anchor_ms = max(wall_ms, self.last_ms + _MIN_GAP_MS)
         return self.anchor_ms
 
 
@@ -177,7 +194,7 @@ class Recorder:
         self._loop = asyncio.get_running_loop()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._timelines = {
-            kind: _Timeline(clock, 1 if kind == "audio" else 2) for kind, clock in _CLOCKS.items()
+            kind: _Timeline(clock, elastic=kind != "audio") for kind, clock in _CLOCKS.items()
         }
         self._waiting_keyframe = {"camera": True, "screen": True}
         self._sources: dict[str, Source] = {}
@@ -423,7 +440,7 @@ class _Segment:
         packet.time_base = _MS
         packet.is_keyframe = keyframe
         if self.kind == "audio":
-            packet.duration = 20
+            packet.duration = _OPUS_MS
         self.output.mux(packet)
 
     def close(self) -> None:

@@ -536,3 +536,26 @@ async def test_a_recording_before_anyone_publishes_ends_with_its_room(
         await server.stop_recording(1)  # nothing to stop
     finally:
         await server.close()
+
+
+def test_the_timeline_keeps_audio_spacing_and_lets_video_catch_up() -> None:
+    from appliance.media.recorder import _Timeline
+
+    # Audio: six packets held up and delivered in a burst at 171-176 ms keep 20 ms apart.
+    audio = _Timeline(48000, elastic=False)
+    placed = [audio.place(1, 1000 + k * 960, 171 + k)[0] for k in range(6)]
+    assert placed == [171, 191, 211, 231, 251, 271]
+    # ...and the next one follows its timestamp (no overlap, no jump), then the ones that
+    # come before their time pull the mapping back through the silence (DTX) they leave.
+    assert audio.place(1, 1000 + 6 * 960, 290)[0] == 291
+    assert audio.place(1, 1000 + 20 * 960, 400)[0] == 400
+    # Video: a first keyframe held up 260 ms, the next frames on time (captured every 66 ms,
+    # here 10 ms later): they catch up, 2 ms apart, then follow the wall clock.
+    video = _Timeline(90000, elastic=True)
+    placed = [video.place(7, k * 6000, 260 if k == 0 else 10 + 66 * k)[0] for k in range(6)]
+    assert placed == [260, 262, 264, 266, 274, 340]
+    # A sender restarting its timestamps (backwards) or jumping ahead: placed by the wall clock.
+    assert video.place(7, 100, 400)[0] == 400
+    assert video.place(7, 100 + 90000 * 10, 433)[0] == 433
+    # A new SSRC: by the wall clock too, never before the previous frame.
+    assert video.place(8, 5, 300)[0] == 435
