@@ -30,7 +30,7 @@ from appliance.media.recorder import Recorder, RecordingFiles
 from appliance.media.remote import RemoteMediaServer
 from appliance.settings import load_settings
 
-from .peers import SyntheticVideo, Trainer, l1t3_stream, wait_for
+from .peers import Learner, SyntheticVideo, Trainer, l1t3_stream, wait_for
 
 
 def ffmpeg(name: str) -> str:
@@ -559,3 +559,29 @@ def test_the_timeline_keeps_audio_spacing_and_lets_video_catch_up() -> None:
     assert video.place(7, 100 + 90000 * 10, 433)[0] == 433
     # A new SSRC: by the wall clock too, never before the previous frame.
     assert video.place(8, 5, 300)[0] == 435
+
+
+async def test_a_failing_recording_leaves_the_class_running(
+    tmp_path: Path, make_server: Callable[..., MediaServer], events: list[MediaEvent]
+) -> None:
+    """The recordings' disk is "full" (under the free-space floor): the recording ends with
+    ``disk_full`` as soon as it would open a file; the learner goes on receiving."""
+    server = make_server(recording_min_free_mb=1 << 40)
+    trainer, learner = Trainer(), Learner()
+    try:
+        room = server.room(1)
+        await trainer.publish(room)
+        await learner.join(room, 10)
+        await wait_for(lambda: learner.frames["video"] >= 10, within=20)
+        await server.start_recording(1, tmp_path / "r")
+        await wait_for(lambda: any(isinstance(e, RecordingEnded) for e in events), within=10)
+        (ended,) = [e for e in events if isinstance(e, RecordingEnded)]
+        assert ended.reason == "disk_full" and not server.recording(1)
+        assert server.stats().recording_segments_failed == 1
+        frames = learner.frames["video"]
+        await wait_for(lambda: learner.frames["video"] >= frames + 30, within=10)
+        assert room.live == ("audio", "camera")
+    finally:
+        await trainer.close()
+        await learner.close()
+        await server.close()
