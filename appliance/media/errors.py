@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from appliance.errors import DomainError
 
-from .recorder import RecordingFiles
+from .recorder import RecordingFiles, RecordingReason
 
 __all__ = [
     "LearnerClosed",
@@ -77,9 +76,6 @@ class PublisherClosed:
 
     cohort_id: int
     reason: str
-
-
-RecordingReason = Literal["stopped", "write_error", "disk_full", "relay_restarted", "room_closed"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import av
 
@@ -51,6 +51,7 @@ __all__ = [
     "Recorder",
     "RecorderStats",
     "RecordingFiles",
+    "RecordingReason",
     "finalize_directory",
     "segment_name",
 ]
@@ -80,6 +81,10 @@ _CLOCKS = {"audio": 48000, "camera": 90000, "screen": 90000}
 # loses about a second of the open segment, not all of it.
 _MUX_OPTIONS = {"cluster_time_limit": "1000", "flush_packets": "1"}
 _END = object()
+
+
+#: why a recording ended (``RecordingEnded.reason``)
+RecordingReason = Literal["stopped", "write_error", "disk_full", "relay_restarted", "room_closed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +184,7 @@ class Recorder:
         self,
         cohort_id: int,
         directory: Path,
-        on_end: Callable[[Recorder, str, RecordingFiles | None], None],
+        on_end: Callable[[Recorder, RecordingReason, RecordingFiles | None], None],
         segment_s: float = 300.0,
         min_free_bytes: int = 0,
     ) -> None:
@@ -189,7 +194,7 @@ class Recorder:
         self.min_free_bytes = min_free_bytes
         self.stats = RecorderStats()
         self.started_at = time.monotonic()
-        self.reason: str | None = None
+        self.reason: RecordingReason | None = None
         self._on_end = on_end
         self._loop = asyncio.get_running_loop()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -254,13 +259,13 @@ class Recorder:
         if self._queue.qsize() > MAX_BACKLOG:
             self._fail("write_error", "the recording's writer is too far behind")
 
-    def _fail(self, reason: str, why: str) -> None:
+    def _fail(self, reason: RecordingReason, why: str) -> None:
         if self.reason is None:
             logger.error("recording of cohort %s stops: %s", self.cohort_id, why)
             self.reason = reason
             self._queue.put(_END)
 
-    async def stop(self, reason: str = "stopped") -> None:
+    async def stop(self, reason: RecordingReason = "stopped") -> None:
         """End the recording (idempotent): close the segments, finalize, call ``on_end``."""
         if self.reason is None:
             self.reason = reason
@@ -278,7 +283,7 @@ class Recorder:
     def _write(self) -> None:
         writers: dict[str, _Segment] = {}
         counts = dict.fromkeys(KINDS, 0)
-        failure: str | None = None
+        failure: RecordingReason | None = None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             for kind in KINDS:
@@ -349,7 +354,7 @@ class Recorder:
                 return
             time.sleep(self.batch_s)
 
-    def _report(self, failure: str | None, result: RecordingFiles | None) -> None:
+    def _report(self, failure: RecordingReason | None, result: RecordingFiles | None) -> None:
         def report() -> None:
             if failure is not None and self.reason in (None, "stopped"):
                 self.reason = failure
@@ -373,7 +378,7 @@ class _DiskFull(Exception):
     pass
 
 
-def _reason(exc: BaseException) -> str:
+def _reason(exc: BaseException) -> RecordingReason:
     code = getattr(exc, "errno", None)
     return "disk_full" if code in (errno.ENOSPC, errno.EDQUOT) else "write_error"
 

@@ -151,14 +151,13 @@ class MediaServer:
             await recorder.stop(reason)
 
     def _recording_ended(
-        self, recorder: Recorder, reason: str, result: RecordingFiles | None
+        self, recorder: Recorder, reason: RecordingReason, result: RecordingFiles | None
     ) -> None:
         if self.recorders.get(recorder.cohort_id) is recorder:
             del self.recorders[recorder.cohort_id]
         self.counters["recording_bytes"] += recorder.stats.bytes_written
         self.counters["recording_segments_failed"] += recorder.stats.segments_failed
-        why: Any = reason
-        self.emit(RecordingEnded(recorder.cohort_id, str(recorder.directory), why, result))
+        self.emit(RecordingEnded(recorder.cohort_id, str(recorder.directory), reason, result))
 
     def ice_servers(self, user: str = "") -> list[dict[str, str]]:
         """``iceServers`` for a browser, with fresh time-limited TURN credentials."""
