@@ -52,8 +52,9 @@ system-deps: system-deps-fast ## Install the system packages the tests need (as 
 	@scripts/need ip:iproute2 tc:iproute2
 
 .PHONY: system-deps-fast
-system-deps-fast: # What make test-fast needs: Prometheus and promtool (tests/test_monitoring.py), coturn and nginx's stream module (tests/test_turn_tls.py), redis-server (tests/hosts/)
+system-deps-fast: # What make test-fast needs: Prometheus and promtool (tests/test_monitoring.py), coturn and nginx's stream module (tests/test_turn_tls.py), redis-server (tests/hosts/), ffmpeg/ffprobe (tests/media/test_recording.py checks the recordings with them)
 	@scripts/need promtool:prometheus prometheus:prometheus
+	@scripts/need ffmpeg:ffmpeg ffprobe:ffmpeg
 	@scripts/need nginx:nginx-light /usr/lib/nginx/modules/ngx_stream_module.so:libnginx-mod-stream turnserver:coturn
 	@scripts/need redis-server:redis-server # the several-hosts tests start a throwaway one (tests/helpers/redis.py)
 

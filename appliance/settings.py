@@ -221,6 +221,12 @@ class Settings:
     """Media worker processes (docs/media-workers.md), each with its own event loop and an N-th
     of the port range; unset (or ``auto``): one per core this process may run on (at least 1,
     at most one per port of the media range); 0: the relay runs in the web process."""
+    recording_segment_s: Positive = 300
+    """A class's recording is written in segments of this many seconds (docs/recordings.md): a
+    crash loses at most the one being written."""
+    recording_min_free_mb: NonNegative = 512
+    """A recording stops (``disk_full``) when the disk of ``data_dir/recordings`` has less free
+    space than this, in MiB, so the disk never fills up for the rest of the appliance."""
 
     @property
     def open_files_needed(self) -> int:

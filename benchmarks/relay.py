@@ -15,7 +15,7 @@ in a child process driven over a local socket, the same trainer and learners.
     .venv/bin/python benchmarks/relay.py [--learners 30] [--seconds 12] [--send-path lean]
         [--compare-send-path aiortc] [--no-in-process] [--transcode-baseline 3]
         [--layers-learners 10] [--layers-only] [--media-workers N] [--compare-media-workers M]
-        [--chat-probe]
+        [--chat-probe] [--recording-rounds 3] [--recording-only]
 
 **Media workers** (``--media-workers N``, docs/media-workers.md): the server runs the relay in
 N worker processes; the CPU figures then add up the served process and its children, and
@@ -31,6 +31,13 @@ moved together full -> camera_half -> camera_quarter -> full over their sockets;
 ``cpu_per_learner_by_level`` (served CPU-seconds per learner-second at each level: a lower level
 must cost less) and ``layer_switch_keyframes`` (keyframes the steps cost: goal 0).
 
+**Recording** (same sitting, ``--recording-rounds``; docs/recordings.md): the relay alone with a
+trainer sending Opus + camera + screen, CPU windows in turn: publishing to nobody, recording,
+one learner receiving. ``recording_cpu_per_stream_s`` (CPU-seconds per second to record the
+trainer's three tracks), ``recording_vs_one_learner`` (against forwarding them to one learner:
+goal <= 1.0), ``recording_bytes_per_hour``, ``recording_finalize_cpu_s_per_hour`` (the remux
+into final files at the end).
+
 Prints one JSON line. Everything stays on 127.0.0.1. The machine is shared: read the load
 average beside the figures and prefer the same-run ratios.
 """
@@ -42,6 +49,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,7 +83,8 @@ async def serve(mode: str, send_path: str | None = None) -> None:
             media_max_learners_per_room=1000,
             **({"media_send_path": send_path} if send_path else {}),
         )
-        server = MediaServer(settings)
+        ended: list[Any] = []
+        server = MediaServer(settings, ended.append)
         room = server.room(1)
     else:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -99,10 +108,20 @@ async def serve(mode: str, send_path: str | None = None) -> None:
                     res["sdp"] = (await room.subscribe(req["id"])).sdp
                 elif op == "answer":
                     await room.accept_answer(req["id"], req["sdp"])
+                elif op == "leave":
+                    await room.leave(req["id"])
+                elif op == "record_start":
+                    await server.start_recording(1, Path(req["dir"]))
+                elif op == "record_stop":
+                    await server.stop_recording(1)
+                    result = ended[-1].result
+                    res = {"reason": ended[-1].reason, "files": result.files if result else {}}
+                    res["duration_s"] = result.duration_s if result else 0.0
                 elif op == "stats":
                     st = room.stats()
                     cam = room.sources["camera"].stats
                     res = {
+                        "recording_bytes": server.stats().recording_bytes,
                         "video_frames_in": cam.frames_in,
                         "video_bytes_in": cam.bytes_in,
                         "video_packets_in": cam.packets_in,
@@ -740,6 +759,102 @@ async def run_in_process(
         relay.stop()
 
 
+# -- recording: what it costs beside forwarding (#14, docs/recordings.md) ---------------------
+
+
+def median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def threads_cpu_s(pid: int) -> float:
+    """CPU seconds of the live threads of ``pid`` (schedstat: nanoseconds, not 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+async def threads_cpu_rate(pid: int, seconds: float) -> float:
+    c0, t0 = threads_cpu_s(pid), time.monotonic()
+    await asyncio.sleep(seconds)
+    return (threads_cpu_s(pid) - c0) / (time.monotonic() - t0)
+
+
+async def run_recording(seconds: float, rounds: int) -> dict[str, Any]:
+    """The relay alone in a child process (as ``run_in_process``), one trainer sending Opus, a
+    640x480 30 fps camera and a 960x540 5 fps screen (pre-encoded: the trainer's encoder does
+    not compete for the CPU). Windows of ``seconds``, ``rounds`` times in turn: the trainer
+    publishing to nobody (idle), the same while recording, the same with one learner receiving
+    all three tracks. The relay process's CPU (all threads: the recorder's writer too; from
+    schedstat, so short windows still resolve a few ms)."""
+    from tests.media.peers import Learner, ReplayVideo, Trainer, wait_for
+
+    relay = Relay("forward")
+    trainer = Trainer(replay=True, width=640, height=480, fps=30)
+    folder = tempfile.mkdtemp(prefix="estrade-rec-bench-")
+    windows: dict[str, list[float]] = {"idle": [], "recording": [], "one_learner": []}
+    recorded_bytes = 0
+    recorded_s = 0.0
+    finalize_cpu = 0.0
+    sizes: dict[str, int] = {}
+    try:
+        await relay.connect()
+        await trainer.answer((await relay.call(op="publish", sdp=await trainer.offer()))["sdp"])
+        screen = ReplayVideo(960, 540, fps=5, gop=50)
+        t = trainer.pc.addTransceiver(screen, direction="sendonly")
+        t.sender._send_keyframe = screen.request_keyframe
+        await trainer.answer((await relay.call(op="publish", sdp=await trainer.offer()))["sdp"])
+        await asyncio.sleep(3.0)  # ICE, DTLS, the encoders' first frames
+        for k in range(rounds):
+            pid = relay.proc.pid
+            windows["idle"].append(await threads_cpu_rate(pid, seconds))
+            directory = f"{folder}/{k}"
+            await relay.call(op="record_start", dir=directory)
+            await asyncio.sleep(1.0)  # the keyframes asked for at the start
+            before = (await relay.call(op="stats"))["recording_bytes"]
+            started = time.monotonic()
+            windows["recording"].append(await threads_cpu_rate(pid, seconds))
+            recorded_bytes += (await relay.call(op="stats"))["recording_bytes"] - before
+            recorded_s += time.monotonic() - started
+            cpu0 = relay.cpu_s()  # the whole process: the writer thread ends meanwhile
+            stopped = await relay.call(op="record_stop")
+            finalize_cpu += relay.cpu_s() - cpu0
+            assert stopped["reason"] == "stopped", stopped
+            for kind, size in stopped["files"].items():
+                sizes[kind] = sizes.get(kind, 0) + size
+            learner = Learner(decode=False)
+            offer = (await relay.call(op="subscribe", id=k))["sdp"]
+            await relay.call(op="answer", id=k, sdp=await learner.answer(offer))
+            await wait_for(lambda learner=learner: learner.first_frame_at is not None, within=20)
+            await asyncio.sleep(1.0)
+            windows["one_learner"].append(await threads_cpu_rate(pid, seconds))
+            await relay.call(op="leave", id=k)
+            await learner.close()
+        # Each round against its own idle window (the machine's load drifts between rounds),
+        # then the median round.
+        idle = windows["idle"]
+        recording = max(
+            median([b - a for a, b in zip(idle, windows["recording"], strict=True)]), 1e-9
+        )
+        one = max(median([b - a for a, b in zip(idle, windows["one_learner"], strict=True)]), 1e-9)
+        return {
+            "recording_cpu_per_stream_s": recording,
+            "forwarding_cpu_one_learner_s": one,
+            "recording_vs_one_learner": recording / one,
+            "recording_bytes_per_hour": recorded_bytes / max(recorded_s, 1e-9) * 3600,
+            "recording_finalize_cpu_s_per_hour": finalize_cpu / max(recorded_s, 1e-9) * 3600,
+            "recording_file_bytes": sizes,
+            "recording_windows": windows,
+        }
+    finally:
+        await trainer.close()
+        relay.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 # -- the profile breakdown --------------------------------------------------------------------
 
 #: (category, markers): a sample goes to the first category one of whose markers is in its stack
@@ -807,6 +922,20 @@ def r(x: float, n: int = 1) -> float:
     return round(x, n)
 
 
+def _recording_figures(rec: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "recording_cpu_per_stream_s": r(rec["recording_cpu_per_stream_s"], 5),
+        "forwarding_cpu_one_learner_s": r(rec["forwarding_cpu_one_learner_s"], 5),
+        "recording_vs_one_learner": r(rec["recording_vs_one_learner"], 2),
+        "recording_bytes_per_hour": int(rec["recording_bytes_per_hour"]),
+        "recording_finalize_cpu_s_per_hour": r(rec["recording_finalize_cpu_s_per_hour"], 2),
+        "recording_file_bytes": rec["recording_file_bytes"],
+        "recording_windows": {
+            k: [r(v, 4) for v in vs] for k, vs in rec["recording_windows"].items()
+        },
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--learners", type=int, default=int(os.environ.get("RELAY_LEARNERS", 30)))
@@ -854,6 +983,13 @@ async def main() -> None:
     parser.add_argument(
         "--layers-only", action="store_true", help="only the temporal-layer figures"
     )
+    parser.add_argument(
+        "--recording-rounds",
+        type=int,
+        default=3,
+        help="idle / recording / one-learner windows, in turn, this many times; 0: skip",
+    )
+    parser.add_argument("--recording-only", action="store_true", help="only the recording figures")
     args = parser.parse_args()
     if args.serve:
         await serve(args.serve, args.send_path)
@@ -862,6 +998,14 @@ async def main() -> None:
         load_before = loadavg()
         layered = await run_layers(args.layers_learners, args.seconds, args.warmup)
         out = {"benchmark": "relay", "layers_learners": args.layers_learners, **layered}
+        out.update(seconds=args.seconds, loadavg_before=load_before, loadavg_after=loadavg())
+        print(json.dumps({**out, "cpus": os.cpu_count()}), flush=True)
+        return
+    if args.recording_only:
+        pin_trainer_bitrate(args.bitrate)
+        load_before = loadavg()
+        recorded = await run_recording(args.seconds, max(1, args.recording_rounds))
+        out = {"benchmark": "relay", **_recording_figures(recorded)}
         out.update(seconds=args.seconds, loadavg_before=load_before, loadavg_after=loadavg())
         print(json.dumps({**out, "cpus": os.cpu_count()}), flush=True)
         return
@@ -1003,6 +1147,8 @@ async def main() -> None:
         )
     if args.layers_learners:
         out.update(await run_layers(args.layers_learners, args.seconds, args.warmup))
+    if args.recording_rounds:
+        out.update(_recording_figures(await run_recording(args.seconds, args.recording_rounds)))
     if args.transcode_baseline:
         base = await run_in_process("transcode", args.transcode_baseline, args.seconds, decoding=2)
         out["transcode_baseline_learners_per_core"] = r(base["learners_per_core"], 2)

@@ -33,6 +33,7 @@ ALERTS = {
     "EstradeLearnersRttHigh",
     "EstradeIceFailuresRising",
     "EstradeDocumentsDiskNearlyFull",
+    "EstradeRecordingsDiskFilling",
     "EstradeTurnUnreachable",
     "EstradeMediaWorkerRestarted",
     "EstradeMediaWorkerDown",

@@ -9,8 +9,12 @@ to the metrics layer (``MediaSource``), without learner ids.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import TYPE_CHECKING
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from appliance.auth.roles import LEARNERS, RUNS_CLASS
 from appliance.errors import DomainError
@@ -24,12 +28,13 @@ from appliance.media import (
     MediaServer,
     PublisherClosed,
     QualityChanged,
+    RecordingEnded,
     TracksChanged,
 )
 from appliance.media.ladder import LadderPolicy
 from appliance.media.observer import MediaObserver
 from appliance.media.remote import RemoteMediaServer
-from appliance.metrics.sources import LearnerLink, MediaWorker, RoomMedia
+from appliance.metrics.sources import LearnerLink, MediaWorker, RecordingTotals, RoomMedia
 
 if TYPE_CHECKING:
     from appliance.live.room import RoomRegistry
@@ -54,6 +59,9 @@ class MediaBridge:
         """cohort -> (socket id, user id) of the trainer publishing."""
         self._levels: dict[tuple[int, int], str] = {}
         """(cohort, learner) -> the level the learner asked for (kept across reconnects)."""
+        self.recording_listener: Callable[[RecordingEnded], Awaitable[None]] | None = None
+        """Told when a recording ends, for any reason (set by the replay side at start-up)."""
+        self._listening: set[asyncio.Task[Any]] = set()
         registry.join_hooks.append(self.joined)
         registry.leave_hooks.append(self.left)
         self.register(registry.dispatcher)
@@ -81,6 +89,8 @@ class MediaBridge:
         server, self.server = self.server, None
         if server is not None:
             await server.close()
+        if self._listening:  # recordings that ended with the relay: their rows get updated
+            await asyncio.gather(*self._listening, return_exceptions=True)
         self._learner_conns.clear()
         self._publishers.clear()
 
@@ -126,8 +136,39 @@ class MediaBridge:
         conn_id = self._learner_conns.get((room.cohort_id, learner_id))
         return room.conns.get(conn_id) if conn_id is not None else None
 
+    # ---- recordings (docs/recordings.md) -------------------------------------------------
+    async def start_recording(self, cohort_id: int, directory: Path) -> None:
+        """Record the cohort's class into ``directory`` (whatever the trainer publishes while
+        on; nothing yet is fine). A keyframe is asked for now and when a video track starts."""
+        await self._server().start_recording(cohort_id, directory)
+
+    async def stop_recording(self, cohort_id: int) -> None:
+        """End the recording (its files finalized, ``RecordingEnded`` sent); no-op if none."""
+        if self.server is not None:
+            await self.server.stop_recording(cohort_id)
+
+    def recording(self, cohort_id: int) -> bool:
+        return self.server is not None and self.server.recording(cohort_id)
+
+    def _recording_ended(self, event: RecordingEnded) -> None:
+        listener = self.recording_listener
+        if listener is None:
+            log.info("recording of cohort %s ended (%s)", event.cohort_id, event.reason)
+            return
+        task = asyncio.ensure_future(listener(event))
+        self._listening.add(task)
+        task.add_done_callback(self._listened)
+
+    def _listened(self, task: asyncio.Task[Any]) -> None:
+        self._listening.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the recording listener failed", exc_info=task.exception())
+
     # ---- relay events (called synchronously by the relay) ---------------------------------
     def on_event(self, event: MediaEvent) -> None:
+        if isinstance(event, RecordingEnded):
+            self._recording_ended(event)
+            return
         room = self.registry.rooms.get(event.cohort_id)
         if room is None:
             return
@@ -255,6 +296,21 @@ class MediaBridge:
             )
             for w in self.server.worker_stats()
         ]
+
+    def recording_totals(self) -> RecordingTotals:
+        """Recordings now and since start, and the disk they go to (metrics.RecordingsSource)."""
+        stats = self.server.stats() if self.server is not None else None
+        folder = Path(self.registry.settings.data_dir) / "recordings"
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent  # not created yet: the disk it will be on
+        usage = shutil.disk_usage(folder)
+        return RecordingTotals(
+            active=stats.recordings if stats is not None else 0,
+            bytes_written=stats.recording_bytes if stats is not None else 0,
+            segments_failed=stats.recording_segments_failed if stats is not None else 0,
+            disk_free_bytes=usage.free,
+            disk_size_bytes=usage.total,
+        )
 
     def media_stats(self) -> list[RoomMedia]:
         if self.server is None:

@@ -6,10 +6,12 @@ from .errors import (
     MediaEvent,
     PublisherClosed,
     QualityChanged,
+    RecordingEnded,
     TracksChanged,
 )
 from .ladder import LEVELS, LadderPolicy
 from .network import turn_credentials
+from .recorder import RecordingFiles, finalize_directory
 from .room import SLOTS, LearnerMediaStats, MediaRoom, MediaRoomStats, SubscribeOffer
 from .server import MediaServer, MediaServerStats
 
@@ -27,7 +29,10 @@ __all__ = [
     "MediaServerStats",
     "PublisherClosed",
     "QualityChanged",
+    "RecordingEnded",
+    "RecordingFiles",
     "SubscribeOffer",
     "TracksChanged",
+    "finalize_directory",
     "turn_credentials",
 ]

@@ -6,12 +6,16 @@ from dataclasses import dataclass
 
 from appliance.errors import DomainError
 
+from .recorder import RecordingFiles, RecordingReason
+
 __all__ = [
     "LearnerClosed",
     "MediaError",
     "MediaEvent",
     "PublisherClosed",
     "QualityChanged",
+    "RecordingEnded",
+    "RecordingReason",
     "TracksChanged",
 ]
 
@@ -74,4 +78,19 @@ class PublisherClosed:
     reason: str
 
 
-MediaEvent = TracksChanged | QualityChanged | LearnerClosed | PublisherClosed
+@dataclass(frozen=True, slots=True)
+class RecordingEnded:
+    """A recording ended (docs/recordings.md): asked (``stopped``), or not.
+
+    ``reason``: stopped, write_error, disk_full, relay_restarted (the media worker recording it
+    died) or room_closed. ``result`` is None when the recorder could not finalize the directory
+    (the web side calls ``finalize_directory`` itself then).
+    """
+
+    cohort_id: int
+    directory: str
+    reason: RecordingReason
+    result: RecordingFiles | None
+
+
+MediaEvent = TracksChanged | QualityChanged | LearnerClosed | PublisherClosed | RecordingEnded

@@ -150,6 +150,8 @@ class Source:
         #: bits per second per temporal layer over the last ladder interval
         self.layer_rates = [0.0] * (ALL_LAYERS + 1)
         self._rate_mark: tuple[float, list[int]] | None = None
+        #: the room's recorder, handed every frame delivered (slot, frame, SSRC); recorder.py
+        self.recorder: Callable[[str, Frame, int | None], None] | None = None
 
     def attach(self, receiver: Any) -> None:
         """Tap ``receiver`` (called before it starts, from the room's ``publish``)."""
@@ -213,6 +215,8 @@ class Source:
                     self.gop = []  # too old to hand to a learner connecting now
         for track in tuple(self.tracks):
             track.offer(frame)
+        if self.recorder is not None:
+            self.recorder(self.slot, frame, self._media_ssrc)
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe: at most one PLI per ``pli_interval_s``.

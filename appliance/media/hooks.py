@@ -26,7 +26,9 @@ from aiortc.codecs.opus import OpusEncoder
 from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.rtcdtlstransport import RtpRouter
 
-__all__ = ["check_private_hooks"]
+from .errors import RecordingEnded  # the contract (notes) names it here too
+
+__all__ = ["RecordingEnded", "check_private_hooks"]
 
 _CHECKED = False
 

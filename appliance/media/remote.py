@@ -18,13 +18,21 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from ..settings import Settings, SettingsError
 from .channel import Channel, ChannelClosed, ChannelError, open_channel
-from .errors import LearnerClosed, MediaError, MediaEvent, PublisherClosed, TracksChanged
+from .errors import (
+    LearnerClosed,
+    MediaError,
+    MediaEvent,
+    PublisherClosed,
+    RecordingEnded,
+    TracksChanged,
+)
 from .ladder import LEVELS
 from .network import browser_ice_servers
 from .observer import MediaObserver, NullObserver
@@ -45,9 +53,12 @@ from .wire import (
     Publish,
     Quality,
     QualityStep,
+    RecordingStopped,
     Request,
+    StartRecording,
     StatsPush,
     StatsReply,
+    StopRecording,
     Subscribe,
     Tracks,
     Unpublish,
@@ -347,6 +358,8 @@ class RemoteMediaServer:
         self._failures: collections.Counter[int] = collections.Counter()
         self._republish: dict[int, list[int]] = {}
         """Worker index -> cohorts whose trainer is told to publish again once it is back."""
+        self._recordings: dict[int, tuple[WorkerClient, str]] = {}
+        """Cohort -> the worker recording it and the directory (docs/recordings.md)."""
 
     async def start(self, count: int) -> None:
         """Start ``count`` worker processes and wait until each one's relay is up.
@@ -393,6 +406,7 @@ class RemoteMediaServer:
             if room.live:
                 room.live = ()
                 self._emit(TracksChanged(cid, ()))
+        self._recordings_lost(worker)
         if any(not w.lost.is_set() for w in self.workers):
             for cid in cohorts:  # another worker takes the class now
                 self._emit(PublisherClosed(cid, "relay_restarted"))
@@ -435,6 +449,9 @@ class RemoteMediaServer:
         elif isinstance(message, StatsPush):
             self._stats[index] = message.stats
             self._figures[index] = message
+        elif isinstance(message, RecordingStopped):
+            self._recordings.pop(message.cohort, None)
+            self._emit(event_from_wire(message))
         elif isinstance(message, Tracks | QualityStep | Closed | Unpublished):
             event = event_from_wire(message)
             room = self._rooms.get(event.cohort_id)
@@ -495,6 +512,30 @@ class RemoteMediaServer:
         s = self.settings
         return browser_ice_servers(s.stun_url, s.turn_url, s.turn_secret, s.turn_ttl_s, user)
 
+    # ---- recordings: in the worker that relays the class (docs/recordings.md) -------------
+    async def start_recording(self, cohort_id: int, directory: Path) -> None:
+        if cohort_id in self._recordings:
+            raise MediaError("already_recording", "this class is already being recorded")
+        worker = self.room(cohort_id).worker
+        folder = str(directory)
+        await worker.request(lambda i: StartRecording(id=i, cohort=cohort_id, directory=folder))
+        self._recordings[cohort_id] = (worker, folder)
+
+    async def stop_recording(self, cohort_id: int) -> None:
+        found = self._recordings.get(cohort_id)
+        if found is not None:
+            await _unless_lost(found[0], lambda i: StopRecording(id=i, cohort=cohort_id))
+
+    def recording(self, cohort_id: int) -> bool:
+        return cohort_id in self._recordings
+
+    def _recordings_lost(self, worker: WorkerClient) -> None:
+        """The worker died: its recordings ended there (the web side finalizes them)."""
+        for cid, (owner, folder) in list(self._recordings.items()):
+            if owner is worker:
+                del self._recordings[cid]
+                self._emit(RecordingEnded(cid, folder, "relay_restarted", None))
+
     async def fetch_stats(self) -> MediaServerStats:
         """Every worker's figures now (the operator page; a scrape uses :meth:`stats`)."""
         alive = [w for w in self.workers if not w.lost.is_set()]
@@ -533,4 +574,7 @@ class RemoteMediaServer:
             connections_lost=sum(p.connections_lost for p in parts),
             connect_timeouts=sum(p.connect_timeouts for p in parts),
             by_room=by_room,
+            recordings=sum(p.recordings for p in parts),
+            recording_bytes=sum(p.recording_bytes for p in parts),
+            recording_segments_failed=sum(p.recording_segments_failed for p in parts),
         )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["Layer", "layer_of", "shift_picture_id"]
+__all__ = ["Layer", "descriptor_size", "keyframe_size", "layer_of", "shift_picture_id"]
 
 
 class Layer(NamedTuple):
@@ -73,3 +73,31 @@ def shift_picture_id(payload: bytes, delta: int) -> bytes:
         pid = ((((first & 0x7F) << 8) | payload[3]) - delta) & 0x7FFF
         return payload[:2] + bytes((0x80 | pid >> 8, pid & 0xFF)) + payload[4:]
     return payload[:2] + bytes(((first - delta) & 0x7F,)) + payload[3:]
+
+
+def descriptor_size(payload: bytes) -> int:
+    """Bytes of the payload descriptor at the start of ``payload`` (the VP8 data follows).
+
+    The recorder strips it from each RTP payload to write the frame as the encoder made it.
+    """
+    if not payload[0] & 0x80:
+        return 1
+    ext = payload[1]
+    size = 2
+    if ext & 0x80:
+        size += 2 if payload[2] & 0x80 else 1
+    if ext & 0x40:
+        size += 1
+    if ext & 0x30:  # T or K: one byte
+        size += 1
+    return size
+
+
+def keyframe_size(frame: bytes) -> tuple[int, int] | None:
+    """Width and height a VP8 keyframe's header announces (RFC 6386 §9.1); None if ``frame``
+    is not a keyframe."""
+    if len(frame) < 10 or frame[0] & 0x01 or frame[3:6] != b"\x9d\x01\x2a":
+        return None
+    width = int.from_bytes(frame[6:8], "little") & 0x3FFF
+    height = int.from_bytes(frame[8:10], "little") & 0x3FFF
+    return width, height

@@ -12,7 +12,16 @@ from typing import Any, Literal
 
 import msgspec
 
-from .errors import LearnerClosed, MediaEvent, PublisherClosed, QualityChanged, TracksChanged
+from .errors import (
+    LearnerClosed,
+    MediaEvent,
+    PublisherClosed,
+    QualityChanged,
+    RecordingEnded,
+    RecordingReason,
+    TracksChanged,
+)
+from .recorder import RecordingFiles
 from .server import MediaServerStats
 
 __all__ = [
@@ -30,9 +39,12 @@ __all__ = [
     "Publish",
     "Quality",
     "QualityStep",
+    "RecordingStopped",
     "Request",
+    "StartRecording",
     "StatsPush",
     "StatsReply",
+    "StopRecording",
     "Subscribe",
     "Tracks",
     "Unpublish",
@@ -105,8 +117,31 @@ class GetStats(_Request, tag="get_stats"):
     pass
 
 
+class StartRecording(_Request, tag="start_recording"):
+    """Record the cohort's class into ``directory`` (docs/recordings.md)."""
+
+    cohort: int
+    directory: str
+
+
+class StopRecording(_Request, tag="stop_recording"):
+    """Answered once the recording's files are finalized (its ``RecordingStopped`` first)."""
+
+    cohort: int
+
+
 Request = (
-    Configure | Publish | Unpublish | Subscribe | Answer | Quality | Leave | CloseRoom | GetStats
+    Configure
+    | Publish
+    | Unpublish
+    | Subscribe
+    | Answer
+    | Quality
+    | Leave
+    | CloseRoom
+    | GetStats
+    | StartRecording
+    | StopRecording
 )
 
 
@@ -155,6 +190,13 @@ class Unpublished(_Message, tag="unpublished"):
     reason: str
 
 
+class RecordingStopped(_Message, tag="recording_ended"):
+    cohort: int
+    directory: str
+    reason: RecordingReason
+    result: RecordingFiles | None = None
+
+
 ObserverMethod = Literal[
     "pli",
     "nack",
@@ -183,7 +225,7 @@ class StatsPush(_Message, tag="stats_push"):
     """How late the worker's event loop ran this push's one-second timer."""
 
 
-WireEvent = Tracks | QualityStep | Closed | Unpublished
+WireEvent = Tracks | QualityStep | Closed | Unpublished | RecordingStopped
 FromWorker = (
     Ok
     | Offered
@@ -193,6 +235,7 @@ FromWorker = (
     | QualityStep
     | Closed
     | Unpublished
+    | RecordingStopped
     | Observed
     | StatsPush
 )
@@ -211,6 +254,13 @@ def event_to_wire(event: MediaEvent) -> WireEvent:
         )
     if isinstance(event, PublisherClosed):
         return Unpublished(cohort=event.cohort_id, reason=event.reason)
+    if isinstance(event, RecordingEnded):
+        return RecordingStopped(
+            cohort=event.cohort_id,
+            directory=event.directory,
+            reason=event.reason,
+            result=event.result,
+        )
     return Closed(cohort=event.cohort_id, learner=event.learner_id, reason=event.reason)
 
 
@@ -223,4 +273,6 @@ def event_from_wire(message: WireEvent) -> MediaEvent:
         )
     if isinstance(message, Unpublished):
         return PublisherClosed(message.cohort, message.reason)
+    if isinstance(message, RecordingStopped):
+        return RecordingEnded(message.cohort, message.directory, message.reason, message.result)
     return LearnerClosed(message.cohort, message.learner, message.reason)

@@ -21,6 +21,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import uvloop
@@ -44,8 +45,10 @@ from .wire import (
     Publish,
     Quality,
     Request,
+    StartRecording,
     StatsPush,
     StatsReply,
+    StopRecording,
     Subscribe,
     Unpublish,
     event_to_wire,
@@ -213,6 +216,10 @@ class Worker:
             await server.close_room(request.cohort)
         elif isinstance(request, GetStats):
             return StatsReply(id=rid, stats=server.stats())
+        elif isinstance(request, StartRecording):
+            await server.start_recording(request.cohort, Path(request.directory))
+        elif isinstance(request, StopRecording):
+            await server.stop_recording(request.cohort)
         return Ok(id=rid)
 
 

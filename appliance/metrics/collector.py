@@ -25,6 +25,7 @@ class StateCollector(Collector):
         yield from _media(snap)
         yield from _workers(snap)
         yield from _documents(snap)
+        yield from _recordings(snap)
         yield from _capacity(snap)
         up = GaugeMetricFamily(
             "estrade_metrics_source_up",
@@ -177,6 +178,31 @@ def _documents(snap: Snapshot) -> Iterator[Metric]:
     size = _gauge("estrade_documents_stored_bytes", "Bytes of documents stored.")
     size.add_metric([], snap.documents.bytes)
     yield from (count, size)
+
+
+def _recordings(snap: Snapshot) -> Iterator[Metric]:
+    r = snap.recordings
+    if r is None:
+        return
+    active = _gauge("estrade_recordings_active", "Class recordings running now.")
+    active.add_metric([], r.active)
+    written = CounterMetricFamily(
+        "estrade_recording_written_bytes",
+        "Frame bytes class recordings wrote (a media worker's share restarts from 0 with it).",
+    )
+    written.add_metric([], r.bytes_written)
+    failed = CounterMetricFamily(
+        "estrade_recording_segments_failed",
+        "Recording segments that could not be written or closed.",
+    )
+    failed.add_metric([], r.segments_failed)
+    free = _gauge(
+        "estrade_recordings_disk_free_bytes", "Free space on the disk recordings are written to."
+    )
+    free.add_metric([], r.disk_free_bytes)
+    size = _gauge("estrade_recordings_disk_size_bytes", "Size of the disk recordings go to.")
+    size.add_metric([], r.disk_size_bytes)
+    yield from (active, written, failed, free, size)
 
 
 def _capacity(snap: Snapshot) -> Iterator[Metric]:

@@ -21,6 +21,8 @@ from appliance.metrics.sources import (
     MediaSource,
     MediaWorker,
     MediaWorkersSource,
+    RecordingsSource,
+    RecordingTotals,
     RoomMedia,
     RoomStats,
 )
@@ -66,6 +68,7 @@ class Snapshot:
     capacity: CapacityEstimate
     source_up: dict[str, bool] = field(default_factory=dict)
     workers: list[MediaWorker] = field(default_factory=list)
+    recordings: RecordingTotals | None = None
 
 
 def _read(name: str, fn: Callable[[], T], up: dict[str, bool]) -> T | None:
@@ -92,6 +95,9 @@ def take_snapshot(sources: Sources, sampler: CpuSampler, model: CapacityModel) -
     workers: list[MediaWorker] = []
     if isinstance(sources.media, MediaWorkersSource):
         workers = _read("media_workers", sources.media.media_workers, up) or []
+    recordings: RecordingTotals | None = None
+    if isinstance(sources.media, RecordingsSource):
+        recordings = _read("recordings", sources.media.recording_totals, up)
     if sources.documents is not None:
         documents = _read("documents", sources.documents.document_totals, up)
     by_stats = {s.cohort_id: s for s in stats}
@@ -106,4 +112,4 @@ def take_snapshot(sources: Sources, sampler: CpuSampler, model: CapacityModel) -
         for w in workers
     ]
     capacity = model.estimate(cpu, [(r.learners, r.video_tracks) for r in rooms], loads)
-    return Snapshot(rooms, documents, cpu, capacity, up, workers)
+    return Snapshot(rooms, documents, cpu, capacity, up, workers, recordings)

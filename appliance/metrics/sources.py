@@ -22,6 +22,8 @@ __all__ = [
     "MediaWorker",
     "MediaWorkersSource",
     "ParticipantState",
+    "RecordingTotals",
+    "RecordingsSource",
     "RoomMedia",
     "RoomStats",
 ]
@@ -110,6 +112,22 @@ class MediaWorker:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingTotals:
+    """Class recordings (docs/recordings.md)."""
+
+    active: int
+    """Recordings running now."""
+    bytes_written: int
+    """Frame bytes written by recordings since the relay started (a counter; a media worker's
+    share starts from 0 again when it restarts)."""
+    segments_failed: int
+    """Segments that could not be written or closed (a counter, likewise)."""
+    disk_free_bytes: int
+    """Free space on the disk recordings go to (``data_dir/recordings``)."""
+    disk_size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class DocumentTotals:
     count: int
     bytes: int
@@ -134,6 +152,13 @@ class MediaWorkersSource(Protocol):
     """Implemented by ``appliance/live/media.py`` too: the media workers (empty in process)."""
 
     def media_workers(self) -> list[MediaWorker]: ...
+
+
+@runtime_checkable
+class RecordingsSource(Protocol):
+    """Implemented by ``appliance/live/media.py`` (the bridge to the relay that records)."""
+
+    def recording_totals(self) -> RecordingTotals: ...
 
 
 @runtime_checkable
