@@ -39,6 +39,7 @@ from appliance.errors import DomainError
 from appliance.live import access_listeners, classroom_socket, live_plugin
 from appliance.live.documents import LiveDocumentNotifier
 from appliance.live.media import MediaBridge
+from appliance.live.recording import LiveRecordings
 from appliance.metrics import (
     Metrics,
     MetricsAccess,
@@ -47,6 +48,7 @@ from appliance.metrics import (
     request_metrics,
 )
 from appliance.polls.controllers import PollController
+from appliance.replays.controllers import RecordingPolicyController, ReplayController, ReplayPage
 from appliance.request import EstradeRequest
 from appliance.settings import Settings
 from appliance.state import AppState
@@ -174,17 +176,21 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
     engagement = EngagementLive(live)  # counts hands, reactions, low bandwidth per learner
     live.metrics = metrics
     media = MediaBridge(live)
+    recordings = LiveRecordings(live, media)
+    document_notifier = LiveDocumentNotifier(live)
+    document_notifier.listeners.append(recordings.document_pushed)
     document_totals = DocumentTotals()
     metrics.attach(live=live, media=media, documents=document_totals)
     state = AppState.of(
         live=live,
         media=media,
+        recordings=recordings,
         settings=settings,
         engine=engine,
         metrics=metrics,
         metrics_access=MetricsAccess.from_settings(settings),
         document_store=document_store,
-        document_notifier=LiveDocumentNotifier(live),
+        document_notifier=document_notifier,
         document_totals=document_totals,
         password_workers=password_workers,
         csrf_secret=csrf_secret,
@@ -210,6 +216,9 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             DocumentController,
             EngagementController,
             EngagementPage,
+            RecordingPolicyController,
+            ReplayController,
+            ReplayPage,
             PageController,
             static_files_router(),
         ],
@@ -238,7 +247,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         request_max_body_size=settings.max_request_bytes,
         request_class=EstradeRequest,
         template_config=template_config(),
-        lifespan=[lifespan, engagement.lifespan],
+        lifespan=[lifespan, engagement.lifespan, recordings.lifespan],
         state=state,
         debug=False,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from appliance.documents.schemas import DocumentOut
@@ -18,6 +19,8 @@ class LiveDocumentNotifier:
 
     def __init__(self, registry: RoomRegistry) -> None:
         self.registry = registry
+        self.listeners: list[Callable[[int, DocumentOut], Awaitable[None]]] = []
+        """Awaited after each push (the recording notes it for the replay's timeline)."""
 
     async def document_pushed(self, cohort_id: int, doc: DocumentOut) -> None:
         room = await self.registry.room(cohort_id)
@@ -32,3 +35,5 @@ class LiveDocumentNotifier:
         )
         async with room.lock:
             room.publish(p.DocumentPushed(document=notice))
+        for listener in self.listeners:
+            await listener(cohort_id, doc)

@@ -9,7 +9,10 @@ to the metrics layer (``MediaSource``), without learner ids.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance.auth.roles import LEARNERS, RUNS_CLASS
@@ -30,6 +33,7 @@ from appliance.media.ladder import LadderPolicy
 from appliance.media.observer import MediaObserver
 from appliance.media.remote import RemoteMediaServer
 from appliance.metrics.sources import LearnerLink, MediaWorker, RoomMedia
+from appliance.replays.media_seam import RecordingEnded
 
 if TYPE_CHECKING:
     from appliance.live.room import RoomRegistry
@@ -54,6 +58,9 @@ class MediaBridge:
         """cohort -> (socket id, user id) of the trainer publishing."""
         self._levels: dict[tuple[int, int], str] = {}
         """(cohort, learner) -> the level the learner asked for (kept across reconnects)."""
+        self.recording_listener: Callable[[RecordingEnded], Awaitable[None]] | None = None
+        """Told when a recording ends, for any reason (set by appliance.live.recording)."""
+        self._recordings: dict[int, Path] = {}  # replaced by branch rec
         registry.join_hooks.append(self.joined)
         registry.leave_hooks.append(self.left)
         self.register(registry.dispatcher)
@@ -237,6 +244,25 @@ class MediaBridge:
             except MediaError as exc:
                 if exc.code != "not_subscribed":  # not receiving yet: applied at subscribe
                     raise
+
+    # ---- recording (the contract with branch rec, issue #14) ------------------------------
+    # replaced by branch rec: these three stand-ins only keep the directory and tell the
+    # listener; the recorder writing the trainer's frames comes with branch rec.
+    async def start_recording(self, cohort_id: int, directory: Path) -> None:
+        """Record what the trainer publishes in ``cohort_id`` into ``directory``."""
+        await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)  # replaced by rec
+        self._recordings[cohort_id] = directory
+
+    async def stop_recording(self, cohort_id: int) -> None:
+        """End the cohort's recording (no-op if none): ``RecordingEnded`` follows."""
+        directory = self._recordings.pop(cohort_id, None)  # replaced by branch rec
+        if directory is not None and self.recording_listener is not None:
+            await self.recording_listener(
+                RecordingEnded(cohort_id, str(directory), "stopped", None)
+            )
+
+    def recording(self, cohort_id: int) -> bool:
+        return cohort_id in self._recordings  # replaced by branch rec
 
     # ---- metrics (appliance.metrics.MediaSource, MediaWorkersSource) ----------------------
     def media_workers(self) -> list[MediaWorker]:
