@@ -266,8 +266,11 @@ async def readable_recording(cohort_id: int, recording_id: int, staff: bool) -> 
 
 
 def initials(name: str) -> str:
-    parts = [w for w in name.replace("-", " ").split() if w]
-    return " ".join(f"{w[0].upper()}." for w in parts[:3])
+    """ "Lina Martin" -> "L. M.": the first letters of the first and last words (of letters)."""
+    words = [w for w in name.replace("-", " ").split() if w[:1].isalpha()]
+    if len(words) > 2:
+        words = [words[0], words[-1]]
+    return " ".join(f"{w[0].upper()}." for w in words)
 
 
 async def replay_detail(cohort_id: int, recording_id: int, staff: bool) -> s.ReplayDetail:

@@ -1,0 +1,165 @@
+"""Replays in real chromium: the trainer records a class from the console, a learner watches it.
+
+The recorder itself is branch rec's: while the class is recorded, this test writes the
+recorder's segments (a VP8 test pattern per video kind, an Opus tone; tests/replays/media.py)
+into the directory the server chose, in the contract's layout. Everything else is the real
+server: the console's buttons, the socket, the database, the finalize step, the file routes
+with Range, the replay page.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.helpers.browser import BrowserServer, axe_violations, shoot, sign_in
+from tests.replays.media import write_recording
+
+pytestmark = pytest.mark.browser
+
+EVIL = '<img src=x onerror="window.__pwned=1">'
+SECONDS = 12.0
+
+
+def _world(server: BrowserServer) -> dict[str, Any]:
+    api = server.api()
+    trainer = api.user("trainer-rp@example.org", "Théo Formateur", "trainer")
+    learner = api.user("lina-rp@example.org", "Lina Martin", "learner", password=None)
+    cohort = api.cohort("Replays")
+    api.enrol(cohort["id"], trainer["id"])
+    api.enrol(cohort["id"], learner["id"])
+    policy = {
+        "enabled": True,
+        "notice": "Cette classe est enregistrée pour les absents.",
+        "chat_names": "initials",
+    }
+    api.call("PUT", f"/api/admin/cohorts/{cohort['id']}/recording", json=policy)
+    return {
+        "api": api,
+        "cohort": cohort,
+        "trainer": trainer,
+        "link": api.link(cohort["id"], learner["id"]),
+    }
+
+
+def _video(page: Any, selector: str) -> dict[str, Any]:
+    return dict(
+        page.evaluate(
+            """(sel) => { const v = document.querySelector(sel);
+            const q = v.getVideoPlaybackQuality
+              ? v.getVideoPlaybackQuality() : {totalVideoFrames: -1};
+            return {t: v.currentTime, w: v.videoWidth, paused: v.paused, frames: q.totalVideoFrames,
+                    src: v.currentSrc, rate: v.playbackRate}; }""",
+            selector,
+        )
+    )
+
+
+def test_record_then_watch_the_replay(new_page: Any, live_server: BrowserServer) -> None:
+    w = _world(live_server)
+    cid = w["cohort"]["id"]
+    api = w["api"]
+
+    trainer = new_page(width=1440)
+    sign_in(trainer, w["trainer"]["email"])
+    trainer.goto(f"/cohorts/{cid}/console")
+    expect(trainer.locator("#rec-notice")).to_have_text(
+        "Cette classe est enregistrée pour les absents."
+    )
+    trainer.locator("#session-start").click()
+    expect(trainer.locator("#rec-start")).to_be_visible()
+    trainer.locator("#rec-start").click()
+    expect(trainer.locator("#rec-badge")).to_be_visible()
+    expect(trainer.locator("#rec-stop")).to_be_visible()
+
+    learner = new_page(width=1440)
+    learner.goto(w["link"])
+    learner.wait_for_url(f"**/classroom/{cid}")
+    expect(learner.locator("#rec-badge")).to_be_visible()  # the classroom says so on joining
+    expect(learner.locator("#notices")).to_contain_text("This class is being recorded.")
+    expect(learner.locator("#rec-notice")).to_contain_text("enregistrée pour les absents")
+    learner.locator("#chat-input").fill(f"Une question {EVIL}")
+    learner.locator("#chat-send").click()
+    expect(learner.locator("#chat-log li.msg").last).to_contain_text("Une question")
+
+    running = [
+        r for r in api.call("GET", f"/api/cohorts/{cid}/replays/") if r["status"] == "recording"
+    ]
+    assert len(running) == 1
+    rid = running[0]["id"]
+    # The recorder's segments (branch rec writes them from the trainer's frames).
+    write_recording(
+        live_server.data_dir / "recordings" / str(cid) / str(rid), SECONDS, segments=True
+    )
+    trainer.locator("#rec-stop").click()
+    expect(trainer.locator("#rec-badge")).to_be_hidden()
+    expect(learner.locator("#rec-badge")).to_be_hidden()
+    deadline = time.monotonic() + 20
+    while (got := api.call("GET", f"/api/cohorts/{cid}/replays/"))[0]["status"] == "recording":
+        assert time.monotonic() < deadline, got
+        time.sleep(0.2)
+    assert got[0]["status"] == "ready", got
+    assert set(got[0]["files"]) == {"audio", "camera", "screen"}
+
+    # The learner opens the replay: the screen as main view, the camera small, the sound.
+    learner.goto(f"/cohorts/{cid}/replays")
+    learner.locator(f"#rp-list button[data-id='{rid}']").click()
+    expect(learner.locator("#rp-view")).to_be_visible()
+    line = learner.locator("#rp-timeline li.rp-chat").first
+    expect(line).to_contain_text(f"Une question {EVIL}")
+    expect(line.locator(".rp-author")).to_have_text("L. M.")  # the cohort's names mode
+    assert learner.evaluate("window.__pwned === undefined")
+    assert learner.locator("#rp-timeline img").count() == 0
+    assert "/files/screen" in _video(learner, "#rp-main")["src"]
+    assert "/files/camera" in _video(learner, "#rp-pip")["src"]
+
+    learner.locator("#rp-play").click()
+    learner.wait_for_function(
+        "() => document.querySelector('#rp-main').currentTime > 1.0", timeout=15_000
+    )
+    first = _video(learner, "#rp-main")
+    learner.wait_for_timeout(600)
+    second = _video(learner, "#rp-main")
+    assert second["t"] > first["t"], (first, second)
+    assert second["w"] == 320 and second["frames"] > 0, second
+    pip = _video(learner, "#rp-pip")
+    assert pip["w"] == 320 and not pip["paused"] and abs(pip["t"] - second["t"]) < 0.6, (
+        pip,
+        second,
+    )
+    audio_t = learner.evaluate("document.querySelector('#rp-audio').currentTime")
+    assert abs(audio_t - second["t"]) < 0.6
+
+    # Speed.
+    learner.locator("#rp-speed").select_option("1.5")
+    assert _video(learner, "#rp-main")["rate"] == 1.5
+    # Seek away, then click the chat line: the player goes to its time.
+    learner.evaluate(
+        "() => { const s = document.querySelector('#rp-seek');"
+        " s.value = '10'; s.dispatchEvent(new Event('input')); }"
+    )
+    assert _video(learner, "#rp-main")["t"] > 9
+    chat_t = float(line.locator("button").get_attribute("data-t") or "nan")
+    assert 0 <= chat_t < SECONDS - 2, chat_t
+    line.locator("button").click()
+    at = _video(learner, "#rp-main")["t"]
+    assert abs(at - chat_t) < 0.7, (at, chat_t)
+    learner.wait_for_function(
+        f"() => document.querySelector('#rp-main').currentTime > {chat_t + 0.3}", timeout=10_000
+    )
+    found = axe_violations(learner)
+    assert not found, found
+    shoot(learner, "replay-en-1440")
+
+    phone = new_page(width=360, height=780, locale="fr-FR")
+    phone.goto(w["link"])
+    phone.wait_for_url(f"**/classroom/{cid}")
+    phone.goto(f"/cohorts/{cid}/replays#replay-{rid}")
+    expect(phone.locator("#rp-view")).to_be_visible()
+    expect(phone.locator("#rp-play")).to_have_text("Lire")
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 360, width
+    shoot(phone, "replay-fr-360")
