@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.helpers.browser import BrowserServer, axe_violations, shoot, sign_in
+from tests.helpers.browser import ADMIN_EMAIL, BrowserServer, axe_violations, shoot, sign_in
 from tests.replays.media import write_recording
 
 pytestmark = pytest.mark.browser
@@ -163,3 +163,27 @@ def test_record_then_watch_the_replay(new_page: Any, live_server: BrowserServer)
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, width
     shoot(phone, "replay-fr-360")
+
+
+def test_admin_sets_the_recording_policy(new_page: Any, live_server: BrowserServer) -> None:
+    api = live_server.api()
+    cohort = api.cohort("Politique")
+    cid = cohort["id"]
+    page = new_page(width=1440, locale="fr-FR")
+    sign_in(page, ADMIN_EMAIL)
+    page.goto(f"/admin/cohorts/{cid}")
+    expect(page.locator("#rec-usage")).to_contain_text("0 GB")
+    assert not page.locator("#rec-enabled").is_checked()  # off by default
+    page.locator("#rec-enabled").check()
+    page.locator("#rec-notice-text").fill("Classe <b>enregistrée</b>")
+    page.locator("#rec-chat-names").select_option("none")
+    page.locator("#rec-retention").fill("45")
+    page.locator("#rec-quota").fill("2.5")
+    page.locator("#rec-policy-form button[type=submit]").click()
+    expect(page.locator("#notices")).to_contain_text("Réglages d'enregistrement sauvegardés.")
+    got = api.call("GET", f"/api/admin/cohorts/{cid}/recording")
+    assert got["enabled"] is True and got["notice"] == "Classe <b>enregistrée</b>"
+    assert got["chat_names"] == "none" and got["retention_days"] == 45
+    assert got["quota_bytes"] == 2_500_000_000
+    found = axe_violations(page)
+    assert not found, found
