@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser.firefox import Firefox
 from tests.helpers.browser import ADMIN_EMAIL, BrowserServer, axe_violations, shoot, sign_in
 from tests.replays.media import write_recording
 
@@ -58,7 +59,16 @@ def _video(page: Any, selector: str) -> dict[str, Any]:
     )
 
 
-def test_record_then_watch_the_replay(new_page: Any, live_server: BrowserServer) -> None:
+@pytest.fixture
+def firefox(tmp_path: Any) -> Any:
+    browser = Firefox(tmp_path / "firefox.log")
+    yield browser
+    browser.close()
+
+
+def test_record_then_watch_the_replay(
+    new_page: Any, live_server: BrowserServer, firefox: Firefox
+) -> None:
     w = _world(live_server)
     cid = w["cohort"]["id"]
     api = w["api"]
@@ -163,6 +173,29 @@ def test_record_then_watch_the_replay(new_page: Any, live_server: BrowserServer)
     width = phone.evaluate("document.documentElement.scrollWidth")
     assert width <= 360, width
     shoot(phone, "replay-fr-360")
+
+    # The same replay in Firefox (Debian's firefox-esr): plays, decodes, seeks from the chat.
+    firefox.goto(w["link"])
+    firefox.wait(f"() => location.pathname === '/classroom/{cid}'")
+    firefox.wait("() => document.documentElement.classList.contains('ready')")
+    firefox.goto(f"{live_server.url}/cohorts/{cid}/replays#replay-{rid}")
+    firefox.wait("() => document.documentElement.classList.contains('ready')")
+    firefox.wait("() => !document.querySelector('#rp-view').hidden")
+    firefox.click("#rp-play")
+    firefox.wait("() => document.querySelector('#rp-main').currentTime > 1.0", timeout_s=20)
+    got = firefox.eval(
+        "() => { const v = document.querySelector('#rp-main');"
+        " return [v.videoWidth, v.getVideoPlaybackQuality().totalVideoFrames,"
+        " document.querySelector('#rp-pip').videoWidth]; }"
+    )
+    assert got[0] == 320 and got[1] > 0 and got[2] == 320, got
+    firefox.click("#rp-timeline li.rp-chat button")
+    at = firefox.eval("() => document.querySelector('#rp-main').currentTime")
+    assert abs(at - chat_t) < 0.7, (at, chat_t)
+    assert firefox.eval("() => window.__pwned === undefined")
+    # (Leaving the classroom while its requests run can log "Error: network" there: only
+    # this page's errors count.)
+    assert not [e for e in firefox.errors() if "/replays" in e], firefox.errors()
 
 
 def test_admin_sets_the_recording_policy(new_page: Any, live_server: BrowserServer) -> None:

@@ -20,6 +20,7 @@ from appliance.chat.tables import ChatMessage
 from appliance.replays import services
 from appliance.replays.tables import Recording, RecordingPolicy
 from appliance.settings import Settings
+from tests.documents import samples
 from tests.helpers.classroom import LiveServer
 from tests.helpers.world import ROLES, Client, World, make_settings, sign_in_as
 from tests.replays.media import write_recording
@@ -257,6 +258,24 @@ async def test_recording_over_the_socket(
     directory = services.directory_of(settings, world.cohort.id, row.id)
     # what the recorder (branch rec) writes meanwhile: segments in the contract's layout
     await asyncio.to_thread(write_recording, directory, 1.0, segments=True)
+    # the class goes on: a chat line, a poll, a pushed document
+    await learner.request("chat_send", text="Je vois <b>bien</b>")
+    await trainer.request("poll_create", question="Clair ?", choices=["oui", "non"])
+    poll = (await trainer.expect("poll_created"))["poll"]
+    await trainer.request("poll_launch", poll_id=poll["id"])
+    async with httpx.AsyncClient(base_url=live.base) as c:
+        cookie = await live.cookie(world, "trainer")
+        c.headers["cookie"] = cookie
+        c.headers["x-csrftoken"] = cookie.split("csrftoken=")[1].split(";")[0]
+        r = await c.post(
+            f"/api/cohorts/{world.cohort.id}/documents/",
+            params={"filename": "plan.pdf", "title": "Plan <du> jour"},
+            content=samples.pdf(),
+        )
+        assert r.status_code == 201, r.text
+        r = await c.post(f"/api/cohorts/{world.cohort.id}/documents/{r.json()['id']}/push")
+        assert r.status_code == 200, r.text
+    await learner.expect("document_pushed")
     await trainer.request("recording_stop")
     off = await learner.expect("recording_changed", recording=False)
     assert off["reason"] == "stopped"
@@ -264,6 +283,14 @@ async def test_recording_over_the_socket(
     assert row is not None and row.status == "ready" and row.ended_at is not None
     assert row.audio_bytes > 0 and row.camera_bytes > 0 and row.screen_bytes > 0
     assert (await trainer.request("recording_stop", expect="error"))["code"] == "not_recording"
+    detail = await services.replay_detail(world.cohort.id, row.id, staff=False)
+    kinds = [(i.kind, i.text) for i in detail.timeline]
+    assert kinds == [
+        ("chat", "Je vois <b>bien</b>"),
+        ("poll", "Clair ?"),
+        ("document", "Plan <du> jour"),
+    ]
+    assert detail.timeline[2].url is not None and detail.timeline[2].url.endswith("/download")
 
     # another recording stops with the class session
     await trainer.request("recording_start")
