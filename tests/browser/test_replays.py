@@ -197,6 +197,15 @@ def test_record_then_watch_the_replay(
     # this page's errors count.)
     assert not [e for e in firefox.errors() if "/replays" in e], firefox.errors()
 
+    # The trainer deletes the replay from the page: gone for everyone, files included.
+    trainer.goto(f"/cohorts/{cid}/replays#replay-{rid}")
+    expect(trainer.locator("#rp-delete")).to_be_visible()
+    trainer.once("dialog", lambda dialog: dialog.accept())
+    trainer.locator("#rp-delete").click()
+    expect(trainer.locator("#rp-empty")).to_be_visible()
+    assert not (live_server.data_dir / "recordings" / str(cid) / str(rid)).exists()
+    assert api.call("GET", f"/api/cohorts/{cid}/replays/") == []
+
 
 def test_admin_sets_the_recording_policy(new_page: Any, live_server: BrowserServer) -> None:
     api = live_server.api()

@@ -244,6 +244,9 @@ async def test_recording_over_the_socket(
     forbidden = await learner.request("recording_start", expect="forbidden")
     assert forbidden["message_type"] == "recording_start"
     forbidden = await learner.request("recording_stop", expect="forbidden")
+    operator = await _join(live, world, "operator")  # operators watch; they never record
+    forbidden = await operator.request("recording_start", expect="forbidden")
+    assert forbidden["message_type"] == "recording_start"
 
     await trainer.request("recording_start")
     on = await learner.expect("recording_changed", recording=True)
