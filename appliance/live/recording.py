@@ -177,13 +177,14 @@ class LiveRecordings:
     async def ended(self, event: RecordingEnded) -> None:
         """A recording ended (stopped, write error, disk full, relay restarted, room closed)."""
         cid = event.cohort_id
+        rid = _recording_id(cid, event.directory)
         active = self.active.get(cid)
-        if active is not None and str(active.directory) == event.directory:
+        if active is not None and active.recording_id == rid:
             del self.active[cid]
             if active.watcher is not None and active.watcher is not asyncio.current_task():
                 active.watcher.cancel()
         reason = (active.stop_reason if active is not None else None) or event.reason
-        row = await self._row_of(cid, event.directory)
+        row = await self._row_of(cid, rid)
         result = event.result
         if row is not None:
             failure = _FAILURES.get(reason)
@@ -202,14 +203,18 @@ class LiveRecordings:
                 )
             )
 
-    async def _row_of(self, cohort_id: int, directory: str) -> Recording | None:
-        rows = await Recording.objects().where(
-            (Recording.cohort == cohort_id) & (Recording.status == RecordingStatus.recording.value)
+    async def _row_of(self, cohort_id: int, recording_id: int | None) -> Recording | None:
+        if recording_id is None:
+            return None
+        return (
+            await Recording.objects()
+            .where(
+                (Recording.cohort == cohort_id)
+                & (Recording.id == recording_id)
+                & (Recording.status == RecordingStatus.recording.value)
+            )
+            .first()
         )
-        for row in rows:
-            if str(services.directory_of(self.settings, cohort_id, row.id)) == directory:
-                return row
-        return None
 
     # ---- documents pushed while recording -------------------------------------------------
     async def document_pushed(self, cohort_id: int, doc: DocumentOut) -> None:
@@ -254,6 +259,15 @@ class LiveRecordings:
                 log.exception("the recordings sweep failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.recording_sweep_s)
+
+
+def _recording_id(cohort_id: int, directory: str) -> int | None:
+    """The recording a directory of the contract's layout (``.../recordings/{cohort}/{id}``)
+    belongs to, whether the path is relative or absolute; None for any other path."""
+    path = Path(directory)
+    if path.parent.name != str(cohort_id) or path.parent.parent.name != "recordings":
+        return None
+    return int(path.name) if path.name.isdigit() and len(path.name) < 10 else None
 
 
 _FAILURES = {

@@ -331,3 +331,43 @@ async def test_the_quota_refuses_and_stops(
     assert row is not None and row.end_reason == "quota" and "quota" in (row.failure or "")
     refused = await trainer.request("recording_start", expect="error")
     assert refused["code"] == "recording_quota" and "of their 4000 bytes" in refused["detail"]
+
+
+async def test_the_recorder_s_end_updates_the_row(
+    client: Client, world: World, settings: Settings
+) -> None:
+    """RecordingEnded as branch rec's bridge sends it: an error reason with the recorder's
+    result, or no result (the web side finalizes); an absolute path or a relative one."""
+    from appliance.live import live_plugin
+    from appliance.live.media import MediaBridge
+    from appliance.live.recording import Active, LiveRecordings
+    from appliance.replays.media_seam import RecordingEnded, finalize_directory
+
+    await _enable(world.cohort.id)
+    cid = world.cohort.id
+    _, registry = live_plugin(settings)
+    recordings = LiveRecordings(registry, MediaBridge(registry))
+    cs = ClassSession(cohort=cid, started_at=dt.datetime.now(dt.UTC))
+    await cs.save()
+    for reason, absolute, finalized_by_recorder in (
+        ("disk_full", True, True),
+        ("relay_restarted", False, False),
+    ):
+        row, _ = await services.start_recording(settings, cid, cs.id, world.trainer.id)
+        directory = services.directory_of(settings, cid, row.id)
+        await asyncio.to_thread(write_recording, directory, 1.0, ("audio",), segments=True)
+        result = (
+            await asyncio.to_thread(finalize_directory, directory)
+            if finalized_by_recorder
+            else None
+        )
+        recordings.active[cid] = Active(row.id, directory, row.started_at, "", 10**12)
+        path = str(directory.resolve()) if absolute else str(directory)
+        await recordings.ended(RecordingEnded(cid, path, reason, result))  # type: ignore[arg-type]
+        assert cid not in recordings.active
+        got = await Recording.objects().where(Recording.id == row.id).first()
+        assert got is not None and got.status == "ready" and got.end_reason == reason
+        assert got.audio_bytes > 0 and got.failure is not None
+        assert sorted(p.name for p in directory.iterdir()) == ["audio.webm"]
+    # A directory outside the layout is no recording of ours: nothing changes, nothing fails.
+    await recordings.ended(RecordingEnded(cid, "/elsewhere/3", "stopped", None))
