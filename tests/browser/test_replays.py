@@ -10,16 +10,31 @@ with Range, the replay page.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.firefox import Firefox
-from tests.helpers.browser import ADMIN_EMAIL, BrowserServer, axe_violations, shoot, sign_in
+from tests.helpers.browser import (
+    ADMIN_EMAIL,
+    BrowserServer,
+    axe_violations,
+    serve_estrade,
+    shoot,
+    sign_in,
+)
 from tests.replays.media import write_recording
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserServer]:
+    """The module's server measures a running recording against its quota twice a second."""
+    yield from serve_estrade(tmp_path_factory, {"ESTRADE_RECORDING_CHECK_S": "0.5"})
+
 
 EVIL = '<img src=x onerror="window.__pwned=1">'
 SECONDS = 12.0
@@ -229,3 +244,36 @@ def test_admin_sets_the_recording_policy(new_page: Any, live_server: BrowserServ
     assert got["quota_bytes"] == 2_500_000_000
     found = axe_violations(page)
     assert not found, found
+
+
+def test_the_console_says_why_a_recording_stopped(
+    new_page: Any, live_server: BrowserServer
+) -> None:
+    api = live_server.api()
+    trainer_user = api.user("trainer-quota@example.org", "Quota Formatrice", "trainer")
+    cohort = api.cohort("Quota")
+    cid = cohort["id"]
+    api.enrol(cid, trainer_user["id"])
+    policy = {"enabled": True, "quota_bytes": 2000}
+    api.call("PUT", f"/api/admin/cohorts/{cid}/recording", json=policy)
+    trainer = new_page(width=420, locale="fr-FR")  # the console beside a shared window
+    sign_in(trainer, trainer_user["email"])
+    trainer.goto(f"/cohorts/{cid}/console")
+    trainer.locator("#session-start").click()
+    trainer.locator("#rec-start").click()
+    expect(trainer.locator("#rec-badge")).to_have_text("Enregistrement")
+    [running] = api.call("GET", f"/api/cohorts/{cid}/replays/")
+    write_recording(
+        live_server.data_dir / "recordings" / str(cid) / str(running["id"]),
+        1.0,
+        ("audio",),
+        segments=True,
+    )
+    expect(trainer.locator("#notices")).to_contain_text(
+        "les enregistrements de la promotion ont atteint leur quota de stockage"
+    )
+    expect(trainer.locator("#rec-badge")).to_be_hidden()
+    expect(trainer.locator("#rec-start")).to_be_visible()
+    trainer.locator("#rec-start").click()  # refused now, and said so
+    expect(trainer.locator("#notices")).to_contain_text("occupent tout leur stockage")
+    shoot(trainer, "console-recording-quota-fr-420")
