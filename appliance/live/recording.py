@@ -46,6 +46,7 @@ class Active:
     """Why this side stopped it (``quota``, ``session_ended``), kept over the bridge's
     ``stopped``."""
     watcher: asyncio.Task[None] | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(eq=False)
@@ -128,7 +129,11 @@ class LiveRecordings:
                 quota_bytes=policy.quota_bytes,
             )
             self.active[cid] = active
-            active.watcher = asyncio.create_task(self._watch(cid, active), name=f"rec-{row.id}")
+            active.watcher = watcher = asyncio.create_task(
+                self._watch(cid, active), name=f"rec-{row.id}"
+            )
+            self._tasks.add(watcher)
+            watcher.add_done_callback(self._tasks.discard)
             room.publish(
                 p.RecordingChanged(
                     recording=True,
@@ -160,8 +165,9 @@ class LiveRecordings:
     async def _watch(self, cohort_id: int, active: Active) -> None:
         """Stop the recording when the cohort's recordings would pass their quota."""
         while self.active.get(cohort_id) is active:
-            await asyncio.sleep(self.settings.recording_check_s)
-            if self.active.get(cohort_id) is not active:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(active.done.wait(), self.settings.recording_check_s)
+            if active.done.is_set() or self.active.get(cohort_id) is not active:
                 return
             try:
                 used = await services.cohort_used_bytes(cohort_id, self.settings)
@@ -181,10 +187,14 @@ class LiveRecordings:
         active = self.active.get(cid)
         if active is not None and active.recording_id == rid:
             del self.active[cid]
-            if active.watcher is not None and active.watcher is not asyncio.current_task():
-                active.watcher.cancel()
+            active.done.set()  # its quota watcher ends between two queries, never inside one
+        else:
+            active = None
         reason = (active.stop_reason if active is not None else None) or event.reason
         row = await self._row_of(cid, rid)
+        if row is None and active is None:
+            log.warning("RecordingEnded for no running recording: %s", event.directory)
+            return
         result = event.result
         if row is not None:
             failure = _FAILURES.get(reason)
@@ -247,6 +257,8 @@ class LiveRecordings:
             for cid in list(self.active):
                 with contextlib.suppress(Exception):
                     await self.stop_cohort(cid, "room_closed")
+            for active in list(self.active.values()):
+                active.done.set()
             for task in list(self._tasks):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(task), STOP_S)
