@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
     from appliance.live.room import RoomRegistry
 
 __all__ = ["LiveDocumentNotifier"]
+
+log = logging.getLogger("estrade.live")
 
 
 class LiveDocumentNotifier:
@@ -36,4 +39,7 @@ class LiveDocumentNotifier:
         async with room.lock:
             room.publish(p.DocumentPushed(document=notice))
         for listener in self.listeners:
-            await listener(cohort_id, doc)
+            try:
+                await listener(cohort_id, doc)
+            except Exception:  # the push happened: a listener's failure does not undo it
+                log.exception("listener %r failed on document %s", listener, doc.id)
