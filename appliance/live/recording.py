@@ -83,15 +83,16 @@ class LiveRecordings:
 
     async def _tell(self, room: CohortRoom, conn: Conn) -> None:
         try:
-            policy = await services.get_policy(room.cohort_id)
-        except DomainError:
+            enabled, notice = await services.notice_of(room.cohort_id)
+        except Exception:  # the class goes on without the notice
+            log.exception("cannot read the recording policy of cohort %s", room.cohort_id)
             return
         active = self.active.get(room.cohort_id)
         if conn.send_direct is not None:
             conn.send_direct(
                 p.RecordingState(
-                    enabled=policy.enabled,
-                    notice=policy.notice,
+                    enabled=enabled,
+                    notice=notice,
                     recording=active is not None,
                     started_at=active.started_at if active is not None else None,
                 )

@@ -73,6 +73,16 @@ async def get_policy(cohort_id: int) -> s.PolicyOut:
     )
 
 
+async def notice_of(cohort_id: int) -> tuple[bool, str]:
+    """(recording on, notice) of a cohort: one small query, for every socket that joins."""
+    row = await (
+        RecordingPolicy.select(RecordingPolicy.enabled, RecordingPolicy.notice)
+        .where(RecordingPolicy.cohort == cohort_id)
+        .first()
+    )
+    return (False, "") if row is None else (bool(row["enabled"]), str(row["notice"]))
+
+
 async def set_policy(cohort_id: int, data: s.PolicyIn) -> s.PolicyOut:
     await get_cohort(cohort_id)
     row = await _policy_row(cohort_id)
