@@ -73,7 +73,10 @@ class ReplayController(Controller):
         """One replay and its timeline: chat, questions, polls, pushed documents."""
         access = await cohort_access(request.user, cohort_id, TAKES_PART)
         return await services.replay_detail(
-            cohort_id, recording_id, staff=access.is_staff_of_cohort
+            cohort_id,
+            recording_id,
+            staff=access.is_staff_of_cohort,
+            settings=app_state(request).settings,
         )
 
     @delete("/{recording_id:int}", status_code=204)

@@ -81,3 +81,6 @@ class ReplayDetail(msgspec.Struct, kw_only=True):
     cohort_name: str
     chat_names: ChatNamesMode
     timeline: list[TimelineItem]
+    presence: dict[str, list[list[float]]] = {}
+    """Video kind -> [[from, to], ...]: seconds when it was live (the page shows the camera
+    as the main view where the screen was off)."""

@@ -20,6 +20,7 @@ from appliance.errors import DomainError, not_found
 from appliance.polls.tables import Poll
 from appliance.replays import schemas as s
 from appliance.replays.media_seam import RecordingFiles, finalize_directory
+from appliance.replays.presence import presence
 from appliance.replays.tables import Recording, RecordingDocument, RecordingPolicy, RecordingStatus
 from appliance.settings import Settings
 
@@ -283,7 +284,9 @@ def initials(name: str) -> str:
     return " ".join(f"{w[0].upper()}." for w in words)
 
 
-async def replay_detail(cohort_id: int, recording_id: int, staff: bool) -> s.ReplayDetail:
+async def replay_detail(
+    cohort_id: int, recording_id: int, staff: bool, settings: Settings | None = None
+) -> s.ReplayDetail:
     row = await readable_recording(cohort_id, recording_id, staff)
     cohort = await get_cohort(cohort_id)
     policy = await _policy_row(cohort_id)
@@ -365,6 +368,11 @@ async def replay_detail(cohort_id: int, recording_id: int, staff: bool) -> s.Rep
         cohort_name=cohort.name,
         chat_names=policy.chat_names,  # type: ignore[arg-type]
         timeline=items,
+        presence=(
+            await asyncio.to_thread(presence, directory_of(settings, cohort_id, row.id))
+            if settings is not None and row.status == RecordingStatus.ready.value
+            else {}
+        ),
     )
 
 

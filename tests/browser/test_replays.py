@@ -9,6 +9,7 @@ with Range, the replay page.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -117,7 +118,10 @@ def test_record_then_watch_the_replay(
     rid = running[0]["id"]
     # The recorder's segments (branch rec writes them from the trainer's frames).
     write_recording(
-        live_server.data_dir / "recordings" / str(cid) / str(rid), SECONDS, segments=True
+        live_server.data_dir / "recordings" / str(cid) / str(rid),
+        SECONDS,
+        segments=True,
+        screen_gap=(4.0, 8.0),  # the trainer stopped sharing the screen for 4 s
     )
     trainer.locator("#rec-stop").click()
     expect(trainer.locator("#rec-badge")).to_be_hidden()
@@ -167,6 +171,16 @@ def test_record_then_watch_the_replay(
         " s.value = '10'; s.dispatchEvent(new Event('input')); }"
     )
     assert _video(learner, "#rp-main")["t"] > 9
+    wrap = learner.locator("#rp-video-wrap")
+    expect(wrap).not_to_have_class(re.compile("rp-flip"))
+    # Where the screen was off, the camera is the main view (as learners saw it).
+    learner.evaluate(
+        "() => { const s = document.querySelector('#rp-seek');"
+        " s.value = '6'; s.dispatchEvent(new Event('input')); }"
+    )
+    expect(wrap).to_have_class(re.compile("rp-flip"))
+    expect(learner.locator("#rp-main")).to_be_hidden()
+    assert learner.evaluate("document.querySelector('#rp-pip').clientWidth") > 400
     chat_t = float(line.locator("button").get_attribute("data-t") or "nan")
     assert 0 <= chat_t < SECONDS - 2, chat_t
     line.locator("button").click()
@@ -261,6 +275,7 @@ def test_the_console_says_why_a_recording_stopped(
     trainer.goto(f"/cohorts/{cid}/console")
     trainer.locator("#session-start").click()
     trainer.locator("#rec-start").click()
+    expect(trainer.locator("#rec-badge")).to_be_visible()  # started (the server said so)
     expect(trainer.locator("#rec-badge")).to_have_text("Enregistrement")
     [running] = api.call("GET", f"/api/cohorts/{cid}/replays/")
     write_recording(

@@ -16,7 +16,16 @@ import av
 __all__ = ["write_kind", "write_recording"]
 
 
-def write_kind(path: Path, kind: str, seconds: float, *, fps: int = 15, width: int = 320) -> None:
+def write_kind(
+    path: Path,
+    kind: str,
+    seconds: float,
+    *,
+    fps: int = 15,
+    width: int = 320,
+    gap: tuple[float, float] | None = None,
+) -> None:
+    """One kind's file; ``gap``: (from, to) seconds with no video frame (the source was off)."""
     height = width * 9 // 16
     with av.open(str(path), "w", format="webm") as out:
         if kind == "audio":
@@ -46,6 +55,8 @@ def write_kind(path: Path, kind: str, seconds: float, *, fps: int = 15, width: i
             shade = 60 if kind == "camera" else 180
             row_bg = bytes((shade, shade, shade)) * width
             for i in range(int(seconds * fps)):
+                if gap is not None and gap[0] <= i / fps < gap[1]:
+                    continue
                 x = (i * 7) % (width - 40)
                 row_box = bytes((shade, shade, shade)) * x + bytes((230, 40, 40)) * 40
                 row_box += bytes((shade, shade, shade)) * (width - x - 40)
@@ -67,9 +78,10 @@ def write_recording(
     kinds: tuple[str, ...] = ("audio", "camera", "screen"),
     *,
     segments: bool = False,
+    screen_gap: tuple[float, float] | None = None,
 ) -> None:
     """Final files (``{kind}.webm``), or, with ``segments``, the recorder's open segments."""
     directory.mkdir(parents=True, exist_ok=True)
     for kind in kinds:
         name = f"{kind}-0001.webm" if segments else f"{kind}.webm"
-        write_kind(directory / name, kind, seconds)
+        write_kind(directory / name, kind, seconds, gap=screen_gap if kind == "screen" else None)

@@ -131,6 +131,8 @@ async def test_who_reads_a_replay(client: Client, world: World, settings: Settin
     assert set(listed[0]["files"]) == {"audio", "camera", "screen"}
     assert listed[0]["failure"] is None and listed[0]["duration_s"] == pytest.approx(2.0, abs=0.1)
     detail = (await client.get(f"{base}/{row.id}")).json()
+    assert set(detail["presence"]) == {"camera", "screen"}
+    assert detail["presence"]["screen"] == [[0.0, pytest.approx(1.933, abs=0.01)]]
     chat = [i for i in detail["timeline"] if i["kind"] == "chat"]
     assert chat[0]["text"] == "<img src=x onerror=alert(1)> bonjour"  # the page escapes it
     assert chat[0]["t"] == pytest.approx(1.5) and chat[0]["author"] == "Learner"
@@ -371,3 +373,18 @@ async def test_the_recorder_s_end_updates_the_row(
         assert sorted(p.name for p in directory.iterdir()) == ["audio.webm"]
     # A directory outside the layout is no recording of ours: nothing changes, nothing fails.
     await recordings.ended(RecordingEnded(cid, "/elsewhere/3", "stopped", None))
+
+
+def test_presence_finds_when_a_source_was_off(tmp_path: Path) -> None:
+    """The screen off from 1 s to 3 s: two spans; the result is kept beside the files."""
+    from appliance.replays.presence import presence
+    from tests.replays.media import write_kind
+
+    write_kind(tmp_path / "screen.webm", "screen", 5.0, gap=(1.0, 3.0))
+    write_kind(tmp_path / "camera.webm", "camera", 5.0)
+    got = presence(tmp_path)
+    assert got["camera"] == [[0.0, pytest.approx(4.933, abs=0.01)]]
+    [first, second] = got["screen"]
+    assert first == [0.0, pytest.approx(0.933, abs=0.01)]
+    assert second == [pytest.approx(3.0, abs=0.01), pytest.approx(4.933, abs=0.01)]
+    assert (tmp_path / "presence.json").is_file() and presence(tmp_path) == got

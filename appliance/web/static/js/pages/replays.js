@@ -38,6 +38,11 @@ const state = {
   current: null,
   /** @type {TimelineItem[]} */
   timeline: [],
+  /** @type {Record<string, number[][]>} video kind -> [[from, to], ...] seconds it was live */
+  presence: {},
+  /** @type {string} the kinds in #rp-main and #rp-pip */
+  mainKind: "",
+  pipKind: "",
   swapped: false,
   playing: false,
   /** @type {number | null} */
@@ -62,7 +67,7 @@ function elements() {
   const list = [];
   if (audio.src) list.push(audio);
   if (main.src) list.push(main);
-  if (pip.src && !pip.hidden) list.push(pip);
+  if (pip.src) list.push(pip);
   return list;
 }
 
@@ -135,6 +140,24 @@ function stopTicker() {
   state.ticker = null;
 }
 
+/** Was `kind` live at `at`? (Without figures: whenever it has a file.) */
+function live(kind, at) {
+  const spans = state.presence[kind];
+  if (!spans) return Boolean(kind);
+  return spans.some(([from, to]) => at >= from - 0.5 && at <= to + 0.5);
+}
+
+/** As in class: where the main view's source was off, the other one is the main view; a
+ * small view whose source was off is hidden. */
+function layout(at) {
+  const mainOn = live(state.mainKind, at);
+  const pipOn = Boolean(state.pipKind) && live(state.pipKind, at);
+  const flip = !mainOn && pipOn;
+  $("#rp-video-wrap").classList.toggle("rp-flip", flip);
+  main.hidden = !state.mainKind || (!mainOn && pipOn);
+  pip.hidden = !pipOn;
+}
+
 let lastMarked = -1;
 
 function showTime() {
@@ -142,6 +165,7 @@ function showTime() {
   seek.max = String(duration());
   if (document.activeElement !== seek) seek.value = String(at);
   $("#rp-time").textContent = `${clockText(at)} / ${clockText(duration())}`;
+  layout(at);
   seek.setAttribute("aria-valuetext", clockText(at));
   // The line being watched: the last one at or before now.
   let index = -1;
@@ -176,7 +200,12 @@ function setSources() {
   const camera = r.files.camera || "";
   let first = screen || camera;
   let second = screen && camera ? camera : "";
-  if (state.swapped && second) [first, second] = [second, first];
+  state.mainKind = screen ? "screen" : camera ? "camera" : "";
+  state.pipKind = screen && camera ? "camera" : "";
+  if (state.swapped && second) {
+    [first, second] = [second, first];
+    [state.mainKind, state.pipKind] = [state.pipKind, state.mainKind];
+  }
   if (main.getAttribute("src") !== first) {
     if (first) main.src = first;
     else main.removeAttribute("src");
@@ -185,8 +214,6 @@ function setSources() {
     if (second) pip.src = second;
     else pip.removeAttribute("src");
   }
-  pip.hidden = !second;
-  main.hidden = !first;
   $("#rp-swap").hidden = !(screen && camera);
   $("#rp-nothing").hidden = Boolean(first);
   if (r.files.audio) {
@@ -250,6 +277,7 @@ async function open(id) {
   const detail = await api("GET", `${base}/${id}`);
   state.current = detail.replay;
   state.timeline = detail.timeline;
+  state.presence = detail.presence || {};
   state.swapped = false;
   $("#rp-view").hidden = false;
   $("#rp-view-title").textContent = title(detail.replay);
