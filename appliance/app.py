@@ -40,6 +40,7 @@ from appliance.hosts import RedisLoginWindows, claim_listener, event_emitter_for
 from appliance.live import access_listeners, classroom_socket, live_plugin
 from appliance.live.documents import LiveDocumentNotifier
 from appliance.live.media import MediaBridge
+from appliance.live.recording import LiveRecordings
 from appliance.metrics import (
     Metrics,
     MetricsAccess,
@@ -48,6 +49,7 @@ from appliance.metrics import (
     request_metrics,
 )
 from appliance.polls.controllers import PollController
+from appliance.replays.controllers import RecordingPolicyController, ReplayController, ReplayPage
 from appliance.request import EstradeRequest
 from appliance.settings import Settings
 from appliance.state import AppState
@@ -187,6 +189,9 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
     engagement = EngagementLive(live)  # counts hands, reactions, low bandwidth per learner
     live.metrics = metrics
     media = MediaBridge(live)
+    recordings = LiveRecordings(live, media)
+    document_notifier = LiveDocumentNotifier(live)
+    document_notifier.listeners.append(recordings.document_pushed)
     document_totals = DocumentTotals()
     metrics.attach(live=live, media=media, documents=document_totals)
     if settings.redis_url:  # several hosts: every host in the operator view (metrics/hosts.py)
@@ -199,12 +204,13 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
     state = AppState.of(
         live=live,
         media=media,
+        recordings=recordings,
         settings=settings,
         engine=engine,
         metrics=metrics,
         metrics_access=MetricsAccess.from_settings(settings),
         document_store=document_store,
-        document_notifier=LiveDocumentNotifier(live),
+        document_notifier=document_notifier,
         document_totals=document_totals,
         password_workers=password_workers,
         csrf_secret=csrf_secret,
@@ -231,6 +237,9 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             DocumentController,
             EngagementController,
             EngagementPage,
+            RecordingPolicyController,
+            ReplayController,
+            ReplayPage,
             PageController,
             static_files_router(),
         ],
@@ -264,6 +273,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         lifespan=[
             lifespan,
             engagement.lifespan,
+            recordings.lifespan,
             *([metrics.hosts.lifespan] if metrics.hosts else []),
         ],
         state=state,

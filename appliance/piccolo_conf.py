@@ -21,5 +21,6 @@ APP_REGISTRY = AppRegistry(
         "appliance.attendance.piccolo_app",
         "appliance.documents.piccolo_app",
         "appliance.engagement.piccolo_app",
+        "appliance.replays.piccolo_app",
     ]
 )

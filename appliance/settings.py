@@ -123,6 +123,10 @@ class Settings:
     """Largest document a trainer may upload, in bytes (413 above it)."""
     document_quota_bytes: Positive = 5 * 1024 * 1024 * 1024
     """Total size of the documents of one cohort, in bytes (413 when an upload would pass it)."""
+    recording_sweep_s: Positive = 24 * 3600
+    """How often expired recordings are deleted (disk and list), in seconds (docs/replays.md)."""
+    recording_check_s: PositiveFloat = 15.0
+    """How often a running recording's size is checked against its cohort's quota, in seconds."""
     login_attempts_per_address: Positive = 20
     """Failed sign-ins allowed per client address per ``login_window_s``."""
     login_attempts_per_account: Positive = 5

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the packages below import this module: their types only, ne
     from appliance.documents.storage import BlobStore
     from appliance.engagement.live import EngagementLive
     from appliance.live.media import MediaBridge
+    from appliance.live.recording import LiveRecordings
     from appliance.live.room import RoomRegistry
     from appliance.metrics.core import Metrics
     from appliance.metrics.http import MetricsAccess
@@ -40,6 +41,7 @@ class AppState(State):
     """Secret of the CSRF tokens (configured, or generated once in the data folder)."""
     live: RoomRegistry
     media: MediaBridge
+    recordings: LiveRecordings
     engagement: EngagementLive
     metrics: Metrics
     metrics_access: MetricsAccess
@@ -58,6 +60,7 @@ class AppState(State):
         csrf_secret: str,
         live: RoomRegistry,
         media: MediaBridge,
+        recordings: LiveRecordings,
         engagement: EngagementLive,
         metrics: Metrics,
         metrics_access: MetricsAccess,
@@ -75,6 +78,7 @@ class AppState(State):
                 "csrf_secret": csrf_secret,
                 "live": live,
                 "media": media,
+                "recordings": recordings,
                 "engagement": engagement,
                 "metrics": metrics,
                 "metrics_access": metrics_access,

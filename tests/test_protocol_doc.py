@@ -7,19 +7,20 @@ from appliance.live import protocol as p
 from appliance.live.dispatch import Dispatcher
 from appliance.live.handlers import register_all
 from appliance.live.media import MediaBridge
+from appliance.live.recording import LiveRecordings
 from appliance.settings import load_settings
 
 DOC = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
 
 
-CLIENT = (*p.CLIENT_MESSAGES, *p.MEDIA_CLIENT_MESSAGES)
-SERVER = (*p.SERVER_MESSAGES, *p.MEDIA_SERVER_MESSAGES)
+CLIENT = (*p.CLIENT_MESSAGES, *p.MEDIA_CLIENT_MESSAGES, *p.RECORDING_CLIENT_MESSAGES)
+SERVER = (*p.SERVER_MESSAGES, *p.MEDIA_SERVER_MESSAGES, *p.RECORDING_SERVER_MESSAGES)
 
 
 def app_dispatcher(tmp_path: Path) -> Dispatcher:
     """The dispatcher as the app builds it: every family plus the media bridge."""
     _, registry = live_plugin(load_settings(env={}, data_dir=str(tmp_path)))
-    MediaBridge(registry)
+    LiveRecordings(registry, MediaBridge(registry))
     return registry.dispatcher
 
 

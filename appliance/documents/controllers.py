@@ -6,23 +6,19 @@ preview published documents. Another cohort answers 404 (cohort ids do not leak)
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.datastructures import ETag
-from litestar.exceptions import ClientException
 from litestar.params import FromQuery, JSONBody
-from litestar.response import File
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
-from litestar.types import FileSystemProtocol
 
 from appliance.accounts.tables import User
 from appliance.auth.guards import Access, cohort_access
 from appliance.auth.roles import RUNS_CLASS, TAKES_PART
 from appliance.documents import services
 from appliance.documents.names import content_disposition
-from appliance.documents.ranges import BadRange, WindowFileSystem, etag_matches, parse_range
 from appliance.documents.schemas import CohortUsage, DocumentOut, DocumentPatch
+from appliance.documents.serve import serve_file
 from appliance.documents.sniff import ALLOWED
 from appliance.documents.storage import BlobStore
 from appliance.documents.tables import Document
@@ -168,42 +164,11 @@ class DocumentController(Controller):
 
 def _serve(request: AnyRequest, doc: Document, disposition: str) -> Response[Any]:
     path = services.open_for_download(_store(request), doc)
-    etag = f'"{doc.sha256}"'
-    headers = {
-        "Content-Disposition": content_disposition(disposition, doc.original_name),
-        "X-Content-Type-Options": "nosniff",
-        "Accept-Ranges": "bytes",
-        "Cache-Control": "private, no-cache",
-    }
-    if_none_match = request.headers.get("if-none-match")
-    if if_none_match is not None and etag_matches(if_none_match, etag):
-        return Response(None, status_code=304, headers={**headers, "ETag": etag})
-    window = None
-    range_header = request.headers.get("range")
-    if_range = request.headers.get("if-range")
-    # A client resuming an older version (If-Range differs) gets the whole current file.
-    if range_header is not None and (if_range is None or if_range.strip() == etag):
-        try:
-            window = parse_range(range_header, doc.size)
-        except BadRange as exc:
-            raise ClientException(
-                detail=str(exc),
-                status_code=416,
-                headers={"Content-Range": f"bytes */{doc.size}"},
-            ) from None
-    if window is None:
-        return File(
-            path,
-            media_type=doc.media_type,
-            etag=ETag(value=doc.sha256),
-            headers=headers,
-        )
-    return File(
+    return serve_file(
+        request,
         path,
+        size=doc.size,
+        etag_value=doc.sha256,
         media_type=doc.media_type,
-        etag=ETag(value=doc.sha256),
-        headers={**headers, "Content-Range": window.content_range(doc.size)},
-        status_code=206,
-        # Structurally a file system; its open() returns a byte window, not an AsyncFile.
-        file_system=cast(FileSystemProtocol, WindowFileSystem(window)),
+        headers={"Content-Disposition": content_disposition(disposition, doc.original_name)},
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from appliance.documents.schemas import DocumentOut
@@ -12,12 +14,16 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveDocumentNotifier"]
 
+log = logging.getLogger("estrade.live")
+
 
 class LiveDocumentNotifier:
     """The ``appliance.documents.notifier.DocumentNotifier`` of a running classroom."""
 
     def __init__(self, registry: RoomRegistry) -> None:
         self.registry = registry
+        self.listeners: list[Callable[[int, DocumentOut], Awaitable[None]]] = []
+        """Awaited after each push (the recording notes it for the replay's timeline)."""
 
     async def document_pushed(self, cohort_id: int, doc: DocumentOut) -> None:
         room = await self.registry.room(cohort_id)
@@ -32,3 +38,8 @@ class LiveDocumentNotifier:
         )
         async with room.lock:
             room.publish(p.DocumentPushed(document=notice))
+        for listener in self.listeners:
+            try:
+                await listener(cohort_id, doc)
+            except Exception:  # the push happened: a listener's failure does not undo it
+                log.exception("listener %r failed on document %s", listener, doc.id)

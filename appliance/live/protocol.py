@@ -21,6 +21,8 @@ __all__ = [
     "MEDIA_CLIENT_MESSAGES",
     "MEDIA_SERVER_MESSAGES",
     "PROTOCOL_VERSION",
+    "RECORDING_CLIENT_MESSAGES",
+    "RECORDING_SERVER_MESSAGES",
     "SERVER_MESSAGES",
     "ClientMessage",
     "Event",
@@ -471,3 +473,39 @@ MEDIA_SERVER_MESSAGES: tuple[type[Any], ...] = (
 def tag_of(cls: type[Any]) -> str:
     """The ``type`` value of a message class."""
     return str(cls.__struct_config__.tag)
+
+
+# ---- recording (appliance/live/recording.py; replays: docs/replays.md) ----------------------
+class RecordingStart(ClientMessage, tag="recording_start"):
+    """The trainer starts recording the running class session (the cohort must allow it)."""
+
+
+class RecordingStop(ClientMessage, tag="recording_stop"):
+    pass
+
+
+RECORDING_CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (RecordingStart, RecordingStop)
+
+
+class RecordingState(Reply, tag="recording_state"):
+    """Sent to each socket after ``welcome``: whether the cohort records classes, its notice,
+    and whether this class is being recorded now."""
+
+    enabled: bool
+    notice: str
+    recording: bool
+    started_at: dt.datetime | None = None
+
+
+class RecordingChanged(Event, tag="recording_changed"):
+    """Recording started or ended (``reason``: why it ended; staff-facing details in the
+    trainer's console)."""
+
+    recording: bool
+    notice: str = ""
+    started_at: dt.datetime | None = None
+    reason: str | None = None
+    recording_id: int | None = None
+
+
+RECORDING_SERVER_MESSAGES: tuple[type[Any], ...] = (RecordingState, RecordingChanged)

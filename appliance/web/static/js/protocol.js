@@ -85,6 +85,9 @@ import { Events } from "./events.js";
  *   media_quality: {type: "media_quality", level: "full" | "camera_half" | "camera_quarter" | "screen" | "audio", automatic: boolean,
  *     reason: string},
  *   media_closed: {type: "media_closed", reason: string},
+ *   recording_state: {type: "recording_state", enabled: boolean, notice: string, recording: boolean, started_at: string | null},
+ *   recording_changed: {type: "recording_changed", seq: number, recording: boolean, notice: string, started_at: string | null,
+ *     reason: string | null, recording_id: number | null},
  * }} ServerMessages
  *
  * What on() also hands out, beside the server's messages: the connection's changes.
@@ -424,4 +427,8 @@ export class Classroom extends Events {
   mediaAnswer(sdp) { return this.request("media_answer", { sdp }); }
   /** @param {"full" | "camera_half" | "camera_quarter" | "screen" | "audio"} level */
   mediaQuality(level) { return this.request("media_quality", { level }); }
+
+  // Recording (docs/protocol.md "Recording"; replays: docs/replays.md).
+  recordingStart() { return this.request("recording_start"); }
+  recordingStop() { return this.request("recording_stop"); }
 }

@@ -4,6 +4,7 @@ import { $, clear, h, labelCells } from "../dom.js";
 import * as i18n from "../i18n.js";
 import { boot, busy, notify, showError, t } from "../ui.js";
 import { inZone, zonedIso } from "../zones.js";
+import { recordingPolicy } from "../admin-recording.js";
 
 await boot({ title: "cohort.page_title", signedIn: true });
 
@@ -405,3 +406,5 @@ function renderAttendance() {
   }
   $("#attendance-placeholder").textContent = days.length ? t("attendance.admin_help") : t("cohort.attendance_soon");
 }
+
+recordingPolicy(cohortId).catch((err) => showError($("#rec-policy-error"), err));

@@ -7,6 +7,7 @@ import { loadDocuments } from "../documents.js";
 import * as i18n from "../i18n.js";
 import { act, ChatPanel, clock, connectionBanner, dateTime, resultBars, showCohortName } from "../live.js";
 import { Classroom } from "../protocol.js";
+import { recordingIndicator } from "../recording.js";
 import { QuestionList } from "../questions.js";
 import { boot, errorText, notify, t } from "../ui.js";
 import { showMySummary } from "../engagement-mine.js";
@@ -52,6 +53,8 @@ const state = {
   cohortName: "",
 };
 
+$("#replays-link").href = `/cohorts/${cohortId}/replays`;
+recordingIndicator(room, { badge: $("#rec-badge"), notice: $("#rec-notice") });
 connectionBanner(room, $("#conn-banner"));
 
 const chat = new ChatPanel(room, {

@@ -6,6 +6,7 @@ import { loadDocuments, uploadDocument } from "../documents.js";
 import * as i18n from "../i18n.js";
 import { act, attendanceLinks, ChatPanel, clock, connectionBanner, resultBars, showCohortName } from "../live.js";
 import { Classroom } from "../protocol.js";
+import { recordingIndicator } from "../recording.js";
 import { QuestionList } from "../questions.js";
 import { boot, errorText, notify, showError, t } from "../ui.js";
 
@@ -41,6 +42,8 @@ const state = {
 };
 
 $("#classroom-link").href = `/classroom/${cohortId}`;
+$("#replays-link").href = `/cohorts/${cohortId}/replays`;
+recordingIndicator(room, { badge: $("#rec-badge"), notice: $("#rec-notice"), start: $("#rec-start"), stop: $("#rec-stop"), trainer: true });
 connectionBanner(room, $("#conn-banner"));
 // Class start and end need the socket: not clickable before it is open (nothing would happen).
 room.on("status", (s) => {
