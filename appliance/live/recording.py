@@ -21,8 +21,8 @@ from appliance.documents.schemas import DocumentOut
 from appliance.errors import DomainError
 from appliance.live import protocol as p
 from appliance.live.dispatch import Context
-from appliance.replays import services
 from appliance.media import RecordingEnded, RecordingFiles
+from appliance.replays import services
 from appliance.replays.tables import Recording, RecordingStatus
 
 if TYPE_CHECKING:

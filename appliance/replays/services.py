@@ -17,9 +17,9 @@ from appliance.accounts.services.cohorts import get_cohort
 from appliance.accounts.tables import Cohort, Enrolment, Role
 from appliance.chat.tables import ChatMessage
 from appliance.errors import DomainError, not_found
+from appliance.media import RecordingFiles, finalize_directory
 from appliance.polls.tables import Poll
 from appliance.replays import schemas as s
-from appliance.media import RecordingFiles, finalize_directory
 from appliance.replays.presence import presence
 from appliance.replays.tables import Recording, RecordingDocument, RecordingPolicy, RecordingStatus
 from appliance.settings import Settings
