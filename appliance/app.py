@@ -166,6 +166,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             await media.close()
             await live.attendance.flush()
             live.close()
+            await chat_writer.close()
             password_workers.close()
             await db.close(engine)
 
@@ -173,6 +174,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
     channels, live = live_plugin(settings)
     engagement = EngagementLive(live)  # counts hands, reactions, low bandwidth per learner
     live.metrics = metrics
+    chat_writer = db.DedicatedWriter(engine)
+    live.writer = chat_writer
     media = MediaBridge(live)
     document_totals = DocumentTotals()
     metrics.attach(live=live, media=media, documents=document_totals)
