@@ -60,7 +60,7 @@ def build_engine(settings: Settings) -> Engine[Any]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         path = str(settings.sqlite_path)
     # A generous timeout: SQLite serialises writers; a short busy wait beats an error.
-    return SQLiteEngine(path=path, timeout=30)
+    return _SQLiteEngine(path=path, timeout=30)
 
 
 def write_transaction(engine: Engine[Any]) -> Any:
@@ -75,48 +75,71 @@ def write_transaction(engine: Engine[Any]) -> Any:
     return engine.transaction()
 
 
-class _KeptTransaction(SQLiteTransaction):
-    """Piccolo's SQLite transaction on a connection it does not own: not closed at the end."""
+class _SQLiteEngine(SQLiteEngine):
+    """Piccolo's SQLite engine with one thread hop per query on an open connection.
+
+    aiosqlite runs each call in the connection's thread and wakes the event loop when it is
+    done: a hop costs little on an idle machine, but on a busy one its p99 reached 20 ms (load
+    8, tests/bench figures in docs/architecture.md "Chat storage"). Piccolo spends four per query
+    on an open connection (``PRAGMA foreign_keys``, execute, fetch, close the cursor); here one
+    (``execute_fetchall``). ``foreign_keys`` is already on: every connection comes from
+    :meth:`get_connection`, which sets it.
+    """
+
+    async def _run_in_existing_connection(
+        self,
+        connection: Connection,
+        query: str,
+        args: list[Any] | None = None,
+        query_type: str = "generic",
+        table: Any = None,
+    ) -> Any:
+        if query_type == "insert" and self.get_version_sync() < 3.35:  # no RETURNING
+            return await super()._run_in_existing_connection(
+                connection, query, args, query_type, table
+            )
+        return list(await connection.execute_fetchall(query, args or []))
+
+
+class _KeptConnection(SQLiteTransaction):
+    """Piccolo's queries in the block run on ``connection`` (kept open, not closed at the end),
+    with no BEGIN: each statement is its own transaction (autocommit), on disk when it returns.
+    """
 
     def __init__(self, engine: SQLiteEngine, connection: Connection) -> None:
-        super().__init__(engine, TransactionType.immediate, allow_nested=False)
+        super().__init__(engine, allow_nested=False)
         self._kept = connection
 
     async def get_connection(self) -> Connection:
         return self._kept
 
+    async def begin(self) -> None:
+        pass
+
     async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
-        conn = self.connection
-        try:
-            if exception is None:
-                await conn.execute("COMMIT")
-        finally:
-            try:
-                if conn.in_transaction:  # the block raised, or COMMIT failed
-                    await conn.execute("ROLLBACK")
-            finally:
-                self.engine.current_transaction.reset(self.context)
+        self.engine.current_transaction.reset(self.context)
         return exception is None
 
 
 class DedicatedWriter:
     """A write path of its own for a hot, steady stream of small writes (the chat).
 
-    Piccolo's SQLite engine opens a new connection (and a thread) for every query and closes it
-    after: each query pays the open (the schema parsed again) and, when no other connection is
-    open, the close checkpoints the whole WAL into the database and deletes it (fsyncs of the
-    database file on the writer's path, then a new WAL). Here, on SQLite, the transactions of
-    :meth:`transaction` run one at a time on one connection kept open:
+    Piccolo's SQLite engine opens a new connection (and a thread) for every query outside a
+    transaction and closes it after: each query pays the open (the schema parsed again) and
+    about six thread hops, and when no other connection is open the close checkpoints the whole
+    WAL into the database and deletes it (fsyncs of the database file on the writer's path,
+    then a new WAL). Inside :meth:`connection`, on SQLite, Piccolo's queries run instead on
+    one connection kept open, one thread hop each:
 
-    - ``BEGIN IMMEDIATE`` (the write lock first: a read-then-write never fails half way);
-    - ``synchronous=FULL`` (said, though it is SQLite's default): COMMIT returns once the WAL
-      is on disk, so what the caller acknowledges after the block survives a crash or a kill;
+    - no BEGIN: each statement commits on its own (one INSERT of a whole batch is atomic);
+    - ``synchronous=FULL`` (said, though it is SQLite's default): a statement returns once the
+      WAL is on disk, so what the caller acknowledges after it survives a crash or a kill;
     - ``wal_autocheckpoint=0`` on this connection: the checkpoint (copying the WAL into the
       database, and its fsync) is not done by these commits but every ``checkpoint_s`` by a
       background task on a second kept connection, ``PASSIVE`` (it never blocks a writer).
 
     With these connections open, the other connections' closes no longer checkpoint either.
-    On PostgreSQL it is a transaction on a pooled connection. :meth:`close` at shutdown.
+    On PostgreSQL the block changes nothing (Piccolo's pool). :meth:`close` at shutdown.
     """
 
     def __init__(self, engine: Engine[Any], checkpoint_s: float = 2.0) -> None:
@@ -130,24 +153,20 @@ class DedicatedWriter:
         self._closed = False
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
-        """One transaction; committed (on disk) when the block ends without an exception."""
+    async def connection(self) -> AsyncIterator[None]:
+        """Piccolo's queries in the block run on the kept connection, each committed on return.
+
+        One block at a time (they share the connection): no other statement slips into a
+        block's sequence.
+        """
         engine = self.engine
+        if self._closed:
+            raise RuntimeError("the dedicated writer is closed")
         if not isinstance(engine, SQLiteEngine):
-            async with engine.transaction():
-                yield
+            yield
             return
-        async with self._lock:
-            conn = await self._connection(engine)
-            try:
-                async with _KeptTransaction(engine, conn):
-                    yield
-            except BaseException:
-                if conn.in_transaction:  # not even rolled back: start again on a new one
-                    self._conn = None
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-                raise
+        async with self._lock, _KeptConnection(engine, await self._connection(engine)):
+            yield
 
     async def _connection(self, engine: SQLiteEngine) -> Connection:
         if self._closed:
@@ -173,9 +192,8 @@ class DedicatedWriter:
             while True:
                 await asyncio.sleep(self.checkpoint_s)
                 try:
-                    cursor = await conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                    await cursor.close()
-                except Exception as exc:  # busy or gone: the next round tries again
+                    await conn.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+                except Exception as exc:  # the next round tries again
                     log.warning("WAL checkpoint failed: %s", exc)
                     continue
                 self.checkpoints += 1

@@ -19,6 +19,7 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
 from piccolo.engine.sqlite import SQLiteEngine
 
 from appliance import db
@@ -93,30 +94,32 @@ async def test_every_acknowledged_message_survives_kill_9(
         server.stop()
 
 
-async def test_the_dedicated_writer_commits_rolls_back_and_keeps_its_connection(
+async def test_the_dedicated_writer_commits_each_statement_on_its_kept_connection(
     app: object, world: World
 ) -> None:
     engine = db.piccolo_conf.DB
     writer = db.DedicatedWriter(engine, checkpoint_s=0.05)
     draft = chat.Draft(author_id=world.trainer.id, author_name="T", text="kept", question=False)
     try:
-        try:
-            async with writer.transaction():
+        with contextlib.suppress(RuntimeError):
+            async with writer.connection():
                 await chat.post_messages(world.cohort.id, None, [draft])
-                raise RuntimeError("the block fails")
-        except RuntimeError:
-            pass
-        assert await ChatMessage.count() == 0  # rolled back
-        for _ in range(30):
-            async with writer.transaction():
-                await chat.post_messages(world.cohort.id, None, [draft])
-        assert await ChatMessage.count() == 30
+                raise RuntimeError("the block fails after the INSERT returned")
+        assert await ChatMessage.count() == 1  # committed when the INSERT returned
+
+        async def post(n: int) -> None:
+            for _ in range(n):
+                async with writer.connection():
+                    await chat.post_messages(world.cohort.id, None, [draft, draft])
+
+        await asyncio.gather(post(10), post(10))  # blocks take turns on the one connection
+        assert await ChatMessage.count() == 41
         if isinstance(engine, SQLiteEngine):
-            # Inside the writer's transaction Piccolo's queries run on its connection.
-            async with writer.transaction():
+            # Inside the block Piccolo's queries run on the writer's connection.
+            async with writer.connection():
                 (sync,) = await engine.run_ddl("PRAGMA synchronous")
                 (auto,) = await engine.run_ddl("PRAGMA wal_autocheckpoint")
-            assert sync["synchronous"] == 2  # FULL: the WAL is fsynced at every COMMIT
+            assert sync["synchronous"] == 2  # FULL: the WAL is fsynced at every commit
             assert auto["wal_autocheckpoint"] == 0  # its commits never checkpoint
             # Its connection stays open, so the WAL is not checkpointed and deleted whenever
             # Piccolo closes the last of its own connections.
@@ -130,3 +133,6 @@ async def test_the_dedicated_writer_commits_rolls_back_and_keeps_its_connection(
     finally:
         await writer.close()
         await writer.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        async with writer.connection():
+            pass

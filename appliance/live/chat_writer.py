@@ -9,9 +9,9 @@ wait and are written together by the next commit. A message is published, and it
 acked, only once it is stored.
 
 The batches go through the room's :class:`appliance.db.DedicatedWriter` (one per process): on
-SQLite one connection kept open, in a transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, the
-WAL fsynced at COMMIT), rather than a new connection per query whose close could checkpoint
-the WAL (docs/architecture.md "Chat storage").
+SQLite one connection kept open (its INSERT committed, the WAL fsynced, before it returns)
+rather than a new connection per query whose close could checkpoint the WAL
+(docs/architecture.md "Chat storage").
 """
 
 from __future__ import annotations
@@ -62,11 +62,11 @@ class ChatWriter:
                 try:
                     async with room.lock:
                         writer = room.writer
-                        async with writer.transaction() if writer else contextlib.nullcontext():
+                        async with writer.connection() if writer else contextlib.nullcontext():
                             results = await chat.post_messages(
                                 room.cohort_id, room.session_id, [d for d, _ in batch]
                             )
-                        # Committed (on disk): only now published, and acked below.
+                        # Committed (on disk) by then: only now published, and acked below.
                         for r in results:
                             if isinstance(r, ChatMessageOut):
                                 room.publish(p.ChatMessage(message=r))
