@@ -40,6 +40,23 @@ class ChatWriter:
         self.room = room
         self._pending: list[tuple[chat.Draft, asyncio.Future[ChatMessageOut | DomainError]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._mutes: tuple[int | None, frozenset[int]] | None = None
+
+    async def _muted(self) -> frozenset[int]:
+        """The room's muted users for its current session, read once and kept.
+
+        Mutes change only through this room (handlers/chat.py, under the room lock), which
+        calls :meth:`forget_mutes`; a new session reads them again. So a batch costs one
+        statement, its INSERT.
+        """
+        session_id = self.room.session_id
+        if self._mutes is None or self._mutes[0] != session_id:
+            self._mutes = (session_id, await chat.muted_users(self.room.cohort_id, session_id))
+        return self._mutes[1]
+
+    def forget_mutes(self) -> None:
+        """Mutes changed (or may have): read them again before the next batch."""
+        self._mutes = None
 
     async def post(self, draft: chat.Draft) -> ChatMessageOut:
         """Store and publish ``draft``; raises the DomainError that refused it."""
@@ -64,7 +81,10 @@ class ChatWriter:
                         writer = room.writer
                         async with writer.connection() if writer else contextlib.nullcontext():
                             results = await chat.post_messages(
-                                room.cohort_id, room.session_id, [d for d, _ in batch]
+                                room.cohort_id,
+                                room.session_id,
+                                [d for d, _ in batch],
+                                muted=await self._muted(),
                             )
                         # Committed (on disk) by then: only now published, and acked below.
                         for r in results:
