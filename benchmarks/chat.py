@@ -14,7 +14,8 @@ fsync on: a commit is on disk), its data in the same temporary directory.
 
 Every learner receives every event. Latency is send to receipt per learner (one client
 process, one clock: time.monotonic_ns). Prints ONE JSON line with both phases, their
-ratio, the CPU used by the server and by the client, and the load average (the machine is
+ratio, the CPU used by the server and by the client (``storage_cpu_ms_per_message``: the chat
+phase's server CPU minus the baseline's, per message), and the load average (the machine is
 shared: compare ``delivery_p99_ms`` with ``baseline_p99_ms`` rather than across runs).
 
 The learners' chat rate limit (default 5 messages / 10 s) is kept when the per-learner rate
@@ -341,6 +342,14 @@ async def run(args: argparse.Namespace) -> dict:
             **baseline,
             "p99_vs_baseline": round(
                 chat["delivery_p99_ms"] / max(baseline["baseline_p99_ms"], 0.01), 2
+            ),
+            # What storing costs the server, per message: the chat phase's CPU minus the
+            # baseline's (same sockets and fan-out), less sensitive to a busy machine than p99.
+            "storage_cpu_ms_per_message": round(
+                (chat["server_cpu_s"] - baseline["baseline_server_cpu_s"])
+                / max(chat["messages_sent"], 1)
+                * 1000,
+                2,
             ),
             "client_cpu_s": round(client_cpu, 2),
             "client_cpu_share": round(client_cpu / wall, 2),
