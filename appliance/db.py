@@ -80,7 +80,7 @@ class _SQLiteEngine(SQLiteEngine):
 
     aiosqlite runs each call in the connection's thread and wakes the event loop when it is
     done: a hop costs little on an idle machine, but on a busy one its p99 reached 20 ms (load
-    8, tests/bench figures in docs/architecture.md "Chat storage"). Piccolo spends four per query
+    8; docs/architecture.md "Chat storage"). Piccolo spends four per query
     on an open connection (``PRAGMA foreign_keys``, execute, fetch, close the cursor); here one
     (``execute_fetchall``). ``foreign_keys`` is already on: every connection comes from
     :meth:`get_connection`, which sets it.
