@@ -169,6 +169,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             await media.close()
             await live.attendance.flush()
             live.close()
+            await chat_writer.close()
             password_workers.close()
             if shared_windows is not None:
                 await shared_windows.close()
@@ -188,6 +189,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
     channels, live = live_plugin(settings)
     engagement = EngagementLive(live)  # counts hands, reactions, low bandwidth per learner
     live.metrics = metrics
+    chat_writer = db.DedicatedWriter(engine)
+    live.writer = chat_writer
     media = MediaBridge(live)
     recordings = LiveRecordings(live, media)
     document_notifier = LiveDocumentNotifier(live)

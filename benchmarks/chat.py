@@ -8,11 +8,14 @@ Two phases on the same server and sockets, at the same total rate for the same t
   fan-out path as chat, but nothing is stored: the floor this machine gives right now.
 
 The server's data directory (SQLite) is in the temporary directory (``TMPDIR``): on disk by
-default, so commits pay a real fsync.
+default, so commits pay a real fsync. ``--database postgresql`` runs the same on a throwaway
+PostgreSQL 15 started from /usr/lib/postgresql/15/bin (tests/pg.py, as the tests do, but with
+fsync on: a commit is on disk), its data in the same temporary directory.
 
 Every learner receives every event. Latency is send to receipt per learner (one client
 process, one clock: time.monotonic_ns). Prints ONE JSON line with both phases, their
-ratio, the CPU used by the server and by the client, and the load average (the machine is
+ratio, the CPU used by the server and by the client (``storage_cpu_ms_per_message``: the chat
+phase's server CPU minus the baseline's, per message), and the load average (the machine is
 shared: compare ``delivery_p99_ms`` with ``baseline_p99_ms`` rather than across runs).
 
 The learners' chat rate limit (default 5 messages / 10 s) is kept when the per-learner rate
@@ -21,6 +24,7 @@ stays under 80% of it; otherwise the server is started with ``ESTRADE_CHAT_RATE_
 in ``rate_limited`` and not expected to be delivered.
 
     .venv/bin/python benchmarks/chat.py [--learners 200] [--rate 50] [--seconds 10]
+        [--database sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -158,6 +162,13 @@ async def run(args: argparse.Namespace) -> dict:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     limit = args.rate_limit or rate_limit_for(args)
+    pg = None
+    database_url = ""
+    if args.database == "postgresql":
+        from tests.pg import start_postgres
+
+        pg = start_postgres(durable=True)
+        database_url = pg.create_database("estrade_bench")
     env = {
         **os.environ,
         "ESTRADE_DATA_DIR": str(tmp),
@@ -166,6 +177,7 @@ async def run(args: argparse.Namespace) -> dict:
         "ESTRADE_LOG_LEVEL": "warning",
         "ESTRADE_PUBLIC_URL": base,
         "ESTRADE_CHAT_RATE_LIMIT": str(limit),
+        "ESTRADE_DATABASE_URL": database_url,
     }
     server = subprocess.Popen(  # noqa: ASYNC220 (started once, before timing)
         [sys.executable, "-m", "appliance", "serve"],
@@ -175,8 +187,10 @@ async def run(args: argparse.Namespace) -> dict:
     )
     try:
         async with httpx.AsyncClient(base_url=base) as http:
-            await wait_ready(http, 20.0)
-            settings = load_settings(env={}, data_dir=str(tmp), session_store="memory")
+            await wait_ready(http, 60.0)
+            settings = load_settings(
+                env={}, data_dir=str(tmp), session_store="memory", database_url=database_url
+            )
             cohort_id, links = await seed(settings, args.learners, base)
             cookies = [await cookie_for(http, link) for link in links]
             http.cookies.clear()
@@ -201,10 +215,6 @@ async def run(args: argparse.Namespace) -> dict:
             user_id = welcome.decode(await ws.recv())["you"]["user_id"]
             return ws, user_id
 
-        sockets = []
-        for i in range(0, args.learners, 20):
-            sockets += await asyncio.gather(*[open_ws(c) for c in cookies[i : i + 20]])
-        trainer, _ = await open_ws(trainer_cookie)
         phase = Phase(args.learners)
 
         def key_of(msg: Event) -> str | None:
@@ -238,7 +248,16 @@ async def run(args: argparse.Namespace) -> dict:
                 if decoder.decode(raw).type == "heartbeat":
                     await ws.send(HEARTBEAT)
 
-        readers = [asyncio.create_task(reader(i, ws)) for i, (ws, _) in enumerate(sockets)]
+        # Each socket read (its heartbeats answered) from its connect on: the connects of 200
+        # learners may take longer than the server's idle timeout.
+        sockets = []
+        readers = []
+        for i in range(0, args.learners, 20):
+            opened = await asyncio.gather(*[open_ws(c) for c in cookies[i : i + 20]])
+            for ws, user_id in opened:
+                readers.append(asyncio.create_task(reader(len(sockets), ws)))
+                sockets.append((ws, user_id))
+        trainer, _ = await open_ws(trainer_cookie)
         readers.append(asyncio.create_task(drain(trainer)))
         await asyncio.sleep(args.settle)  # let presence events settle
 
@@ -301,8 +320,9 @@ async def run(args: argparse.Namespace) -> dict:
         client_cpu, wall = time.process_time() - client0, time.monotonic() - wall0
         for t in readers:
             t.cancel()
-        for ws in [*(ws for ws, _ in sockets), trainer]:
-            await ws.close()
+        # Together: one after the other, the last ones would wait past the server's idle
+        # timeout (nobody answers their heartbeats any more).
+        await asyncio.gather(*(ws.close() for ws in [*(ws for ws, _ in sockets), trainer]))
         chat = {
             k.replace("p50_ms", "delivery_p50_ms")
             .replace("p99_ms", "delivery_p99_ms")
@@ -323,16 +343,26 @@ async def run(args: argparse.Namespace) -> dict:
             "p99_vs_baseline": round(
                 chat["delivery_p99_ms"] / max(baseline["baseline_p99_ms"], 0.01), 2
             ),
+            # What storing costs the server, per message: the chat phase's CPU minus the
+            # baseline's (same sockets and fan-out), less sensitive to a busy machine than p99.
+            "storage_cpu_ms_per_message": round(
+                (chat["server_cpu_s"] - baseline["baseline_server_cpu_s"])
+                / max(chat["messages_sent"], 1)
+                * 1000,
+                2,
+            ),
             "client_cpu_s": round(client_cpu, 2),
             "client_cpu_share": round(client_cpu / wall, 2),
             "cpus": os.cpu_count(),
             "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in os.getloadavg()],
-            "database": "sqlite",
+            "database": args.database,
         }
     finally:
         server.terminate()
         server.wait(timeout=20)
+        if pg is not None:
+            pg.stop()
 
 
 def main() -> None:
@@ -348,6 +378,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--settle", type=float, default=1.0, help="seconds between the connects and the chat"
+    )
+    ap.add_argument(
+        "--database",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="SQLite on disk in TMPDIR (default) or a throwaway PostgreSQL 15 with fsync on",
     )
     args = ap.parse_args()
     print(json.dumps(asyncio.run(run(args))), flush=True)

@@ -68,7 +68,9 @@ class PgServer:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_postgres() -> PgServer:
+def start_postgres(*, durable: bool = False) -> PgServer:
+    """Start a server; ``durable`` keeps fsync and full page writes on (benchmarks), the tests
+    turn them off (a test never outlives its server's machine)."""
     if not (PG_BIN / "pg_ctl").exists():
         raise RuntimeError(
             f"PostgreSQL server binaries not found in {PG_BIN}: install postgresql-15 "
@@ -98,7 +100,8 @@ def start_postgres() -> PgServer:
         str(root / "log"),
         "-w",
         "-o",
-        f"-h 127.0.0.1 -p {server.port} -k {root} -F -c fsync=off -c full_page_writes=off",
+        f"-h 127.0.0.1 -p {server.port} -k {root}"
+        + ("" if durable else " -F -c fsync=off -c full_page_writes=off"),
         "start",
     )
     return server

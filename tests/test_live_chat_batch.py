@@ -61,3 +61,32 @@ async def test_concurrent_senders_are_all_stored_acked_and_seen_in_one_order(
     assert [m["text"] for m in late.welcome["chat"]] == orders[0]
     for peer in (learner, trainer, admin, late):
         await peer.close()
+
+
+async def test_the_rooms_kept_mutes_follow_mutes_and_sessions(
+    live: LiveServer, world: World
+) -> None:
+    """The room reads its mutes once per session and again after a mute or an unmute: a mute
+    holds from the next message on, and ends with its session (as chat.is_muted says).
+    (Five learner messages: the chat rate limit; unmuting: test_live.py's mute test.)"""
+    learner = await join(live, world, "learner")
+    trainer = await join(live, world, "trainer")
+    await learner.request("chat_send", text="before")  # the room has read its mutes
+    await trainer.request("session_start")
+    await learner.expect("session_started")
+    await trainer.request("chat_mute", user_id=world.learner.id)
+    err = await learner.request("chat_send", expect="error", text="muted")
+    assert err["code"] == "muted"
+    await trainer.request("session_end")
+    await learner.expect("session_ended")
+    await learner.request("chat_send", text="between sessions")  # that mute was the session's
+    await trainer.request("session_start")
+    await learner.expect("session_started")
+    await learner.request("chat_send", text="in the second session")
+    await trainer.request("chat_mute", user_id=world.learner.id)
+    err = await learner.request("chat_send", expect="error", text="muted again")
+    assert err["code"] == "muted"
+    history = await chat.recent_messages(world.cohort.id, 10)
+    assert [m.text for m in history] == ["before", "between sessions", "in the second session"]
+    for peer in (learner, trainer):
+        await peer.close()

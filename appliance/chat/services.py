@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ __all__ = [
     "delete_message",
     "is_muted",
     "mute",
+    "muted_users",
     "open_questions",
     "post_messages",
     "recent_messages",
@@ -63,29 +65,41 @@ class Draft:
     question: bool
 
 
-async def post_messages(
-    cohort_id: int, session_id: int | None, drafts: list[Draft]
-) -> list[ChatMessageOut | DomainError]:
-    """Store chat messages and questions, in order: the one place a chat message is stored.
-
-    One query finds the muted authors and one INSERT stores the rest, so a busy room pays one
-    commit per batch rather than per message. Returns, per draft, the stored message or the
-    :class:`DomainError` that refused it (its author is muted).
-    """
-    authors = {d.author_id for d in drafts}
-    where = (
-        (ChatMute.cohort == cohort_id)
-        & ChatMute.user.is_in(list(authors))
-        & ChatMute.lifted_at.is_null()
-    )
+async def muted_users(
+    cohort_id: int, session_id: int | None, among: Collection[int] | None = None
+) -> frozenset[int]:
+    """Who is muted in the cohort's chat for ``session_id`` (only those ``among``, if given)."""
+    where = (ChatMute.cohort == cohort_id) & ChatMute.lifted_at.is_null()
+    if among is not None:
+        where &= ChatMute.user.is_in(list(among))
     if session_id is None:
         where &= ChatMute.class_session.is_null()
     else:
         where &= ChatMute.class_session == session_id
+    return frozenset(r["user"] for r in await ChatMute.select(ChatMute.user).where(where))
+
+
+async def post_messages(
+    cohort_id: int,
+    session_id: int | None,
+    drafts: list[Draft],
+    *,
+    muted: Collection[int] | None = None,
+) -> list[ChatMessageOut | DomainError]:
+    """Store chat messages and questions, in order: the one place a chat message is stored.
+
+    One INSERT stores the drafts whose authors are not muted, so a busy room pays one commit
+    per batch rather than per message. ``muted``: the muted users, when the caller knows them
+    (the live room keeps them: live/chat_writer.py); otherwise one query reads them first.
+    Returns, per draft, the stored message or the :class:`DomainError` that refused it (its
+    author is muted).
+    """
     # No transaction: on SQLite a read-then-write transaction fails at once ("database is
-    # locked") when another connection writes meanwhile. Mutes change under the room lock,
-    # which the caller holds, so the read stays true; the INSERT is atomic on its own.
-    muted = {r["user"] for r in await ChatMute.select(ChatMute.user).where(where)}
+    # locked") when another connection writes meanwhile, and BEGIN and COMMIT would cost two
+    # more round trips per batch. Mutes change under the room lock, which the caller holds, so
+    # the read stays true; the INSERT is atomic (and durable when it returns) on its own.
+    if muted is None:
+        muted = await muted_users(cohort_id, session_id, among={d.author_id for d in drafts})
     now = clock.utcnow()
     rows = [
         ChatMessage(

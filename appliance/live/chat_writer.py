@@ -7,11 +7,17 @@ grew for the whole run (benchmarks/chat.py: p99 1.4 s on disk, 21 ms on tmpfs, s
 Here the first message of an idle room is written at once; messages that arrive meanwhile
 wait and are written together by the next commit. A message is published, and its sender
 acked, only once it is stored.
+
+The batches go through the room's :class:`appliance.db.DedicatedWriter` (one per process): on
+SQLite one connection kept open (its INSERT committed, the WAL fsynced, before it returns)
+rather than a new connection per query whose close could checkpoint the WAL
+(docs/architecture.md "Chat storage").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from appliance.chat import services as chat
@@ -34,6 +40,23 @@ class ChatWriter:
         self.room = room
         self._pending: list[tuple[chat.Draft, asyncio.Future[ChatMessageOut | DomainError]]] = []
         self._task: asyncio.Task[None] | None = None
+        self._mutes: tuple[int | None, frozenset[int]] | None = None
+
+    async def _muted(self) -> frozenset[int]:
+        """The room's muted users for its current session, read once and kept.
+
+        Mutes change only through this room (handlers/chat.py, under the room lock), which
+        calls :meth:`forget_mutes`; a new session reads them again. So a batch costs one
+        statement, its INSERT.
+        """
+        session_id = self.room.session_id
+        if self._mutes is None or self._mutes[0] != session_id:
+            self._mutes = (session_id, await chat.muted_users(self.room.cohort_id, session_id))
+        return self._mutes[1]
+
+    def forget_mutes(self) -> None:
+        """Mutes changed (or may have): read them again before the next batch."""
+        self._mutes = None
 
     async def post(self, draft: chat.Draft) -> ChatMessageOut:
         """Store and publish ``draft``; raises the DomainError that refused it."""
@@ -55,9 +78,15 @@ class ChatWriter:
                 batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
                 try:
                     async with room.lock:
-                        results = await chat.post_messages(
-                            room.cohort_id, room.session_id, [d for d, _ in batch]
-                        )
+                        writer = room.writer
+                        async with writer.connection() if writer else contextlib.nullcontext():
+                            results = await chat.post_messages(
+                                room.cohort_id,
+                                room.session_id,
+                                [d for d, _ in batch],
+                                muted=await self._muted(),
+                            )
+                        # Committed (on disk) by then: only now published, and acked below.
                         for r in results:
                             if isinstance(r, ChatMessageOut):
                                 room.publish(p.ChatMessage(message=r))

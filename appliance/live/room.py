@@ -26,6 +26,7 @@ from appliance.attendance import services as attendance
 from appliance.attendance.schemas import WindowOut
 from appliance.auth.ratelimit import SlidingWindow
 from appliance.auth.roles import SEES_STAFF_VIEW
+from appliance.db import DedicatedWriter
 from appliance.live import protocol as p
 from appliance.metrics.events import EventMetrics
 from appliance.metrics.sources import RoomStats
@@ -90,6 +91,8 @@ class CohortRoom:
     hands: dict[int, str] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     cohort_name: str = ""
+    writer: DedicatedWriter | None = None
+    """Where chat messages are committed (the registry's); None: Piccolo's own connections."""
 
     def __post_init__(self) -> None:
         self.ring: deque[tuple[int, bool, bytes]] = deque(maxlen=self.settings.live_resume_events)
@@ -290,6 +293,8 @@ class RoomRegistry:
         self._loading: dict[int, asyncio.Future[CohortRoom]] = {}
         self.metrics: EventMetrics | None = None
         """Set by the app: classroom events are counted here."""
+        self.writer: DedicatedWriter | None = None
+        """Set by the app: the rooms' chat is committed through it (closed at shutdown)."""
         self.join_hooks: list[Callable[[CohortRoom, Conn], None]] = []
         """Called once a socket streams (after ``welcome``): e.g. the media bridge's config."""
         self.leave_hooks: list[Callable[[CohortRoom, Conn], Awaitable[None]]] = []
@@ -318,7 +323,12 @@ class RoomRegistry:
         fut: asyncio.Future[CohortRoom] = asyncio.get_running_loop().create_future()
         self._loading[cohort_id] = fut
         try:
-            room = CohortRoom(cohort_id=cohort_id, settings=self.settings, channels=self.channels)
+            room = CohortRoom(
+                cohort_id=cohort_id,
+                settings=self.settings,
+                channels=self.channels,
+                writer=self.writer,
+            )
             await room.load()
             self.rooms[cohort_id] = room
             if self.metrics is not None:

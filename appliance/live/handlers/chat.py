@@ -42,14 +42,20 @@ async def mute(ctx: Context, msg: p.ChatMute) -> None:
     room = ctx.room
     async with room.lock:
         await _learner(room.cohort_id, msg.user_id)
-        await chat.mute(room.cohort_id, room.session_id, msg.user_id, ctx.conn.user_id)
+        try:
+            await chat.mute(room.cohort_id, room.session_id, msg.user_id, ctx.conn.user_id)
+        finally:
+            room.chat_writer.forget_mutes()
         room.publish(p.ChatMuted(user_id=msg.user_id))
 
 
 async def unmute(ctx: Context, msg: p.ChatUnmute) -> None:
     room = ctx.room
     async with room.lock:
-        await chat.unmute(room.cohort_id, room.session_id, msg.user_id)
+        try:
+            await chat.unmute(room.cohort_id, room.session_id, msg.user_id)
+        finally:
+            room.chat_writer.forget_mutes()
         room.publish(p.ChatUnmuted(user_id=msg.user_id))
 
 
