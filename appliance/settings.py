@@ -212,6 +212,9 @@ class Settings:
     media_workers: NonNegative = 0
     """Media worker processes (docs/media-workers.md): 0 relays in the web process (the default
     for now); N starts N workers, each with its own event loop and an N-th of the port range."""
+    media_worker_learners: Positive = 100
+    """With media workers: learners of one class a worker serves before the class spreads to
+    the others (its trainer's frames piped to them, docs/media-workers.md "Pipes")."""
 
     @property
     def open_files_needed(self) -> int:

@@ -150,6 +150,8 @@ class Source:
         #: bits per second per temporal layer over the last ladder interval
         self.layer_rates = [0.0] * (ALL_LAYERS + 1)
         self._rate_mark: tuple[float, list[int]] | None = None
+        #: also given every frame: the pipes to sibling workers (media/pipe.py)
+        self.outlets: list[Callable[[Source, Frame], None]] = []
 
     def attach(self, receiver: Any) -> None:
         """Tap ``receiver`` (called before it starts, from the room's ``publish``)."""
@@ -213,6 +215,8 @@ class Source:
                     self.gop = []  # too old to hand to a learner connecting now
         for track in tuple(self.tracks):
             track.offer(frame)
+        for outlet in self.outlets:
+            outlet(self, frame)
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe: at most one PLI per ``pli_interval_s``.
