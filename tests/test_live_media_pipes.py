@@ -233,3 +233,53 @@ async def test_a_killed_sibling_worker_moves_its_learners_and_the_others_go_on(
         for _, sock in socks:
             await sock.close()
         await tsock.close()
+
+
+async def test_a_killed_owner_worker_has_the_trainer_republish_and_everyone_resumes(
+    live: LiveServer, world: World
+) -> None:
+    media = live.app.state.media.server
+    assert isinstance(media, RemoteMediaServer)
+    tsock, trainer, socks = await start_class(live, world, 3)
+    peers: list[Learner] = [trainer]  # type: ignore[list-item]
+    try:
+        room = media.get_room(world.cohort.id)
+        assert room is not None and room.worker.process is not None
+        for _, sock in socks:
+            peers.append(Learner())
+            await subscribe(sock, peers[-1])
+        assert sorted(spread(room).values()) == [1, 2]
+        await wait_for(lambda: all(p.frames["video"] >= 10 for p in peers[1:]), within=20)
+        owner = room.worker
+
+        os.kill(owner.process.pid, signal.SIGKILL)
+        # Everyone is told, on either worker; the sibling's closing of its part stays silent.
+        await tsock.expect("media_closed", reason="relay_restarted")
+        for _, sock in socks:
+            await sock.expect("media_closed", reason="relay_restarted")
+        # What the pages do: the trainer publishes again (on the live worker), the learners
+        # subscribe again once the tracks are back.
+        again = Trainer()
+        peers.append(again)  # type: ignore[arg-type]
+        await publish(tsock, again)
+        fresh: list[Learner] = []
+        on = {"audio": True, "camera": True, "screen": False}
+        for _, sock in socks:
+            await sock.expect("media_tracks", tracks=on)
+            fresh.append(Learner())
+            await subscribe(sock, fresh[-1])
+        peers += fresh
+        await wait_for(lambda: all(p.frames["video"] >= 10 for p in fresh), within=20)
+        assert all(p.assembled_keyframes[0] for p in fresh)
+        for _, sock in socks:
+            await sock.quiet(0.3)
+            closes = [m["reason"] for m in sock.seen if m["type"] == "media_closed"]
+            assert closes == ["relay_restarted"], closes
+        await tsock.request("chat_send", text="back")
+        await socks[0][1].expect("chat_message")
+    finally:
+        for peer in peers:
+            await peer.close()
+        for _, sock in socks:
+            await sock.close()
+        await tsock.close()

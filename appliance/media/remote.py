@@ -418,6 +418,9 @@ class RemoteMediaServer:
         self._pipe_dir = ""
         """A directory only this user can enter, holding each worker's pipe socket."""
         self._closers: set[asyncio.Task[None]] = set()
+        self._retired: collections.Counter[tuple[int, int]] = collections.Counter()
+        """(cohort, worker index) of siblings' parts being closed: their learners' closes are
+        not told (those learners were told ``relay_restarted``, or their sockets are gone)."""
 
     async def start(self, count: int) -> None:
         """Start ``count`` worker processes and wait until each one's relay is up.
@@ -524,6 +527,8 @@ class RemoteMediaServer:
             self._figures[index] = message
         elif isinstance(message, Tracks | QualityStep | Closed | Unpublished):
             event = event_from_wire(message)
+            if (event.cohort_id, index) in self._retired:
+                return  # a sibling's part of a class being closed
             room = self._rooms.get(event.cohort_id)
             if room is not None and isinstance(event, TracksChanged | PublisherClosed):
                 if room.worker.index != index:
@@ -611,15 +616,23 @@ class RemoteMediaServer:
     def _close_pipes(self, room: RemoteRoom) -> None:
         """The siblings' parts of a room that ended (closed, or its owner died)."""
         for index in room.pipes:
-            closer = asyncio.ensure_future(
-                _unless_lost(self.workers[index], _close_room(room.cohort_id))
-            )
+            closer = asyncio.ensure_future(self._close_part(room.cohort_id, index))
             self._closers.add(closer)
             closer.add_done_callback(self._closers.discard)
         room.pipes.clear()
 
     def get_room(self, cohort_id: int) -> RemoteRoom | None:
         return self._rooms.get(cohort_id)
+
+    async def _close_part(self, cohort: int, index: int) -> None:
+        key = (cohort, index)
+        self._retired[key] += 1
+        try:
+            await _unless_lost(self.workers[index], _close_room(cohort))
+        finally:
+            self._retired[key] -= 1
+            if not self._retired[key]:
+                del self._retired[key]
 
     async def close_room(self, cohort_id: int) -> None:
         room = self._rooms.pop(cohort_id, None)
