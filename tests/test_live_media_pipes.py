@@ -283,3 +283,51 @@ async def test_a_killed_owner_worker_has_the_trainer_republish_and_everyone_resu
         for _, sock in socks:
             await sock.close()
         await tsock.close()
+
+
+async def test_a_learner_on_a_sibling_steps_through_the_camera_layers(
+    live: LiveServer, world: World
+) -> None:
+    """VP8 L1T3 through a pipe: the sibling knows the trainer's layers and forwards each level's
+    own, picture ids consecutive, with no keyframe asked of the trainer."""
+    media = live.app.state.media.server
+    assert isinstance(media, RemoteMediaServer)
+    tsock = await live.connect(await live.cookie(world, "trainer"), world.cohort.id)
+    await tsock.expect("media_config")
+    socks = await learner_sockets(live, world, 3)
+    await tsock.request("session_start")
+    trainer = Trainer(layered=True, frames=600)
+    peers: list[Learner] = []
+    try:
+        await publish(tsock, trainer)
+        for _, sock in socks:
+            await sock.expect(
+                "media_tracks", tracks={"audio": True, "camera": True, "screen": False}
+            )
+            peers.append(Learner(decode=False))
+            await subscribe(sock, peers[-1])
+        room = media.get_room(world.cohort.id)
+        assert room is not None
+        uid, sock = socks[2]
+        assert room.worker_of(uid) is not room.worker  # the third learner is piped
+        learner = peers[2]
+        await wait_for(lambda: learner.frames["video"] >= 20, within=20)
+        plis = trainer.plis_received
+        for level, top in (("camera_half", 1), ("camera_quarter", 0), ("full", 2)):
+            await sock.request("media_quality", level=level)
+            await sock.expect("media_quality", level=level)
+            await asyncio.sleep(0.5)  # a step up waits for a layer-sync frame
+            start = len(learner.layers)
+            await wait_for(lambda start=start: len(learner.layers) >= start + 15, within=20)
+            layers = set(learner.layers[start:])
+            assert max(t for t in layers if t is not None) == top, (level, layers)
+        gaps = [(a, b) for a, b in itertools.pairwise(learner.picture_ids) if b != (a + 1) & 0x7FFF]
+        assert not gaps
+        assert trainer.plis_received == plis
+    finally:
+        await trainer.close()
+        for peer in peers:
+            await peer.close()
+        for _, sock in socks:
+            await sock.close()
+        await tsock.close()
