@@ -196,6 +196,7 @@ async def test_a_killed_sibling_worker_moves_its_learners_and_the_others_go_on(
 
         async def resubscribe(sock: Peer) -> Learner:
             await sock.expect("media_closed", reason="relay_restarted")
+            await asyncio.sleep(1.0)  # the page's first retry (media.js _later: 1 s)
             again = Learner()
             peers.append(again)
             await subscribe(sock, again)  # what the page does on relay_restarted
