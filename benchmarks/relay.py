@@ -1026,11 +1026,20 @@ async def main() -> None:
                 busy = sum(run["workers_cpu_busy"]) - run["workers_cpu_idle_total"]
                 return max(busy, 1e-9) / args.learners
 
+            def per_packet(run: dict[str, Any]) -> float:
+                """The same, per packet the relay sent (µs): a starved run that sent less does
+                not look cheaper."""
+                busy = sum(run["workers_cpu_busy"]) - run["workers_cpu_idle_total"]
+                return max(busy, 1e-9) / max(run["relay_packets_sent_per_s"], 1) * 1e6
+
             mine, theirs = relay_per_learner(served), relay_per_learner(other)
             out["relay_cpu_per_learner"] = r(mine, 5)
             out["compare_relay_cpu_per_learner"] = r(theirs, 5)
-            # piping costs little: relay CPU per learner spread over N workers / in one
-            out["pipe_overhead"] = r(mine / theirs, 3)
+            out["compare_relay_packets_sent_per_s"] = r(other["relay_packets_sent_per_s"])
+            # Piping costs little: the relay's CPU per learner spread over N workers against
+            # one worker, for the same stream (per packet sent; the raw per-learner ratio too).
+            out["pipe_overhead"] = r(per_packet(served) / per_packet(other), 3)
+            out["pipe_overhead_per_learner"] = r(mine / theirs, 3)
     if not args.no_in_process:
         fwd = await run_in_process(
             "forward", args.learners, args.seconds, decoding=2, send_path=args.send_path
