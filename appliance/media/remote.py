@@ -700,7 +700,7 @@ class RemoteMediaServer:
             owner = room.worker.index if room is not None else found[0][0]
             by_room[cid] = merge_room_stats(owner, found)
         return MediaServerStats(
-            rooms=sum(p.rooms for p in parts),
+            rooms=len(by_room),  # a class over several workers counts once
             ice_failures=sum(p.ice_failures for p in parts),
             connections_lost=sum(p.connections_lost for p in parts),
             connect_timeouts=sum(p.connect_timeouts for p in parts),
