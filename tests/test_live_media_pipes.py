@@ -169,7 +169,8 @@ async def test_a_killed_sibling_worker_moves_its_learners_and_the_others_go_on(
 ) -> None:
     media = live.app.state.media.server
     assert isinstance(media, RemoteMediaServer)
-    tsock, trainer, socks = await start_class(live, world, 4)
+    tsock, trainer, socks = await start_class(live, world, 5)
+    *socks, (_, last_sock) = socks
     peers: list[Learner] = []
     try:
         room = media.get_room(world.cohort.id)
@@ -225,13 +226,24 @@ async def test_a_killed_sibling_worker_moves_its_learners_and_the_others_go_on(
         assert not [m for m in tsock.seen if m["type"] == "media_closed"]
         for _, sock in socks:
             assert not [m for m in sock.seen if m["type"] == "media_tracks"][1:]
-        # The sibling is restarted; a new learner may be piped to it again.
+        # The sibling is restarted. Its new process serves learners again through a new pipe:
+        # the moved ones if it was up when they came back (0.5 s restart vs the page's 1 s
+        # retry), else the next learner (it is then the least loaded).
         await wait_for(lambda: media.restarts == {sibling.index: 1}, within=10)
+        reborn = media.workers[sibling.index]
+        assert reborn is not sibling
+        newcomer = Learner()
+        peers.append(newcomer)
+        await subscribe(last_sock, newcomer)
+        assert all(not w.lost.is_set() for w in room.placed.values())
+        assert reborn in room.placed.values()
+        await wait_for(lambda: newcomer.frames["video"] >= 10, within=10)
+        assert newcomer.assembled_keyframes[0]
     finally:
         await trainer.close()
         for peer in peers:
             await peer.close()
-        for _, sock in socks:
+        for sock in (*(sk for _, sk in socks), last_sock):
             await sock.close()
         await tsock.close()
 
