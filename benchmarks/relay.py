@@ -1033,6 +1033,8 @@ async def main() -> None:
                 return max(busy, 1e-9) / max(run["relay_packets_sent_per_s"], 1) * 1e6
 
             mine, theirs = relay_per_learner(served), relay_per_learner(other)
+            out["workers_cpu_idle_total"] = r(served["workers_cpu_idle_total"], 3)
+            out["compare_workers_cpu_idle_total"] = r(other["workers_cpu_idle_total"], 3)
             out["relay_cpu_per_learner"] = r(mine, 5)
             out["compare_relay_cpu_per_learner"] = r(theirs, 5)
             out["compare_relay_packets_sent_per_s"] = r(other["relay_packets_sent_per_s"])
