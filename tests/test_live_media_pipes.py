@@ -114,6 +114,13 @@ async def test_a_class_spread_over_two_workers(live: LiveServer, world: World) -
             peers[uid] = Learner()
             await subscribe(sock, peers[uid])
         assert spread(room) == {owner: 2, 1 - owner: 1}
+        # A learner subscribing again (a reconnect) keeps its place: it does not count itself.
+        first, first_sock = socks[0]
+        await peers[first].close()
+        peers[first] = Learner()
+        await subscribe(first_sock, peers[first])
+        assert spread(room) == {owner: 2, 1 - owner: 1}
+        assert room.worker_of(first) is room.worker
         await wait_for(lambda: all(p.frames["video"] >= 30 for p in peers.values()), within=20)
         await wait_for(lambda: all(p.frames["audio"] >= 30 for p in peers.values()), within=10)
 

@@ -273,6 +273,9 @@ class RemoteRoom:
         """Learner id -> the worker serving it (kept from subscribe, leave, ``LearnerClosed``)."""
         self.pipes: dict[int, asyncio.Task[None]] = {}
         """Sibling worker index -> the pipe to it being opened or open."""
+        self.subscribing: dict[int, WorkerClient] = {}
+        """Learners whose ``Subscribe`` is on its way: a close the worker tells meanwhile is
+        the old connection's (closed by the page before subscribing again)."""
         self._server = server
 
     @property
@@ -306,7 +309,7 @@ class RemoteRoom:
                 raise MediaError(
                     "room_full", f"this class already has {limit} learners receiving media"
                 )
-            target = server.place(self)
+            target = server.place(self, learner_id)
         # Placed before the first await: learners subscribing together spread at once.
         self.placed[learner_id] = target
         try:
@@ -318,7 +321,14 @@ class RemoteRoom:
             if target is not self.worker:
                 assert server is not None
                 await server.pipe(self, target)
-            reply = await target.request(lambda i: Subscribe(id=i, cohort=cid, learner=learner_id))
+            self.subscribing[learner_id] = target
+            try:
+                reply = await target.request(
+                    lambda i: Subscribe(id=i, cohort=cid, learner=learner_id)
+                )
+            finally:
+                if self.subscribing.get(learner_id) is target:
+                    del self.subscribing[learner_id]
         except BaseException:
             if self.placed.get(learner_id) is target:
                 del self.placed[learner_id]
@@ -544,6 +554,9 @@ class RemoteMediaServer:
                 where = room.placed.get(event.learner_id)
                 if where is not None and where.index != index:
                     return  # from the worker this learner left (moved, or replaced there)
+                coming = room.subscribing.get(event.learner_id)
+                if isinstance(event, LearnerClosed) and coming is not None:
+                    return  # its old connection, closed before it subscribed again
                 if isinstance(event, LearnerClosed):
                     room.placed.pop(event.learner_id, None)
             self._emit(event)
@@ -579,13 +592,13 @@ class RemoteMediaServer:
         rooms = sum(1 for r in self._rooms.values() if r.worker is worker)
         return self._learners_on(worker), rooms, worker.index
 
-    def place(self, room: RemoteRoom) -> WorkerClient:
-        """The worker for a new learner of ``room``: its owner until it serves
-        ``media_worker_learners`` of them, then the live worker serving the fewest of the
-        room's learners (then the fewest learners, then the lowest index)."""
+    def place(self, room: RemoteRoom, learner_id: int) -> WorkerClient:
+        """The worker for a learner of ``room`` (new, or subscribing again: not counted): its
+        owner until it serves ``media_worker_learners`` of them, then the live worker serving
+        the fewest of the room's learners (then the fewest learners, then the lowest index)."""
         owner = room.worker
         alive = [w for w in self.workers if not w.lost.is_set()]
-        here = collections.Counter(w.index for w in room.placed.values())
+        here = collections.Counter(w.index for lid, w in room.placed.items() if lid != learner_id)
         share = self.settings.media_worker_learners
         if not self._pipe_dir or here[owner.index] < share or owner not in alive:
             return owner
