@@ -629,6 +629,7 @@ class RemoteMediaServer:
     def _close_pipes(self, room: RemoteRoom) -> None:
         """The siblings' parts of a room that ended (closed, or its owner died)."""
         for index in room.pipes:
+            self._retired[(room.cohort_id, index)] += 1  # now: its events may be on their way
             closer = asyncio.ensure_future(self._close_part(room.cohort_id, index))
             self._closers.add(closer)
             closer.add_done_callback(self._closers.discard)
@@ -639,7 +640,6 @@ class RemoteMediaServer:
 
     async def _close_part(self, cohort: int, index: int) -> None:
         key = (cohort, index)
-        self._retired[key] += 1
         try:
             await _unless_lost(self.workers[index], _close_room(cohort))
         finally:
