@@ -225,6 +225,23 @@ def worker_settings(settings: Settings, index: int, count: int) -> dict[str, Any
     return values
 
 
+def _gone(worker: WorkerClient) -> bool:
+    """Whether the worker is lost or its process has ended, even if its channel's end is not
+    read yet (several killed at once). The process is not reaped: asyncio's watcher does it."""
+    if worker.lost.is_set():
+        return True
+    process = worker.process
+    if process is None:
+        return False
+    if process.returncode is not None:
+        return True
+    try:
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        return os.waitid(os.P_PID, process.pid, flags) is not None
+    except ChildProcessError:  # reaped already
+        return True
+
+
 def _unavailable() -> MediaError:
     return MediaError("media_unavailable", "the media relay is restarting; try again")
 
@@ -493,7 +510,7 @@ class RemoteMediaServer:
             if room.live:
                 room.live = ()
                 self._emit(TracksChanged(cid, ()))
-        if any(not w.lost.is_set() for w in self.workers):
+        if any(not _gone(w) for w in self.workers):
             for cid in cohorts:  # another worker takes the class now
                 self._emit(PublisherClosed(cid, "relay_restarted"))
         else:  # nowhere to publish yet: the trainer is told once this worker is back
@@ -578,7 +595,7 @@ class RemoteMediaServer:
                 "too_many_rooms",
                 f"this server already relays {self.max_rooms} classes; try again later",
             )
-        alive = [w for w in self.workers if not w.lost.is_set()]
+        alive = [w for w in self.workers if not _gone(w)]
         if not alive:
             raise _unavailable()
         worker = min(alive, key=self._load)
@@ -597,7 +614,7 @@ class RemoteMediaServer:
         owner until it serves ``media_worker_learners`` of them, then the live worker serving
         the fewest of the room's learners (then the fewest learners, then the lowest index)."""
         owner = room.worker
-        alive = [w for w in self.workers if not w.lost.is_set()]
+        alive = [w for w in self.workers if not _gone(w)]
         here = collections.Counter(w.index for lid, w in room.placed.items() if lid != learner_id)
         share = self.settings.media_worker_learners
         if not self._pipe_dir or here[owner.index] < share or owner not in alive:

@@ -144,8 +144,9 @@ export class TrainerMedia extends Events {
         this._lost = false;
       }),
       // The relay lost our connection (its media worker restarted): publish again.
+      // A failure is told ("error"); the relay says media_closed again once it is back.
       room.on("media_closed", () => {
-        if (this.started) this._serial(() => this._connect()).catch((e) => this._fail(e));
+        if (this.started) this._serial(() => this._connect()).catch((e) => { this._error(e); });
       }),
     ];
   }
@@ -272,9 +273,18 @@ export class TrainerMedia extends Events {
    * @returns {never}
    */
   _fail(e) {
+    throw this._error(e);
+  }
+
+  /**
+   * Say the failure to the listeners ("error") and return it.
+   * @param {unknown} e
+   * @returns {RequestError | MediaFailure}
+   */
+  _error(e) {
     const err = e instanceof RequestError ? e : new MediaFailure("failed", String((e instanceof Error && e.message) || e));
     this.emit("error", err);
-    throw err;
+    return err;
   }
 
   async _connect() {
