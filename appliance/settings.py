@@ -231,6 +231,9 @@ class Settings:
     recording_min_free_mb: NonNegative = 512
     """A recording stops (``disk_full``) when the disk of ``data_dir/recordings`` has less free
     space than this, in MiB, so the disk never fills up for the rest of the appliance."""
+    media_worker_learners: Positive = 100
+    """With media workers: learners of one class a worker serves before the class spreads to
+    the others (its trainer's frames piped to them, docs/media-workers.md "Pipes")."""
 
     @property
     def open_files_needed(self) -> int:

@@ -350,7 +350,7 @@ class Sock:
 
 @contextlib.asynccontextmanager
 async def served_class(
-    learners: int, send_path: str | None = None, media_workers: int = 0
+    learners: int, send_path: str | None = None, media_workers: int = 0, worker_learners: int = 0
 ) -> AsyncIterator[tuple[subprocess.Popen[bytes], str, Sock, list[Sock]]]:
     """``estrade serve`` in a child process with a seeded cohort: (process, base URL, the
     trainer's socket, one socket per learner, connected). Everything is closed on exit."""
@@ -376,6 +376,8 @@ async def served_class(
     if send_path:
         env["ESTRADE_MEDIA_SEND_PATH"] = send_path
     env["ESTRADE_MEDIA_WORKERS"] = str(media_workers)
+    if worker_learners:  # the class spreads over the workers past this many on one
+        env["ESTRADE_MEDIA_WORKER_LEARNERS"] = str(worker_learners)
     log = (tmp / "serve.log").open("wb")
     server = subprocess.Popen(  # noqa: ASYNC220 (started once, before timing)
         [sys.executable, "-m", "appliance", "serve"], env=env, cwd=ROOT, stdout=log, stderr=log
@@ -429,12 +431,13 @@ async def run_served(
     light: bool = False,
     media_workers: int = 0,
     probe: bool = False,
+    worker_learners: int = 0,
 ) -> dict[str, Any]:
     from tests.media.peers import Learner, Trainer, wait_for
 
     peers: list[Learner] = []
     trainer: Trainer | None = None
-    served = served_class(learners, send_path, media_workers)
+    served = served_class(learners, send_path, media_workers, worker_learners)
     async with served as (server, base, tsock, lsocks):
         try:
             trainer = Trainer(replay=True, width=640, height=480, fps=30)
@@ -496,6 +499,11 @@ async def run_served(
                 await wait_for(lambda: all(p.first_frame_at for p in peers), within=30)
                 joins = sorted(p.first_frame_at - p.started_at for p in peers)  # type: ignore[operator]
             await asyncio.sleep(2.0)
+            # Where the learners are (the placement, from the web process's per-worker series).
+            by_worker = [
+                int(await metrics_sum(base, "estrade_media_worker_learners", worker=str(k)))
+                for k in range(media_workers)
+            ]
             packets0 = [p.packets for p in peers]
             trainer0 = trainer_packets(trainer)
             client0 = time.process_time()
@@ -571,6 +579,10 @@ async def run_served(
                 "web_cpu_idle": idle_by_pid.get(server.pid, 0.0),
                 "web_cpu_busy": busy_by_pid.get(server.pid, 0.0),
                 "workers_cpu_busy": workers_busy,
+                "workers_cpu_idle_total": sum(
+                    v for pid, v in idle_by_pid.items() if pid != server.pid
+                ),
+                "learners_by_worker": by_worker,
                 "chat_p50_ms_idle": pct(chat_idle, 0.5),
                 "chat_p99_ms_idle": pct(chat_idle, 0.99),
                 "chat_p50_ms_under_media": pct(chat_busy, 0.5),
@@ -967,6 +979,14 @@ async def main() -> None:
         help="also serve with N media workers (same sitting; 0: the relay in the web process)",
     )
     parser.add_argument(
+        "--worker-learners",
+        type=int,
+        default=0,
+        metavar="N",
+        help="ESTRADE_MEDIA_WORKER_LEARNERS for the --media-workers serving (0: learners / "
+        "workers, rounded up: one class spread evenly)",
+    )
+    parser.add_argument(
         "--chat-probe",
         action="store_true",
         help="the trainer posts 10 chat messages/s during both windows; a learner's socket "
@@ -1013,6 +1033,9 @@ async def main() -> None:
         raise SystemExit("--profile needs py-spy in this environment: .venv/bin/pip install py-spy")
     pin_trainer_bitrate(args.bitrate)
     load_before = loadavg()
+    share = args.worker_learners
+    if not share and args.media_workers > 1:
+        share = -(-args.learners // args.media_workers)
     served = await run_served(
         args.learners,
         args.seconds,
@@ -1023,7 +1046,11 @@ async def main() -> None:
         args.light,
         args.media_workers,
         args.chat_probe,
+        share,
     )
+    # The capacity model's measured cost: the whole served tree (web + workers) per learner.
+    cpu_per_learner = max(served["server_cpu_busy"] - served["server_cpu_idle"], 1e-9)
+    cpu_per_learner /= args.learners
     out: dict[str, Any] = {
         "benchmark": "relay",
         "learners": args.learners,
@@ -1045,6 +1072,10 @@ async def main() -> None:
         "web_cpu_idle": r(served["web_cpu_idle"], 3),
         "web_cpu_busy": r(served["web_cpu_busy"], 3),
         "workers_cpu_busy": [r(v, 3) for v in served["workers_cpu_busy"]],
+        "worker_learners": share,
+        "learners_by_worker": served["learners_by_worker"],
+        "cpu_per_learner": r(cpu_per_learner, 5),
+        "projected_learners_per_host": round((os.cpu_count() or 1) * 0.8 / cpu_per_learner),
         **(
             {
                 k: r(served[k], 1)
@@ -1100,6 +1131,10 @@ async def main() -> None:
                 ),
             }
         )
+    if args.media_workers > 1:
+        # The work really splits: the busiest worker's share of all workers' CPU.
+        workers = served["workers_cpu_busy"]
+        out["busiest_worker_share"] = r(max(workers) / max(sum(workers), 1e-9), 3)
     if args.compare_media_workers is not None:
         other = await run_served(
             args.learners,
@@ -1128,6 +1163,34 @@ async def main() -> None:
                 ),
             }
         )
+        if args.compare_media_workers:
+
+            def relay_per_learner(run: dict[str, Any]) -> float:
+                """The workers' CPU (busy minus idle) per learner: the relay's own cost."""
+                busy = sum(run["workers_cpu_busy"]) - run["workers_cpu_idle_total"]
+                return max(busy, 1e-9) / args.learners
+
+            def per_packet(run: dict[str, Any]) -> float:
+                """The same, per packet the relay sent (µs): a starved run that sent less does
+                not look cheaper."""
+                busy = sum(run["workers_cpu_busy"]) - run["workers_cpu_idle_total"]
+                return max(busy, 1e-9) / max(run["relay_packets_sent_per_s"], 1) * 1e6
+
+            mine, theirs = relay_per_learner(served), relay_per_learner(other)
+            out["workers_cpu_idle_total"] = r(served["workers_cpu_idle_total"], 3)
+            out["compare_workers_cpu_idle_total"] = r(other["workers_cpu_idle_total"], 3)
+            out["relay_cpu_per_learner"] = r(mine, 5)
+            out["compare_relay_cpu_per_learner"] = r(theirs, 5)
+            out["compare_relay_packets_sent_per_s"] = r(other["relay_packets_sent_per_s"])
+            # Piping costs little: the relay's CPU per learner spread over N workers against
+            # one worker (and per packet sent). Only a run where both servings delivered every
+            # frame compares like with like: a starved client loses packets, the relay then
+            # answers NACKs and PLIs and sends fewer packets.
+            out["pipe_overhead"] = r(mine / theirs, 3)
+            out["pipe_overhead_per_packet"] = r(per_packet(served) / per_packet(other), 3)
+            out["both_delivered"] = (
+                min(served["frames_delivered_ratio"], other["frames_delivered_ratio"]) >= 0.99
+            )
     if not args.no_in_process:
         fwd = await run_in_process(
             "forward", args.learners, args.seconds, decoding=2, send_path=args.send_path

@@ -222,7 +222,14 @@ class MediaBridge:
             # old one is dropped rather than renegotiated with an offer it never made.
             del self._publishers[cid]
             await media_room.unpublish()
-        answer = await media_room.publish(msg.sdp, msg.slots, trainer_id=conn.user_id)
+        try:
+            answer = await media_room.publish(msg.sdp, msg.slots, trainer_id=conn.user_id)
+        except MediaError as exc:
+            if exc.code == "media_unavailable":
+                # Its media worker died meanwhile: this trainer is told to publish again
+                # (media_closed) once a worker is back, as if it had published.
+                self._publishers[cid] = (conn.id, conn.user_id)
+            raise
         self._publishers[cid] = (conn.id, conn.user_id)
         ctx.reply(p.MediaAnswer(sdp=answer))
 

@@ -152,6 +152,8 @@ class Source:
         self._rate_mark: tuple[float, list[int]] | None = None
         #: the room's recorder, handed every frame delivered (slot, frame, SSRC); recorder.py
         self.recorder: Callable[[str, Frame, int | None], None] | None = None
+        #: also given every frame: the pipes to sibling workers (media/pipe.py)
+        self.outlets: list[Callable[[Source, Frame], None]] = []
 
     def attach(self, receiver: Any) -> None:
         """Tap ``receiver`` (called before it starts, from the room's ``publish``)."""
@@ -217,6 +219,8 @@ class Source:
             track.offer(frame)
         if self.recorder is not None:
             self.recorder(self.slot, frame, self._media_ssrc)
+        for outlet in self.outlets:
+            outlet(self, frame)
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a keyframe: at most one PLI per ``pli_interval_s``.

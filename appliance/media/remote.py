@@ -3,18 +3,24 @@
 ``RemoteMediaServer`` has the methods ``MediaBridge`` uses (``room``, ``get_room``,
 ``close_room``, ``close``, ``ice_servers``, ``stats``) and its rooms those of ``MediaRoom``
 (``publish``, ``unpublish``, ``subscribe``, ``accept_answer``, ``set_quality``, ``leave``,
-``live``), so the bridge does not know where the relay runs. A room lives in one worker, the
-least loaded when it opens. Not wired into ``estrade serve`` yet: docs/media-workers.md.
+``live``), so the bridge does not know where the relay runs. A room's trainer is received by
+one worker (its owner, the least loaded when the room opens); once the owner serves
+``media_worker_learners`` of its learners, new ones go to the least-loaded worker of the room
+and the owner pipes the class's frames there (media/pipe.py). docs/media-workers.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import itertools
 import logging
+import os
+import shutil
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,12 +37,13 @@ from .errors import (
     MediaEvent,
     PublisherClosed,
     RecordingEnded,
+    QualityChanged,
     TracksChanged,
 )
 from .ladder import LEVELS
 from .network import browser_ice_servers
 from .observer import MediaObserver, NullObserver
-from .room import SubscribeOffer
+from .room import MediaRoomStats, SubscribeOffer
 from .server import MediaServerStats
 from .wire import (
     Answer,
@@ -50,6 +57,8 @@ from .wire import (
     Observed,
     Offered,
     Ok,
+    PipeIn,
+    PipeOut,
     Publish,
     Quality,
     QualityStep,
@@ -71,6 +80,7 @@ __all__ = [
     "RemoteRoom",
     "WorkerClient",
     "WorkerStats",
+    "merge_room_stats",
     "spawn_worker",
     "worker_port_slice",
     "worker_settings",
@@ -220,6 +230,23 @@ def worker_settings(settings: Settings, index: int, count: int) -> dict[str, Any
     return values
 
 
+def _gone(worker: WorkerClient) -> bool:
+    """Whether the worker is lost or its process has ended, even if its channel's end is not
+    read yet (several killed at once). The process is not reaped: asyncio's watcher does it."""
+    if worker.lost.is_set():
+        return True
+    process = worker.process
+    if process is None:
+        return False
+    if process.returncode is not None:
+        return True
+    try:
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        return os.waitid(os.P_PID, process.pid, flags) is not None
+    except ChildProcessError:  # reaped already
+        return True
+
+
 def _unavailable() -> MediaError:
     return MediaError("media_unavailable", "the media relay is restarting; try again")
 
@@ -251,15 +278,35 @@ async def spawn_worker(
 
 
 class RemoteRoom:
-    """A cohort's media room in a worker: the calls of ``MediaRoom`` the bridge makes."""
+    """A cohort's media room in the workers: the calls of ``MediaRoom`` the bridge makes.
 
-    def __init__(self, worker: WorkerClient, cohort_id: int) -> None:
+    ``worker`` receives the trainer (the owner); each learner is placed on one worker
+    (``placed``), the owner or a sibling fed through a pipe (``pipes``).
+    """
+
+    def __init__(
+        self, worker: WorkerClient, cohort_id: int, server: RemoteMediaServer | None = None
+    ) -> None:
         self.worker = worker
         self.cohort_id = cohort_id
         self.live: tuple[str, ...] = ()
-        """The slots the trainer sends (from the worker's ``TracksChanged``)."""
-        self.learners: set[int] = set()
-        """Learners subscribed (kept from subscribe, leave and ``LearnerClosed``)."""
+        """The slots the trainer sends (from the owner's ``TracksChanged``)."""
+        self.placed: dict[int, WorkerClient] = {}
+        """Learner id -> the worker serving it (kept from subscribe, leave, ``LearnerClosed``)."""
+        self.pipes: dict[int, asyncio.Task[None]] = {}
+        """Sibling worker index -> the pipe to it being opened or open."""
+        self.subscribing: dict[int, WorkerClient] = {}
+        """Learners whose ``Subscribe`` is on its way: a close the worker tells meanwhile is
+        the old connection's (closed by the page before subscribing again)."""
+        self._server = server
+
+    @property
+    def learners(self) -> set[int]:
+        """Learners subscribed, on every worker."""
+        return set(self.placed)
+
+    def worker_of(self, learner_id: int) -> WorkerClient:
+        return self.placed.get(learner_id, self.worker)
 
     async def publish(
         self, offer_sdp: str, slots: Mapping[str, str] | None = None, trainer_id: int | None = None
@@ -275,39 +322,68 @@ class RemoteRoom:
         await _unless_lost(self.worker, lambda i: Unpublish(id=i, cohort=self.cohort_id))
 
     async def subscribe(self, learner_id: int) -> SubscribeOffer:
-        reply = await self.worker.request(
-            lambda i: Subscribe(id=i, cohort=self.cohort_id, learner=learner_id)
-        )
+        server, cid = self._server, self.cohort_id
+        old = self.placed.get(learner_id)
+        target = self.worker
+        if server is not None:
+            limit = server.settings.media_max_learners_per_room
+            if old is None and len(self.placed) >= limit:
+                raise MediaError(
+                    "room_full", f"this class already has {limit} learners receiving media"
+                )
+            target = server.place(self, learner_id)
+        # Placed before the first await: learners subscribing together spread at once.
+        self.placed[learner_id] = target
+        try:
+            if old is not None and old is not target:
+                # Moved to another worker: the old connection goes (its close is not told).
+                await _unless_lost(
+                    old, lambda i: Leave(id=i, cohort=cid, learner=learner_id, reason="replaced")
+                )
+            if target is not self.worker:
+                assert server is not None
+                await server.pipe(self, target)
+            self.subscribing[learner_id] = target
+            try:
+                reply = await target.request(
+                    lambda i: Subscribe(id=i, cohort=cid, learner=learner_id)
+                )
+            finally:
+                if self.subscribing.get(learner_id) is target:
+                    del self.subscribing[learner_id]
+        except BaseException:
+            if self.placed.get(learner_id) is target:
+                del self.placed[learner_id]
+            raise
         assert isinstance(reply, Offered)
-        self.learners.add(learner_id)
         return SubscribeOffer(reply.sdp, reply.slots)
 
     async def accept_answer(self, learner_id: int, answer_sdp: str) -> None:
-        await self.worker.request(
+        await self.worker_of(learner_id).request(
             lambda i: Answer(id=i, cohort=self.cohort_id, learner=learner_id, sdp=answer_sdp)
         )
 
     def set_quality(self, learner_id: int, level: str) -> None:
-        """Checked here (synchronous, as in one process), applied by the worker."""
+        """Checked here (synchronous, as in one process), applied by the learner's worker."""
         if level not in LEVELS:
             raise MediaError("bad_level", f"quality must be one of {', '.join(LEVELS)}")
-        if learner_id not in self.learners:
+        if learner_id not in self.placed:
             raise MediaError("not_subscribed", "this learner receives no media")
-        future = self.worker.send(
+        future = self.worker_of(learner_id).send(
             lambda i: Quality(id=i, cohort=self.cohort_id, learner=learner_id, level=level)
         )
         future.add_done_callback(_log_refusal)
 
     async def leave(self, learner_id: int, reason: str = "left") -> None:
-        self.learners.discard(learner_id)
+        worker = self.placed.pop(learner_id, self.worker)
         await _unless_lost(
-            self.worker,
+            worker,
             lambda i: Leave(id=i, cohort=self.cohort_id, learner=learner_id, reason=reason),
         )
 
     @property
     def learner_ids(self) -> tuple[int, ...]:
-        return tuple(self.learners)
+        return tuple(self.placed)
 
 
 async def _unless_lost(worker: WorkerClient, make: Callable[[int], Request]) -> None:
@@ -320,6 +396,19 @@ async def _unless_lost(worker: WorkerClient, make: Callable[[int], Request]) -> 
     except MediaError as exc:
         if exc.code != "media_unavailable":
             raise
+
+
+def _pipe_in(cohort: int, live: tuple[str, ...]) -> Callable[[int], Request]:
+    return lambda i: PipeIn(id=i, cohort=cohort, live=live)
+
+
+def _close_room(cohort: int) -> Callable[[int], Request]:
+    return lambda i: CloseRoom(id=i, cohort=cohort)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _log_refusal(future: asyncio.Future[Reply]) -> None:
@@ -360,6 +449,12 @@ class RemoteMediaServer:
         """Worker index -> cohorts whose trainer is told to publish again once it is back."""
         self._recordings: dict[int, tuple[WorkerClient, str]] = {}
         """Cohort -> the worker recording it and the directory (docs/recordings.md)."""
+        self._pipe_dir = ""
+        """A directory only this user can enter, holding each worker's pipe socket."""
+        self._closers: set[asyncio.Task[None]] = set()
+        self._retired: collections.Counter[tuple[int, int]] = collections.Counter()
+        """(cohort, worker index) of siblings' parts being closed: their learners' closes are
+        not told (those learners were told ``relay_restarted``, or their sockets are gone)."""
 
     async def start(self, count: int) -> None:
         """Start ``count`` worker processes and wait until each one's relay is up.
@@ -369,14 +464,22 @@ class RemoteMediaServer:
             MediaError: a worker refused its settings or died while starting.
         """
         self._values = [worker_settings(self.settings, k, count) for k in range(count)]
+        if count > 1:
+            self._pipe_dir = tempfile.mkdtemp(prefix="estrade-pipes-")  # mode 0700
         for index in range(count):
             worker = await spawn_worker(index, self.on_message, self._worker_lost)
             self.workers.append(worker)  # closed by close() even if it fails to start
-            await self._configure(worker, self._values[index])
+            await self._configure(worker)
 
-    @staticmethod
-    async def _configure(worker: WorkerClient, values: dict[str, Any]) -> None:
-        await worker.request(lambda i: Configure(id=i, index=worker.index, settings=values))
+    def pipe_path(self, index: int) -> str:
+        """Worker ``index``'s pipe socket (empty: one worker, no pipes)."""
+        return os.path.join(self._pipe_dir, f"w{index}.sock") if self._pipe_dir else ""
+
+    async def _configure(self, worker: WorkerClient) -> None:
+        values, path = self._values[worker.index], self.pipe_path(worker.index)
+        await worker.request(
+            lambda i: Configure(id=i, index=worker.index, settings=values, pipe_path=path)
+        )
 
     # ---- supervision -----------------------------------------------------------------------
     restart_delay_s = 0.5
@@ -395,19 +498,27 @@ class RemoteMediaServer:
         cohorts: list[int] = []
         for cid, room in list(self._rooms.items()):
             if room.worker is not worker:
+                # A sibling of the room died: only its learners subscribe again (they land on
+                # a live worker); the trainer and the other learners go on.
+                room.pipes.pop(worker.index, None)
+                for learner_id, where in sorted(room.placed.items()):
+                    if where is worker:
+                        del room.placed[learner_id]
+                        self._emit(LearnerClosed(cid, learner_id, "relay_restarted"))
                 continue
             del self._rooms[cid]
             cohorts.append(cid)
             # Learners' pages subscribe again after media_closed; they get the media once the
             # trainer's page, told by PublisherClosed, has published again (media_tracks).
-            for learner_id in sorted(room.learners):
+            for learner_id in sorted(room.placed):
                 self._emit(LearnerClosed(cid, learner_id, "relay_restarted"))
-            room.learners.clear()
+            room.placed.clear()
+            self._close_pipes(room)
             if room.live:
                 room.live = ()
                 self._emit(TracksChanged(cid, ()))
         self._recordings_lost(worker)
-        if any(not w.lost.is_set() for w in self.workers):
+        if any(not _gone(w) for w in self.workers):
             for cid in cohorts:  # another worker takes the class now
                 self._emit(PublisherClosed(cid, "relay_restarted"))
         else:  # nowhere to publish yet: the trainer is told once this worker is back
@@ -433,7 +544,7 @@ class RemoteMediaServer:
             return
         self.workers[dead.index] = worker
         try:
-            await self._configure(worker, self._values[dead.index])
+            await self._configure(worker)
         except MediaError:
             return  # it died again: _worker_lost runs for it and tries once more
         self.restarts[dead.index] += 1
@@ -454,12 +565,28 @@ class RemoteMediaServer:
             self._emit(event_from_wire(message))
         elif isinstance(message, Tracks | QualityStep | Closed | Unpublished):
             event = event_from_wire(message)
+            if (event.cohort_id, index) in self._retired:
+                return  # a sibling's part of a class being closed
             room = self._rooms.get(event.cohort_id)
-            if room is not None and room.worker.index == index:
+            if room is not None and isinstance(event, TracksChanged | PublisherClosed):
+                if room.worker.index != index:
+                    return  # a sibling's piped room closing: the owner speaks for the class
                 if isinstance(event, TracksChanged):
                     room.live = event.live
-                elif isinstance(event, LearnerClosed):
-                    room.learners.discard(event.learner_id)
+                    for sibling in room.pipes:  # the siblings' learners follow the tracks
+                        worker = self.workers[sibling]
+                        if not worker.lost.is_set():
+                            make = _pipe_in(room.cohort_id, event.live)
+                            worker.send(make).add_done_callback(_log_refusal)
+            elif room is not None and isinstance(event, LearnerClosed | QualityChanged):
+                where = room.placed.get(event.learner_id)
+                if where is not None and where.index != index:
+                    return  # from the worker this learner left (moved, or replaced there)
+                coming = room.subscribing.get(event.learner_id)
+                if isinstance(event, LearnerClosed) and coming is not None:
+                    return  # its old connection, closed before it subscribed again
+                if isinstance(event, LearnerClosed):
+                    room.placed.pop(event.learner_id, None)
             self._emit(event)
 
     def _emit(self, event: MediaEvent) -> None:
@@ -479,23 +606,79 @@ class RemoteMediaServer:
                 "too_many_rooms",
                 f"this server already relays {self.max_rooms} classes; try again later",
             )
-        alive = [w for w in self.workers if not w.lost.is_set()]
+        alive = [w for w in self.workers if not _gone(w)]
         if not alive:
             raise _unavailable()
         worker = min(alive, key=self._load)
-        room = self._rooms[cohort_id] = RemoteRoom(worker, cohort_id)
+        room = self._rooms[cohort_id] = RemoteRoom(worker, cohort_id, self)
         return room
 
+    def _learners_on(self, worker: WorkerClient) -> int:
+        return sum(1 for r in self._rooms.values() for w in r.placed.values() if w is worker)
+
     def _load(self, worker: WorkerClient) -> tuple[int, int, int]:
-        rooms = [r for r in self._rooms.values() if r.worker is worker]
-        return sum(len(r.learners) for r in rooms), len(rooms), worker.index
+        rooms = sum(1 for r in self._rooms.values() if r.worker is worker)
+        return self._learners_on(worker), rooms, worker.index
+
+    def place(self, room: RemoteRoom, learner_id: int) -> WorkerClient:
+        """The worker for a learner of ``room`` (new, or subscribing again: not counted): its
+        owner until it serves ``media_worker_learners`` of them, then the live worker serving
+        the fewest of the room's learners (then the fewest learners, then the lowest index)."""
+        owner = room.worker
+        alive = [w for w in self.workers if not _gone(w)]
+        here = collections.Counter(w.index for lid, w in room.placed.items() if lid != learner_id)
+        share = self.settings.media_worker_learners
+        if not self._pipe_dir or here[owner.index] < share or owner not in alive:
+            return owner
+        return min(alive, key=lambda w: (here[w.index], self._learners_on(w), w.index))
+
+    async def pipe(self, room: RemoteRoom, target: WorkerClient) -> None:
+        """Have ``room``'s owner pipe its frames to ``target`` (once; later callers wait)."""
+        task = room.pipes.get(target.index)
+        if task is None:
+            task = room.pipes[target.index] = asyncio.ensure_future(self._open_pipe(room, target))
+            task.add_done_callback(_retrieve)  # when nobody waits any more (the room closed)
+        try:
+            await asyncio.shield(task)
+        except MediaError:
+            if room.pipes.get(target.index) is task:
+                del room.pipes[target.index]
+            raise
+
+    async def _open_pipe(self, room: RemoteRoom, target: WorkerClient) -> None:
+        cid, live = room.cohort_id, room.live
+        await target.request(lambda i: PipeIn(id=i, cohort=cid, live=live))
+        path = self.pipe_path(target.index)
+        pid = target.process.pid if target.process is not None else target.index
+        await room.worker.request(
+            lambda i: PipeOut(id=i, cohort=cid, to=target.index, path=path, generation=pid)
+        )
+
+    def _close_pipes(self, room: RemoteRoom) -> None:
+        """The siblings' parts of a room that ended (closed, or its owner died)."""
+        for index in room.pipes:
+            self._retired[(room.cohort_id, index)] += 1  # now: its events may be on their way
+            closer = asyncio.ensure_future(self._close_part(room.cohort_id, index))
+            self._closers.add(closer)
+            closer.add_done_callback(self._closers.discard)
+        room.pipes.clear()
 
     def get_room(self, cohort_id: int) -> RemoteRoom | None:
         return self._rooms.get(cohort_id)
 
+    async def _close_part(self, cohort: int, index: int) -> None:
+        key = (cohort, index)
+        try:
+            await _unless_lost(self.workers[index], _close_room(cohort))
+        finally:
+            self._retired[key] -= 1
+            if not self._retired[key]:
+                del self._retired[key]
+
     async def close_room(self, cohort_id: int) -> None:
         room = self._rooms.pop(cohort_id, None)
         if room is not None:
+            self._close_pipes(room)
             await _unless_lost(room.worker, lambda i: CloseRoom(id=i, cohort=cohort_id))
 
     async def close(self) -> None:
@@ -504,8 +687,11 @@ class RemoteMediaServer:
             task.cancel()
         await asyncio.gather(*self._restarting, return_exceptions=True)
         self._rooms.clear()
+        await asyncio.gather(*self._closers, return_exceptions=True)
         workers, self.workers = self.workers, []
         await asyncio.gather(*(w.close() for w in workers))
+        if self._pipe_dir:
+            shutil.rmtree(self._pipe_dir, ignore_errors=True)
 
     def ice_servers(self, user: str = "") -> list[dict[str, str]]:
         """``iceServers`` for a browser, with fresh time-limited TURN credentials."""
@@ -549,14 +735,16 @@ class RemoteMediaServer:
         """Each worker's figures, for ``/metrics`` (label ``worker``) and the operator page."""
         workers: list[WorkerStats] = []
         for worker in self.workers:
-            rooms = [r for r in self._rooms.values() if r.worker is worker]
+            rooms = [
+                r for r in self._rooms.values() if r.worker is worker or worker.index in r.pipes
+            ]
             pushed = self._figures.get(worker.index)
             workers.append(
                 WorkerStats(
                     worker=worker.index,
                     up=not worker.lost.is_set(),
                     rooms=len(rooms),
-                    learners=sum(len(r.learners) for r in rooms),
+                    learners=self._learners_on(worker),
                     cpu_seconds=pushed.cpu_s if pushed is not None else 0.0,
                     loop_lag_s=pushed.loop_lag_s if pushed is not None else 0.0,
                     restarts=self.restarts[worker.index],
@@ -567,9 +755,17 @@ class RemoteMediaServer:
     def stats(self) -> MediaServerStats:
         """The last figures each worker pushed (at most a second old), added up."""
         parts: Sequence[MediaServerStats] = list(self._stats.values())
-        by_room = {cid: st for part in parts for cid, st in part.by_room.items()}
+        seen: dict[int, list[tuple[int, MediaRoomStats]]] = {}
+        for index, part in self._stats.items():
+            for cid, st in part.by_room.items():
+                seen.setdefault(cid, []).append((index, st))
+        by_room: dict[int, MediaRoomStats] = {}
+        for cid, found in seen.items():
+            room = self._rooms.get(cid)
+            owner = room.worker.index if room is not None else found[0][0]
+            by_room[cid] = merge_room_stats(owner, found)
         return MediaServerStats(
-            rooms=sum(p.rooms for p in parts),
+            rooms=len(by_room),  # a class over several workers counts once
             ice_failures=sum(p.ice_failures for p in parts),
             connections_lost=sum(p.connections_lost for p in parts),
             connect_timeouts=sum(p.connect_timeouts for p in parts),
@@ -578,3 +774,28 @@ class RemoteMediaServer:
             recording_bytes=sum(p.recording_bytes for p in parts),
             recording_segments_failed=sum(p.recording_segments_failed for p in parts),
         )
+
+
+def merge_room_stats(owner: int, parts: Sequence[tuple[int, MediaRoomStats]]) -> MediaRoomStats:
+    """One room's figures from the workers serving it: what the trainer sent from its owner,
+    what went to learners added up over the owner and its siblings."""
+    if len(parts) == 1:
+        return parts[0][1]
+    first = next((st for index, st in parts if index == owner), parts[0][1])
+    rooms = [st for _, st in parts]
+    joins = [s for st in rooms for s in st.join_to_first_frame_s]
+    return dataclasses.replace(
+        first,
+        learners=sum(st.learners for st in rooms),
+        frames_forwarded=sum(st.frames_forwarded for st in rooms),
+        bytes_forwarded=sum(st.bytes_forwarded for st in rooms),
+        send_bitrate_bps=sum(st.send_bitrate_bps for st in rooms),
+        packets_forwarded=sum(st.packets_forwarded for st in rooms),
+        queue_overflows=sum(st.queue_overflows for st in rooms),
+        keyframe_requests=sum(st.keyframe_requests for st in rooms),
+        plis_in=sum(st.plis_in for st in rooms),
+        nacks_in=sum(st.nacks_in for st in rooms),
+        keyframe_wait_s_max=max(st.keyframe_wait_s_max for st in rooms),
+        join_to_first_frame_s=joins[-200:],
+        per_learner={k: v for st in rooms for k, v in st.per_learner.items()},
+    )

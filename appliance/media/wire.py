@@ -36,6 +36,8 @@ __all__ = [
     "Observed",
     "Offered",
     "Ok",
+    "PipeIn",
+    "PipeOut",
     "Publish",
     "Quality",
     "QualityStep",
@@ -73,6 +75,9 @@ class Configure(_Request, tag="configure"):
 
     index: int
     settings: dict[str, Any]
+    pipe_path: str = ""
+    """Where this worker listens for pipes from its siblings (docs/media-workers.md "Pipes");
+    empty: no pipes."""
 
 
 class Publish(_Request, tag="publish"):
@@ -130,6 +135,24 @@ class StopRecording(_Request, tag="stop_recording"):
     cohort: int
 
 
+class PipeIn(_Request, tag="pipe_in"):
+    """Serve part of ``cohort``'s learners from frames piped by its owner (opens the room
+    here as a piped one, or updates its live slots)."""
+
+    cohort: int
+    live: tuple[str, ...] = ()
+
+
+class PipeOut(_Request, tag="pipe_out"):
+    """Pipe ``cohort``'s frames (this worker owns it) to worker ``to``, listening at ``path``;
+    ``generation`` is that worker's process id (a restarted one gets a new connection)."""
+
+    cohort: int
+    to: int
+    path: str
+    generation: int
+
+
 Request = (
     Configure
     | Publish
@@ -142,6 +165,8 @@ Request = (
     | GetStats
     | StartRecording
     | StopRecording
+    | PipeIn
+    | PipeOut
 )
 
 

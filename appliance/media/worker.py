@@ -30,6 +30,7 @@ from ..settings import SettingsError, load_settings
 from .channel import Channel, ChannelClosed, ChannelError, open_channel
 from .errors import MediaError, MediaEvent
 from .ladder import LadderPolicy
+from .pipe import PipeHub
 from .room import MediaRoom
 from .server import MediaServer
 from .wire import (
@@ -42,6 +43,8 @@ from .wire import (
     Observed,
     Offered,
     Ok,
+    PipeIn,
+    PipeOut,
     Publish,
     Quality,
     Request,
@@ -100,6 +103,7 @@ class Worker:
     def __init__(self, channel: Channel[Request]) -> None:
         self.channel = channel
         self.server: MediaServer | None = None
+        self.pipes: PipeHub | None = None
         self.index = -1
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -144,6 +148,14 @@ class Worker:
             except (SettingsError, TypeError) as exc:
                 self._send(Failed(id=first.id, code="bad_settings", message=str(exc)))
                 return
+            server = self.server
+            self.pipes = PipeHub(server.get_room)
+            if first.pipe_path:
+                try:
+                    await self.pipes.listen(first.pipe_path)
+                except OSError as exc:
+                    self._send(Failed(id=first.id, code="bad_settings", message=str(exc)))
+                    return
             self._send(Ok(id=first.id))
             pusher = asyncio.ensure_future(self._push_stats(self.server))
             while (request := await self._next()) is not None:
@@ -154,6 +166,8 @@ class Worker:
             if pusher is not None:
                 pusher.cancel()
                 await asyncio.gather(pusher, return_exceptions=True)
+            if self.pipes is not None:
+                await self.pipes.close()
             if self.server is not None:
                 await self.server.close()
             if self._tasks:
@@ -183,6 +197,33 @@ class Worker:
             )
         self._send(reply)
 
+    def _hub(self) -> PipeHub:
+        if self.pipes is None:
+            raise MediaError("no_pipes", "this media worker has no pipes")
+        return self.pipes
+
+    def _pipe_in(self, server: MediaServer, request: PipeIn) -> None:
+        """Serve part of a class from its owner's frames (docs/media-workers.md "Pipes")."""
+        pipes = self._hub()
+        if request.cohort not in pipes.piped and server.get_room(request.cohort) is not None:
+            raise MediaError("room_owned", "this worker receives the class's trainer itself")
+        try:
+            pipes.open_piped(server.room(request.cohort), request.live)
+        except ValueError as exc:
+            raise MediaError("room_owned", str(exc)) from None
+
+    async def _pipe_out(self, server: MediaServer, request: PipeOut) -> None:
+        """Send the frames of a class this worker owns to a sibling worker too."""
+        pipes = self._hub()
+        room = self._room(server, request.cohort)
+        if request.cohort in pipes.piped:
+            raise MediaError("room_piped", "this worker does not receive the class's trainer")
+        try:
+            await pipes.feed(room, request.to, request.path, request.generation)
+        except OSError as exc:
+            why = f"no pipe to worker {request.to}: {exc}"
+            raise MediaError("media_unavailable", why) from None
+
     @staticmethod
     def _room(server: MediaServer, cohort_id: int) -> MediaRoom:
         room = server.get_room(cohort_id)
@@ -195,6 +236,8 @@ class Worker:
         if isinstance(request, Configure):
             raise MediaError("already_configured", "this media worker is already configured")
         if isinstance(request, Publish):
+            if self.pipes is not None and request.cohort in self.pipes.piped:
+                raise MediaError("room_piped", "this worker does not receive the class's trainer")
             room = server.room(request.cohort)
             answer = await room.publish(request.sdp, request.slots, trainer_id=request.trainer)
             return Ok(id=rid, value=answer)
@@ -213,7 +256,13 @@ class Worker:
                 else:
                     await found.unpublish()
         elif isinstance(request, CloseRoom):
+            if self.pipes is not None:
+                self.pipes.forget(request.cohort)
             await server.close_room(request.cohort)
+        elif isinstance(request, PipeIn):
+            self._pipe_in(server, request)
+        elif isinstance(request, PipeOut):
+            await self._pipe_out(server, request)
         elif isinstance(request, GetStats):
             return StatsReply(id=rid, stats=server.stats())
         elif isinstance(request, StartRecording):

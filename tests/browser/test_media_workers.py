@@ -1,6 +1,7 @@
 """Real chromium through ``estrade serve`` with the relay in 2 media worker processes
-(``ESTRADE_MEDIA_WORKERS=2``, docs/media-workers.md): the whole class as in one process, and a
-media worker killed mid-class, after which the pages reconnect by themselves."""
+(``ESTRADE_MEDIA_WORKERS=2``, docs/media-workers.md): the whole class as in one process (its two
+learners on the two workers: ``ESTRADE_MEDIA_WORKER_LEARNERS=1``), and a media worker killed
+mid-class, after which the pages reconnect by themselves."""
 
 from __future__ import annotations
 
@@ -27,7 +28,10 @@ STATS_OR_NONE = f"async () => window.learner.pc ? await ({STATS_JS})() : {{ fram
 
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserServer]:
-    yield from serve_estrade(tmp_path_factory, {"ESTRADE_MEDIA_WORKERS": "2"})
+    # One learner per worker before the class spreads: the whole class's two learners are
+    # served by both workers, the second from frames the first worker pipes (pipes).
+    env = {"ESTRADE_MEDIA_WORKERS": "2", "ESTRADE_MEDIA_WORKER_LEARNERS": "1"}
+    yield from serve_estrade(tmp_path_factory, env)
 
 
 def worker_pids(server_pid: int) -> list[int]:

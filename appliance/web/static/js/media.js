@@ -144,9 +144,7 @@ export class TrainerMedia extends Events {
         this._lost = false;
       }),
       // The relay lost our connection (its media worker restarted): publish again.
-      room.on("media_closed", () => {
-        if (this.started) this._serial(() => this._connect()).catch((e) => this._fail(e));
-      }),
+      room.on("media_closed", () => { if (this.started) this._republish(0); }),
     ];
   }
 
@@ -272,12 +270,43 @@ export class TrainerMedia extends Events {
    * @returns {never}
    */
   _fail(e) {
-    const err = e instanceof RequestError ? e : new MediaFailure("failed", String((e instanceof Error && e.message) || e));
-    this.emit("error", err);
-    throw err;
+    throw this._error(e);
   }
 
-  async _connect() {
+  /**
+   * Publish again after the relay lost the connection. While the relay's workers are still
+   * restarting (media_unavailable) it is tried again 1 s, 2 s... later (5 times); any other
+   * failure, or the last one, is told ("error").
+   * @param {number} attempt
+   */
+  _republish(attempt) {
+    this._serial(() => this._connect(true)).catch((e) => {
+      const restarting = e instanceof RequestError && e.code === "media_unavailable";
+      if (restarting && this.started && attempt < 5) {
+        setTimeout(() => { if (this.started) this._republish(attempt + 1); }, 1000 * (attempt + 1));
+      } else {
+        this._error(e);
+      }
+    });
+  }
+
+  /**
+   * Say the failure to the listeners ("error") and return it.
+   * @param {unknown} e
+   * @returns {RequestError | MediaFailure}
+   */
+  _error(e) {
+    const err = e instanceof RequestError ? e : new MediaFailure("failed", String((e instanceof Error && e.message) || e));
+    this.emit("error", err);
+    return err;
+  }
+
+  /**
+   * A new peer connection, published. A failure is told ("error") and thrown, or only thrown
+   * (``quiet``: the caller decides).
+   * @param {boolean} [quiet]
+   */
+  async _connect(quiet = false) {
     if (this.pc) this.pc.close();
     const pc = new RTCPeerConnection({ iceServers: iceServers(this.room) });
     this.pc = pc;
@@ -294,6 +323,7 @@ export class TrainerMedia extends Events {
     try {
       await this._negotiate();
     } catch (e) {
+      if (quiet) throw e;
       this._fail(e);
     }
   }

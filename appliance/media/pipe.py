@@ -1,0 +1,400 @@
+"""Pipes: one class over several media workers (docs/media-workers.md "Pipes").
+
+The worker that receives the trainer (the room's *owner*) hands every frame its taps assemble
+to the sibling workers that serve part of the class's learners, as mediasoup's pipe transports
+do. A pipe is a UNIX stream connection from the owner to a sibling's listening socket (a path
+in a directory only the service user can enter, chosen by the web process), framed like the
+web process's channel (4-byte length + one msgpack msgspec message, :mod:`.channel`). One
+connection per pair of workers carries every class they share.
+
+- owner -> sibling: :class:`PipeHello` (this connection feeds cohort C), then :class:`PipeFrame`
+  for each frame of each slot, numbered per slot. The owner's last keyframe and the frames
+  since are sent first, so a learner joining on the sibling starts on a keyframe without a
+  keyframe request.
+- sibling -> owner: :class:`PipeKeyframe` when one of its learners needs a keyframe. The owner's
+  :class:`~.forward.Source` coalesces them with its own learners' requests: one PLI per window
+  reaches the trainer whichever worker asked. NACKs never cross: the trainer's leg is repaired
+  by the owner, each learner's leg by the worker that sends to it.
+
+A sibling's room is an ordinary :class:`~.room.MediaRoom` whose sources are
+:class:`PipedSource` s: its learners, ladder, layers and lean send path are unchanged. Frames
+that cannot be queued (a sibling that stopped reading: more than :data:`PIPE_BUFFER_MAX` bytes
+waiting) are dropped; the sibling sees the gap in the numbering, waits for a keyframe and asks
+for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+import av
+import msgspec
+from aiortc.clock import current_ntp_time
+
+from .channel import MAX_FRAME, Channel, ChannelClosed, ChannelError
+from .forward import Frame, Source
+from .observer import MediaObserver
+from .room import SLOTS, MediaRoom
+
+__all__ = [
+    "PIPE_BUFFER_MAX",
+    "PipeFrame",
+    "PipeHello",
+    "PipeHub",
+    "PipeKeyframe",
+    "PipedSource",
+]
+
+logger = logging.getLogger(__name__)
+
+#: bytes queued towards one sibling before frames are dropped (~10 s of a 1.5 Mbit/s class)
+PIPE_BUFFER_MAX = 2 * 1024 * 1024
+
+Slot = Literal["audio", "camera", "screen"]
+
+
+class _PipeMessage(msgspec.Struct, tag_field="t", forbid_unknown_fields=True, kw_only=True):
+    cohort: int
+
+
+class PipeHello(_PipeMessage, tag="hello"):
+    """This connection now feeds ``cohort`` (keyframe requests go back on it)."""
+
+
+class PipeFrame(_PipeMessage, tag="frame"):
+    """One frame (VP8) or packet (Opus) of a slot, as the owner's tap assembled it."""
+
+    slot: Slot
+    seq: int
+    """Per slot, +1 a frame; 0 for the held frames sent when the pipe opens."""
+    keyframe: bool
+    pts: int
+    payloads: list[bytes]
+    marker: bool
+    size: int
+    tid: int | None = None
+    sync: bool = False
+    picture_id: bool = False
+    max_tid: int = 0
+    data: bytes | None = None
+    """The depayloaded frame, only for the ``aiortc`` send path."""
+
+
+class PipeKeyframe(_PipeMessage, tag="keyframe"):
+    """A learner of the sibling needs a keyframe of ``slot``."""
+
+    slot: Slot
+
+
+ToSibling = PipeHello | PipeFrame
+ToOwner = PipeKeyframe
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+class PipedSource(Source):
+    """A slot of a sibling's room: frames come from the pipe, keyframe requests go back on it."""
+
+    def __init__(
+        self, slot: str, kind: str, observer: MediaObserver | None = None, send_path: str = "lean"
+    ) -> None:
+        super().__init__(slot, kind, observer, send_path)
+        self.upstream: Callable[[str], None] | None = None
+        self._seq: int | None = None
+        self._broken = kind == "video"  # until the first keyframe
+        self._asked_at = -1e9
+
+    def connect(self, upstream: Callable[[str], None] | None) -> None:
+        """Where keyframe requests go (None: the pipe closed); a pending one is sent now."""
+        self.upstream = upstream
+        self._asked_at = -1e9
+        if upstream is not None and self._pending_since is not None:
+            self._ask()
+
+    def request_keyframe(self) -> None:
+        """Ask the owner (at most once per ``pli_interval_s``: the owner coalesces across
+        workers and keeps the request pending until the keyframe comes; this spares the pipe)."""
+        if self.kind != "video":
+            return
+        self.stats.keyframe_requests += 1
+        if self._pending_since is None:
+            self._pending_since = time.monotonic()
+        self._ask()
+
+    def _ask(self) -> None:
+        now = time.monotonic()
+        if self.upstream is None or now - self._asked_at < self.pli_interval_s:
+            return
+        self._asked_at = now
+        self.stats.plis_out += 1
+        self.upstream(self.slot)
+
+    def receive(self, message: PipeFrame) -> None:
+        """A frame from the owner: delivered to this worker's learners, unless it follows a gap
+        (then the video waits for a keyframe, as the owner's tap does after a loss)."""
+        if message.seq:
+            if self._seq is not None and message.seq != self._seq + 1:
+                self._broken = self.kind == "video"
+                self.stats.frames_dropped_incomplete += 1
+            self._seq = message.seq
+        if self._broken:
+            if not message.keyframe:
+                if self.tracks:
+                    self.request_keyframe()
+                return
+            self._broken = False
+        self.max_tid = message.max_tid
+        ntp = current_ntp_time()
+        packet = None
+        if self.av_packets and message.data is not None:
+            packet = av.Packet(message.data)
+            packet.pts = message.pts
+            packet.time_base = self.time_base
+        frame = Frame(
+            packet,
+            message.keyframe,
+            message.size,
+            message.pts,
+            tuple(message.payloads),
+            message.marker,
+            ntp,
+            ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big"),
+            message.tid,
+            message.sync,
+            message.picture_id,
+        )
+        self.deliver(frame)
+
+
+def _frame_message(cohort: int, source: Source, frame: Frame, seq: int) -> PipeFrame:
+    return PipeFrame(
+        cohort=cohort,
+        slot=source.slot,  # type: ignore[arg-type]  # one of SLOTS
+        seq=seq,
+        keyframe=bool(frame.keyframe),
+        pts=frame.pts,
+        payloads=list(frame.payloads),
+        marker=bool(frame.marker),
+        size=frame.size,
+        tid=frame.tid,
+        sync=bool(frame.sync),
+        picture_id=bool(frame.picture_id),
+        max_tid=source.max_tid,
+        data=bytes(frame.packet) if frame.packet is not None else None,
+    )
+
+
+class _Link:
+    """The owner's connection to one sibling worker (one per sibling process)."""
+
+    def __init__(self, index: int, generation: int, channel: Channel[ToOwner]) -> None:
+        self.index = index
+        self.generation = generation
+        self.channel = channel
+        self.dropped = 0
+        self.reader: asyncio.Task[None] | None = None
+
+    def write(self, payload: bytes) -> None:
+        try:
+            if not self.channel.write_encoded(payload, PIPE_BUFFER_MAX):
+                self.dropped += 1
+        except ChannelError:
+            pass  # closing: the reader notices and drops this link
+
+
+class _Feed:
+    """One owned room's frames to its siblings: one outlet on each source, encoded once."""
+
+    def __init__(self, room: MediaRoom) -> None:
+        self.room = room
+        self.links: dict[int, _Link] = {}
+        self.seq: dict[str, int] = {}
+        for source in room.sources.values():
+            source.outlets.append(self.outlet)
+
+    def outlet(self, source: Source, frame: Frame) -> None:
+        seq = self.seq[source.slot] = self.seq.get(source.slot, 0) + 1
+        if not self.links:
+            return
+        payload = _encoder.encode(_frame_message(self.room.cohort_id, source, frame, seq))
+        for link in self.links.values():
+            link.write(payload)
+
+    def add(self, link: _Link) -> None:
+        """Start feeding ``link``: hello, the held frames, then every frame (same tick)."""
+        cohort = self.room.cohort_id
+        link.channel.write(PipeHello(cohort=cohort))
+        for source in self.room.sources.values():
+            for held in source.gop:
+                link.write(_encoder.encode(_frame_message(cohort, source, held, 0)))
+        self.links[link.index] = link
+
+    def close(self) -> None:
+        for source in self.room.sources.values():
+            with contextlib.suppress(ValueError):
+                source.outlets.remove(self.outlet)
+        self.links.clear()
+
+
+class PipeHub:
+    """A worker's pipes: its listening socket (as a sibling) and its links (as an owner)."""
+
+    def __init__(self, server_rooms: Callable[[int], MediaRoom | None]) -> None:
+        self._get_room = server_rooms
+        self._listener: asyncio.Server | None = None
+        self._path = ""
+        self._links: dict[int, _Link] = {}
+        self._feeds: dict[int, _Feed] = {}
+        #: cohorts this worker serves as a sibling -> the connection feeding each
+        self.piped: dict[int, Channel[ToSibling] | None] = {}
+        self._incoming: set[asyncio.Task[None]] = set()
+
+    # ---- sibling side ------------------------------------------------------------------------
+    async def listen(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # left by this worker's previous process
+        self._path = path
+        self._listener = await asyncio.start_unix_server(
+            self._accepted, path=path, limit=MAX_FRAME + 64
+        )
+
+    def open_piped(self, room: MediaRoom, live: Iterable[str]) -> None:
+        """Make ``room`` (new, or already piped) a sibling's room; set its live slots."""
+        if room.cohort_id not in self.piped:
+            if room.learner_ids or any(s.tracks for s in room.sources.values()):
+                raise ValueError("a room with learners cannot become a piped one")
+            s = room.server.settings
+            room.sources = {
+                slot: PipedSource(slot, kind, room.observer, s.media_send_path)
+                for slot, kind in SLOTS
+            }
+            self.piped[room.cohort_id] = None
+        wanted = set(live)
+        for slot, source in room.sources.items():
+            source.live = slot in wanted
+
+    def forget(self, cohort: int) -> None:
+        """The room closed here (as owner or sibling)."""
+        self.piped.pop(cohort, None)
+        feed = self._feeds.pop(cohort, None)
+        if feed is not None:
+            feed.close()
+
+    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._incoming.add(task)
+        channel: Channel[ToSibling] = Channel(reader, writer, ToSibling)
+        try:
+            while True:
+                message = await channel.receive()
+                if isinstance(message, PipeFrame):
+                    room = self._piped_room(message.cohort)
+                    if room is not None:
+                        source = room.sources[message.slot]
+                        assert isinstance(source, PipedSource)
+                        source.receive(message)
+                else:
+                    self._hello(message.cohort, channel)
+        except ChannelClosed:
+            pass
+        except ChannelError:
+            logger.exception("media pipe: bad frame from the owner; closing the pipe")
+        finally:
+            for cohort, fed_by in list(self.piped.items()):
+                if fed_by is channel:
+                    self.piped[cohort] = None
+                    room = self._piped_room(cohort)
+                    for source in room.sources.values() if room is not None else ():
+                        if isinstance(source, PipedSource):
+                            source.connect(None)
+            await channel.close()
+            if task is not None:
+                self._incoming.discard(task)
+
+    def _piped_room(self, cohort: int) -> MediaRoom | None:
+        return self._get_room(cohort) if cohort in self.piped else None
+
+    def _hello(self, cohort: int, channel: Channel[ToSibling]) -> None:
+        room = self._piped_room(cohort)
+        if room is None:
+            return  # closed meanwhile: its frames are ignored too
+        self.piped[cohort] = channel
+
+        def ask(slot: str) -> None:
+            with contextlib.suppress(ChannelError):
+                channel.write(PipeKeyframe(cohort=cohort, slot=slot))  # type: ignore[arg-type]
+
+        for source in room.sources.values():
+            if isinstance(source, PipedSource):
+                source.connect(ask)
+
+    # ---- owner side --------------------------------------------------------------------------
+    async def feed(self, room: MediaRoom, index: int, path: str, generation: int) -> None:
+        """Pipe ``room``'s frames to worker ``index`` (its socket ``path``; ``generation``
+        tells a restarted sibling's process from the dead one's)."""
+        link = self._links.get(index)
+        if link is not None and link.generation != generation:
+            await self._drop_link(link)
+            link = None
+        if link is None:
+            reader, writer = await asyncio.open_unix_connection(path, limit=MAX_FRAME + 64)
+            link = self._links[index] = _Link(index, generation, Channel(reader, writer, ToOwner))
+            link.reader = asyncio.ensure_future(self._read_link(link))
+        feed = self._feeds.get(room.cohort_id)
+        if feed is None or feed.room is not room:
+            if feed is not None:
+                feed.close()
+            feed = self._feeds[room.cohort_id] = _Feed(room)
+        if index not in feed.links:
+            feed.add(link)
+
+    async def _read_link(self, link: _Link) -> None:
+        try:
+            while True:
+                message = await link.channel.receive()
+                feed = self._feeds.get(message.cohort)
+                if feed is not None and link.index in feed.links:
+                    feed.room.sources[message.slot].request_keyframe()
+        except ChannelClosed:
+            pass
+        except ChannelError:
+            logger.exception("media pipe: bad frame from worker %s; closing the pipe", link.index)
+        finally:
+            if self._links.get(link.index) is link:
+                del self._links[link.index]
+            for feed in self._feeds.values():
+                if feed.links.get(link.index) is link:
+                    del feed.links[link.index]
+            await link.channel.close()
+
+    async def _drop_link(self, link: _Link) -> None:
+        await link.channel.close()
+        if link.reader is not None:
+            await asyncio.gather(link.reader, return_exceptions=True)
+
+    def dropped(self) -> int:
+        """Frames dropped because a sibling did not read (now-open links)."""
+        return sum(link.dropped for link in self._links.values())
+
+    async def close(self) -> None:
+        for feed in self._feeds.values():
+            feed.close()
+        self._feeds.clear()
+        for link in list(self._links.values()):
+            await self._drop_link(link)
+        if self._listener is not None:
+            self._listener.close()
+        for task in list(self._incoming):
+            task.cancel()
+        await asyncio.gather(*self._incoming, return_exceptions=True)
+        if self._listener is not None:
+            await self._listener.wait_closed()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path)
