@@ -36,8 +36,8 @@ from .errors import (
     MediaError,
     MediaEvent,
     PublisherClosed,
-    RecordingEnded,
     QualityChanged,
+    RecordingEnded,
     TracksChanged,
 )
 from .ladder import LEVELS
