@@ -1,23 +1,28 @@
 """A real recording replayed in chromium: the trainer's console publishes chromium's fake
-camera and microphone through the relay of a real ``estrade serve``, records a few seconds
-from its buttons (the recorder writes what the relay forwards), stops; a learner opens that
-replay and the video plays (tests/browser/test_replays.py covers the page with written files)."""
+camera, microphone and screen through the relay of a real ``estrade serve``, records a few seconds
+from its buttons (the recorder writes what the relay forwards) with the screen share stopped ~3 s
+in the middle, stops; the files decode cleanly, the screen's presence has the gap, and a learner
+opening that replay sees the video play and the camera take the main view in the gap
+(tests/browser/test_replays.py covers the page with written files)."""
 
 from __future__ import annotations
 
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
 from tests.helpers.browser import BrowserServer, sign_in
+from tests.media.test_recording import decode_errors
 
 pytestmark = pytest.mark.browser
 
 
 def test_a_recorded_class_plays_in_the_replay_page(
-    new_page: Any, live_server: BrowserServer
+    new_page: Any, live_server: BrowserServer, tmp_path: Path
 ) -> None:
     api = live_server.api()
     trainer_user = api.user("rec-trainer@example.org", "Rémi Formateur", "trainer")
@@ -38,11 +43,22 @@ def test_a_recorded_class_plays_in_the_replay_page(
     trainer.wait_for_function(
         "() => document.querySelector('#self-view').videoWidth > 0", timeout=15_000
     )
-    trainer.wait_for_timeout(1500)  # the class is live: the relay forwards the camera
+    trainer.locator("#media-screen").click()  # chromium's fake screen
+    expect(trainer.locator("#media-screen")).to_have_attribute("aria-pressed", "true")
+    trainer.wait_for_timeout(1500)  # the class is live: the relay forwards what it sends
     trainer.locator("#rec-start").click()
     expect(trainer.locator("#rec-badge")).to_be_visible()
     started = time.monotonic()
-    trainer.wait_for_timeout(5000)
+    trainer.wait_for_timeout(2500)
+    # The trainer stops sharing for ~3 s (a renegotiation, as the console does), then again.
+    trainer.locator("#media-screen").click()
+    expect(trainer.locator("#media-screen")).to_have_attribute("aria-pressed", "false")
+    stopped_at = time.monotonic() - started
+    trainer.wait_for_timeout(3000)
+    trainer.locator("#media-screen").click()
+    expect(trainer.locator("#media-screen")).to_have_attribute("aria-pressed", "true")
+    resumed_at = time.monotonic() - started
+    trainer.wait_for_timeout(2500)
     trainer.locator("#rec-stop").click()
     wall = time.monotonic() - started
     expect(trainer.locator("#rec-badge")).to_be_hidden()
@@ -52,8 +68,19 @@ def test_a_recorded_class_plays_in_the_replay_page(
         time.sleep(0.2)
     [replay] = got
     assert replay["status"] == "ready", replay
-    assert set(replay["files"]) == {"audio", "camera"}, replay
+    assert set(replay["files"]) == {"audio", "camera", "screen"}, replay
     assert replay["duration_s"] == pytest.approx(wall, abs=1.0), (replay, wall)
+
+    for kind, url in replay["files"].items():  # the real files decode cleanly
+        path = tmp_path / f"{kind}.webm"
+        path.write_bytes(api.http.get(url).content)
+        assert decode_errors(path) == "", kind
+    detail = api.call("GET", f"/api/cohorts/{cid}/replays/{replay['id']}")
+    presence = detail["presence"]
+    assert len(presence["camera"]) == 1, presence
+    [(a, b), (c, d)] = presence["screen"]
+    assert a < 0.6 and b == pytest.approx(stopped_at, abs=0.6), presence
+    assert c == pytest.approx(resumed_at, abs=1.0) and d > wall - 1.0, presence
 
     learner = new_page(width=1440)
     learner.goto(api.link(cid, learner_user["id"]))
@@ -71,9 +98,18 @@ def test_a_recorded_class_plays_in_the_replay_page(
     first = learner.evaluate(js)
     learner.wait_for_timeout(1000)
     second = learner.evaluate(js)
-    assert "/files/camera" in second["src"], second
+    assert "/files/screen" in second["src"], second
     assert second["t"] > first["t"] + 0.5 and second["frames"] > first["frames"] > 0, (
         first,
         second,
     )
     assert second["w"] > 0 and abs(second["audio"] - second["t"]) < 0.6, second
+    # Where the screen was off, the camera is the main view, as learners saw it.
+    wrap = learner.locator("#rp-video-wrap")
+    expect(wrap).not_to_have_class(re.compile("rp-flip"))
+    learner.evaluate(
+        "(t) => { const s = document.querySelector('#rp-seek');"
+        " s.value = String(t); s.dispatchEvent(new Event('input')); }",
+        (stopped_at + resumed_at) / 2,
+    )
+    expect(wrap).to_have_class(re.compile("rp-flip"))
