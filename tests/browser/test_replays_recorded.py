@@ -1,7 +1,7 @@
 """A real recording replayed in chromium: the trainer's console publishes chromium's fake
 camera, microphone and screen through the relay of a real ``estrade serve``, records a few seconds
 from its buttons (the recorder writes what the relay forwards) with the screen share stopped ~3 s
-in the middle, stops; the files decode cleanly, the screen's presence has the gap, and a learner
+in the middle, then the camera off ~2.5 s, stops; the files decode cleanly, the screen's presence has the gap, and a learner
 opening that replay sees the video play and the camera take the main view in the gap
 (tests/browser/test_replays.py covers the page with written files)."""
 
@@ -58,7 +58,16 @@ def test_a_recorded_class_plays_in_the_replay_page(
     trainer.locator("#media-screen").click()
     expect(trainer.locator("#media-screen")).to_have_attribute("aria-pressed", "true")
     resumed_at = time.monotonic() - started
+    trainer.wait_for_timeout(2000)
+    # Then the camera is off ~2.5 s (the same renegotiation; its RTP clock runs on meanwhile).
+    trainer.locator("#media-camera").click()
+    expect(trainer.locator("#media-camera")).to_have_attribute("aria-pressed", "false")
+    camera_off_at = time.monotonic() - started
     trainer.wait_for_timeout(2500)
+    trainer.locator("#media-camera").click()
+    expect(trainer.locator("#media-camera")).to_have_attribute("aria-pressed", "true")
+    camera_on_at = time.monotonic() - started
+    trainer.wait_for_timeout(2000)
     trainer.locator("#rec-stop").click()
     wall = time.monotonic() - started
     expect(trainer.locator("#rec-badge")).to_be_hidden()
@@ -77,7 +86,9 @@ def test_a_recorded_class_plays_in_the_replay_page(
         assert decode_errors(path) == "", kind
     detail = api.call("GET", f"/api/cohorts/{cid}/replays/{replay['id']}")
     presence = detail["presence"]
-    assert len(presence["camera"]) == 1, presence
+    [(a, b), (c, d)] = presence["camera"]
+    assert a < 0.6 and b == pytest.approx(camera_off_at, abs=0.6), presence
+    assert c == pytest.approx(camera_on_at, abs=1.0) and d > wall - 1.0, presence
     [(a, b), (c, d)] = presence["screen"]
     assert a < 0.6 and b == pytest.approx(stopped_at, abs=0.6), presence
     assert c == pytest.approx(resumed_at, abs=1.0) and d > wall - 1.0, presence
