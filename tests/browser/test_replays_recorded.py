@@ -1,8 +1,8 @@
 """A real recording replayed in chromium: the trainer's console publishes chromium's fake
-camera, microphone and screen through the relay of a real ``estrade serve``, records a few seconds
-from its buttons (the recorder writes what the relay forwards) with the screen share stopped ~3 s
-in the middle, then the camera off ~2.5 s, stops; the files decode cleanly, the screen's presence has the gap, and a learner
-opening that replay sees the video play and the camera take the main view in the gap
+camera, microphone and screen through the relay of a real ``estrade serve`` and records from
+its buttons (the recorder writes what the relay forwards), with the screen share stopped ~3 s,
+then the camera off ~2.5 s; the files decode cleanly, presence has both gaps, and a learner
+opening that replay sees the video play and the camera take the main view in the screen's gap
 (tests/browser/test_replays.py covers the page with written files)."""
 
 from __future__ import annotations
