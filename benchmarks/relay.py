@@ -514,7 +514,7 @@ async def run_served(
                 spy = subprocess.Popen(  # noqa: ASYNC220
                     [str(Path(sys.executable).parent / "py-spy"), "record",
                      "--pid", str(server.pid), "--duration", str(int(seconds)), "--rate", "250",
-                     "--format", "raw", "--native", "--output", profile],
+                     "--format", "raw", "--native", "--subprocesses", "--output", profile],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
             sent0 = await metrics_sum(base, "estrade_media_forwarded_packets_total")
@@ -557,7 +557,10 @@ async def run_served(
                 expected = sum(int(video(p)[3] - video(p)[2]) + 1 for p in peers)
             else:
                 got = sum(len(p.assembled) for p in peers)
-                expected = sum((p.assembled[-1][0] - p.assembled[0][0]) // 3000 + 1 for p in peers)
+                # modulo 2**32: a stream whose RTP timestamp wrapped counts right
+                expected = sum(
+                    ((p.assembled[-1][0] - p.assembled[0][0]) % 2**32) // 3000 + 1 for p in peers
+                )
             per_learner = max(busy - idle, 1e-9) / learners
             pps_mean = sum(pps) / len(pps)
             us_per_packet = per_learner / max(pps_mean, 1) * 1e6
@@ -896,11 +899,17 @@ _LOOP_FILES = ("_asynciomodule.c", "(loop.c", "(cbhandles", "(handles", "(core.c
 
 
 def profile_breakdown(path: str) -> dict[str, float]:
-    """Shares of the served process's busy samples (py-spy ``--format raw --native``)."""
+    """Shares of the relay's busy samples (py-spy ``--format raw --native``): the served
+    process's, or its media workers' together when it has some."""
     counts: dict[str, int] = {}
     total = 0
-    for line in Path(path).read_text().splitlines():
+    lines = Path(path).read_text().splitlines()
+    # py-spy --subprocesses: with media workers, the relay is theirs (the web process left out).
+    workers = any("appliance.media.worker" in line for line in lines)
+    for line in lines:
         stack, _, n = line.rpartition(" ")
+        if workers and "appliance.media.worker" not in stack:
+            continue
         frames = stack.split(";")
         leaf = frames[-1].split(" ", 1)[0]
         if leaf in _IDLE_LEAVES or any(m in stack for m in _IDLE_MARKERS):
@@ -912,6 +921,10 @@ def profile_breakdown(path: str) -> dict[str, float]:
             category = "udp_sendto"
         elif leaf.startswith(("recvmsg", "recvfrom", "__libc_recv")):
             category = "udp_recv"
+        elif "_Feed.outlet " in stack or (
+            "PipeHub._accepted " in stack and "deliver " not in stack
+        ):
+            category = "pipe"  # the owner's encode + write, the sibling's read + decode
         elif any(f in frames[-1] for f in _LOOP_FILES):
             category = "asyncio_loop"  # scheduling: tasks, futures, handles, libuv
         else:
@@ -1145,6 +1158,7 @@ async def main() -> None:
             light=args.light,
             media_workers=args.compare_media_workers,
             probe=args.chat_probe,
+            profile=args.profile and f"{args.profile}.compare",
         )
         out.update(
             {
@@ -1191,6 +1205,8 @@ async def main() -> None:
             out["both_delivered"] = (
                 min(served["frames_delivered_ratio"], other["frames_delivered_ratio"]) >= 0.99
             )
+        if args.profile:
+            out["compare_profile_shares"] = profile_breakdown(f"{args.profile}.compare")
     if not args.no_in_process:
         fwd = await run_in_process(
             "forward", args.learners, args.seconds, decoding=2, send_path=args.send_path
