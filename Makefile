@@ -89,6 +89,9 @@ guide-images: $(DEV_STAMP) system-deps ## Retake the guide's pictures (docs/img)
 wheelhouse: $(STAMP) ## Build dist/wheelhouse: Estrade's wheel and every dependency, for offline hosts
 	rm -rf dist/wheelhouse
 	$(BIN)/pip wheel -q . -w dist/wheelhouse
+	# redis needs async-timeout on Python < 3.11.3 (Debian bookworm's 3.11.2), a marker this
+	# machine's Python does not meet: add it so offline bookworm hosts can install.
+	$(BIN)/pip wheel -q --no-deps "async-timeout>=4.0.3" -w dist/wheelhouse
 
 # Cache of the booted tier's bookworm root (outside the repository, kept between runs).
 DEPLOY_CACHE ?= /var/cache/estrade-test
