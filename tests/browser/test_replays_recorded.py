@@ -90,7 +90,9 @@ def test_a_recorded_class_plays_in_the_replay_page(
     assert a < 0.6 and b == pytest.approx(camera_off_at, abs=0.6), presence
     assert c == pytest.approx(camera_on_at, abs=1.0) and d > wall - 1.0, presence
     [(a, b), (c, d)] = presence["screen"]
-    assert a < 0.6 and b == pytest.approx(stopped_at, abs=0.6), presence
+    # chromium's 5 fps screen sends sparse frames (0.8 s apart seen): its last one before the
+    # stop can be that early, as with the camera's tolerance below.
+    assert a < 0.6 and b == pytest.approx(stopped_at, abs=1.0), presence
     assert c == pytest.approx(resumed_at, abs=1.0) and d > wall - 1.0, presence
 
     learner = new_page(width=1440)

@@ -199,7 +199,9 @@ async def test_kill_9_mid_recording_with_real_media(
             replay = listed[0]
             assert set(replay["files"]) == {"audio", "camera", "screen"}, replay
             # At most the open segment's unflushed end (≤ ~1 s clusters) is lost.
-            assert killed_at - 2.0 <= replay["duration_s"] <= killed_at + 0.5, (replay, killed_at)
+            # The promise: a crash loses at most the open segment (3 s here) and the last
+            # second not yet flushed; a loaded machine's writer runs late within that.
+            assert killed_at - 4.0 <= replay["duration_s"] <= killed_at + 0.5, (replay, killed_at)
             for kind, url in replay["files"].items():
                 got = await c.get(url)
                 assert got.status_code == 200, kind
