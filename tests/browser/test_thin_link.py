@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.test_media import LEARNER_JS, STATS_JS, TRAINER_JS
+from tests.browser.test_media import LEARNER_JS, STATS_JS, TRAINER_JS, poll
 from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, BrowserServer, serve_estrade, sign_in
 
 pytestmark = pytest.mark.browser
@@ -136,6 +136,11 @@ def learner_page(browser: Any, base: str, link: str, cohort_id: int) -> Any:
     return page
 
 
+CLEAN_LEVEL = """() => {
+  const q = window.qualities;
+  return q.length ? q[q.length - 1].level : "full";
+}"""
+
 TRAINER_STATS = """async () => {
   let frames = 0;
   (await window.trainer.pc.getStats()).forEach((r) => {
@@ -166,17 +171,29 @@ def test_a_thin_link_keeps_camera_and_voice_and_a_clean_one_gets_every_frame(
     thin = learner_page(thin_browser, live_server.url, thin_link_url, cohort["id"])
     # The ladder settles the thin learner (bad seconds: 3 per step down).
     time.sleep(25)
-    before = {"thin": thin.evaluate(STATS_JS), "clean": clean.evaluate(STATS_JS)}
-    sent0 = tpage.evaluate(TRAINER_STATS)
-    audio = [thin.evaluate(STATS_JS)["audioPackets"]]
-    for _ in range(10):
-        time.sleep(1.0)
-        audio.append(thin.evaluate(STATS_JS)["audioPackets"])
-    after = {"thin": thin.evaluate(STATS_JS), "clean": clean.evaluate(STATS_JS)}
-    sent = tpage.evaluate(TRAINER_STATS) - sent0
+    # A window of 10 s in which the clean learner stayed at the top level. On a starved machine
+    # (make test at load 15) its browser's reports can look congested (rtt, REMB) and the ladder
+    # rightly steps it down for a while: that window is retaken after it is back up (10 good
+    # seconds), at most three times; a clean learner that stays down fails the test.
+    for _attempt in range(3):
+        poll(clean, CLEAN_LEVEL, lambda level: level == "full", 60)
+        moves = len(clean.evaluate("window.qualities"))
+        before = {"thin": thin.evaluate(STATS_JS), "clean": clean.evaluate(STATS_JS)}
+        sent0 = tpage.evaluate(TRAINER_STATS)
+        audio = [thin.evaluate(STATS_JS)["audioPackets"]]
+        for _ in range(10):
+            time.sleep(1.0)
+            audio.append(thin.evaluate(STATS_JS)["audioPackets"])
+        after = {"thin": thin.evaluate(STATS_JS), "clean": clean.evaluate(STATS_JS)}
+        sent = tpage.evaluate(TRAINER_STATS) - sent0
+        clean_moves = clean.evaluate("window.qualities")[moves:]
+        if not clean_moves:
+            break
+        print({"clean learner moved during the window": clean_moves})
     frames = {k: after[k]["framesDecoded"] - before[k]["framesDecoded"] for k in after}
     levels = [q["level"] for q in thin.evaluate("window.qualities")]
     print({"frames": frames, "trainer_sent": sent, "audio_per_s": audio, "levels": levels})
+    assert not clean_moves, clean_moves
     # The clean learner: every frame the trainer sent in the window (give or take in flight).
     assert frames["clean"] >= sent - 3, (frames, sent)
     # The thin learner: the camera goes on at a lower rate, at a camera level of the ladder.
