@@ -3,8 +3,8 @@ hosts"): PostgreSQL, redis-server and one shared data folder (tests/helpers/host
 whole-class test once through the proxy, then a class whose owning process is killed (SIGKILL)
 in the middle: the trainer's and learners' pages say "reconnecting", then are back in class on
 the other process without a reload — every acknowledged chat message still there, a new one
-goes through, the trainer's page publishes again by itself and the learners' pages decode video
-again — within ``BOUND_S`` seconds of the kill."""
+goes through, the trainer's page publishes camera, microphone and screen again by itself and
+the learners' pages decode them again — within ``BOUND_S`` seconds of the kill."""
 
 from __future__ import annotations
 
@@ -31,15 +31,16 @@ BOUND_S = 30
 
 KEEP_PC_JS = "() => { window.__oldPc = document.querySelector('#classroom').estradeMedia.pc; }"
 
-# The learner page's current connection: decoded frames, or None between two connections.
+# The learner page's current connection: frames decoded per video track (camera, screen), or
+# None between two connections.
 FRAMES_JS = """async () => {
   const media = document.querySelector('#classroom').estradeMedia;
   if (!media || !media.pc || media.pc === window.__oldPc) return null;
-  let frames = 0;
+  const frames = [];
   (await media.pc.getStats()).forEach((s) => {
-    if (s.type === 'inbound-rtp' && s.kind === 'video') frames += s.framesDecoded || 0;
+    if (s.type === 'inbound-rtp' && s.kind === 'video') frames.push(s.framesDecoded || 0);
   });
-  return frames;
+  return frames.sort((a, b) => a - b);
 }"""
 
 
@@ -60,15 +61,16 @@ def live_server(
         redis.stop()
 
 
-def _frames_again(page: Any, deadline: float) -> int:
-    """Video frames decoded on the page's new connection (more than 10), before ``deadline``."""
+def _camera_and_screen(page: Any, deadline: float) -> list[int]:
+    """Frames decoded per video track on the page's current connection: the camera's over 10,
+    the (sparse) screen's at least one, before ``deadline``."""
     got = None
     while time.monotonic() < deadline:
         got = page.evaluate(FRAMES_JS)
-        if got is not None and got > 10:
-            return int(got)
+        if got is not None and len(got) == 2 and got[0] >= 1 and got[1] > 10:
+            return list(got)
         page.wait_for_timeout(250)
-    raise AssertionError(f"no video decoded again within {BOUND_S} s of the kill: {got}")
+    raise AssertionError(f"no camera and screen decoded within the bound: {got}")
 
 
 def test_failover_in_the_middle_of_a_class(new_page: Any, live_server: BrowserHosts) -> None:
@@ -90,6 +92,10 @@ def test_failover_in_the_middle_of_a_class(new_page: Any, live_server: BrowserHo
     trainer.locator("#media-mic").click()
     for page in learners:
         _sees_and_hears(page)
+    trainer.locator("#media-screen").click()  # chromium's fake screen
+    expect(trainer.locator("#media-screen")).to_have_attribute("aria-pressed", "true")
+    for page in learners:
+        _camera_and_screen(page, time.monotonic() + 20)
 
     # Acknowledged messages (no longer pending on the sender's page).
     acked = [f"avant la panne {n}" for n in range(3)]
@@ -121,13 +127,15 @@ def test_failover_in_the_middle_of_a_class(new_page: Any, live_server: BrowserHo
     back_s = time.monotonic() - killed
     assert live_server.owner(cid) != live_server.hosts.index(doomed)
 
-    # Media again on the other process: learners decode frames on a new connection.
-    frames = [_frames_again(page, deadline) for page in learners]
+    # Media again on the other process, published again by the trainer's page (camera and the
+    # screen it was sharing): learners decode both on a new connection.
+    frames = [_camera_and_screen(page, deadline) for page in learners]
     media_s = time.monotonic() - killed
     print(f"failover: pages back {back_s:.1f} s, video again {media_s:.1f} s after the kill")
     for page, first in zip(learners, frames, strict=True):
         page.wait_for_timeout(1000)
-        assert (page.evaluate(FRAMES_JS) or 0) > first, "video frames stopped growing"
+        later = page.evaluate(FRAMES_JS)
+        assert later is not None and max(later) > max(first), ("video stopped", first, later)
 
     # Nothing acknowledged lost, and the class goes on: a new message goes through.
     for page in pages:
@@ -141,3 +149,4 @@ def test_failover_in_the_middle_of_a_class(new_page: Any, live_server: BrowserHo
     for page in pages:
         assert page.evaluate("() => window.__sameDocument === true")
     expect(trainer.locator("#session-end")).to_be_visible()
+    expect(trainer.locator("#media-screen")).to_have_attribute("aria-pressed", "true")
