@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from appliance.accounts import schemas as s
 from appliance.accounts import services
 from appliance.settings import Settings
 from tests.helpers.classroom import Peer, ProcessServer
+from tests.helpers.hosts import owner as owner_of
 from tests.helpers.proxy import Proxy
 from tests.helpers.redis import RedisServer, start_redis
 from tests.helpers.world import World
@@ -57,23 +57,6 @@ async def stack(
         proxy.stop()
         for host in hosts:
             host.stop()
-
-
-def _owner(hosts: list[ProcessServer], cohort_id: int) -> int:
-    """Which host holds the cohort's room (its /metrics, read directly)."""
-    owners = [
-        i
-        for i, h in enumerate(hosts)
-        if h.process is not None
-        and h.process.poll() is None
-        and re.search(
-            rf'^estrade_room_started\{{cohort_id="{cohort_id}"\}}',
-            httpx.get(h.base + "/metrics", timeout=10).text,
-            re.M,
-        )
-    ]
-    assert len(owners) == 1, f"cohort {cohort_id} open on hosts {owners}"
-    return owners[0]
 
 
 async def _class(proxy: Proxy, world: World, cohort_id: int, trainer: Any, learner: Any) -> dict:
@@ -131,7 +114,7 @@ async def test_two_cohorts_on_two_hosts_and_failover(
             s.CohortIn(name=f"Groupe {i}", first_day=today, last_day=today + dt.timedelta(days=9))
         )
         probe = await proxy.connect(admin, cohort.id)
-        placed[cohort.id] = _owner(hosts, cohort.id)
+        placed[cohort.id] = owner_of(hosts, cohort.id)
         await probe.close()
         if len(set(placed.values())) == 2:
             break
@@ -155,7 +138,7 @@ async def test_two_cohorts_on_two_hosts_and_failover(
         await lr.expect("poll_launched")
         await lr.request("poll_vote", poll_id=poll["id"], choices=[0])
     # The two classes' metrics live on their own hosts.
-    assert [_owner(hosts, c["cohort"]) for c in classes] == [0, 1]
+    assert [owner_of(hosts, c["cohort"]) for c in classes] == [0, 1]
     # Media: each host relays its own class (aiortc trainer and learner, UDP on 127.0.0.1).
     for c in classes:
         await _media(c, media_peers)
@@ -212,7 +195,7 @@ async def test_two_cohorts_on_two_hosts_and_failover(
     assert learner.welcome["resumed"] is False
     texts = [m["text"] for m in learner.welcome["chat"]]
     assert all(t in texts for t in acked), (acked, texts)
-    assert _owner(hosts, doomed["cohort"]) == 1
+    assert owner_of(hosts, doomed["cohort"]) == 1
     # Media on the new host: the trainer publishes again, the learner subscribes again.
     await doomed["trainer_media"].close()
     await doomed["learner_media"].close()

@@ -63,6 +63,8 @@ def new_page(browser: Any, live_server: BrowserServer) -> Iterator[Any]:
             locale=locale,
             viewport={"width": width, "height": height},
             accept_downloads=True,
+            # Several hosts behind nginx (tests/helpers/hosts.py): HTTPS with the test CA.
+            ignore_https_errors=getattr(live_server, "ignore_https_errors", False),
             **kwargs,
         )
         context.set_default_timeout(10_000)

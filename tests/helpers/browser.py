@@ -57,8 +57,8 @@ def screenshot_dir() -> Path:
 class Api:
     """The admin JSON API over real HTTP, with the CSRF header, for setting up a test's world."""
 
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=20)
+    def __init__(self, base_url: str, verify: Any = True) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=20, verify=verify)
         self.http.get("/api/auth/csrf").raise_for_status()
         self.http.headers["x-csrftoken"] = self.http.cookies["csrftoken"]
 

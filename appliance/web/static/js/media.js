@@ -135,11 +135,13 @@ export class TrainerMedia extends Events {
     this._lost = false;
     this._offs = [
       room.on("status", (s) => { if (s === "reconnecting") this._lost = true; }),
-      // After the socket resumes the server has dropped our connection: publish again.
+      // After the socket resumes the server has dropped our connection (or the socket came
+      // back on another host, whose relay never had it): publish again, retried while that
+      // relay's workers are still starting (media_unavailable).
       room.on("media_config", () => {
         if (this._lost && this.started) {
           this._lost = false;
-          this._serial(() => this._connect()).catch((e) => this._fail(e));
+          this._republish(0);
         }
         this._lost = false;
       }),
