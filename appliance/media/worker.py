@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import resource
@@ -344,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # aioice logs every candidate pair's state at INFO: one line per check and learner.
     logging.getLogger("aioice").setLevel(logging.WARNING)
+    # The imported modules (aiortc, PyAV...) live as long as the process: out of the
+    # collector's sight, a full collection does not pause the relay to scan them (cli.py).
+    gc.freeze()
     uvloop.run(serve(args.fd))  # the loop `estrade serve` runs the relay on today
     return 0
 
