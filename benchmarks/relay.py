@@ -24,7 +24,9 @@ second time with M workers (0: in process) in the same sitting: ``workers_cost_r
 ``--chat-probe``: the trainer posts 10 chat messages a second through both windows and a
 learner's socket times their delivery: ``chat_p99_ms_idle`` (trainer publishing, nobody
 receiving) beside ``chat_p99_ms_under_media`` (the N learners receiving) — what the relay in
-the web process costs chat, and what workers give back.
+the web process costs chat, and what workers give back. The probe runs in a process of its
+own (benchmarks/helpers/chat_probe.py: a second trainer session and one more learner), not
+in this client's event loop, which runs the aiortc learners and delayed their messages too.
 
 **Temporal layers** (same sitting, ``--layers-learners``): a trainer sending L1T3 VP8, learners
 moved together full -> camera_half -> camera_quarter -> full over their sockets;
@@ -267,34 +269,44 @@ def cpu_rates(before: dict[int, float], after: dict[int, float], wall: float) ->
     return {pid: (after[pid] - before[pid]) / wall for pid in before.keys() & after.keys()}
 
 
-async def chat_probe(
-    sender: Sock, receiver: Sock, seconds: float, rate: float = 10.0
-) -> list[float]:
-    """Chat delivery times in ms: ``sender`` (the trainer: not rate limited) posts ``rate``
-    messages a second for ``seconds``; each is timed until ``receiver`` (a learner) gets it."""
-    sent: dict[str, float] = {}
-    got: list[float] = []
+class ProbeProcess:
+    """benchmarks/chat_probe.py in a child process: the chat probe timed by an event loop that
+    runs nothing else (not the client's, busy with the aiortc learners)."""
 
-    def seen(msg: dict[str, Any]) -> None:
-        if msg["type"] == "chat_message":
-            start = sent.pop(msg["message"]["text"], None)
-            if start is not None:
-                got.append((time.monotonic() - start) * 1000)
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
 
-    receiver.watch = seen
-    try:
-        start = time.monotonic()
-        for i in range(int(seconds * rate)):
-            text = f"probe {start:.3f} {i}"
-            sent[text] = time.monotonic()
-            await sender.send("chat_send", text=text)
-            await asyncio.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
-        await asyncio.sleep(1.0)  # the last ones arrive
-    finally:
-        receiver.watch = None
-    if sent:
-        raise RuntimeError(f"chat probe: {len(sent)} of {len(got) + len(sent)} never arrived")
-    return got
+    @classmethod
+    async def start(cls, args: tuple[str, str, str]) -> ProbeProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).parent / "helpers" / "chat_probe.py"), *args,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        if line.strip() != b"ready":
+            raise RuntimeError(f"chat probe process did not start: {line!r}")
+        return cls(proc)
+
+    async def run(self, seconds: float, rate: float = 10.0) -> list[float]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(f"go {seconds} {rate}\n".encode())
+        await self.proc.stdin.drain()
+        result = json.loads(await asyncio.wait_for(self.proc.stdout.readline(), seconds + 30))
+        if result["lost"]:
+            raise RuntimeError(f"chat probe: {result['lost']} messages never arrived")
+        return list(result["ms"])
+
+    async def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.write(b"quit\n")
+            with contextlib.suppress(ConnectionError):
+                await self.proc.stdin.drain()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -311,6 +323,7 @@ class Sock:
         self.reader = asyncio.ensure_future(self._read())
         self.refs = 0
         self.watch: Any = None  # called with each message as it arrives (the chat probe)
+        self.probe_args: tuple[str, str, str] | None = None  # served_class(spare_learner=True)
 
     async def _read(self) -> None:
         try:
@@ -350,10 +363,17 @@ class Sock:
 
 @contextlib.asynccontextmanager
 async def served_class(
-    learners: int, send_path: str | None = None, media_workers: int = 0, worker_learners: int = 0
+    learners: int,
+    send_path: str | None = None,
+    media_workers: int = 0,
+    worker_learners: int = 0,
+    spare_learner: bool = False,
 ) -> AsyncIterator[tuple[subprocess.Popen[bytes], str, Sock, list[Sock]]]:
     """``estrade serve`` in a child process with a seeded cohort: (process, base URL, the
-    trainer's socket, one socket per learner, connected). Everything is closed on exit."""
+    trainer's socket, one socket per learner, connected). Everything is closed on exit.
+    ``spare_learner``: one more learner enrolled, not connected; the trainer's socket's
+    ``probe_args`` are then (base URL, socket URL, that learner's cookie) for
+    helpers/chat_probe.py."""
     import httpx
     import websockets
     from chat import cookie_for, free_port, seed, wait_ready  # benchmarks/chat.py
@@ -387,7 +407,7 @@ async def served_class(
         async with httpx.AsyncClient(base_url=base) as http:
             await wait_ready(http, 30.0)
             settings = load_settings(env={}, data_dir=str(tmp), session_store="memory")
-            cohort_id, links = await seed(settings, learners, base)
+            cohort_id, links = await seed(settings, learners + spare_learner, base)
             cookies = [await cookie_for(http, link) for link in links]
             http.cookies.clear()
             await http.get("/api/auth/csrf")
@@ -405,9 +425,11 @@ async def served_class(
             return Sock(ws)
 
         tsock = await connect(trainer_cookie)
+        if spare_learner:
+            tsock.probe_args = (base, url, cookies[learners])
         socks.append(tsock)
         for i in range(0, learners, 20):
-            socks += await asyncio.gather(*[connect(c) for c in cookies[i : i + 20]])
+            socks += await asyncio.gather(*[connect(c) for c in cookies[i : min(i + 20, learners)]])
         yield server, base, tsock, socks[1:]
     finally:
         for sock in socks:
@@ -437,7 +459,8 @@ async def run_served(
 
     peers: list[Learner] = []
     trainer: Trainer | None = None
-    served = served_class(learners, send_path, media_workers, worker_learners)
+    served = served_class(learners, send_path, media_workers, worker_learners, spare_learner=probe)
+    prober: ProbeProcess | None = None
     async with served as (server, base, tsock, lsocks):
         try:
             trainer = Trainer(replay=True, width=640, height=480, fps=30)
@@ -445,13 +468,16 @@ async def run_served(
             await trainer.answer((await tsock.expect("media_answer"))["sdp"])
             if probe:
                 await tsock.request("session_start")  # chat as in a running class
+                assert tsock.probe_args is not None
+                prober = await ProbeProcess.start(tsock.probe_args)
             await asyncio.sleep(warmup)  # ICE, DTLS, the sockets' presence storm settling
             load = os.getloadavg()[0]
             # The served process and its media workers (ESTRADE_MEDIA_WORKERS > 0), together.
             c0, t0 = tree_cpu_s(server.pid), time.monotonic()
             chat_idle: list[float] = []
             if probe:  # chat with the trainer publishing and nobody receiving media
-                chat_idle = await chat_probe(tsock, lsocks[0], seconds)
+                assert prober is not None
+                chat_idle = await prober.run(seconds)
             else:
                 await asyncio.sleep(seconds)
             idle_by_pid = cpu_rates(c0, tree_cpu_s(server.pid), time.monotonic() - t0)
@@ -521,7 +547,8 @@ async def run_served(
             c0, t0 = tree_cpu_s(server.pid), time.monotonic()
             chat_busy: list[float] = []
             if probe:  # the same chat while the relay serves every learner
-                chat_busy = await chat_probe(tsock, lsocks[0], seconds)
+                assert prober is not None
+                chat_busy = await prober.run(seconds)
             else:
                 await asyncio.sleep(seconds)
             if spy is not None:
@@ -597,6 +624,8 @@ async def run_served(
                 "relay_rtcp": rtcp,
             }
         finally:
+            if prober is not None:
+                await prober.close()
             for p in peers:
                 await p.close()
             if trainer is not None:

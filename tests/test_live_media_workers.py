@@ -20,6 +20,13 @@ from tests.media.peers import Learner, Trainer, wait_for
 from tests.test_live_media import metric, publish, subscribe
 
 
+def at_least(text: str, value: float, name: str, **labels: str) -> bool:
+    try:
+        return metric(text, name, **labels) >= value
+    except AssertionError:  # no sample yet
+        return False
+
+
 async def scrape(live: LiveServer) -> str:
     async with httpx.AsyncClient(base_url=live.base) as http:
         return (await http.get("/metrics")).text
@@ -63,8 +70,12 @@ async def test_a_class_through_media_workers(live: LiveServer, world: World) -> 
         # The workers' observer calls and pushed stats reach /metrics in the web process.
         c = str(cid)
         text = await scrape(live)
-        for _ in range(30):  # stats arrive every second
-            if f'estrade_media_learners_subscribed{{cohort_id="{c}"}} 1.0' in text:
+        for _ in range(30):  # stats arrive every second, observer calls every 0.5 s
+            if (
+                f'estrade_media_learners_subscribed{{cohort_id="{c}"}} 1.0' in text
+                and at_least(text, 2, "estrade_webrtc_connections_total", path="direct")
+                and at_least(text, 1, "estrade_join_to_first_frame_seconds_count")
+            ):
                 break
             await asyncio.sleep(0.2)
             text = await scrape(live)

@@ -55,6 +55,7 @@ from .wire import (
     GetStats,
     Leave,
     Observed,
+    ObservedBatch,
     Offered,
     Ok,
     PipeIn,
@@ -554,9 +555,11 @@ class RemoteMediaServer:
 
     def on_message(self, index: int, message: FromWorker) -> None:
         """An event from worker ``index`` (replies never come here)."""
-        if isinstance(message, Observed):
-            method: Any = getattr(self.observer, message.method)
-            method(*message.args, **message.kwargs)
+        if isinstance(message, ObservedBatch):
+            for call in message.calls:
+                self._observe(call)
+        elif isinstance(message, Observed):
+            self._observe(message)
         elif isinstance(message, StatsPush):
             self._stats[index] = message.stats
             self._figures[index] = message
@@ -588,6 +591,10 @@ class RemoteMediaServer:
                 if isinstance(event, LearnerClosed):
                     room.placed.pop(event.learner_id, None)
             self._emit(event)
+
+    def _observe(self, call: Observed) -> None:
+        method: Any = getattr(self.observer, call.method)
+        method(*call.args, **call.kwargs)
 
     def _emit(self, event: MediaEvent) -> None:
         if self._on_event is not None:

@@ -34,6 +34,7 @@ __all__ = [
     "GetStats",
     "Leave",
     "Observed",
+    "ObservedBatch",
     "Offered",
     "Ok",
     "PipeIn",
@@ -242,6 +243,15 @@ class Observed(_Message, tag="observed"):
     kwargs: dict[str, float | bool] = {}
 
 
+class ObservedBatch(_Message, tag="observed_batch"):
+    """The ``MediaObserver`` calls of the last :data:`~.worker.OBSERVE_FLUSH_S`, in order (PLI
+    and NACK counts summed per direction): one message, one wake-up of the web process, where
+    one per call (a receiver report per learner, a NACK per lost packet) cost the classroom's
+    event loop a wake-up each."""
+
+    calls: list[Observed]
+
+
 class StatsPush(_Message, tag="stats_push"):
     stats: MediaServerStats
     cpu_s: float = 0.0
@@ -262,6 +272,7 @@ FromWorker = (
     | Unpublished
     | RecordingStopped
     | Observed
+    | ObservedBatch
     | StatsPush
 )
 

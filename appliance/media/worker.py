@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import resource
@@ -41,6 +42,7 @@ from .wire import (
     GetStats,
     Leave,
     Observed,
+    ObservedBatch,
     Offered,
     Ok,
     PipeIn,
@@ -62,38 +64,77 @@ __all__ = ["ChannelObserver", "Worker", "main"]
 logger = logging.getLogger(__name__)
 
 STATS_INTERVAL_S = 1.0
+OBSERVE_FLUSH_S = 0.5
+"""How long a worker gathers observer calls (metrics) before sending them in one message."""
 
 
 class ChannelObserver:
-    """A ``MediaObserver`` whose every call crosses the channel as an :class:`Observed`."""
+    """A ``MediaObserver`` whose calls cross the channel, gathered: the calls of the next
+    :data:`OBSERVE_FLUSH_S` go as one :class:`ObservedBatch` (PLI and NACK counts summed per
+    direction), so the web process wakes once for them rather than once per call."""
 
-    def __init__(self, send: Any) -> None:
+    def __init__(self, send: Any, flush_s: float | None = None) -> None:
         self._send = send
+        self.flush_s = OBSERVE_FLUSH_S if flush_s is None else flush_s
+        self._calls: list[Observed] = []
+        self._counts: dict[tuple[str, str], int] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _add(self, call: Observed) -> None:
+        self._calls.append(call)
+        self._schedule()
+
+    def _count(self, method: str, direction: str, n: int) -> None:
+        key = (method, direction)
+        if key not in self._counts:
+            self._counts[key] = 0
+            self._calls.append(Observed(method=method, args=(direction, 0)))  # type: ignore[arg-type]
+        self._counts[key] += n
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.flush_s, self.flush)
+
+    def flush(self) -> None:
+        """Send what was gathered now (also at the timer)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._calls:
+            return
+        calls, self._calls = self._calls, []
+        for i, call in enumerate(calls):
+            if call.method in ("pli", "nack") and call.args[1] == 0:
+                n = self._counts.get((call.method, str(call.args[0])), 0)
+                calls[i] = Observed(method=call.method, args=(call.args[0], n))
+        self._counts.clear()
+        self._send(ObservedBatch(calls=calls))
 
     def pli(self, direction: str, n: int = 1) -> None:
-        self._send(Observed(method="pli", args=(direction, n)))
+        self._count("pli", direction, n)
 
     def nack(self, direction: str, n: int = 1) -> None:
-        self._send(Observed(method="nack", args=(direction, n)))
+        self._count("nack", direction, n)
 
     def ice_failed(self) -> None:
-        self._send(Observed(method="ice_failed"))
+        self._add(Observed(method="ice_failed"))
 
     def dtls_failed(self) -> None:
-        self._send(Observed(method="dtls_failed"))
+        self._add(Observed(method="dtls_failed"))
 
     def connection_established(self, *, relayed: bool) -> None:
-        self._send(Observed(method="connection_established", kwargs={"relayed": relayed}))
+        self._add(Observed(method="connection_established", kwargs={"relayed": relayed}))
 
     def first_frame(self, seconds: float) -> None:
-        self._send(Observed(method="first_frame", args=(seconds,)))
+        self._add(Observed(method="first_frame", args=(seconds,)))
 
     def keyframe_waited(self, seconds: float) -> None:
-        self._send(Observed(method="keyframe_waited", args=(seconds,)))
+        self._add(Observed(method="keyframe_waited", args=(seconds,)))
 
     def learner_report(self, cohort_id: int, *, rtt_s: float, loss_ratio: float) -> None:
         kwargs: dict[str, float | bool] = {"rtt_s": rtt_s, "loss_ratio": loss_ratio}
-        self._send(Observed(method="learner_report", args=(cohort_id,), kwargs=kwargs))
+        self._add(Observed(method="learner_report", args=(cohort_id,), kwargs=kwargs))
 
 
 class Worker:
@@ -106,6 +147,7 @@ class Worker:
         self.pipes: PipeHub | None = None
         self.index = -1
         self._tasks: set[asyncio.Task[None]] = set()
+        self.observer: ChannelObserver | None = None
 
     def _send(self, message: Any) -> None:
         with contextlib.suppress(ChannelClosed):  # the web process is gone: run() is ending
@@ -120,9 +162,8 @@ class Worker:
         ladder = LadderPolicy(
             down_loss=settings.media_step_down_loss, down_rtt_s=settings.media_step_down_rtt_s
         )
-        return MediaServer(
-            settings, self._on_event, ladder=ladder, observer=ChannelObserver(self._send)
-        )
+        self.observer = ChannelObserver(self._send)
+        return MediaServer(settings, self._on_event, ladder=ladder, observer=self.observer)
 
     async def _next(self) -> Request | None:
         try:
@@ -172,6 +213,8 @@ class Worker:
                 await self.server.close()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            if self.observer is not None:
+                self.observer.flush()
             await self.channel.close()
 
     async def _push_stats(self, server: MediaServer) -> None:
@@ -302,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # aioice logs every candidate pair's state at INFO: one line per check and learner.
     logging.getLogger("aioice").setLevel(logging.WARNING)
+    # The imported modules (aiortc, PyAV...) live as long as the process: out of the
+    # collector's sight, a full collection does not pause the relay to scan them (cli.py).
+    gc.freeze()
     uvloop.run(serve(args.fd))  # the loop `estrade serve` runs the relay on today
     return 0
 

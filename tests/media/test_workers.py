@@ -74,6 +74,41 @@ def test_stats_and_observer_calls_survive_the_wire() -> None:
         decoder.decode(msgspec.msgpack.encode({"t": "observed", "method": "__del__"}))
 
 
+async def test_observer_calls_are_gathered_into_one_message_per_window() -> None:
+    from appliance.media.wire import ObservedBatch
+    from appliance.media.worker import ChannelObserver
+
+    sent: list[object] = []
+    observer = ChannelObserver(sent.append, flush_s=0.05)
+    observer.nack("sent")
+    observer.learner_report(3, rtt_s=0.1, loss_ratio=0.0)
+    observer.nack("sent", 2)
+    observer.pli("received")
+    observer.nack("received")
+    observer.first_frame(0.5)
+    assert sent == []  # nothing until the window ends
+    await asyncio.sleep(0.2)
+    decoder = msgspec.msgpack.Decoder(FromWorker)
+    assert [decoder.decode(msgspec.msgpack.encode(m)) for m in sent] == [
+        ObservedBatch(
+            calls=[
+                Observed(method="nack", args=("sent", 3)),
+                Observed(
+                    method="learner_report", args=(3,), kwargs={"rtt_s": 0.1, "loss_ratio": 0.0}
+                ),
+                Observed(method="pli", args=("received", 1)),
+                Observed(method="nack", args=("received", 1)),
+                Observed(method="first_frame", args=(0.5,)),
+            ]
+        )
+    ]
+    observer.ice_failed()
+    observer.flush()  # at once (the worker flushes when it stops)
+    assert sent[1] == ObservedBatch(calls=[Observed(method="ice_failed")])
+    await asyncio.sleep(0.1)
+    assert len(sent) == 2  # the flushed window's timer was cancelled
+
+
 Remote = tuple[RemoteMediaServer, list[MediaEvent], Recorder]
 
 
