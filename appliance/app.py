@@ -123,11 +123,12 @@ def _domain_errors(request: Request[Any, Any, Any], exc: DomainError) -> Respons
 def _redis_away(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     """Several hosts: Redis (sessions, sign-in limits, events) does not answer. A 503 the
     client can retry, one log line without a traceback; the next request tries Redis again."""
-    log.warning(
-        "redis unreachable on %s %s: %s", request.method, redact(request.url.path), exc
-    )
+    log.warning("redis unreachable on %s %s: %s", request.method, redact(request.url.path), exc)
     return Response(
-        {"status_code": 503, "detail": "Service Unavailable: the shared store (Redis) does not answer"},
+        {
+            "status_code": 503,
+            "detail": "Service Unavailable: the shared store (Redis) does not answer",
+        },
         status_code=503,
         headers={"Retry-After": "5"},
     )

@@ -1,8 +1,8 @@
 """Several hosts, Redis down (#15): with ``ESTRADE_REDIS_URL`` set and the real ``redis-server``
-stopped, a client gets a clear 503 with a problem body (signed-in requests, sign-in, the class
-the class socket refused at its handshake), never a 500; ``/ready`` says Redis does not answer; one log line per refusal. Redis
-started again on its port, the same process serves again without a restart (sessions were in
-the stopped Redis, without persistence here: signing in again is needed)."""
+stopped, a client gets a clear 503 with a problem body (signed-in requests, sign-in; the class
+socket is refused at its handshake), never a 500; ``/ready`` says Redis does not answer; one
+log line per refusal. Redis started again on its port, the same process serves again without
+a restart (sessions were in the stopped Redis, without persistence here: sign in again)."""
 
 from __future__ import annotations
 

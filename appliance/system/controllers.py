@@ -1,13 +1,14 @@
 """Liveness and readiness probes."""
 
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from litestar import Controller, Request, get
 from litestar.response import Response
+from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from appliance import db
 from appliance.state import app_state
@@ -21,7 +22,8 @@ async def _redis_answers(url: str) -> bool:
     """Whether the Redis of several hosts answers a PING within two seconds."""
     client = Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
     try:
-        return bool(await client.ping())
+        pong: Awaitable[bool] = client.ping()  # type: ignore[assignment]  # sync or async
+        return bool(await pong)
     except (RedisError, OSError):
         return False
     finally:
