@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import redis.exceptions
 from litestar import Litestar, Request, Response
 from litestar.config.csrf import CSRFConfig
 from litestar.exceptions import HTTPException
@@ -117,6 +118,20 @@ def _domain_errors(request: Request[Any, Any, Any], exc: DomainError) -> Respons
         return _client_error(request, exc.status_code, exc.detail)
     extra = [{"key": exc.field, "message": exc.detail}]
     return _client_error(request, exc.status_code, f"{exc.field}: {exc.detail}", extra)
+
+
+def _redis_away(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """Several hosts: Redis (sessions, sign-in limits, events) does not answer. A 503 the
+    client can retry, one log line without a traceback; the next request tries Redis again."""
+    log.warning("redis unreachable on %s %s: %s", request.method, redact(request.url.path), exc)
+    return Response(
+        {
+            "status_code": 503,
+            "detail": "Service Unavailable: the shared store (Redis) does not answer",
+        },
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 def _server_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -268,6 +283,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         exception_handlers={
             DomainError: _domain_errors,
             HTTPException: _http_errors,
+            redis.exceptions.ConnectionError: _redis_away,
+            redis.exceptions.TimeoutError: _redis_away,
             Exception: _server_error,
         },
         request_max_body_size=settings.max_request_bytes,

@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import logging
 import shutil
+import time
 from pathlib import Path
 
 from appliance import clock
@@ -146,7 +147,14 @@ async def start_recording(
         raise DomainError(
             "recording_disabled", "recording is not enabled for this cohort (an admin decides)"
         )
-    if await active_recording(cohort_id) is not None:
+    left = await active_recording(cohort_id)
+    if left is not None and settings.redis_url and not await _written_lately(settings, left):
+        # Several hosts: the host that recorded this cohort died and the cohort moved here
+        # (this process's manager holds no recording for it): close that one, start anew.
+        log.info("recording %s: its host stopped writing it, finalized", left.id)
+        await _close_interrupted(settings, left)
+        left = None
+    if left is not None:
         raise DomainError("already_recording", "this class is already being recorded")
     if policy.used_bytes >= policy.quota_bytes:
         raise DomainError(
@@ -200,20 +208,45 @@ async def finalize(settings: Settings, row: Recording) -> RecordingFiles:
     return await asyncio.to_thread(finalize_directory, path)
 
 
+STALE_S = 30.0
+"""Several hosts: a recording whose files were not written for this long has no host writing
+it any more (its host died); a fresher one is another host's, running."""
+
+
+def last_write(path: Path) -> float:
+    """The latest modification time of ``path`` and its files (0 when there is none)."""
+    try:
+        times = [path.stat().st_mtime] + [e.stat().st_mtime for e in path.iterdir() if e.is_file()]
+    except FileNotFoundError:
+        return 0.0
+    return max(times)
+
+
+async def _written_lately(settings: Settings, row: Recording) -> bool:
+    path = directory_of(settings, _cohort_of(row), row.id)
+    return time.time() - await asyncio.to_thread(last_write, path) < STALE_S
+
+
+async def _close_interrupted(settings: Settings, row: Recording) -> None:
+    try:
+        result = await finalize(settings, row)
+    except Exception as exc:  # one damaged directory must not stop the server
+        log.exception("cannot finalize recording %s", row.id)
+        await end_recording(row, "server_restarted", RecordingFiles(0.0, {}), str(exc))
+        return
+    await end_recording(row, "server_restarted", result, "the server stopped during the recording")
+
+
 async def recover_interrupted(settings: Settings) -> int:
     """At start-up: recordings a killed server left open are finalized (repaired or trimmed
-    by the recorder) and listed. Returns how many."""
+    by the recorder) and listed. Returns how many. With several hosts (``redis_url``), a
+    recording written in the last :data:`STALE_S` seconds is another host's, running: left
+    alone (:func:`start_recording` closes it later if that host died)."""
     rows = await Recording.objects().where(Recording.status == RecordingStatus.recording.value)
+    if settings.redis_url:
+        rows = [row for row in rows if not await _written_lately(settings, row)]
     for row in rows:
-        try:
-            result = await finalize(settings, row)
-        except Exception as exc:  # one damaged directory must not stop the server
-            log.exception("cannot finalize recording %s", row.id)
-            await end_recording(row, "server_restarted", RecordingFiles(0.0, {}), str(exc))
-            continue
-        await end_recording(
-            row, "server_restarted", result, "the server stopped during the recording"
-        )
+        await _close_interrupted(settings, row)
     return len(rows)
 
 

@@ -40,7 +40,8 @@ class RedisServer:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_redis(deadline_s: float = 20) -> RedisServer:
+def start_redis(deadline_s: float = 20, port: int | None = None) -> RedisServer:
+    """``port``: a given one (a Redis restarted where the hosts expect it), else a free one."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError(
@@ -48,7 +49,7 @@ def start_redis(deadline_s: float = 20) -> RedisServer:
             "does it as root)"
         )
     root = Path(tempfile.mkdtemp(prefix="estrade-redis-"))
-    port = free_port()
+    port = port or free_port()
     args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(root)]
     args += ["--save", "", "--appendonly", "no", "--logfile", str(root / "log")]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -35,9 +35,12 @@ function render() {
   fig("operator.web_lag", ms(last.loop_lag_s), "cap-lag");
   if (last.documents) fig("operator.documents", t("operator.documents_value", { n: last.documents.count, mb: (last.documents.bytes / 1e6).toFixed(1) }), "cap-docs");
 
+  renderHosts(last.hosts || []);
   renderWorkers(last.workers || []);
 
-  const rooms = last.rooms || [];
+  // Several hosts: the rooms of every host (from their heartbeats), not only this one's.
+  const hosts = last.hosts || [];
+  const rooms = hosts.length ? hosts.flatMap((x) => (x.rooms || []).map((r) => ({ ...r, host: x.host }))) : last.rooms || [];
   $("#operator-status").textContent = rooms.length ? "" : t("operator.none");
   $("#operator-status").hidden = rooms.length > 0;
   $("#rooms-table").hidden = rooms.length === 0;
@@ -45,7 +48,7 @@ function render() {
   for (const r of rooms) {
     const paths = r.paths || {};
     const parts = (r.participants || []).map((p) => t("operator.participants_n", { who: `${t(`role.${p.role}s`)} ${t(`people.${p.state}`)}`, n: p.count })).join(", ");
-    body.append(h("tr", { dataset: { cohort: r.cohort_id } },
+    body.append(h("tr", { dataset: r.host ? { cohort: r.cohort_id, host: r.host } : { cohort: r.cohort_id } },
       h("td", {}, h("a", { href: `/cohorts/${r.cohort_id}/console`, text: names.get(r.cohort_id) || `#${r.cohort_id}` })),
       h("td", { text: r.started ? t("operator.started") : t("operator.not_started") }),
       h("td", {}, h("strong", { text: t("operator.learners_n", { n: r.learners }) }), h("br"), h("span", { class: "small muted", text: parts })),
@@ -56,6 +59,27 @@ function render() {
       h("td", { text: `${ms(r.rtt_mean_s)} / ${ms(r.rtt_max_s)}` })));
   }
   labelCells($("#rooms-table"));
+}
+
+// Several app hosts (ESTRADE_REDIS_URL): every live host from its heartbeat, with its classes,
+// learners and capacity; a dead host's heartbeat expires and its row goes. Empty with one host.
+function renderHosts(hosts) {
+  $("#operator-hosts").hidden = hosts.length === 0;
+  const body = clear($("#hosts-body"));
+  const now = Date.now() / 1000;
+  for (const host of hosts) {
+    const rooms = host.rooms || [];
+    const learners = rooms.reduce((n, r) => n + (r.learners || 0), 0);
+    const classes = rooms.map((r) => names.get(r.cohort_id) || `#${r.cohort_id}`).join(", ");
+    const seen = Math.max(0, Math.round(now - host.seen_at));
+    body.append(h("tr", { dataset: { host: host.host } },
+      h("th", { scope: "row", text: host.host }),
+      h("td", { class: "host-rooms", text: rooms.length ? classes : t("operator.host_rooms_none") }),
+      h("td", { text: String(learners) }),
+      h("td", { class: (host.capacity?.learners ?? 1) <= 0 ? "warn-cell" : "", text: String(host.capacity?.learners ?? "—") }),
+      h("td", { text: t("operator.host_seen_value", { s: seen }) })));
+  }
+  labelCells($("#hosts-table"));
 }
 
 // The media worker processes (one per core by default; none when the relay runs in the web
@@ -79,7 +103,8 @@ function renderWorkers(workers) {
 async function refresh() {
   try {
     last = await api("GET", "/api/operator/overview");
-    if (last.rooms.some((r) => !names.has(r.cohort_id))) await loadNames();
+    const everyRoom = [...last.rooms, ...(last.hosts || []).flatMap((x) => x.rooms || [])];
+    if (everyRoom.some((r) => !names.has(r.cohort_id))) await loadNames();
     render();
     $("#operator-updated").textContent = t("operator.updated", { time: new Date().toLocaleTimeString(i18n.language()) });
   } catch (err) {

@@ -1,0 +1,98 @@
+"""Several hosts, Redis down (#15): with ``ESTRADE_REDIS_URL`` set and the real ``redis-server``
+stopped, a client gets a clear 503 with a problem body (signed-in requests, sign-in; the class
+socket is refused at its handshake), never a 500; ``/ready`` says Redis does not answer; one
+log line per refusal. Redis started again on its port, the same process serves again without
+a restart (sessions were in the stopped Redis, without persistence here: sign in again)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from appliance.settings import Settings
+from tests.helpers.classroom import ProcessServer
+from tests.helpers.redis import RedisServer, start_redis
+from tests.helpers.world import PASSWORD, World
+
+ON_POSTGRES = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+
+
+@pytest.fixture
+def host(settings: Settings, tmp_path: Path) -> Iterator[tuple[ProcessServer, list[RedisServer]]]:
+    redis = [start_redis()]
+    try:
+        env = {"redis_url": redis[0].url, "session_store": "file"}
+        server = ProcessServer(settings, tmp_path / "a.log", **env).start()
+        try:
+            yield server, redis
+        finally:
+            server.stop()
+    finally:
+        redis[-1].stop()
+
+
+async def _probe(server: ProcessServer, path: str) -> httpx.Response:
+    """A probe's request: no cookie (a session in Redis would be looked up)."""
+    async with httpx.AsyncClient(base_url=server.base, timeout=30) as probe:
+        return await probe.get(path)
+
+
+def _problem(r: httpx.Response) -> None:
+    assert r.status_code == 503, (r.status_code, r.text)
+    assert r.json()["status_code"] == 503 and "Redis" in r.json()["detail"], r.text
+    assert r.headers["retry-after"] == "5"
+
+
+@ON_POSTGRES
+async def test_redis_down_is_a_clear_503_and_recovers_without_a_restart(
+    host: tuple[ProcessServer, list[RedisServer]], world: World
+) -> None:
+    a, redis = host
+    cookie = await a.cookie(world, "trainer")
+    async with httpx.AsyncClient(base_url=a.base, timeout=30) as c:
+        r = await c.get("/api/cohorts", headers={"Cookie": cookie})
+        assert r.status_code == 200, r.text
+        assert (await c.get("/ready")).status_code == 200
+
+        port = redis[0].port
+        redis[0].stop()  # the real redis-server, gone
+        _problem(await c.get("/api/cohorts", headers={"Cookie": cookie}))
+        r = await c.get("/api/auth/csrf")  # a fresh visitor starting to sign in
+        if r.status_code == 200:
+            c.headers["x-csrftoken"] = c.cookies["csrftoken"]
+            r = await c.post(
+                "/api/auth/login", json={"email": world.trainer.email, "password": PASSWORD}
+            )
+        _problem(r)
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(
+                f"ws://127.0.0.1:{a.port}/ws/cohorts/{world.cohort.id}",
+                additional_headers={"Cookie": cookie},
+            )
+        # Refused before the handshake completes (Litestar closes a socket whose handler
+        # fails before accepting; the ASGI server answers 403): the page's reconnection retries.
+        assert refused.value.response.status_code == 403
+        ready = await _probe(a, "/ready")
+        assert (await _probe(a, "/health")).status_code == 200  # alive: no restart wanted
+        assert ready.status_code == 503 and ready.json()["reason"] == "redis does not answer"
+        assert "redis unreachable on GET /api/cohorts" in a.log()
+        assert "server error on" not in a.log()  # no 500 anywhere
+
+        redis.append(start_redis(port=port))  # back, empty (no persistence in this test)
+        deadline = time.monotonic() + 20
+        while (await _probe(a, "/ready")).status_code != 200:
+            assert time.monotonic() < deadline, "not ready 20 s after Redis came back"
+            await asyncio.sleep(0.5)
+    again = await a.cookie(world, "trainer")  # sign-in works again, same process
+    async with httpx.AsyncClient(base_url=a.base, timeout=30) as c:
+        r = await c.get("/api/cohorts", headers={"Cookie": again})
+        assert r.status_code == 200, r.text
+    peer = await a.connect(again, world.cohort.id)
+    assert peer.welcome["type"] == "welcome"
+    await a.close_peers()
