@@ -101,7 +101,8 @@ export ESTRADE_TEST_CACHE := $(DEPLOY_CACHE)
 test-deploy: $(DEV_STAMP) system-deps wheelhouse ## Boot fresh Debian hosts (systemd-nspawn), converge with Ansible and pyinfra
 	@scripts/need systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux flock:util-linux
 	tests/deploy/build-root.sh
-	$(BIN)/pytest -p no:cacheprovider -v -s --durations=0 --timeout=3600 tests/deploy/booted.py
+	$(BIN)/pytest -p no:cacheprovider -v -s --durations=0 --timeout=3600 tests/deploy/booted.py \
+		tests/deploy/booted_multihost.py
 
 BOOTS ?= 10
 .PHONY: test-boots

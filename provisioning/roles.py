@@ -7,6 +7,7 @@ one-off commands are guarded by facts and restarts are keyed on what changed.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -54,10 +55,18 @@ def postgresql(v: dict[str, Any]) -> None:
     systemd.service(
         name="Enable and start PostgreSQL", service="postgresql.service", running=True, enabled=True
     )
+    # pyinfra's postgres.role sets a given password on every run (it cannot compare it):
+    # give it only when the role cannot sign in with it yet, as Ansible's module compares.
+    signs_in = host.get_fact(
+        Command,
+        command=f"PGPASSWORD={shlex.quote(v['postgresql_password'])} psql -h 127.0.0.1 "
+        f"-U {v['postgresql_user']} -d {v['postgresql_database']} -tAc 'select 1' "
+        "2>/dev/null || true",
+    )
     postgres.role(
         name="Create the database role",
         role=v["postgresql_user"],
-        password=v["postgresql_password"],
+        password=None if (signs_in or "").strip() == "1" else v["postgresql_password"],
         login=True,
         _su_user="postgres",
     )
