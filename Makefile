@@ -103,6 +103,12 @@ test-deploy: $(DEV_STAMP) system-deps wheelhouse ## Boot fresh Debian hosts (sys
 	tests/deploy/build-root.sh
 	$(BIN)/pytest -p no:cacheprovider -v -s --durations=0 --timeout=3600 tests/deploy/booted.py
 
+.PHONY: test-deploy-multihost
+test-deploy-multihost: $(DEV_STAMP) system-deps wheelhouse ## Boot four hosts (database, two app hosts, proxy) in nspawn, converge inventories/multihost (~10 min; not in CI yet)
+	@scripts/need systemd-nspawn:systemd-container mmdebstrap:mmdebstrap nsenter:util-linux flock:util-linux
+	tests/deploy/build-root.sh
+	$(BIN)/pytest -p no:cacheprovider -v -s --durations=0 --timeout=3600 tests/deploy/booted_multihost.py
+
 BOOTS ?= 10
 .PHONY: test-boots
 test-boots: $(DEV_STAMP) ## Boot and stop BOOTS fresh nspawn hosts in a row (default 10), with timings

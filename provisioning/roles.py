@@ -6,6 +6,8 @@ one-off commands are guarded by facts and restarts are keyed on what changed.
 
 from __future__ import annotations
 
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +55,18 @@ def postgresql(v: dict[str, Any]) -> None:
     systemd.service(
         name="Enable and start PostgreSQL", service="postgresql.service", running=True, enabled=True
     )
+    # pyinfra's postgres.role sets a given password on every run (it cannot compare it):
+    # give it only when the role cannot sign in with it yet, as Ansible's module compares.
+    signs_in = host.get_fact(
+        Command,
+        command=f"PGPASSWORD={shlex.quote(v['postgresql_password'])} psql -h 127.0.0.1 "
+        f"-U {v['postgresql_user']} -d {v['postgresql_database']} -tAc 'select 1' "
+        "2>/dev/null || true",
+    )
     postgres.role(
         name="Create the database role",
         role=v["postgresql_user"],
-        password=v["postgresql_password"],
+        password=None if (signs_in or "").strip() == "1" else v["postgresql_password"],
         login=True,
         _su_user="postgres",
     )
@@ -66,6 +76,54 @@ def postgresql(v: dict[str, Any]) -> None:
         owner=v["postgresql_user"],
         encoding="UTF8",
         _su_user="postgres",
+    )
+    # Several hosts: listen on the private network, let the app hosts' network sign in.
+    changes = []
+    if v["postgresql_allowed_networks"]:
+        changes.append(
+            _template(
+                v,
+                "postgresql",
+                "postgresql-estrade.conf.j2",
+                f"{v['postgresql_conf_dir']}/conf.d/estrade.conf",
+                "644",
+                user="postgres",
+                group="postgres",
+            )
+        )
+    for network in v["postgresql_allowed_networks"]:
+        line = f"host {v['postgresql_database']} {v['postgresql_user']} {network} scram-sha-256"
+        changes.append(
+            files.line(
+                name=f"Let {network} sign in with a password",
+                path=f"{v['postgresql_conf_dir']}/pg_hba.conf",
+                line=f"^{re.escape(line)}$",
+                replace=line,
+            )
+        )
+    if changes:
+        systemd.service(
+            name="Restart PostgreSQL",
+            service="postgresql.service",
+            restarted=True,
+            _if=any_changed(*changes),
+        )
+
+
+@deploy("Redis")
+def redis(v: dict[str, Any]) -> None:
+    if len(str(v["redis_password"])) < 32 or not v["redis_bind_addresses"]:
+        raise ValueError("set redis_password (at least 32 characters) and redis_bind_addresses")
+    _packages("Install Redis", ["redis-server"])
+    # After the package: dpkg would otherwise put its own redis.conf in place of ours.
+    conf = _template(
+        v, "redis", "redis.conf.j2", "/etc/redis/redis.conf", "640", user="redis", group="redis"
+    )
+    systemd.service(
+        name="Restart Redis", service="redis-server.service", restarted=True, _if=conf.did_change
+    )
+    systemd.service(
+        name="Enable and start Redis", service="redis-server.service", running=True, enabled=True
     )
 
 

@@ -4,7 +4,7 @@
 # filled with every package the roles install (the container itself has no network).
 set -euo pipefail
 CACHE=${ESTRADE_TEST_CACHE:-/var/cache/estrade-test}
-PKGS="nginx libnginx-mod-stream coturn nftables python3-venv openssl logrotate prometheus prometheus-node-exporter"
+PKGS="nginx libnginx-mod-stream coturn nftables python3-venv openssl logrotate prometheus prometheus-node-exporter postgresql python3-psycopg2 postgresql-client redis-server"
 TARBALL=$CACHE/bookworm-root.tar
 mkdir -p "$CACHE"
 # Several checkouts may share the cache: one builds, the others wait, then find it done.

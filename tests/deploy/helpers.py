@@ -75,9 +75,32 @@ def render_with_ansible(site_vars: Path, out: Path) -> None:
 
 def render_with_pyinfra(site_vars: Path, out: Path) -> dict[str, Any]:
     """Render through pyinfra's own template loader, as files.template does."""
+    return render_values_with_pyinfra(yaml.safe_load(site_vars.read_text()) or {}, out)
+
+
+MULTIHOST = REPO / "inventories" / "multihost"
+
+
+def multihost_ansible_values(name: str) -> dict[str, Any]:
+    """A host's values as Ansible merges its inventory (``ansible-inventory --host``)."""
+    proc = subprocess.run(
+        [tool("ansible-inventory"), "-i", str(MULTIHOST), "--host", name],
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
+        cwd=REPO,
+        timeout=60,
+        check=True,
+    )
+    values = json.loads(proc.stdout)
+    return {k: v for k, v in values.items() if not k.startswith("ansible_")}
+
+
+def render_values_with_pyinfra(values: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Render every template through pyinfra's loader with a host's inventory data."""
     from pyinfra.api.util import get_template
 
-    variables = site_variables(yaml.safe_load(site_vars.read_text()) or {})
+    variables = site_variables(values)
     for role, name in templates():
         template = get_template(
             str(REPO / "roles" / role / "templates" / name), jinja_env_kwargs=dict(JINJA_ENV_KWARGS)

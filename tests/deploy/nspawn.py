@@ -172,7 +172,9 @@ def _check_prerequisites(tarball: Path) -> None:
 
 
 @contextmanager
-def booted_host(name: str, tarball: Path = TARBALL) -> Iterator[Host]:
+def booted_host(
+    name: str, tarball: Path = TARBALL, network: tuple[str, ...] = ("--private-network",)
+) -> Iterator[Host]:
     """A freshly restored root (``tarball``), booted; stopped and removed on exit.
 
     A sandbox or a root that cannot boot fails here with nspawn's own words: it never skips.
@@ -207,7 +209,7 @@ def booted_host(name: str, tarball: Path = TARBALL) -> Iterator[Host]:
                 str(root),
                 "--register=no",
                 "--keep-unit",
-                "--private-network",
+                *network,
                 f"--machine=estrade-{name}",
                 "--notify-ready=yes",
                 "--boot",

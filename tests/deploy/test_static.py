@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import jinja2
@@ -16,8 +18,11 @@ import yaml
 from provisioning import role_docs
 from provisioning.variables import REPO
 from tests.deploy.helpers import (
+    MULTIHOST,
     SITE_VARS,
     ansible_env,
+    multihost_ansible_values,
+    render_values_with_pyinfra,
     render_with_ansible,
     render_with_pyinfra,
     templates,
@@ -219,6 +224,25 @@ def test_rendered_units_pass_systemd_analyze_verify(rendered, tmp_path):
 
 def test_rendered_proxy_passes_nginx_t(rendered, tmp_path):
     _, pyinfra_out, variables = rendered
+    tls = _nginx_t(pyinfra_out, tmp_path)
+    verify = subprocess.run(
+        ["openssl", "verify", "-CAfile", str(tls / "ca.pem"), str(tls / "fullchain.pem")],
+        capture_output=True,
+        text=True,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    # The certificate names the classroom and the TURN name (coturn serves it on 443 too).
+    for name in (variables["estrade_server_name"], variables["nginx_turn_server_name"]):
+        check = subprocess.run(
+            ["openssl", "x509", "-in", str(tls / "fullchain.pem"), "-noout", "-checkhost", name],
+            capture_output=True,
+            text=True,
+        )
+        assert "does match" in check.stdout, check.stdout + check.stderr
+
+
+def _nginx_t(pyinfra_out: Path, tmp_path: Path) -> Path:
+    """``nginx -t`` on the rendered site and port 443 listener; returns the TLS folder."""
     # The rendered internal-CA command makes the certificate the proxy config names.
     tls = tmp_path / "tls"
     ca = pyinfra_out / "nginx" / "estrade-internal-ca.sh.j2"
@@ -244,20 +268,7 @@ def test_rendered_proxy_passes_nginx_t(rendered, tmp_path):
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
-    verify = subprocess.run(
-        ["openssl", "verify", "-CAfile", str(tls / "ca.pem"), str(tls / "fullchain.pem")],
-        capture_output=True,
-        text=True,
-    )
-    assert verify.returncode == 0, verify.stdout + verify.stderr
-    # The certificate names the classroom and the TURN name (coturn serves it on 443 too).
-    for name in (variables["estrade_server_name"], variables["nginx_turn_server_name"]):
-        check = subprocess.run(
-            ["openssl", "x509", "-in", str(tls / "fullchain.pem"), "-noout", "-checkhost", name],
-            capture_output=True,
-            text=True,
-        )
-        assert "does match" in check.stdout, check.stdout + check.stderr
+    return tls
 
 
 @pytest.mark.parametrize(
@@ -486,3 +497,217 @@ def test_the_firewall_opens_every_media_worker_s_ports(rendered):
         slices = [worker_port_slice(low, high, k, count) for k in range(count)]
         assert all(low <= a <= b <= high for a, b in slices), (count, slices)
         assert all(b < a for (_, b), (a, _) in itertools.pairwise(slices)), count
+
+
+# Several hosts (docs/deploy.md "Several hosts"): inventories/multihost, read by Ansible
+# (multihost.yml) and by pyinfra (provisioning/multihost_inventory.py + multihost.py).
+MULTIHOST_HOSTS = ("db1", "app1", "app2", "proxy")
+
+
+@pytest.fixture(scope="module")
+def multihost(tmp_path_factory) -> dict[str, tuple[Path, Path, dict]]:
+    """Every template rendered for every host of the multihost inventory by both tools: Ansible
+    with the values Ansible's own inventory merging gives the host, pyinfra with what the
+    pyinfra inventory reads from the same files."""
+    from provisioning.multihost_inventory import host_values
+
+    pyinfra_hosts = {
+        data["multihost_name"]: data for hosts in host_values().values() for _, data in hosts
+    }
+    assert set(pyinfra_hosts) == set(MULTIHOST_HOSTS)
+    base = tmp_path_factory.mktemp("multihost")
+    out = {}
+    for name in MULTIHOST_HOSTS:
+        values = base / f"{name}.json"
+        values.write_text(json.dumps(multihost_ansible_values(name)))
+        render_with_ansible(values, base / name / "ansible")
+        data = {k: v for k, v in pyinfra_hosts[name].items() if k != "ssh_user"}
+        variables = render_values_with_pyinfra(data, base / name / "pyinfra")
+        out[name] = (base / name / "ansible", base / name / "pyinfra", variables)
+    return out
+
+
+def test_multihost_playbook_syntax_is_valid():
+    proc = subprocess.run(
+        [tool("ansible-playbook"), "-i", str(MULTIHOST), "multihost.yml", "--syntax-check"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=ansible_env(),
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_multihost_inventory_passes_every_role_s_argument_validation():
+    """Each play's roles validate their inputs (and template every default they declare) with
+    the inventory's values: the proxy runs nginx without the estrade role, app hosts run
+    estrade without coturn. Only the validation tasks run (tag `always`), in check mode."""
+    proc = subprocess.run(
+        [
+            tool("ansible-playbook"),
+            "-i",
+            str(MULTIHOST),
+            "multihost.yml",
+            "--connection=local",
+            "--check",
+            "--tags=only-the-validation",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**ansible_env(), "ANSIBLE_GATHERING": "explicit"},
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert proc.stdout.count("Validating arguments against arg spec") == 3 + 2 * 2 + 4
+
+
+def test_multihost_ansible_and_pyinfra_render_identical_files(multihost):
+    for name, (ansible_out, pyinfra_out, _) in multihost.items():
+        for role, template in templates():
+            a = (ansible_out / role / template).read_bytes()
+            p = (pyinfra_out / role / template).read_bytes()
+            assert a == p, f"{name}: {role}/{template} differs between Ansible and pyinfra"
+            assert b"{{" not in a, f"{name}: {role}/{template} kept an unresolved expression"
+
+
+def test_multihost_proxy_routes_cohorts_over_both_app_hosts(multihost, tmp_path):
+    _, out, variables = multihost["proxy"]
+    site = (out / "nginx" / "estrade-site.conf.j2").read_text()
+    upstream = site.split("upstream estrade_appliance {", 1)[1].split("}", 1)[0]
+    assert "hash $estrade_cohort_id consistent;" in upstream
+    servers = re.findall(r"^\s*server (\S+) max_fails=1 fail_timeout=5s;$", upstream, re.M)
+    assert servers == ["10.0.0.11:8080", "10.0.0.12:8080"]
+    _nginx_t(out, tmp_path)
+    # coturn and nginx answer on the proxy's public ports; the app hosts' media range is theirs.
+    ruleset = (out / "nftables" / "nftables.conf.j2").read_text()
+    assert "tcp dport { 80, 443, 3478, 5349 } accept" in ruleset
+    assert f"udp dport {variables['estrade_media_udp_port_min']}-" not in ruleset
+
+
+def test_multihost_prometheus_scrapes_every_app_host(multihost):
+    _, out, _ = multihost["proxy"]
+    config = out / "monitoring" / "prometheus.yml.j2"
+    proc = subprocess.run(
+        [_system("promtool"), "check", "config", "--syntax-only", str(config)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jobs = {job["job_name"]: job for job in yaml.safe_load(config.read_text())["scrape_configs"]}
+    assert jobs["estrade"]["static_configs"] == [{"targets": ["10.0.0.11:8080", "10.0.0.12:8080"]}]
+    assert jobs["estrade"]["authorization"]["type"] == "Bearer"
+    # Each app host lets the proxy's Prometheus scrape it (and believes only its headers).
+    from appliance.settings import load_settings
+
+    for name in ("app1", "app2"):
+        toml = multihost[name][1] / "estrade" / "estrade.toml.j2"
+        settings = load_settings(env={}, config_path=toml)
+        assert "10.0.0.10/32" in settings.metrics_allow_cidrs, name
+        assert "10.0.0.10" in str(settings.forwarded_allow_ips), name
+
+
+def test_multihost_app_hosts_share_the_database_redis_and_secret(multihost):
+    from appliance.settings import load_settings
+
+    settings = {
+        name: load_settings(env={}, config_path=multihost[name][1] / "estrade" / "estrade.toml.j2")
+        for name in ("app1", "app2")
+    }
+    assert settings["app1"].host == "10.0.0.11" and settings["app2"].host == "10.0.0.12"
+    for s in settings.values():
+        assert s.uses_postgres and "@10.0.0.2:5432/estrade" in str(s.database_url)
+        assert str(s.redis_url).startswith("redis://:") and "@10.0.0.2:6379/0" in str(s.redis_url)
+    a, b = settings["app1"], settings["app2"]
+    assert a.secret_key and a.secret_key == b.secret_key
+    shared = ("database_url", "redis_url", "public_url", "session_store")
+    assert [getattr(a, k) for k in shared] == [getattr(b, k) for k in shared]
+    # Apart from the address each host listens on, the two configurations are the same file.
+    texts = [
+        (multihost[n][1] / "estrade" / "estrade.toml.j2").read_text().replace(addr, "ADDR")
+        for n, addr in (("app1", "10.0.0.11"), ("app2", "10.0.0.12"))
+    ]
+    assert texts[0] == texts[1]
+
+
+def _ruleset(multihost, name: str) -> str:
+    ruleset = multihost[name][1] / "nftables" / "nftables.conf.j2"
+    proc = subprocess.run(
+        [_system("nft"), "-c", "-f", str(ruleset)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, f"{name}: {proc.stderr}"
+    return ruleset.read_text()
+
+
+def test_multihost_firewalls_open_each_role_s_ports_and_no_more(multihost):
+    private = "ip saddr { 10.0.0.0/24 }"
+    db = _ruleset(multihost, "db1")
+    assert f"{private} tcp dport {{ 5432, 6379 }} accept" in db
+    assert f"{private} tcp dport 22 accept" in db
+    # Nothing else: no public TCP/UDP port, no UDP range.
+    accepts = [line.strip() for line in db.splitlines() if "dport" in line and "accept" in line]
+    assert accepts == [
+        f"{private} tcp dport 22 accept",
+        f"{private} tcp dport {{ 5432, 6379 }} accept",
+    ]
+    for name in ("app1", "app2"):
+        app = _ruleset(multihost, name)
+        assert f"{private} tcp dport {{ 8080 }} accept" in app
+        assert "udp dport 40000-40999 accept" in app
+        assert not re.search(r"^\s*tcp dport \{", app, re.M), name  # no public TCP port
+    _ruleset(multihost, "proxy")
+
+
+def test_multihost_database_host_listens_privately_with_passwords(multihost, tmp_path):
+    """PostgreSQL's conf.d file; Redis started for real from the rendered redis.conf (moved to
+    loopback and a free port): it refuses commands without the password."""
+    import time
+
+    import redis
+
+    from tests.helpers.server import free_port
+
+    _, out, variables = multihost["db1"]
+    pg = (out / "postgresql" / "postgresql-estrade.conf.j2").read_text()
+    assert "listen_addresses = 'localhost,10.0.0.2'" in pg
+    assert variables["postgresql_allowed_networks"] == ["10.0.0.0/24"]
+    conf = (out / "redis" / "redis.conf.j2").read_text()
+    assert "bind 127.0.0.1 10.0.0.2\n" in conf and "protected-mode yes\n" in conf
+    port = free_port()
+    moved = {
+        "bind": "bind 127.0.0.1",
+        "port": f"port {port}",
+        "supervised": "supervised no",
+        "pidfile": f"pidfile {tmp_path}/redis.pid",
+        "logfile": f"logfile {tmp_path}/redis.log",
+        "dir": f"dir {tmp_path}",
+    }
+    lines = [moved.get(line.split(" ", 1)[0], line) for line in conf.splitlines()]
+    (tmp_path / "redis.conf").write_text("\n".join(lines) + "\n")
+    server = subprocess.Popen(
+        [_system("redis-server"), str(tmp_path / "redis.conf")], stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 10
+        client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+        while True:
+            try:
+                client.ping()
+                raise AssertionError("Redis answered without the password")
+            except redis.AuthenticationError:
+                break
+            except redis.ConnectionError:
+                assert server.poll() is None, (tmp_path / "redis.log").read_text()
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.1)
+        authed = redis.Redis(
+            host="127.0.0.1", port=port, password=variables["redis_password"], socket_timeout=2
+        )
+        assert authed.ping() is True
+        assert authed.config_get("maxmemory-policy") == {"maxmemory-policy": "noeviction"}
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
