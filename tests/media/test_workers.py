@@ -313,7 +313,9 @@ def test_a_worker_gets_the_web_process_settings_with_its_slice_and_no_unused_sec
 
 async def test_a_worker_that_keeps_dying_is_restarted_less_and_less_often(remote: Remote) -> None:
     server, _events, _observer = remote
-    server.restart_delay_s = 0.2
+    # Delays of 1, 2, 4 s: the spawn-and-configure time added to each (up to ~1.5 s under CI
+    # load) stays smaller than the steps (0.2, 0.4, 0.8 s failed once: 1.68 s vs 1.65 s).
+    server.restart_delay_s = 1.0
     seen: list[float] = []
     for n in range(1, 4):
         worker = server.workers[0]
@@ -323,6 +325,6 @@ async def test_a_worker_that_keeps_dying_is_restarted_less_and_less_often(remote
         died = asyncio.get_running_loop().time()
         await wait_for(lambda n=n: server.restarts[0] == n, within=10)  # up and configured
         seen.append(asyncio.get_running_loop().time() - died)
-    # 0.2, 0.4, 0.8 s (plus the time to reap, spawn and configure): each wait longer.
-    assert seen[0] >= 0.2 and seen[1] >= 0.4 and seen[2] >= 0.8
-    assert seen[0] < seen[2]
+    # 1, 2, 4 s (plus the time to reap, spawn and configure): each wait longer.
+    assert seen[0] >= 1.0 and seen[1] >= 2.0 and seen[2] >= 4.0, seen
+    assert seen[0] < seen[2], seen
