@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import redis.exceptions
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from litestar.events import BaseEventEmitterBackend, EventListener, SimpleEventEmitter, listener
 from redis.asyncio import Redis
@@ -180,6 +181,9 @@ class _Relay:
                         continue
                     if shared.origin != self.origin and shared.event in SHARED_EVENTS:
                         replay(shared.event, **shared.kwargs)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                log.warning("lost the access channel (%s); subscribing again in 1 s", exc)
+                await asyncio.sleep(1)
             except Exception:
                 log.warning("lost the access channel; subscribing again in 1 s", exc_info=True)
                 await asyncio.sleep(1)

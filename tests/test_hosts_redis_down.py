@@ -83,6 +83,11 @@ async def test_redis_down_is_a_clear_503_and_recovers_without_a_restart(
         assert ready.status_code == 503 and ready.json()["reason"] == "redis does not answer"
         assert "redis unreachable on GET /api/cohorts" in a.log()
         assert "server error on" not in a.log()  # no 500 anywhere
+        # The heartbeat (every 2 s) says so in one line each time, not a traceback.
+        deadline = time.monotonic() + 10
+        while "could not publish this host's heartbeat: " not in a.log():
+            assert time.monotonic() < deadline, a.log()[-2000:]
+            await asyncio.sleep(0.5)
 
         redis.append(start_redis(port=port))  # back, empty (no persistence in this test)
         deadline = time.monotonic() + 20

@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
+import redis.exceptions
 from redis.asyncio import Redis
 
 from appliance.metrics.operator import HostOut, OverviewOut
@@ -63,7 +64,10 @@ class HostsView:
         while True:
             try:
                 await self.beat()
-            except Exception:  # Redis away: this host is missing from the view meanwhile
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                # Redis away: this host is missing from the view meanwhile (one line, no trace)
+                log.warning("could not publish this host's heartbeat: %s", exc)
+            except Exception:
                 log.warning("could not publish this host's heartbeat", exc_info=True)
             await asyncio.sleep(HEARTBEAT_S)
 
