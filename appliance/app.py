@@ -157,8 +157,14 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         exclude=AUTH_EXCLUDE,
     )
 
-    session_store = build_session_store(settings)
     metrics = Metrics.for_app(settings)
+    redis_metrics = None  # several hosts: estrade_redis_up, estrade_redis_errors_total
+    if settings.redis_url:
+        from appliance.metrics.hosts import RedisMetrics
+
+        redis_metrics = metrics.redis = RedisMetrics(metrics.registry)
+    on_redis_error = redis_metrics.error if redis_metrics else None
+    session_store = build_session_store(settings, on_redis_error)
     document_store = BlobStore(settings.data_dir)
 
     @asynccontextmanager
@@ -200,6 +206,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             settings.login_attempts_per_address,
             settings.login_attempts_per_account,
             settings.login_window_s,
+            on_redis_error or (lambda _operation: None),
         )
     channels, live = live_plugin(settings)
     engagement = EngagementLive(live)  # counts hands, reactions, low bandwidth per learner
@@ -217,7 +224,10 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         from appliance.metrics.operator import overview
 
         metrics.hosts = HostsView(
-            settings.redis_url, host_name(settings.port), lambda: overview(metrics.snapshot())
+            settings.redis_url,
+            host_name(settings.port),
+            lambda: overview(metrics.snapshot()),
+            redis_metrics,
         )
     state = AppState.of(
         live=live,
@@ -265,7 +275,9 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         middleware=[no_store_api],
         # Sockets follow access changes (accounts.events) and cohorts moving to another host.
         listeners=[*access_listeners(live), claim_listener(live)],
-        event_emitter_backend=event_emitter_for(settings.redis_url),  # ...of every host
+        event_emitter_backend=event_emitter_for(  # ...of every host
+            settings.redis_url, on_redis_error or (lambda _operation: None)
+        ),
         on_app_init=[auth.on_app_init, request_metrics(metrics)],
         csrf_config=CSRFConfig(
             secret=csrf_secret,

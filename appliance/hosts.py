@@ -17,6 +17,9 @@ checks the database (guards.py, live/access.py ``dead_link_close``).
 
 Classroom events, rate limits per socket and room state stay in the process that owns the
 cohort: nginx pins a cohort to one host (docs/deploy.md "Several hosts").
+
+Every Redis call that fails (refused, cut, timed out) is counted by operation through an
+``on_error`` callback (``estrade_redis_errors_total``, appliance/metrics/hosts.py).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -38,6 +41,9 @@ from appliance.accounts import events
 
 if TYPE_CHECKING:
     from appliance.live.room import RoomRegistry
+    from appliance.metrics.hosts import RedisOperation
+
+    OnError = Callable[[RedisOperation], None]
 
 __all__ = [
     "ACCESS_CHANNEL",
@@ -69,6 +75,22 @@ SHARED_EVENTS = frozenset(
     }
 )
 REMOTE_ONLY = frozenset({COHORT_CLAIMED})
+_UNANSWERED = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def _ignore(_operation: RedisOperation) -> None:
+    pass
+
+
+@contextlib.asynccontextmanager
+async def counted(on_error: OnError | None, operation: RedisOperation) -> AsyncIterator[None]:
+    """Count a Redis call that does not answer under ``operation``, and let it raise."""
+    try:
+        yield
+    except _UNANSWERED:
+        if on_error is not None:
+            on_error(operation)
+        raise
 
 
 class _Shared(msgspec.Struct, frozen=True):
@@ -105,8 +127,16 @@ return wait
 class RedisLoginWindows:
     """:class:`appliance.auth.controllers.LoginLimiter`'s windows, shared by every host."""
 
-    def __init__(self, redis: Redis, per_address: int, per_account: int, window_s: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        per_address: int,
+        per_account: int,
+        window_s: int,
+        on_error: OnError = _ignore,
+    ) -> None:
         self._redis = redis
+        self._on_error = on_error
         self._limits = (per_address, per_account)
         self._window_s = window_s
         self._reserve = redis.register_script(_RESERVE)
@@ -117,7 +147,8 @@ class RedisLoginWindows:
 
     async def _run(self, address: str, account: str, check_only: bool) -> int:
         args: list[int | str] = [self._window_s, *self._limits, uuid.uuid4().hex, int(check_only)]
-        return int(await self._reserve(keys=self._keys(address, account), args=args))
+        async with counted(self._on_error, "rate_limit"):
+            return int(await self._reserve(keys=self._keys(address, account), args=args))
 
     async def retry_after(self, address: str, account: str) -> int:
         return await self._run(address, account, check_only=True)
@@ -126,14 +157,14 @@ class RedisLoginWindows:
         return await self._run(address, account, check_only=False)
 
     async def release(self, address: str, account: str) -> None:
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with counted(self._on_error, "rate_limit"), self._redis.pipeline() as pipe:
             for key in self._keys(address, account):
                 pipe.zpopmax(key)
             await pipe.execute()
 
     async def succeeded(self, address: str, account: str) -> None:
         by_address, by_account = self._keys(address, account)
-        async with self._redis.pipeline(transaction=True) as pipe:
+        async with counted(self._on_error, "rate_limit"), self._redis.pipeline() as pipe:
             pipe.zpopmax(by_address)
             pipe.delete(by_account)
             await pipe.execute()
@@ -145,8 +176,9 @@ class RedisLoginWindows:
 class _Relay:
     """Publishes this host's access changes and replays the other hosts' ones."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, on_error: OnError = _ignore) -> None:
         self.origin = uuid.uuid4().hex
+        self._on_error = on_error
         self._redis = Redis.from_url(url)
         self._backend = RedisChannelsPubSubBackend(redis=self._redis, key_prefix="estrade")
         self._outbox: asyncio.Queue[bytes] = asyncio.Queue()
@@ -168,6 +200,7 @@ class _Relay:
             try:
                 await self._backend.publish(data, [ACCESS_CHANNEL])
             except Exception:  # Redis away: the other hosts judge those sockets at reconnect
+                self._on_error("publish")
                 log.warning("could not publish an access change to the other hosts", exc_info=True)
 
     async def _receive(self, replay: Any) -> None:
@@ -181,10 +214,12 @@ class _Relay:
                         continue
                     if shared.origin != self.origin and shared.event in SHARED_EVENTS:
                         replay(shared.event, **shared.kwargs)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            except _UNANSWERED as exc:
+                self._on_error("subscribe")
                 log.warning("lost the access channel (%s); subscribing again in 1 s", exc)
                 await asyncio.sleep(1)
             except Exception:
+                self._on_error("subscribe")
                 log.warning("lost the access channel; subscribing again in 1 s", exc_info=True)
                 await asyncio.sleep(1)
 
@@ -215,10 +250,11 @@ def claim_listener(registry: RoomRegistry) -> EventListener:
     return cohort_claimed
 
 
-def event_emitter_for(redis_url: str) -> type[BaseEventEmitterBackend]:
+def event_emitter_for(redis_url: str, on_error: OnError = _ignore) -> type[BaseEventEmitterBackend]:
     """The event emitter class to give ``Litestar(event_emitter_backend=...)``: Litestar's own
     alone for one host; with ``redis_url``, one that also shares access changes (a class per
-    app, so two apps in one process keep their own relay)."""
+    app, so two apps in one process keep their own relay). ``on_error``: counts the failed
+    publishes and subscriptions."""
     if not redis_url:
         return SimpleEventEmitter
 
@@ -229,7 +265,7 @@ def event_emitter_for(redis_url: str) -> type[BaseEventEmitterBackend]:
 
         async def __aenter__(self) -> SharedEventEmitter:
             await super().__aenter__()
-            self.relay = _Relay(redis_url)
+            self.relay = _Relay(redis_url, on_error)
             await self.relay.start(super().emit)
             return self
 

@@ -38,6 +38,7 @@ ALERTS = {
     "EstradeMediaWorkerRestarted",
     "EstradeMediaWorkerDown",
     "EstradeMediaWorkerLoopLagHigh",
+    "EstradeRedisDown",
 }
 
 

@@ -12,8 +12,10 @@ import asyncio
 import hmac
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Request, Response
@@ -28,10 +30,15 @@ from litestar.middleware.session.server_side import (
 from litestar.stores.base import Store
 from litestar.stores.file import FileStore
 from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
 from litestar.types import Empty
 
+from appliance.hosts import counted
 from appliance.settings import Settings
 from appliance.state import app_state
+
+if TYPE_CHECKING:
+    from appliance.metrics.hosts import RedisOperation
 
 __all__ = [
     "CSRF_COOKIE",
@@ -136,14 +143,46 @@ class EstradeSessionConfig(ServerSideSessionConfig):
     _backend_class = RenewingSessionBackend
 
 
-def build_session_store(settings: Settings) -> Store:
+class CountedRedisStore(RedisStore):
+    """Litestar's RedisStore; each call that Redis does not answer is counted as ``session``
+    (``estrade_redis_errors_total``) before it raises (a 503, appliance/app.py)."""
+
+    on_error: Callable[[RedisOperation], None] | None = None
+
+    async def set(
+        self, key: str, value: str | bytes, expires_in: int | timedelta | None = None
+    ) -> None:
+        async with counted(self.on_error, "session"):
+            await super().set(key, value, expires_in)
+
+    async def get(self, key: str, renew_for: int | timedelta | None = None) -> bytes | None:
+        async with counted(self.on_error, "session"):
+            return await super().get(key, renew_for)
+
+    async def delete(self, key: str) -> None:
+        async with counted(self.on_error, "session"):
+            await super().delete(key)
+
+    async def exists(self, key: str) -> bool:
+        async with counted(self.on_error, "session"):
+            return await super().exists(key)
+
+
+def build_session_store(
+    settings: Settings, on_error: Callable[[RedisOperation], None] | None = None
+) -> Store:
+    """``on_error``: with Redis, counts its calls that fail (several hosts)."""
     if settings.session_store == "memory":
         return MemoryStore()
     url = settings.session_store if settings.session_store.startswith("redis") else ""
     if url or settings.redis_url:  # several hosts: every host sees every session
-        from litestar.stores.redis import RedisStore
-
-        return RedisStore.with_client(url=url or settings.redis_url, namespace="estrade_sessions")
+        store = CountedRedisStore.with_client(
+            url=url or settings.redis_url, namespace="estrade_sessions"
+        )
+        assert isinstance(store, CountedRedisStore)  # with_client builds ``cls``
+        if on_error is not None:
+            store.on_error = on_error
+        return store
     return FileStore(settings.data_dir / "sessions", create_directories=True)
 
 

@@ -23,7 +23,7 @@ from appliance.metrics.sources import (
 from appliance.settings import Settings
 
 if TYPE_CHECKING:
-    from appliance.metrics.hosts import HostsView
+    from appliance.metrics.hosts import HostsView, RedisMetrics
 
 __all__ = ["HTTP_LABELS", "Metrics", "capacity_model"]
 
@@ -87,6 +87,7 @@ class Metrics(EventMetrics):
         )
         self.loop_monitor = LoopMonitor(self.loop_lag, on_tick=self.sampler.sample)
         self.hosts: HostsView | None = None  # several hosts: every host's heartbeat (hosts.py)
+        self.redis: RedisMetrics | None = None  # several hosts: Redis up, its failed calls
         registry.register(StateCollector(self.snapshot))
 
     @classmethod
