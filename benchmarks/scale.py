@@ -12,22 +12,45 @@ Phases:
   (send to receipt, one client process, one clock), ``ratio_p99`` = chat p99 / baseline p99.
 - ``cross_host_event_ms``: a learner deactivated through a host that does *not* hold their
   cohort, until their socket (held by the other host) is closed 4401 (median of 3).
+- ``media``: each cohort's trainer publishes 320x240 VP8 at 30 frames/s (pre-encoded, so the
+  client does not spend its CPU encoding) and a microphone (Opus); the first
+  ``--media-learners`` learners of each cohort subscribe, the others stay on chat only (one
+  client process cannot run 80 WebRTC peers on 2 cores). Trainer and learners are aiortc peers
+  behaving as the pages do (tests/helpers/media_pages.py). Once every media learner has
+  received a first video frame, and 2 s more (``SETTLE_S``), a window of ``--media-seconds``
+  on each learner's own timeline, from the first frame it assembles once the window opens:
+  the trainer's camera stamps each frame with its own frame counter (RTP timestamp = counter x
+  3000, which the relay keeps), so the window holds exactly ``media_seconds`` x 30 frames made
+  by the trainer, whenever they reach the learner. ``frames_delivered_ratio`` = frames of their
+  windows the media learners assembled (each once), summed / that many frames x the media
+  learners; a learner's window is closed once a later frame arrives, or 5 s after it should
+  have ended (the rest counted missing). ``frames_missing``: the difference, in frames;
+  ``learners_missing_frames``: how many media learners missed any.
+  ``frames_sent_per_s``: the trainers' own counters over the wall-clock time of the window
+  (30: the client kept up); ``audio_packets_per_s``: per media learner (the microphone makes
+  50).
 - ``failover_s``: every learner of the killed host's cohorts sends one chat message and waits
-  for its ack; the host holding the most cohorts is killed (SIGKILL); seconds until every
-  learner of those cohorts is back in class through nginx (``reload`` + ``welcome``) and has
-  received a chat message sent after the move. ``lost_acknowledged``: acknowledged messages
-  missing from the new ``welcome``'s chat.
+  for its ack; the host holding the most cohorts is killed (SIGKILL) with media flowing;
+  seconds until every learner and trainer of those cohorts is back in class through nginx
+  (``reload`` + ``welcome``; ``failover_back_s``), every learner has received a chat message
+  sent once they were all back (``failover_chat_s``) and every media learner has received a
+  video frame again (``failover_media_s``): the trainer publishes again on its new socket's
+  ``media_config``, the learners subscribe again on theirs (as the pages do). ``failover_s``
+  is the largest of these. ``lost_acknowledged``: acknowledged messages missing from the new
+  ``welcome``'s chat.
 
-Media is not part of this version: ``frames_delivered_ratio`` is null.
+Each host's ``media_max_rooms`` is set to the number of cohorts: the survivor must relay the
+classes it takes over (with the default, 2, it refuses them: ``too_many_rooms``).
 
     .venv/bin/python benchmarks/scale.py [--hosts 2] [--cohorts 4] [--learners 20]
-        [--rate 4] [--seconds 8]
+        [--rate 4] [--seconds 8] [--media-learners 5] [--media-seconds 8]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -39,6 +62,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+#: after every media learner's first frame, before the window: the subscriptions' handshakes
+#: and the relay's held frames (the last keyframe and those since) are behind the client
+SETTLE_S = 2.0
+VIDEO_CLOCK, FRAME_STEP = 90000, 90000 // 30  # the trainer's camera: 30 frames/s
 sys.path.insert(0, str(ROOT))
 
 
@@ -76,6 +103,7 @@ async def _setup(settings: Any, args: argparse.Namespace) -> dict[str, Any]:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     from appliance.accounts import services
     from tests.helpers.classroom import Peer, ProcessServer
+    from tests.helpers.media_pages import LearnerPage, TrainerPage
     from tests.helpers.proxy import Proxy
     from tests.helpers.redis import start_redis
     from tests.helpers.world import make_settings
@@ -89,6 +117,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"benchmark": "scale", "hosts": args.hosts, "cohorts": args.cohorts}
     out["learners"] = args.cohorts * args.learners
     peers: list[Peer] = []
+    classes: list[dict[str, Any]] = []
     try:
         settings = make_settings(
             tmp, database_url=pg.create_database("estrade_scale"), session_store="file"
@@ -98,15 +127,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         # Sockets are read only during the phases (heartbeats unanswered meanwhile).
         env["ws_idle_timeout_s"] = "600"
         env["chat_rate_limit"] = str(max(5, int(args.rate * 20 / args.learners) + 5))
+        # Every host must be able to relay every class: the survivor takes the dead one's over.
+        env["media_max_rooms"] = str(max(2, args.cohorts))
         for h in range(args.hosts):
             hosts.append(ProcessServer(settings, tmp / f"host{h}.log", **env).start())
         proxy.start_hosts([f"127.0.0.1:{h.port}" for h in hosts])
 
-        classes = []
         for cohort in world["cohorts"]:
-            trainer = await proxy.connect(
-                await proxy.cookie(email=cohort["trainer"].email), cohort["id"]
-            )
+            trainer_cookie = await proxy.cookie(email=cohort["trainer"].email)
+            trainer = await proxy.connect(trainer_cookie, cohort["id"])
             learners, cookies = [], []
             for learner in cohort["learners"]:
                 link = await services.issue_link(
@@ -118,7 +147,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             peers.extend([trainer, *learners])
             await trainer.request("session_start")
             classes.append(
-                {"id": cohort["id"], "trainer": trainer, "learners": learners, "cookies": cookies}
+                {
+                    "id": cohort["id"],
+                    "trainer": trainer,
+                    "trainer_cookie": trainer_cookie,
+                    "learners": learners,
+                    "cookies": cookies,
+                    "trainer_page": TrainerPage(replay=True, width=320, height=240, fps=30),
+                    "pages": [LearnerPage() for _ in range(args.media_learners)],
+                }
             )
         owner = {c["id"]: _owner(hosts, c["id"]) for c in classes}
         out["cohorts_per_host"] = [list(owner.values()).count(h) for h in range(args.hosts)]
@@ -132,11 +169,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         out["delivered_ratio"] = round(chat["delivered"] / max(1, chat["expected"]), 4)
 
         out["cross_host_event_ms"] = await _cross_host(proxy, hosts, classes, owner, world)
+        out.update(await _media(classes, args))
         out.update(await _failover(proxy, hosts, classes, owner, peers))
-        out["frames_delivered_ratio"] = None
         out["load_avg_1m"] = round(os.getloadavg()[0], 2)
         return out
     finally:
+        for c in classes:
+            for page in [c["trainer_page"], *c["pages"]]:
+                await page.close()
         for peer in peers:
             peer.ws.transport.abort()
         proxy.stop()
@@ -256,9 +296,60 @@ async def _cross_host(
     return round(statistics.median(times), 1)
 
 
+async def _media(classes: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
+    """Trainers publish, media learners subscribe; the steady window's delivered ratio."""
+    from tests.media.peers import wait_for
+
+    await asyncio.gather(*(c["trainer_page"].publish(c["trainer"]) for c in classes))
+    media = [
+        (c, page, peer)
+        for c in classes
+        for page, peer in zip(c["pages"], c["learners"], strict=False)
+    ]
+    await asyncio.gather(*(page.start(peer) for _, page, peer in media))
+    await asyncio.gather(*(page.first_frame() for _, page, _ in media))
+    await asyncio.sleep(SETTLE_S)
+
+    span = round(args.media_seconds * VIDEO_CLOCK)  # the window in RTP timestamp units
+    expected = span // FRAME_STEP  # frames the trainer makes in it (pts: its counter x 3000)
+
+    async def window(page: Any) -> int:
+        """Frames of the window this learner assembled (each counted once)."""
+        frames = page.media.assembled
+        start = len(frames)
+        await wait_for(lambda: len(frames) > start, within=10, step=0.01)
+        first = frames[start][0]
+
+        def offset(ts: int) -> int:  # signed distance from the window's first frame
+            return ((ts - first + 2**31) & 0xFFFFFFFF) - 2**31
+
+        with contextlib.suppress(AssertionError):  # not there 5 s late: counted missing
+            ended = lambda: offset(frames[-1][0]) >= span  # noqa: E731
+            await wait_for(ended, within=args.media_seconds + 5)
+        return len({o for ts, _ in frames if 0 <= (o := offset(ts)) < span})
+
+    sent0 = {id(c): c["trainer_page"].frames_sent for c in classes}
+    audio0 = [page.audio for _, page, _ in media]
+    t0 = time.monotonic()
+    got = await asyncio.gather(*(window(page) for _, page, _ in media))
+    elapsed = time.monotonic() - t0
+    sent = [c["trainer_page"].frames_sent - sent0[id(c)] for c in classes]
+    audio = sum(page.audio - a for (_, page, _), a in zip(media, audio0, strict=True))
+    return {
+        "media_learners": len(media),
+        "frames_delivered_ratio": round(sum(got) / (expected * len(media)), 4),
+        "frames_missing": expected * len(media) - sum(got),
+        "learners_missing_frames": sum(1 for g in got if g < expected),
+        "frames_sent_per_s": round(sum(sent) / len(classes) / elapsed, 1),
+        "audio_packets_per_s": round(audio / len(media) / elapsed, 1),
+    }
+
+
 async def _failover(
     proxy: Any, hosts: list[Any], classes: list[dict], owner: dict[int, int], peers: list[Any]
 ) -> dict[str, Any]:
+    from tests.helpers.media_pages import RECEIVED_AT, next_message
+
     victim = max(range(len(hosts)), key=lambda h: list(owner.values()).count(h))
     doomed = [c for c in classes if owner[c["id"]] == victim]
     acked: dict[int, set[str]] = {}
@@ -281,6 +372,7 @@ async def _failover(
 
     async def back(cookie: str, cohort_id: int, old: Any) -> Any:
         epoch, last_seq = resume[id(old)]
+        old.ws.transport.abort()
         while time.monotonic() - killed < 60:
             try:
                 return await proxy.connect(cookie, cohort_id, epoch=epoch, last_seq=last_seq)
@@ -289,21 +381,57 @@ async def _failover(
         raise RuntimeError("not back within 60 s")
 
     lost = 0
-    for c in doomed:
-        for p in c["learners"]:
-            p.ws.transport.abort()
-        c["learners"] = await asyncio.gather(
-            *(back(k, c["id"], p) for k, p in zip(c["cookies"], c["learners"], strict=True))
+    done: dict[str, list[float]] = {"back": [], "chat": [], "media": []}
+
+    async def moved(c: dict[str, Any]) -> None:
+        nonlocal lost
+        trainer, *learners = await asyncio.gather(
+            back(c["trainer_cookie"], c["id"], c["trainer"]),
+            *(back(k, c["id"], p) for k, p in zip(c["cookies"], c["learners"], strict=True)),
         )
-        peers.extend(c["learners"])
-        texts = {m["text"] for m in c["learners"][0].welcome["chat"]}
-        lost += len(acked[c["id"]] - texts)
-    # Chat flows again: one message per cohort reaches every learner there.
-    for c in doomed:
-        await c["learners"][0].request("chat_send", text=f"après {c['id']}")
-        for p in c["learners"]:
-            await p.expect("chat_message", timeout=30)
-    return {"failover_s": round(time.monotonic() - killed, 2), "lost_acknowledged": lost}
+        done["back"].append(time.monotonic())
+        c["trainer"], c["learners"] = trainer, learners
+        peers.extend([trainer, *learners])
+        lost += len(acked[c["id"]] - {m["text"] for m in learners[0].welcome["chat"]})
+        text = f"après {c['id']}"
+
+        async def republish() -> None:  # TrainerMedia: on media_config once the socket is back
+            await next_message(trainer, lambda m: m["type"] == "media_config")
+            await c["trainer_page"].publish(trainer)
+
+        async def chat(peer: Any) -> None:
+            msg = await next_message(
+                peer,
+                lambda m: m["type"] == "chat_message" and m["message"]["text"] == text,
+                timeout=60,
+            )
+            done["chat"].append(msg.get(RECEIVED_AT, time.monotonic()))
+
+        async def media(page: Any, peer: Any) -> None:
+            await page.resume(peer, timeout=60)  # reads the socket meanwhile: chat is stamped
+            await asyncio.gather(chat(peer), _first(page))
+
+        async def _first(page: Any) -> None:
+            done["media"].append(await page.first_frame(timeout=60))
+
+        await learners[0].send("chat_send", text=text)  # no ref: its ack is read as any message
+        pages = c["pages"]
+        await asyncio.gather(
+            republish(),
+            *(media(page, peer) for page, peer in zip(pages, learners, strict=False)),
+            *(chat(peer) for peer in learners[len(pages) :]),
+        )
+
+    await asyncio.gather(*(moved(c) for c in doomed))
+    parts = {k: round(max(v) - killed, 2) for k, v in done.items()}
+    return {
+        "failover_s": max(parts.values()),
+        "failover_back_s": parts["back"],
+        "failover_chat_s": parts["chat"],
+        "failover_media_s": parts["media"],
+        "lost_acknowledged": lost,
+        "moved_cohorts": len(doomed),
+    }
 
 
 def main() -> None:
@@ -313,6 +441,12 @@ def main() -> None:
     ap.add_argument("--learners", type=int, default=20)
     ap.add_argument("--rate", type=float, default=4, help="chat messages per second per cohort")
     ap.add_argument("--seconds", type=float, default=8)
+    ap.add_argument(
+        "--media-learners", type=int, default=5, help="learners receiving media per cohort"
+    )
+    ap.add_argument(
+        "--media-seconds", type=float, default=8, help="steady window of frames_delivered_ratio"
+    )
     args = ap.parse_args()
     print(json.dumps(asyncio.run(run(args))), flush=True)
 
