@@ -25,7 +25,8 @@ Phases:
   windows the media learners assembled (each once), summed / that many frames x the media
   learners; a learner's window is closed once a later frame arrives, or 5 s after it should
   have ended (the rest counted missing). ``frames_missing``: the difference, in frames;
-  ``learners_missing_frames``: how many media learners missed any.
+  ``learners_missing_frames``: how many media learners missed any;
+  ``frames_missing_longest_run``: the longest run of consecutive frames one of them missed.
   ``frames_sent_per_s``: the trainers' own counters over the wall-clock time of the window
   (30: the client kept up); ``audio_packets_per_s``: per media learner (the microphone makes
   50).
@@ -52,6 +53,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import statistics
@@ -162,6 +164,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         base = await _phase(classes, args, chat=False)
         chat = await _phase(classes, args, chat=True)
+        chat_ended = time.monotonic()
         out["deliveries_per_s"] = round(chat["deliveries"] / args.seconds, 1)
         out["delivery_p99_ms"] = round(chat["p99_ms"], 2)
         out["baseline_p99_ms"] = round(base["p99_ms"], 2)
@@ -170,6 +173,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
         out["cross_host_event_ms"] = await _cross_host(proxy, hosts, classes, owner, world)
         out.update(await _media(classes, args))
+        # The chat phase's rate-limit windows (10 s) pass before the failover's messages.
+        await asyncio.sleep(max(0.0, chat_ended + 10 - time.monotonic()))
         out.update(await _failover(proxy, hosts, classes, owner, peers))
         out["load_avg_1m"] = round(os.getloadavg()[0], 2)
         return out
@@ -313,8 +318,9 @@ async def _media(classes: list[dict[str, Any]], args: argparse.Namespace) -> dic
     span = round(args.media_seconds * VIDEO_CLOCK)  # the window in RTP timestamp units
     expected = span // FRAME_STEP  # frames the trainer makes in it (pts: its counter x 3000)
 
-    async def window(page: Any) -> int:
-        """Frames of the window this learner assembled (each counted once)."""
+    async def window(page: Any) -> tuple[int, int]:
+        """Frames of the window this learner assembled (each counted once), and the longest
+        run of frames missing among them."""
         frames = page.media.assembled
         start = len(frames)
         await wait_for(lambda: len(frames) > start, within=10, step=0.01)
@@ -326,12 +332,15 @@ async def _media(classes: list[dict[str, Any]], args: argparse.Namespace) -> dic
         with contextlib.suppress(AssertionError):  # not there 5 s late: counted missing
             ended = lambda: offset(frames[-1][0]) >= span  # noqa: E731
             await wait_for(ended, within=args.media_seconds + 5)
-        return len({o for ts, _ in frames if 0 <= (o := offset(ts)) < span})
+        got = sorted({o // FRAME_STEP for ts, _ in frames if 0 <= (o := offset(ts)) < span})
+        edges = [-1, *got, expected]
+        return len(got), max(b - a - 1 for a, b in itertools.pairwise(edges))
 
     sent0 = {id(c): c["trainer_page"].frames_sent for c in classes}
     audio0 = [page.audio for _, page, _ in media]
     t0 = time.monotonic()
-    got = await asyncio.gather(*(window(page) for _, page, _ in media))
+    windows = await asyncio.gather(*(window(page) for _, page, _ in media))
+    got = [n for n, _ in windows]
     elapsed = time.monotonic() - t0
     sent = [c["trainer_page"].frames_sent - sent0[id(c)] for c in classes]
     audio = sum(page.audio - a for (_, page, _), a in zip(media, audio0, strict=True))
@@ -340,6 +349,7 @@ async def _media(classes: list[dict[str, Any]], args: argparse.Namespace) -> dic
         "frames_delivered_ratio": round(sum(got) / (expected * len(media)), 4),
         "frames_missing": expected * len(media) - sum(got),
         "learners_missing_frames": sum(1 for g in got if g < expected),
+        "frames_missing_longest_run": max(run for _, run in windows),
         "frames_sent_per_s": round(sum(sent) / len(classes) / elapsed, 1),
         "audio_packets_per_s": round(audio / len(media) / elapsed, 1),
     }
@@ -353,7 +363,6 @@ async def _failover(
     victim = max(range(len(hosts)), key=lambda h: list(owner.values()).count(h))
     doomed = [c for c in classes if owner[c["id"]] == victim]
     acked: dict[int, set[str]] = {}
-    await asyncio.sleep(10)  # the chat phase's rate-limit windows pass
     for c in doomed:
         acked[c["id"]] = set()
         for n, learner in enumerate(c["learners"]):
