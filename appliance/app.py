@@ -37,7 +37,7 @@ from appliance.documents.services import DocumentTotals
 from appliance.engagement.controllers import EngagementController, EngagementPage
 from appliance.engagement.live import EngagementLive
 from appliance.errors import DomainError
-from appliance.hosts import RedisLoginWindows, claim_listener, event_emitter_for
+from appliance.hosts import RedisLoginWindows, claim_listener, event_emitter_for, redis_client
 from appliance.live import access_listeners, classroom_socket, live_plugin
 from appliance.live.documents import LiveDocumentNotifier
 from appliance.live.media import MediaBridge
@@ -199,10 +199,8 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
     password_workers = PasswordWorkers(settings.password_workers, settings.password_queue)
     shared_windows = None  # several hosts: sign-in limits in Redis (appliance/hosts.py)
     if settings.redis_url:
-        from redis.asyncio import Redis
-
         shared_windows = RedisLoginWindows(
-            Redis.from_url(settings.redis_url),
+            redis_client(settings.redis_url),
             settings.login_attempts_per_address,
             settings.login_attempts_per_account,
             settings.login_window_s,

@@ -49,9 +49,12 @@ __all__ = [
     "ACCESS_CHANNEL",
     "CLOSE_MOVED",
     "COHORT_CLAIMED",
+    "REDIS_CALL_TIMEOUT_S",
     "RedisLoginWindows",
     "claim_listener",
+    "counted",
     "event_emitter_for",
+    "redis_client",
 ]
 
 log = logging.getLogger("estrade")
@@ -75,11 +78,22 @@ SHARED_EVENTS = frozenset(
     }
 )
 REMOTE_ONLY = frozenset({COHORT_CLAIMED})
+REDIS_CALL_TIMEOUT_S = 5.0
+"""Sessions and sign-in limits: a call to a hung Redis (connection accepted, no answer) fails
+after this, so the request gets the 503 (appliance/app.py) instead of waiting for ever."""
 _UNANSWERED = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 def _ignore(_operation: RedisOperation) -> None:
     pass
+
+
+def redis_client(url: str) -> Redis:
+    """A client for request-time calls (sessions, sign-in limits): bounded by
+    :data:`REDIS_CALL_TIMEOUT_S`."""
+    return Redis.from_url(
+        url, socket_timeout=REDIS_CALL_TIMEOUT_S, socket_connect_timeout=REDIS_CALL_TIMEOUT_S
+    )
 
 
 @contextlib.asynccontextmanager

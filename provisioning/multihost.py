@@ -14,6 +14,8 @@ groups = set(host.groups)
 if "estrade_database" in groups:
     roles.postgresql(variables)
     roles.redis(variables)
+    if variables["estrade_shared_blobs_from"]:  # the app hosts mount its shared folders
+        roles.shared_blobs(variables)
 if "estrade_app" in groups:
     roles.estrade(variables)
 if "estrade_proxy" in groups:

@@ -127,6 +127,64 @@ def redis(v: dict[str, Any]) -> None:
     )
 
 
+@deploy("Shared documents (NFS server)")
+def shared_blobs(v: dict[str, Any]) -> None:
+    if not v["shared_blobs_clients"] or not all(
+        str(v[k]) for k in ("shared_blobs_uid", "shared_blobs_gid")
+    ):
+        raise ValueError(
+            "set shared_blobs_clients and shared_blobs_uid/shared_blobs_gid (the app hosts' "
+            "estrade_uid/estrade_gid: NFS checks numbers)"
+        )
+    user, group, data = v["shared_blobs_user"], v["shared_blobs_group"], v["shared_blobs_dir"]
+    server.group(
+        name="Create the estrade group, with the app hosts' gid",
+        group=group,
+        gid=int(v["shared_blobs_gid"]),
+        system=True,
+    )
+    # shell= is the account's login shell, not a subprocess shell.
+    server.user(  # noqa: S604
+        name="Create the estrade system user, with the app hosts' uid",
+        user=user,
+        uid=int(v["shared_blobs_uid"]),
+        group=group,
+        system=True,
+        home=data,
+        shell="/usr/sbin/nologin",
+        ensure_home=False,
+    )
+    for path in (data, *(f"{data}/{folder}" for folder in v["shared_blobs_folders"])):
+        files.directory(name=f"Create {path}", path=path, user=user, group=group, mode="750")
+    files.directory(
+        name="Create the exports folder",
+        path="/etc/exports.d",
+        user="root",
+        group="root",
+        mode="755",
+    )
+    # Before the package: its postinst starts the server, which then exports them at once.
+    exports = _template(
+        v,
+        "shared_blobs",
+        "estrade.exports.j2",
+        "/etc/exports.d/estrade.exports",
+        "644",
+        user="root",
+        group="root",
+    )
+    _packages("Install the NFS server", ["nfs-kernel-server"])
+    systemd.service(
+        name="Enable and start the NFS server",
+        service="nfs-server.service",
+        running=True,
+        enabled=True,
+    )
+    server.shell(
+        name="Export the shared folders again", commands=["exportfs -ra"], _if=exports.did_change
+    )
+
+
 @deploy("TLS reverse proxy (nginx)")
 def nginx(v: dict[str, Any]) -> None:
     mode = v["nginx_tls_mode"]
@@ -259,6 +317,9 @@ def estrade(v: dict[str, Any]) -> None:
         raise ValueError("estrade_public_url must start with http(s)://")
     if v["estrade_turn_settings"] and len(v["estrade_turn_secret"]) < 32:
         raise ValueError("estrade_turn_secret needs at least 32 characters")
+    shared = v["estrade_shared_blobs_folders"] if v["estrade_shared_blobs_from"] else []
+    if shared and not re.fullmatch(r"(/[A-Za-z0-9_]+)+", v["estrade_data_dir"]):
+        raise ValueError("with estrade_shared_blobs_from, estrade_data_dir is a plain path")
     version = install_version(v)
     prefix, user, group = v["estrade_prefix"], v["estrade_user"], v["estrade_group"]
     venv = f"{prefix}/venvs/{version}"
@@ -270,14 +331,21 @@ def estrade(v: dict[str, Any]) -> None:
             "python3-venv",
             "logrotate",
             "postgresql-client" if v["estrade_database_url"] else "python3",
+            *(["nfs-common"] if shared else []),
         ],
     )
-    server.group(name="Create the estrade group", group=group, system=True)
+    server.group(
+        name="Create the estrade group",
+        group=group,
+        system=True,
+        gid=v["estrade_gid"] if str(v["estrade_gid"]) else None,
+    )
     # shell= is the account's login shell, not a subprocess shell.
     server.user(  # noqa: S604
         name="Create the estrade system user",
         user=user,
         group=group,
+        uid=v["estrade_uid"] if str(v["estrade_uid"]) else None,
         system=True,
         home=v["estrade_data_dir"],
         shell="/usr/sbin/nologin",
@@ -345,6 +413,21 @@ def estrade(v: dict[str, Any]) -> None:
         )
         for unit in ("estrade.service", "estrade-backup.service", "estrade-backup.timer")
     ]
+    # Several hosts: one NFS mount unit per shared folder, named after its path.
+    mounts = [f"{v['estrade_data_dir'][1:].replace('/', '-')}-{folder}.mount" for folder in shared]
+    units += [
+        _template(
+            v,
+            "estrade",
+            "estrade-shared-blobs.mount.j2",
+            f"/etc/systemd/system/{mount}",
+            "644",
+            user="root",
+            group="root",
+            estrade_shared_blobs_folder=folder,
+        )
+        for folder, mount in zip(shared, mounts, strict=True)
+    ]
     _template(
         v,
         "estrade",
@@ -370,7 +453,7 @@ def estrade(v: dict[str, Any]) -> None:
         restarted=True,
         _if=any_changed(conf, current, *units),
     )
-    for unit in ("estrade.service", "estrade-backup.timer"):
+    for unit in (*mounts, "estrade.service", "estrade-backup.timer"):
         systemd.service(name=f"Enable and start {unit}", service=unit, running=True, enabled=True)
 
 

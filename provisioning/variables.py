@@ -17,7 +17,16 @@ from jinja2.nativetypes import NativeEnvironment
 REPO = Path(__file__).resolve().parent.parent
 ROLES_DIR = REPO / "roles"
 # The order of site.yml: a later role's default may reference an earlier one's and back.
-ROLES = ("postgresql", "redis", "nginx", "estrade", "coturn", "nftables", "monitoring")
+ROLES = (
+    "postgresql",
+    "redis",
+    "shared_blobs",
+    "nginx",
+    "estrade",
+    "coturn",
+    "nftables",
+    "monitoring",
+)
 # What Jinja2 renders with in both tools (Ansible's template module defaults).
 JINJA_ENV_KWARGS = {"trim_blocks": True}
 

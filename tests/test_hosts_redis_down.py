@@ -7,7 +7,8 @@ a restart (sessions were in the stopped Redis, without persistence here: sign in
 Operators see it on ``/metrics`` (docs/operations.md "Several hosts"): ``estrade_redis_up`` goes
 0 within a heartbeat or two, ``estrade_redis_errors_total{operation}`` counts the failed calls,
 and ``estrade_redis_up`` is 1 again once Redis answers; a hung Redis (``SIGSTOP``: it accepts
-connections but never answers) counts as down too, after the heartbeat's timeout. With one host
+connections but never answers) counts as down too, after the heartbeat's timeout, and a
+signed-in request gets the 503 after its call's timeout instead of hanging. With one host
 neither series exists."""
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.app import create_app
+from appliance.hosts import REDIS_CALL_TIMEOUT_S
 from appliance.metrics.hosts import BEAT_TIMEOUT_S
 from appliance.settings import Settings
 from tests.helpers.classroom import ProcessServer
@@ -143,17 +145,6 @@ async def test_redis_down_is_a_clear_503_and_recovers_without_a_restart(
             await asyncio.sleep(0.5)
         back = await _until_up(a, 1, 10)
         assert back["heartbeat"] >= errors["heartbeat"], back
-
-        # Hung: the process is there and its port accepts connections, nothing answers.
-        os.kill(redis[-1].process.pid, signal.SIGSTOP)
-        try:
-            started = time.monotonic()
-            hung = await _until_up(a, 0, BEAT_TIMEOUT_S + 10)
-            assert time.monotonic() - started >= BEAT_TIMEOUT_S - 3  # the timeout, not a refusal
-            assert hung["heartbeat"] > back["heartbeat"], (hung, back)
-        finally:
-            os.kill(redis[-1].process.pid, signal.SIGCONT)
-        await _until_up(a, 1, BEAT_TIMEOUT_S + 10)
     again = await a.cookie(world, "trainer")  # sign-in works again, same process
     async with httpx.AsyncClient(base_url=a.base, timeout=30) as c:
         r = await c.get("/api/cohorts", headers={"Cookie": again})
@@ -161,3 +152,24 @@ async def test_redis_down_is_a_clear_503_and_recovers_without_a_restart(
     peer = await a.connect(again, world.cohort.id)
     assert peer.welcome["type"] == "welcome"
     await a.close_peers()
+
+    # Hung: the process is there and its port accepts connections, nothing answers. A signed-in
+    # request waits for the call's timeout, then gets the same 503; the gauge goes 0 after the
+    # heartbeat's own timeout.
+    os.kill(redis[-1].process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        async with httpx.AsyncClient(base_url=a.base, timeout=30) as c:
+            _problem(await c.get("/api/cohorts", headers={"Cookie": again}))
+        waited = time.monotonic() - started
+        assert REDIS_CALL_TIMEOUT_S - 1 <= waited < REDIS_CALL_TIMEOUT_S + 10, waited
+        hung = await _until_up(a, 0, BEAT_TIMEOUT_S + 10)
+        assert time.monotonic() - started >= BEAT_TIMEOUT_S - 3  # the timeout, not a refusal
+        assert hung["heartbeat"] > back["heartbeat"], (hung, back)
+        assert hung["session"] > back["session"], (hung, back)
+    finally:
+        os.kill(redis[-1].process.pid, signal.SIGCONT)
+    await _until_up(a, 1, BEAT_TIMEOUT_S + 10)
+    async with httpx.AsyncClient(base_url=a.base, timeout=30) as c:
+        r = await c.get("/api/cohorts", headers={"Cookie": again})
+        assert r.status_code == 200, r.text

@@ -33,7 +33,7 @@ from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.types import Empty
 
-from appliance.hosts import counted
+from appliance.hosts import counted, redis_client
 from appliance.settings import Settings
 from appliance.state import app_state
 
@@ -176,10 +176,11 @@ def build_session_store(
         return MemoryStore()
     url = settings.session_store if settings.session_store.startswith("redis") else ""
     if url or settings.redis_url:  # several hosts: every host sees every session
-        store = CountedRedisStore.with_client(
-            url=url or settings.redis_url, namespace="estrade_sessions"
+        store = CountedRedisStore(
+            redis_client(url or settings.redis_url),
+            namespace="estrade_sessions",
+            handle_client_shutdown=True,
         )
-        assert isinstance(store, CountedRedisStore)  # with_client builds ``cls``
         if on_error is not None:
             store.on_error = on_error
         return store

@@ -562,7 +562,7 @@ def test_multihost_inventory_passes_every_role_s_argument_validation():
         timeout=180,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert proc.stdout.count("Validating arguments against arg spec") == 3 + 2 * 2 + 4
+    assert proc.stdout.count("Validating arguments against arg spec") == 4 + 2 * 2 + 4
 
 
 def test_multihost_ansible_and_pyinfra_render_identical_files(multihost):
@@ -645,13 +645,13 @@ def _ruleset(multihost, name: str) -> str:
 def test_multihost_firewalls_open_each_role_s_ports_and_no_more(multihost):
     private = "ip saddr { 10.0.0.0/24 }"
     db = _ruleset(multihost, "db1")
-    assert f"{private} tcp dport {{ 5432, 6379 }} accept" in db
+    assert f"{private} tcp dport {{ 5432, 6379, 2049 }} accept" in db  # NFS v4: 2049 only
     assert f"{private} tcp dport 22 accept" in db
     # Nothing else: no public TCP/UDP port, no UDP range.
     accepts = [line.strip() for line in db.splitlines() if "dport" in line and "accept" in line]
     assert accepts == [
         f"{private} tcp dport 22 accept",
-        f"{private} tcp dport {{ 5432, 6379 }} accept",
+        f"{private} tcp dport {{ 5432, 6379, 2049 }} accept",
     ]
     for name in ("app1", "app2"):
         app = _ruleset(multihost, name)
@@ -711,3 +711,79 @@ def test_multihost_database_host_listens_privately_with_passwords(multihost, tmp
     finally:
         server.terminate()
         server.communicate(timeout=10)
+
+
+def _mount_unit_name(path: str) -> str:
+    """What the roles name a mount unit (plain paths only: they refuse others)."""
+    return path[1:].replace("/", "-") + ".mount"
+
+
+def test_multihost_shares_documents_and_recordings_over_nfs(multihost, tmp_path):
+    """The database host exports the data folder's documents/ and recordings/ to the private
+    network; each app host mounts both from it (hard NFSv4 units systemd accepts, named after
+    their paths) and its estrade.service requires them; the estrade account has the same ids
+    on every host. (Rendered by both tools: the parity test compares them.)"""
+    from pyinfra.api.util import get_template
+
+    from provisioning.variables import JINJA_ENV_KWARGS
+
+    _, db_out, db_vars = multihost["db1"]
+    exports = (db_out / "shared_blobs" / "estrade.exports.j2").read_text()
+    assert [line for line in exports.splitlines() if not line.startswith("#")] == [
+        "/var/lib/estrade/documents 10.0.0.0/24(rw,sync,no_subtree_check)",
+        "/var/lib/estrade/recordings 10.0.0.0/24(rw,sync,no_subtree_check)",
+    ]
+    ids = {str(db_vars["shared_blobs_uid"]), str(db_vars["shared_blobs_gid"])}
+    assert ids == {"950"}
+    template = get_template(
+        str(REPO / "roles/estrade/templates/estrade-shared-blobs.mount.j2"),
+        jinja_env_kwargs=dict(JINJA_ENV_KWARGS),
+    )
+    for name in ("app1", "app2"):
+        _, out, variables = multihost[name]
+        assert variables["estrade_shared_blobs_from"] == "10.0.0.2", name
+        assert {str(variables["estrade_uid"]), str(variables["estrade_gid"])} == ids, name
+        service = (out / "estrade" / "estrade.service.j2").read_text()
+        requires = "RequiresMountsFor=/var/lib/estrade/documents /var/lib/estrade/recordings\n"
+        assert requires in service.split("[Service]", 1)[0], name
+        # The documents unit as each tool rendered it; the recordings one as the roles do.
+        units = {"documents": (out / "estrade" / "estrade-shared-blobs.mount.j2").read_text()}
+        units["recordings"] = template.render(**variables, estrade_shared_blobs_folder="recordings")
+        for folder, unit in units.items():
+            where = f"/var/lib/estrade/{folder}"
+            mount = dict(
+                line.split("=", 1)
+                for line in unit.split("[Mount]\n", 1)[1].split("\n\n")[0].splitlines()
+            )
+            assert mount["What"] == f"10.0.0.2:{where}" and mount["Where"] == where, unit
+            assert mount["Type"] == "nfs4" and "hard" in mount["Options"].split(","), unit
+            (tmp_path / _mount_unit_name(where)).write_text(unit)
+        proc = subprocess.run(
+            [
+                _system("systemd-analyze"),
+                "verify",
+                "--man=no",
+                *(str(tmp_path / _mount_unit_name(f"/var/lib/estrade/{f}")) for f in units),
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+        )
+        problems = [line for line in proc.stderr.splitlines() if str(tmp_path) in line]
+        assert proc.returncode == 0 and not problems, proc.stderr
+
+
+def test_one_host_mounts_nothing_and_runs_no_nfs(rendered):
+    """site.yml and the single-host pyinfra deploy: estrade_shared_blobs_from empty, so no
+    mount requirement in the unit, no mount units, no NFS server role."""
+    _, out, variables = rendered
+    assert variables["estrade_shared_blobs_from"] == ""
+    service = (out / "estrade" / "estrade.service.j2").read_text()
+    assert "RequiresMountsFor" not in service and "NFS" not in service
+    site = yaml.safe_load((REPO / "site.yml").read_text())
+    assert "shared_blobs" not in json.dumps(site)
+    deploy = (REPO / "provisioning" / "deploy.py").read_text()
+    assert (
+        "shared_blobs" not in deploy
+        and "shared_blobs" in (REPO / "provisioning" / "multihost.py").read_text()
+    )
