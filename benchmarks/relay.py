@@ -600,6 +600,8 @@ async def run_served(
                 # per packet the relay SENT: not skewed by a client too starved to receive them all
                 "us_per_packet_sent": max(busy - idle, 1e-9) / max(sent_pps, 1) * 1e6,
                 "relay_packets_sent_per_s": sent_pps,
+                # the same seen from the learners (all of them), to check the relay's count
+                "learners_packets_received_per_s": sum(pps),
                 "frames_delivered_ratio": got / max(expected, 1),
                 "join_to_first_frame_p95_s": p95(joins),
                 "join_p95_steps_s": {k: round(p95(v), 3) for k, v in steps.items()},
@@ -1034,6 +1036,14 @@ async def main() -> None:
         help="the trainer posts 10 chat messages/s during both windows; a learner's socket "
         "times them (chat_p99_ms_idle, chat_p99_ms_under_media)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --compare-media-workers: N pairs of servings, alternating which goes first; "
+        "pipe_overhead is then the median of the pairs' ratios (pipe_overhead_pairs: each)",
+    )
     parser.add_argument("--profile", metavar="FILE", help="py-spy the served relay (raw stacks)")
     parser.add_argument("--serve", choices=["forward", "transcode"])
     parser.add_argument(
@@ -1178,16 +1188,23 @@ async def main() -> None:
         workers = served["workers_cpu_busy"]
         out["busiest_worker_share"] = r(max(workers) / max(sum(workers), 1e-9), 3)
     if args.compare_media_workers is not None:
-        other = await run_served(
-            args.learners,
-            args.seconds,
-            args.send_path,
-            args.warmup,
-            burst=args.join_burst,
-            light=args.light,
-            media_workers=args.compare_media_workers,
-            probe=args.chat_probe,
-            profile=args.profile and f"{args.profile}.compare",
+
+        def compare_serving(workers: int, profile: str | None = None) -> Any:
+            return run_served(
+                args.learners,
+                args.seconds,
+                args.send_path,
+                args.warmup,
+                burst=args.join_burst,
+                light=args.light,
+                media_workers=workers,
+                probe=args.chat_probe,
+                profile=profile,
+                worker_learners=share if workers == args.media_workers else 0,
+            )
+
+        other = await compare_serving(
+            args.compare_media_workers, args.profile and f"{args.profile}.compare"
         )
         out.update(
             {
@@ -1204,6 +1221,10 @@ async def main() -> None:
                 "workers_cost_ratio": r(
                     served["us_per_packet_sent"] / max(other["us_per_packet_sent"], 1e-9), 2
                 ),
+                "learners_packets_received_per_s": r(served["learners_packets_received_per_s"]),
+                "compare_learners_packets_received_per_s": r(
+                    other["learners_packets_received_per_s"]
+                ),
             }
         )
         if args.compare_media_workers:
@@ -1218,6 +1239,26 @@ async def main() -> None:
                 not look cheaper."""
                 busy = sum(run["workers_cpu_busy"]) - run["workers_cpu_idle_total"]
                 return max(busy, 1e-9) / max(run["relay_packets_sent_per_s"], 1) * 1e6
+
+            def pair(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+                return {
+                    "pipe_overhead": r(relay_per_learner(mine) / relay_per_learner(theirs), 3),
+                    "per_packet": r(per_packet(mine) / per_packet(theirs), 3),
+                    "both_delivered": min(
+                        mine["frames_delivered_ratio"], theirs["frames_delivered_ratio"]
+                    )
+                    >= 0.99,
+                    "relay_cpu_per_learner": [
+                        r(relay_per_learner(mine), 5),
+                        r(relay_per_learner(theirs), 5),
+                    ],
+                    "busiest_worker_share": r(
+                        max(mine["workers_cpu_busy"]) / max(sum(mine["workers_cpu_busy"]), 1e-9),
+                        3,
+                    ),
+                    "loadavg": r(max(mine["loadavg"], theirs["loadavg"]), 2),
+                    "client_cpu": [r(mine["client_cpu"], 2), r(theirs["client_cpu"], 2)],
+                }
 
             mine, theirs = relay_per_learner(served), relay_per_learner(other)
             out["workers_cpu_idle_total"] = r(served["workers_cpu_idle_total"], 3)
@@ -1234,6 +1275,29 @@ async def main() -> None:
             out["both_delivered"] = (
                 min(served["frames_delivered_ratio"], other["frames_delivered_ratio"]) >= 0.99
             )
+            if args.repeat > 1:
+                # More pairs, alternating which serving goes first (N, 1, 1, N, N, 1...): load
+                # that rises or falls over the sitting hits both. Each pair is a ratio of its
+                # own; pipe_overhead is then their median (the first pair's figures stay in
+                # the keys above, pipe_overhead_first).
+                pairs = [pair(served, other)]
+                for k in range(1, args.repeat):
+                    if k % 2:
+                        theirs_run = await compare_serving(args.compare_media_workers)
+                        mine_run = await compare_serving(args.media_workers)
+                    else:
+                        mine_run = await compare_serving(args.media_workers)
+                        theirs_run = await compare_serving(args.compare_media_workers)
+                    pairs.append(pair(mine_run, theirs_run))
+                out["pipe_overhead_pairs"] = pairs
+                out["pipe_overhead_first"] = out["pipe_overhead"]
+                out["pipe_overhead"] = r(median([p["pipe_overhead"] for p in pairs]), 3)
+                delivered = [p["pipe_overhead"] for p in pairs if p["both_delivered"]]
+                out["pipe_overhead_median_delivered"] = (
+                    r(median(delivered), 3) if delivered else None
+                )
+                out["pipe_overhead_per_packet"] = r(median([p["per_packet"] for p in pairs]), 3)
+                out["both_delivered"] = all(p["both_delivered"] for p in pairs)
         if args.profile:
             out["compare_profile_shares"] = profile_breakdown(f"{args.profile}.compare")
     if not args.no_in_process:
