@@ -324,6 +324,8 @@ class Sock:
         self.refs = 0
         self.watch: Any = None  # called with each message as it arrives (the chat probe)
         self.probe_args: tuple[str, str, str] | None = None  # served_class(spare_learner=True)
+        self.level = "full"  # the learner's rung of the ladder, from media_quality
+        self.steps = 0  # automatic steps (the relay's ladder)
 
     async def _read(self) -> None:
         try:
@@ -332,6 +334,9 @@ class Sock:
                 if msg["type"] == "heartbeat":  # answered like a browser, or dropped as dead
                     await self.ws.send('{"type": "heartbeat"}')
                     continue
+                if msg["type"] == "media_quality":
+                    self.level = msg["level"]
+                    self.steps += bool(msg.get("automatic"))
                 if self.watch is not None:
                     self.watch(msg)
                 self.queue.put_nowait(msg)
@@ -544,6 +549,7 @@ async def run_served(
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
             sent0 = await metrics_sum(base, "estrade_media_forwarded_packets_total")
+            steps0 = sum(sock.steps for sock in lsocks)
             c0, t0 = tree_cpu_s(server.pid), time.monotonic()
             chat_busy: list[float] = []
             if probe:  # the same chat while the relay serves every learner
@@ -567,6 +573,13 @@ async def run_served(
                 await metrics_sum(base, "estrade_media_forwarded_packets_total") - sent0
             ) / wall
             load = max(load, os.getloadavg()[0])
+            # The ladder steps a learner whose client reports loss down (camera_half drops
+            # temporal layers): the relay then sends fewer packets for the same learners, and
+            # a figure per learner no longer compares two servings like with like.
+            ladder = {
+                "steps_in_window": sum(sock.steps for sock in lsocks) - steps0,
+                "below_full_at_end": sum(sock.level != "full" for sock in lsocks),
+            }
             # The relay's own view: NACKs and PLIs (learners' losses, keyframes asked for).
             rtcp = {
                 f"{kind}_{direction}": await metrics_sum(
@@ -624,6 +637,7 @@ async def run_served(
                 "loadavg": load,
                 "client_cpu": client,
                 "relay_rtcp": rtcp,
+                "ladder": ladder,
             }
         finally:
             if prober is not None:
@@ -1145,6 +1159,7 @@ async def main() -> None:
         "packets_per_learner_s_min": r(served["packets_per_learner_s_min"]),
         "client_cpu": r(served["client_cpu"], 2),
         "relay_rtcp": served["relay_rtcp"],
+        "ladder": served["ladder"],
     }
     if args.profile:
         out["profiled"] = True  # the CPU figures above include py-spy's sampling
@@ -1225,6 +1240,7 @@ async def main() -> None:
                 "compare_learners_packets_received_per_s": r(
                     other["learners_packets_received_per_s"]
                 ),
+                "compare_ladder": other["ladder"],
             }
         )
         if args.compare_media_workers:
@@ -1258,6 +1274,14 @@ async def main() -> None:
                     ),
                     "loadavg": r(max(mine["loadavg"], theirs["loadavg"]), 2),
                     "client_cpu": [r(mine["client_cpu"], 2), r(theirs["client_cpu"], 2)],
+                    "packets_sent_per_s": [
+                        r(mine["relay_packets_sent_per_s"]),
+                        r(theirs["relay_packets_sent_per_s"]),
+                    ],
+                    "below_full": [
+                        mine["ladder"]["below_full_at_end"],
+                        theirs["ladder"]["below_full_at_end"],
+                    ],
                 }
 
             mine, theirs = relay_per_learner(served), relay_per_learner(other)

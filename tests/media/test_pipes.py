@@ -147,7 +147,10 @@ class _PipedRoom:
 
     def __init__(self) -> None:
         self.cohort_id = 7
-        self.sources = {"camera": PipedSource("camera", "video"), "audio": PipedSource("audio", "audio")}
+        self.sources = {
+            "camera": PipedSource("camera", "video"),
+            "audio": PipedSource("audio", "audio"),
+        }
 
 
 def _framed(message: object) -> bytes:
