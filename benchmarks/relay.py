@@ -373,12 +373,14 @@ async def served_class(
     media_workers: int = 0,
     worker_learners: int = 0,
     spare_learner: bool = False,
+    hold_full: bool = False,
 ) -> AsyncIterator[tuple[subprocess.Popen[bytes], str, Sock, list[Sock]]]:
     """``estrade serve`` in a child process with a seeded cohort: (process, base URL, the
     trainer's socket, one socket per learner, connected). Everything is closed on exit.
     ``spare_learner``: one more learner enrolled, not connected; the trainer's socket's
     ``probe_args`` are then (base URL, socket URL, that learner's cookie) for
-    helpers/chat_probe.py."""
+    helpers/chat_probe.py. ``hold_full``: the ladder's step-down thresholds out of reach (every
+    learner stays at ``full`` whatever its client reports)."""
     import httpx
     import websockets
     from chat import cookie_for, free_port, seed, wait_ready  # benchmarks/chat.py
@@ -400,6 +402,9 @@ async def served_class(
     }
     if send_path:
         env["ESTRADE_MEDIA_SEND_PATH"] = send_path
+    if hold_full:
+        env["ESTRADE_MEDIA_STEP_DOWN_LOSS"] = "1"
+        env["ESTRADE_MEDIA_STEP_DOWN_RTT_S"] = "3600"
     env["ESTRADE_MEDIA_WORKERS"] = str(media_workers)
     if worker_learners:  # the class spreads over the workers past this many on one
         env["ESTRADE_MEDIA_WORKER_LEARNERS"] = str(worker_learners)
@@ -459,12 +464,20 @@ async def run_served(
     media_workers: int = 0,
     probe: bool = False,
     worker_learners: int = 0,
+    hold_full: bool = False,
 ) -> dict[str, Any]:
     from tests.media.peers import Learner, Trainer, wait_for
 
     peers: list[Learner] = []
     trainer: Trainer | None = None
-    served = served_class(learners, send_path, media_workers, worker_learners, spare_learner=probe)
+    served = served_class(
+        learners,
+        send_path,
+        media_workers,
+        worker_learners,
+        spare_learner=probe,
+        hold_full=hold_full,
+    )
     prober: ProbeProcess | None = None
     async with served as (server, base, tsock, lsocks):
         try:
@@ -1058,6 +1071,13 @@ async def main() -> None:
         help="with --compare-media-workers: N pairs of servings, alternating which goes first; "
         "pipe_overhead is then the median of the pairs' ratios (pipe_overhead_pairs: each)",
     )
+    parser.add_argument(
+        "--ladder",
+        action="store_true",
+        help="with --compare-media-workers: leave the relay's ladder on (by default its "
+        "step-down thresholds are out of reach there: a client short of CPU reports loss, the "
+        "ladder steps its learners down, and the two servings no longer send the same packets)",
+    )
     parser.add_argument("--profile", metavar="FILE", help="py-spy the served relay (raw stacks)")
     parser.add_argument("--serve", choices=["forward", "transcode"])
     parser.add_argument(
@@ -1099,6 +1119,8 @@ async def main() -> None:
         raise SystemExit("--profile needs py-spy in this environment: .venv/bin/pip install py-spy")
     pin_trainer_bitrate(args.bitrate)
     load_before = loadavg()
+    # Comparing servings: the learners stay at full quality in both (see --ladder).
+    hold_full = args.compare_media_workers is not None and not args.ladder
     share = args.worker_learners
     if not share and args.media_workers > 1:
         share = -(-args.learners // args.media_workers)
@@ -1113,6 +1135,7 @@ async def main() -> None:
         args.media_workers,
         args.chat_probe,
         share,
+        hold_full,
     )
     # The capacity model's measured cost: the whole served tree (web + workers) per learner.
     cpu_per_learner = max(served["server_cpu_busy"] - served["server_cpu_idle"], 1e-9)
@@ -1160,6 +1183,7 @@ async def main() -> None:
         "client_cpu": r(served["client_cpu"], 2),
         "relay_rtcp": served["relay_rtcp"],
         "ladder": served["ladder"],
+        "ladder_held_full": hold_full,
     }
     if args.profile:
         out["profiled"] = True  # the CPU figures above include py-spy's sampling
@@ -1216,6 +1240,7 @@ async def main() -> None:
                 probe=args.chat_probe,
                 profile=profile,
                 worker_learners=share if workers == args.media_workers else 0,
+                hold_full=hold_full,
             )
 
         other = await compare_serving(
