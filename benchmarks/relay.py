@@ -324,6 +324,8 @@ class Sock:
         self.refs = 0
         self.watch: Any = None  # called with each message as it arrives (the chat probe)
         self.probe_args: tuple[str, str, str] | None = None  # served_class(spare_learner=True)
+        self.level = "full"  # the learner's rung of the ladder, from media_quality
+        self.steps = 0  # automatic steps (the relay's ladder)
 
     async def _read(self) -> None:
         try:
@@ -332,6 +334,9 @@ class Sock:
                 if msg["type"] == "heartbeat":  # answered like a browser, or dropped as dead
                     await self.ws.send('{"type": "heartbeat"}')
                     continue
+                if msg["type"] == "media_quality":
+                    self.level = msg["level"]
+                    self.steps += bool(msg.get("automatic"))
                 if self.watch is not None:
                     self.watch(msg)
                 self.queue.put_nowait(msg)
@@ -368,12 +373,14 @@ async def served_class(
     media_workers: int = 0,
     worker_learners: int = 0,
     spare_learner: bool = False,
+    hold_full: bool = False,
 ) -> AsyncIterator[tuple[subprocess.Popen[bytes], str, Sock, list[Sock]]]:
     """``estrade serve`` in a child process with a seeded cohort: (process, base URL, the
     trainer's socket, one socket per learner, connected). Everything is closed on exit.
     ``spare_learner``: one more learner enrolled, not connected; the trainer's socket's
     ``probe_args`` are then (base URL, socket URL, that learner's cookie) for
-    helpers/chat_probe.py."""
+    helpers/chat_probe.py. ``hold_full``: the ladder's step-down thresholds out of reach (every
+    learner stays at ``full`` whatever its client reports)."""
     import httpx
     import websockets
     from chat import cookie_for, free_port, seed, wait_ready  # benchmarks/chat.py
@@ -395,6 +402,9 @@ async def served_class(
     }
     if send_path:
         env["ESTRADE_MEDIA_SEND_PATH"] = send_path
+    if hold_full:
+        env["ESTRADE_MEDIA_STEP_DOWN_LOSS"] = "1"
+        env["ESTRADE_MEDIA_STEP_DOWN_RTT_S"] = "3600"
     env["ESTRADE_MEDIA_WORKERS"] = str(media_workers)
     if worker_learners:  # the class spreads over the workers past this many on one
         env["ESTRADE_MEDIA_WORKER_LEARNERS"] = str(worker_learners)
@@ -454,12 +464,20 @@ async def run_served(
     media_workers: int = 0,
     probe: bool = False,
     worker_learners: int = 0,
+    hold_full: bool = False,
 ) -> dict[str, Any]:
     from tests.media.peers import Learner, Trainer, wait_for
 
     peers: list[Learner] = []
     trainer: Trainer | None = None
-    served = served_class(learners, send_path, media_workers, worker_learners, spare_learner=probe)
+    served = served_class(
+        learners,
+        send_path,
+        media_workers,
+        worker_learners,
+        spare_learner=probe,
+        hold_full=hold_full,
+    )
     prober: ProbeProcess | None = None
     async with served as (server, base, tsock, lsocks):
         try:
@@ -544,6 +562,7 @@ async def run_served(
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 )  # fmt: skip
             sent0 = await metrics_sum(base, "estrade_media_forwarded_packets_total")
+            steps0 = sum(sock.steps for sock in lsocks)
             c0, t0 = tree_cpu_s(server.pid), time.monotonic()
             chat_busy: list[float] = []
             if probe:  # the same chat while the relay serves every learner
@@ -567,6 +586,13 @@ async def run_served(
                 await metrics_sum(base, "estrade_media_forwarded_packets_total") - sent0
             ) / wall
             load = max(load, os.getloadavg()[0])
+            # The ladder steps a learner whose client reports loss down (camera_half drops
+            # temporal layers): the relay then sends fewer packets for the same learners, and
+            # a figure per learner no longer compares two servings like with like.
+            ladder = {
+                "steps_in_window": sum(sock.steps for sock in lsocks) - steps0,
+                "below_full_at_end": sum(sock.level != "full" for sock in lsocks),
+            }
             # The relay's own view: NACKs and PLIs (learners' losses, keyframes asked for).
             rtcp = {
                 f"{kind}_{direction}": await metrics_sum(
@@ -600,6 +626,8 @@ async def run_served(
                 # per packet the relay SENT: not skewed by a client too starved to receive them all
                 "us_per_packet_sent": max(busy - idle, 1e-9) / max(sent_pps, 1) * 1e6,
                 "relay_packets_sent_per_s": sent_pps,
+                # the same seen from the learners (all of them), to check the relay's count
+                "learners_packets_received_per_s": sum(pps),
                 "frames_delivered_ratio": got / max(expected, 1),
                 "join_to_first_frame_p95_s": p95(joins),
                 "join_p95_steps_s": {k: round(p95(v), 3) for k, v in steps.items()},
@@ -622,6 +650,7 @@ async def run_served(
                 "loadavg": load,
                 "client_cpu": client,
                 "relay_rtcp": rtcp,
+                "ladder": ladder,
             }
         finally:
             if prober is not None:
@@ -1034,6 +1063,21 @@ async def main() -> None:
         help="the trainer posts 10 chat messages/s during both windows; a learner's socket "
         "times them (chat_p99_ms_idle, chat_p99_ms_under_media)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --compare-media-workers: N pairs of servings, alternating which goes first; "
+        "pipe_overhead is then the median of the pairs' ratios (pipe_overhead_pairs: each)",
+    )
+    parser.add_argument(
+        "--ladder",
+        action="store_true",
+        help="with --compare-media-workers: leave the relay's ladder on (by default its "
+        "step-down thresholds are out of reach there: a client short of CPU reports loss, the "
+        "ladder steps its learners down, and the two servings no longer send the same packets)",
+    )
     parser.add_argument("--profile", metavar="FILE", help="py-spy the served relay (raw stacks)")
     parser.add_argument("--serve", choices=["forward", "transcode"])
     parser.add_argument(
@@ -1075,6 +1119,8 @@ async def main() -> None:
         raise SystemExit("--profile needs py-spy in this environment: .venv/bin/pip install py-spy")
     pin_trainer_bitrate(args.bitrate)
     load_before = loadavg()
+    # Comparing servings: the learners stay at full quality in both (see --ladder).
+    hold_full = args.compare_media_workers is not None and not args.ladder
     share = args.worker_learners
     if not share and args.media_workers > 1:
         share = -(-args.learners // args.media_workers)
@@ -1089,6 +1135,7 @@ async def main() -> None:
         args.media_workers,
         args.chat_probe,
         share,
+        hold_full,
     )
     # The capacity model's measured cost: the whole served tree (web + workers) per learner.
     cpu_per_learner = max(served["server_cpu_busy"] - served["server_cpu_idle"], 1e-9)
@@ -1135,6 +1182,8 @@ async def main() -> None:
         "packets_per_learner_s_min": r(served["packets_per_learner_s_min"]),
         "client_cpu": r(served["client_cpu"], 2),
         "relay_rtcp": served["relay_rtcp"],
+        "ladder": served["ladder"],
+        "ladder_held_full": hold_full,
     }
     if args.profile:
         out["profiled"] = True  # the CPU figures above include py-spy's sampling
@@ -1178,16 +1227,24 @@ async def main() -> None:
         workers = served["workers_cpu_busy"]
         out["busiest_worker_share"] = r(max(workers) / max(sum(workers), 1e-9), 3)
     if args.compare_media_workers is not None:
-        other = await run_served(
-            args.learners,
-            args.seconds,
-            args.send_path,
-            args.warmup,
-            burst=args.join_burst,
-            light=args.light,
-            media_workers=args.compare_media_workers,
-            probe=args.chat_probe,
-            profile=args.profile and f"{args.profile}.compare",
+
+        def compare_serving(workers: int, profile: str | None = None) -> Any:
+            return run_served(
+                args.learners,
+                args.seconds,
+                args.send_path,
+                args.warmup,
+                burst=args.join_burst,
+                light=args.light,
+                media_workers=workers,
+                probe=args.chat_probe,
+                profile=profile,
+                worker_learners=share if workers == args.media_workers else 0,
+                hold_full=hold_full,
+            )
+
+        other = await compare_serving(
+            args.compare_media_workers, args.profile and f"{args.profile}.compare"
         )
         out.update(
             {
@@ -1204,6 +1261,11 @@ async def main() -> None:
                 "workers_cost_ratio": r(
                     served["us_per_packet_sent"] / max(other["us_per_packet_sent"], 1e-9), 2
                 ),
+                "learners_packets_received_per_s": r(served["learners_packets_received_per_s"]),
+                "compare_learners_packets_received_per_s": r(
+                    other["learners_packets_received_per_s"]
+                ),
+                "compare_ladder": other["ladder"],
             }
         )
         if args.compare_media_workers:
@@ -1218,6 +1280,34 @@ async def main() -> None:
                 not look cheaper."""
                 busy = sum(run["workers_cpu_busy"]) - run["workers_cpu_idle_total"]
                 return max(busy, 1e-9) / max(run["relay_packets_sent_per_s"], 1) * 1e6
+
+            def pair(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+                return {
+                    "pipe_overhead": r(relay_per_learner(mine) / relay_per_learner(theirs), 3),
+                    "per_packet": r(per_packet(mine) / per_packet(theirs), 3),
+                    "both_delivered": min(
+                        mine["frames_delivered_ratio"], theirs["frames_delivered_ratio"]
+                    )
+                    >= 0.99,
+                    "relay_cpu_per_learner": [
+                        r(relay_per_learner(mine), 5),
+                        r(relay_per_learner(theirs), 5),
+                    ],
+                    "busiest_worker_share": r(
+                        max(mine["workers_cpu_busy"]) / max(sum(mine["workers_cpu_busy"]), 1e-9),
+                        3,
+                    ),
+                    "loadavg": r(max(mine["loadavg"], theirs["loadavg"]), 2),
+                    "client_cpu": [r(mine["client_cpu"], 2), r(theirs["client_cpu"], 2)],
+                    "packets_sent_per_s": [
+                        r(mine["relay_packets_sent_per_s"]),
+                        r(theirs["relay_packets_sent_per_s"]),
+                    ],
+                    "below_full": [
+                        mine["ladder"]["below_full_at_end"],
+                        theirs["ladder"]["below_full_at_end"],
+                    ],
+                }
 
             mine, theirs = relay_per_learner(served), relay_per_learner(other)
             out["workers_cpu_idle_total"] = r(served["workers_cpu_idle_total"], 3)
@@ -1234,6 +1324,29 @@ async def main() -> None:
             out["both_delivered"] = (
                 min(served["frames_delivered_ratio"], other["frames_delivered_ratio"]) >= 0.99
             )
+            if args.repeat > 1:
+                # More pairs, alternating which serving goes first (N, 1, 1, N, N, 1...): load
+                # that rises or falls over the sitting hits both. Each pair is a ratio of its
+                # own; pipe_overhead is then their median (the first pair's figures stay in
+                # the keys above, pipe_overhead_first).
+                pairs = [pair(served, other)]
+                for k in range(1, args.repeat):
+                    if k % 2:
+                        theirs_run = await compare_serving(args.compare_media_workers)
+                        mine_run = await compare_serving(args.media_workers)
+                    else:
+                        mine_run = await compare_serving(args.media_workers)
+                        theirs_run = await compare_serving(args.compare_media_workers)
+                    pairs.append(pair(mine_run, theirs_run))
+                out["pipe_overhead_pairs"] = pairs
+                out["pipe_overhead_first"] = out["pipe_overhead"]
+                out["pipe_overhead"] = r(median([p["pipe_overhead"] for p in pairs]), 3)
+                delivered = [p["pipe_overhead"] for p in pairs if p["both_delivered"]]
+                out["pipe_overhead_median_delivered"] = (
+                    r(median(delivered), 3) if delivered else None
+                )
+                out["pipe_overhead_per_packet"] = r(median([p["per_packet"] for p in pairs]), 3)
+                out["both_delivered"] = all(p["both_delivered"] for p in pairs)
         if args.profile:
             out["compare_profile_shares"] = profile_breakdown(f"{args.profile}.compare")
     if not args.no_in_process:

@@ -17,11 +17,12 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-__all__ = ["MAX_FRAME", "Channel", "ChannelClosed", "ChannelError", "open_channel"]
+__all__ = ["HEADER", "MAX_FRAME", "Channel", "ChannelClosed", "ChannelError", "open_channel"]
 
 MAX_FRAME = 4 * 1024 * 1024
 """Bytes of one message at most (a room's stats with 200 learners is ~60 KB)."""
-_HEADER = struct.Struct(">I")
+HEADER = struct.Struct(">I")
+"""A frame's length, before its msgpack document."""
 
 In = TypeVar("In")
 
@@ -58,7 +59,7 @@ class Channel(Generic[In]):
         payload = self._encoder.encode(message)
         if len(payload) > MAX_FRAME:
             raise ChannelError(f"message of {len(payload)} bytes exceeds {MAX_FRAME}")
-        self._writer.write(_HEADER.pack(len(payload)) + payload)
+        self._writer.write(HEADER.pack(len(payload)) + payload)
 
     def write_encoded(self, payload: bytes, limit: int) -> bool:
         """Queue one message already encoded (msgpack), unless more than ``limit`` bytes are
@@ -69,7 +70,7 @@ class Channel(Generic[In]):
             return False
         if len(payload) > MAX_FRAME:
             raise ChannelError(f"message of {len(payload)} bytes exceeds {MAX_FRAME}")
-        self._writer.write(_HEADER.pack(len(payload)) + payload)
+        self._writer.write(HEADER.pack(len(payload)) + payload)
         return True
 
     async def send(self, message: Any) -> None:
@@ -88,8 +89,8 @@ class Channel(Generic[In]):
             ChannelError: a frame over :data:`MAX_FRAME` or that is not an ``incoming``.
         """
         try:
-            header = await self._reader.readexactly(_HEADER.size)
-            (length,) = _HEADER.unpack(header)
+            header = await self._reader.readexactly(HEADER.size)
+            (length,) = HEADER.unpack(header)
             if length > MAX_FRAME:
                 raise ChannelError(f"frame of {length} bytes exceeds {MAX_FRAME}")
             payload = await self._reader.readexactly(length)

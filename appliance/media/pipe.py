@@ -37,7 +37,7 @@ import av
 import msgspec
 from aiortc.clock import current_ntp_time
 
-from .channel import MAX_FRAME, Channel, ChannelClosed, ChannelError
+from .channel import HEADER, MAX_FRAME, Channel, ChannelClosed, ChannelError
 from .forward import Frame, Source
 from .observer import MediaObserver
 from .room import SLOTS, MediaRoom
@@ -242,6 +242,69 @@ class _Feed:
         self.links.clear()
 
 
+class _SiblingEnd(asyncio.Protocol):
+    """The sibling's end of one pipe: each message is parsed and handed on as its bytes arrive.
+
+    A protocol rather than a :class:`Channel`'s stream reader: no task to wake and no second
+    turn of the event loop per frame (the pipe's main cost on the sibling was the loop's
+    machinery, not the msgpack decoding), and every frame one read brought is handled in that
+    one call. Framing and refusals are the channel's: 4-byte length, one msgpack message of
+    :data:`ToSibling`; a frame over :data:`MAX_FRAME` or that does not decode closes the pipe.
+    """
+
+    _decoder: msgspec.msgpack.Decoder[ToSibling] = msgspec.msgpack.Decoder(ToSibling)
+
+    def __init__(self, hub: PipeHub) -> None:
+        self._hub = hub
+        self._transport: asyncio.Transport | None = None
+        #: the start of a frame whose end has not come yet
+        self._rest = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # uvloop's: not a subclass
+        self._hub._ends.add(self)
+
+    def data_received(self, data: bytes | bytearray) -> None:
+        if self._rest:
+            self._rest += data
+            data = self._rest
+        end = len(data)
+        at = 0
+        with memoryview(data) as view:
+            while end - at >= HEADER.size:
+                (length,) = HEADER.unpack_from(data, at)
+                if length > MAX_FRAME:
+                    return self._refuse(f"frame of {length} bytes exceeds {MAX_FRAME}")
+                stop = at + HEADER.size + length
+                if stop > end:
+                    break
+                try:
+                    message = self._decoder.decode(view[at + HEADER.size : stop])
+                except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+                    return self._refuse(f"bad frame: {exc}")
+                at = stop
+                self._hub._received(self, message)
+        self._rest = bytearray(data[at:]) if at < end else bytearray()
+
+    def _refuse(self, why: str) -> None:
+        logger.error("media pipe: bad frame from the owner (%s); closing the pipe", why)
+        self._rest = bytearray()
+        self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._hub._lost(self)
+
+    def write(self, message: PipeKeyframe) -> None:
+        """Send a keyframe request back (nothing if the pipe is closing)."""
+        if self._transport is not None and not self._transport.is_closing():
+            payload = _encoder.encode(message)
+            self._transport.write(HEADER.pack(len(payload)) + payload)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
 class PipeHub:
     """A worker's pipes: its listening socket (as a sibling) and its links (as an owner)."""
 
@@ -252,17 +315,16 @@ class PipeHub:
         self._links: dict[int, _Link] = {}
         self._feeds: dict[int, _Feed] = {}
         #: cohorts this worker serves as a sibling -> the connection feeding each
-        self.piped: dict[int, Channel[ToSibling] | None] = {}
-        self._incoming: set[asyncio.Task[None]] = set()
+        self.piped: dict[int, _SiblingEnd | None] = {}
+        self._ends: set[_SiblingEnd] = set()
 
     # ---- sibling side ------------------------------------------------------------------------
     async def listen(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # left by this worker's previous process
         self._path = path
-        self._listener = await asyncio.start_unix_server(
-            self._accepted, path=path, limit=MAX_FRAME + 64
-        )
+        loop = asyncio.get_running_loop()
+        self._listener = await loop.create_unix_server(self._accepted, path=path)
 
     def open_piped(self, room: MediaRoom, live: Iterable[str]) -> None:
         """Make ``room`` (new, or already piped) a sibling's room; set its live slots."""
@@ -286,50 +348,40 @@ class PipeHub:
         if feed is not None:
             feed.close()
 
-    async def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._incoming.add(task)
-        channel: Channel[ToSibling] = Channel(reader, writer, ToSibling)
-        try:
-            while True:
-                message = await channel.receive()
-                if isinstance(message, PipeFrame):
-                    room = self._piped_room(message.cohort)
-                    if room is not None:
-                        source = room.sources[message.slot]
-                        assert isinstance(source, PipedSource)
-                        source.receive(message)
-                else:
-                    self._hello(message.cohort, channel)
-        except ChannelClosed:
-            pass
-        except ChannelError:
-            logger.exception("media pipe: bad frame from the owner; closing the pipe")
-        finally:
-            for cohort, fed_by in list(self.piped.items()):
-                if fed_by is channel:
-                    self.piped[cohort] = None
-                    room = self._piped_room(cohort)
-                    for source in room.sources.values() if room is not None else ():
-                        if isinstance(source, PipedSource):
-                            source.connect(None)
-            await channel.close()
-            if task is not None:
-                self._incoming.discard(task)
+    def _accepted(self) -> _SiblingEnd:
+        return _SiblingEnd(self)
+
+    def _received(self, end: _SiblingEnd, message: ToSibling) -> None:
+        if isinstance(message, PipeFrame):
+            room = self._piped_room(message.cohort)
+            if room is not None:
+                source = room.sources[message.slot]
+                assert isinstance(source, PipedSource)
+                source.receive(message)
+        else:
+            self._hello(message.cohort, end)
+
+    def _lost(self, end: _SiblingEnd) -> None:
+        self._ends.discard(end)
+        for cohort, fed_by in list(self.piped.items()):
+            if fed_by is end:
+                self.piped[cohort] = None
+                room = self._piped_room(cohort)
+                for source in room.sources.values() if room is not None else ():
+                    if isinstance(source, PipedSource):
+                        source.connect(None)
 
     def _piped_room(self, cohort: int) -> MediaRoom | None:
         return self._get_room(cohort) if cohort in self.piped else None
 
-    def _hello(self, cohort: int, channel: Channel[ToSibling]) -> None:
+    def _hello(self, cohort: int, end: _SiblingEnd) -> None:
         room = self._piped_room(cohort)
         if room is None:
             return  # closed meanwhile: its frames are ignored too
-        self.piped[cohort] = channel
+        self.piped[cohort] = end
 
         def ask(slot: str) -> None:
-            with contextlib.suppress(ChannelError):
-                channel.write(PipeKeyframe(cohort=cohort, slot=slot))  # type: ignore[arg-type]
+            end.write(PipeKeyframe(cohort=cohort, slot=slot))  # type: ignore[arg-type]
 
         for source in room.sources.values():
             if isinstance(source, PipedSource):
@@ -391,9 +443,9 @@ class PipeHub:
             await self._drop_link(link)
         if self._listener is not None:
             self._listener.close()
-        for task in list(self._incoming):
-            task.cancel()
-        await asyncio.gather(*self._incoming, return_exceptions=True)
+        for end in list(self._ends):
+            end.close()
+        await asyncio.sleep(0)  # their connection_lost
         if self._listener is not None:
             await self._listener.wait_closed()
             with contextlib.suppress(FileNotFoundError):

@@ -5,13 +5,27 @@ is in tests/test_live_media_pipes.py."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import socket
+import tempfile
 
 import msgspec
+import pytest
 
-from appliance.media.channel import Channel, open_channel
+from appliance.media.channel import HEADER, MAX_FRAME, Channel, ChannelClosed, open_channel
 from appliance.media.forward import ForwardTrack, Frame, Source
-from appliance.media.pipe import PipedSource, PipeFrame, PipeHello, ToSibling, _Feed, _Link
+from appliance.media.pipe import (
+    PipedSource,
+    PipeFrame,
+    PipeHello,
+    PipeHub,
+    PipeKeyframe,
+    ToOwner,
+    ToSibling,
+    _Feed,
+    _Link,
+)
 from appliance.media.remote import merge_room_stats
 from appliance.media.room import MediaRoomStats
 
@@ -126,6 +140,69 @@ async def test_the_owner_sends_hello_then_held_frames_then_every_frame_numbered(
         await owner.close()
         await sibling.close()
         await asyncio.sleep(0)
+
+
+class _PipedRoom:
+    """What a sibling's hub reads of a room: its sources (piped ones)."""
+
+    def __init__(self) -> None:
+        self.cohort_id = 7
+        self.sources = {
+            "camera": PipedSource("camera", "video"),
+            "audio": PipedSource("audio", "audio"),
+        }
+
+
+def _framed(message: object) -> bytes:
+    payload = msgspec.msgpack.encode(message)
+    return HEADER.pack(len(payload)) + payload
+
+
+async def test_the_sibling_reads_frames_however_the_bytes_arrive_and_closes_on_a_bad_one() -> None:
+    room = _PipedRoom()
+    camera = room.sources["camera"]
+    hub = PipeHub(lambda cohort: room if cohort == 7 else None)  # type: ignore[arg-type,return-value]
+    hub.piped[7] = None
+    folder = tempfile.mkdtemp(prefix="estrade-pipe-")
+    path = os.path.join(folder, "pipe.sock")
+    await hub.listen(path)
+    try:
+        reader, writer = await asyncio.open_unix_connection(path)
+        owner: Channel[ToOwner] = Channel(reader, writer, ToOwner)
+        frames = [msgspec.structs.replace(frame(n, keyframe=n == 1), cohort=7) for n in range(1, 7)]
+        # hello and three frames in one write, then a frame cut in three writes, then two
+        # frames with the second one's header split across writes
+        writer.write(b"".join(_framed(m) for m in [PipeHello(cohort=7), *frames[:3]]))
+        cut = _framed(frames[3])
+        tail = _framed(frames[4]) + _framed(frames[5])
+        for piece in (cut[:2], cut[2:9], cut[9:], tail[:-len(_framed(frames[5])) + 2],
+                      tail[-len(_framed(frames[5])) + 2 :]):  # fmt: skip
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        for _ in range(100):
+            if camera.stats.frames_in == 6:
+                break
+            await asyncio.sleep(0.01)
+        assert camera.stats.frames_in == 6 and camera.stats.frames_dropped_incomplete == 0
+        assert hub.piped[7] is not None
+        camera.request_keyframe()  # goes back on the pipe that said hello
+        assert await asyncio.wait_for(owner.receive(), 5) == PipeKeyframe(cohort=7, slot="camera")
+        writer.write(HEADER.pack(MAX_FRAME + 1))  # refused from its header: the pipe closes
+        with pytest.raises(ChannelClosed):
+            await asyncio.wait_for(owner.receive(), 5)
+        assert hub.piped[7] is None and camera.upstream is None
+        await owner.close()
+        reader, writer = await asyncio.open_unix_connection(path)
+        writer.write(_framed(PipeHello(cohort=7)) + HEADER.pack(3) + b"\xc1\xc1\xc1")  # not msgpack
+        await asyncio.wait_for(reader.read(), 5)  # (a pending keyframe request) up to EOF:
+        assert reader.at_eof()  # closed by the sibling
+        assert hub.piped[7] is None and camera.stats.frames_in == 6
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        await hub.close()
+        shutil.rmtree(folder)
 
 
 def _stats(**values: object) -> MediaRoomStats:
