@@ -311,6 +311,18 @@ def nginx(v: dict[str, Any]) -> None:
     )
 
 
+def shared_blobs_mount_units(v: dict[str, Any]) -> list[str]:
+    """Several hosts: the NFS mount unit of each shared folder, named after its path as systemd
+    wants (the estrade role's tasks build the same names); none when estrade_shared_blobs_from
+    is empty. Plain paths only: other characters would need systemd's escaping."""
+    if not v["estrade_shared_blobs_from"]:
+        return []
+    if not re.fullmatch(r"(/[A-Za-z0-9_]+)+", v["estrade_data_dir"]):
+        raise ValueError("with estrade_shared_blobs_from, estrade_data_dir is a plain path")
+    base = v["estrade_data_dir"][1:].replace("/", "-")
+    return [f"{base}-{folder}.mount" for folder in v["estrade_shared_blobs_folders"]]
+
+
 @deploy("Estrade appliance")
 def estrade(v: dict[str, Any]) -> None:
     if not str(v["estrade_public_url"]).startswith(("http://", "https://")):
@@ -318,8 +330,6 @@ def estrade(v: dict[str, Any]) -> None:
     if v["estrade_turn_settings"] and len(v["estrade_turn_secret"]) < 32:
         raise ValueError("estrade_turn_secret needs at least 32 characters")
     shared = v["estrade_shared_blobs_folders"] if v["estrade_shared_blobs_from"] else []
-    if shared and not re.fullmatch(r"(/[A-Za-z0-9_]+)+", v["estrade_data_dir"]):
-        raise ValueError("with estrade_shared_blobs_from, estrade_data_dir is a plain path")
     version = install_version(v)
     prefix, user, group = v["estrade_prefix"], v["estrade_user"], v["estrade_group"]
     venv = f"{prefix}/venvs/{version}"
@@ -413,8 +423,7 @@ def estrade(v: dict[str, Any]) -> None:
         )
         for unit in ("estrade.service", "estrade-backup.service", "estrade-backup.timer")
     ]
-    # Several hosts: one NFS mount unit per shared folder, named after its path.
-    mounts = [f"{v['estrade_data_dir'][1:].replace('/', '-')}-{folder}.mount" for folder in shared]
+    mounts = shared_blobs_mount_units(v)
     units += [
         _template(
             v,

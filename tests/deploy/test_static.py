@@ -714,8 +714,14 @@ def test_multihost_database_host_listens_privately_with_passwords(multihost, tmp
 
 
 def _mount_unit_name(path: str) -> str:
-    """What the roles name a mount unit (plain paths only: they refuse others)."""
-    return path[1:].replace("/", "-") + ".mount"
+    """What systemd calls the mount unit of ``path``."""
+    proc = subprocess.run(
+        [_system("systemd-escape"), "--path", "--suffix=mount", path],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return proc.stdout.strip()
 
 
 def test_multihost_shares_documents_and_recordings_over_nfs(multihost, tmp_path):
@@ -725,6 +731,7 @@ def test_multihost_shares_documents_and_recordings_over_nfs(multihost, tmp_path)
     on every host. (Rendered by both tools: the parity test compares them.)"""
     from pyinfra.api.util import get_template
 
+    from provisioning.roles import shared_blobs_mount_units
     from provisioning.variables import JINJA_ENV_KWARGS
 
     _, db_out, db_vars = multihost["db1"]
@@ -742,6 +749,10 @@ def test_multihost_shares_documents_and_recordings_over_nfs(multihost, tmp_path)
     for name in ("app1", "app2"):
         _, out, variables = multihost[name]
         assert variables["estrade_shared_blobs_from"] == "10.0.0.2", name
+        # The names the roles give the units are systemd's for their paths.
+        assert shared_blobs_mount_units(variables) == [
+            _mount_unit_name(f"/var/lib/estrade/{folder}") for folder in ("documents", "recordings")
+        ]
         assert {str(variables["estrade_uid"]), str(variables["estrade_gid"])} == ids, name
         service = (out / "estrade" / "estrade.service.j2").read_text()
         requires = "RequiresMountsFor=/var/lib/estrade/documents /var/lib/estrade/recordings\n"
