@@ -64,11 +64,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
 #: after every media learner's first frame, before the window: the subscriptions' handshakes
 #: and the relay's held frames (the last keyframe and those since) are behind the client
 SETTLE_S = 2.0
 VIDEO_CLOCK, FRAME_STEP = 90000, 90000 // 30  # the trainer's camera: 30 frames/s
-sys.path.insert(0, str(ROOT))
 
 
 def _p99(values: list[float]) -> float:
@@ -181,7 +182,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for c in classes:
             for page in [c["trainer_page"], *c["pages"]]:
-                await page.close()
+                with contextlib.suppress(Exception):  # the servers are stopped whatever happens
+                    await page.close()
         for peer in peers:
             peer.ws.transport.abort()
         proxy.stop()
