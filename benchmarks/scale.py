@@ -26,7 +26,11 @@ Phases:
   learners; a learner's window is closed once a later frame arrives, or 5 s after it should
   have ended (the rest counted missing). ``frames_missing``: the difference, in frames;
   ``learners_missing_frames``: how many media learners missed any;
-  ``frames_missing_longest_run``: the longest run of consecutive frames one of them missed.
+  ``frames_missing_longest_run``: the longest run of consecutive frames one of them missed;
+  ``learner_packets_lost``: RTP packets the media learners' receivers counted lost (gaps in
+  the sequence numbers the relay gave them, since they subscribed): 0 with frames missing
+  means the relay never sent those frames (lost on the trainer's leg into the relay, or
+  dropped there), not that the learners' sockets dropped them.
   ``frames_sent_per_s``: the trainers' own counters over the wall-clock time of the window
   (30: the client kept up); ``audio_packets_per_s``: per media learner (the microphone makes
   50).
@@ -64,11 +68,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
 #: after every media learner's first frame, before the window: the subscriptions' handshakes
 #: and the relay's held frames (the last keyframe and those since) are behind the client
 SETTLE_S = 2.0
 VIDEO_CLOCK, FRAME_STEP = 90000, 90000 // 30  # the trainer's camera: 30 frames/s
-sys.path.insert(0, str(ROOT))
 
 
 def _p99(values: list[float]) -> float:
@@ -181,7 +186,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for c in classes:
             for page in [c["trainer_page"], *c["pages"]]:
-                await page.close()
+                with contextlib.suppress(Exception):  # the servers are stopped whatever happens
+                    await page.close()
         for peer in peers:
             peer.ws.transport.abort()
         proxy.stop()
@@ -344,12 +350,18 @@ async def _media(classes: list[dict[str, Any]], args: argparse.Namespace) -> dic
     elapsed = time.monotonic() - t0
     sent = [c["trainer_page"].frames_sent - sent0[id(c)] for c in classes]
     audio = sum(page.audio - a for (_, page, _), a in zip(media, audio0, strict=True))
+    wire_lost = 0  # relay -> learner: gaps in the RTP sequence numbers each receiver counted
+    for _, page, _ in media:
+        for transceiver in page.media.pc.getTransceivers():
+            report = await transceiver.receiver.getStats()
+            wire_lost += sum(s.packetsLost for s in report.values() if s.type == "inbound-rtp")
     return {
         "media_learners": len(media),
         "frames_delivered_ratio": round(sum(got) / (expected * len(media)), 4),
         "frames_missing": expected * len(media) - sum(got),
         "learners_missing_frames": sum(1 for g in got if g < expected),
         "frames_missing_longest_run": max(run for _, run in windows),
+        "learner_packets_lost": wire_lost,
         "frames_sent_per_s": round(sum(sent) / len(classes) / elapsed, 1),
         "audio_packets_per_s": round(audio / len(media) / elapsed, 1),
     }
