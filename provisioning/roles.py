@@ -323,6 +323,12 @@ def shared_blobs_mount_units(v: dict[str, Any]) -> list[str]:
     return [f"{base}-{folder}.mount" for folder in v["estrade_shared_blobs_folders"]]
 
 
+def estrade_started_units(v: dict[str, Any]) -> list[str]:
+    """The units the estrade role enables and starts after the mounts: the appliance, and its
+    backup timer unless estrade_backup_timer is false (another app host backs up)."""
+    return ["estrade.service", *(["estrade-backup.timer"] if v["estrade_backup_timer"] else [])]
+
+
 @deploy("Estrade appliance")
 def estrade(v: dict[str, Any]) -> None:
     if not str(v["estrade_public_url"]).startswith(("http://", "https://")):
@@ -462,8 +468,17 @@ def estrade(v: dict[str, Any]) -> None:
         restarted=True,
         _if=any_changed(conf, current, *units),
     )
-    for unit in (*mounts, "estrade.service", "estrade-backup.timer"):
+    for unit in (*mounts, *estrade_started_units(v)):
         systemd.service(name=f"Enable and start {unit}", service=unit, running=True, enabled=True)
+    # Several app hosts: another host backs up the shared database and documents. The units
+    # stay installed (`systemctl enable --now estrade-backup.timer` moves the backups here).
+    if "estrade-backup.timer" not in estrade_started_units(v):
+        systemd.service(
+            name="Stop and disable the backup timer, another host backs up",
+            service="estrade-backup.timer",
+            running=False,
+            enabled=False,
+        )
 
 
 @deploy("coturn")

@@ -736,9 +736,11 @@ def test_multihost_shares_documents_and_recordings_over_nfs(multihost, tmp_path)
 
     _, db_out, db_vars = multihost["db1"]
     exports = (db_out / "shared_blobs" / "estrade.exports.j2").read_text()
+    # Every client user, root's estrade-backup included, acts as the estrade account (950).
+    options = "rw,sync,no_subtree_check,all_squash,anonuid=950,anongid=950"
     assert [line for line in exports.splitlines() if not line.startswith("#")] == [
-        "/var/lib/estrade/documents 10.0.0.0/24(rw,sync,no_subtree_check)",
-        "/var/lib/estrade/recordings 10.0.0.0/24(rw,sync,no_subtree_check)",
+        f"/var/lib/estrade/{folder} 10.0.0.0/24({options})"
+        for folder in ("documents", "recordings")
     ]
     ids = {str(db_vars["shared_blobs_uid"]), str(db_vars["shared_blobs_gid"])}
     assert ids == {"950"}
@@ -782,6 +784,41 @@ def test_multihost_shares_documents_and_recordings_over_nfs(multihost, tmp_path)
         )
         problems = [line for line in proc.stderr.splitlines() if str(tmp_path) in line]
         assert proc.returncode == 0 and not problems, proc.stderr
+
+
+def test_multihost_only_app1_runs_the_backup_timer(multihost):
+    """The app hosts share one database and documents folder: app1's timer backs them up, app2
+    stops and disables its own (both tools, from the same inventory). Ansible's side: the
+    role's tasks' loop and condition evaluated by Ansible's templar with the values
+    ansible-inventory gives each host."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    from provisioning.roles import estrade_started_units
+    from provisioning.variables import role_defaults
+
+    tasks = yaml.safe_load((REPO / "roles/estrade/tasks/main.yml").read_text())
+    tasks = {t["name"]: t for t in tasks}
+    start = tasks["Enable and start Estrade and its backup timer"]
+    stop = tasks["Stop and disable the backup timer, another host backs up"]
+    assert stop["ansible.builtin.systemd_service"] == {
+        "name": "estrade-backup.timer",
+        "enabled": False,
+        "state": "stopped",
+    }
+    timers = {}
+    for name in ("app1", "app2"):
+        _, _, variables = multihost[name]
+        values = {**role_defaults(("estrade",)), **multihost_ansible_values(name)}
+        templar = Templar(loader=DataLoader(), variables=values)
+        started = templar.template(trust_as_template(start["loop"]))
+        stopped = templar.evaluate_conditional(trust_as_template(stop["when"]))
+        assert started == estrade_started_units(variables), name
+        assert stopped is ("estrade-backup.timer" not in started), name
+        timers[name] = "estrade-backup.timer" in started
+    assert timers == {"app1": True, "app2": False}
+    # One host alone (site.yml, the single-host pyinfra deploy) keeps its timer.
+    assert role_defaults(("estrade",))["estrade_backup_timer"] is True
 
 
 def test_one_host_mounts_nothing_and_runs_no_nfs(rendered):
