@@ -379,8 +379,8 @@ async def served_class(
     trainer's socket, one socket per learner, connected). Everything is closed on exit.
     ``spare_learner``: one more learner enrolled, not connected; the trainer's socket's
     ``probe_args`` are then (base URL, socket URL, that learner's cookie) for
-    helpers/chat_probe.py. ``hold_full``: the ladder's step-down thresholds out of reach (every
-    learner stays at ``full`` whatever its client reports)."""
+    helpers/chat_probe.py. ``hold_full``: the ladder's loss and RTT thresholds out of reach
+    (with learners that send no REMB, see run_served, every learner stays at ``full``)."""
     import httpx
     import websockets
     from chat import cookie_for, free_port, seed, wait_ready  # benchmarks/chat.py
@@ -522,6 +522,9 @@ async def run_served(
                 steps["offer"].append(time.monotonic() - t0)
                 answer = await learner.answer(offer["sdp"])
                 steps["answer"].append(time.monotonic() - t0)
+                if hold_full:  # and no REMB from the learners: the ladder steps on those too
+                    for t in learner.pc.getTransceivers():
+                        t.receiver._RTCRtpReceiver__remote_bitrate_estimator = None
                 if light:
                     learner.go_light()
                 await sock.request("media_answer", sdp=answer)
@@ -1074,9 +1077,10 @@ async def main() -> None:
     parser.add_argument(
         "--ladder",
         action="store_true",
-        help="with --compare-media-workers: leave the relay's ladder on (by default its "
-        "step-down thresholds are out of reach there: a client short of CPU reports loss, the "
-        "ladder steps its learners down, and the two servings no longer send the same packets)",
+        help="with --compare-media-workers: leave the relay's ladder on (by default its loss "
+        "and RTT thresholds are out of reach there and the learners send no REMB: a client "
+        "short of CPU reports loss, the ladder steps its learners down, and the two servings "
+        "no longer send the same packets)",
     )
     parser.add_argument("--profile", metavar="FILE", help="py-spy the served relay (raw stacks)")
     parser.add_argument("--serve", choices=["forward", "transcode"])
