@@ -197,8 +197,13 @@ def test_a_thin_link_keeps_camera_and_voice_and_a_clean_one_gets_every_frame(
     # The clean learner: every frame the trainer sent in the window (give or take in flight).
     assert frames["clean"] >= sent - 3, (frames, sent)
     # The thin learner: the camera goes on at a lower rate, at a camera level of the ladder.
+    # Its level at the window's end is not the test: after 10 good seconds the ladder rightly
+    # tries the full rate again and steps back down (seen in CI: ['camera_half', 'full'] with
+    # 112 of 202 frames decoded), so what must hold is that it stepped down to a camera level
+    # and never lost the camera (screen- or audio-only levels).
     assert 0 < frames["thin"] < frames["clean"], frames
-    assert levels and levels[-1] in ("camera_half", "camera_quarter"), levels
+    assert any(level in ("camera_half", "camera_quarter") for level in levels), levels
+    assert all(level in ("full", "camera_half", "camera_quarter") for level in levels), levels
     # Its voice never stops: Opus at 50 packets a second, every second (2 % loss allowed for).
     per_second = [b - a for a, b in itertools.pairwise(audio)]
     assert min(per_second) >= 35, per_second
