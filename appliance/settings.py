@@ -234,6 +234,11 @@ class Settings:
     media_worker_learners: Positive = 100
     """With media workers: learners of one class a worker serves before the class spreads to
     the others (its trainer's frames piped to them, docs/media-workers.md "Pipes")."""
+    media_pipe_batch_ms: NonNegative = 40
+    """With media workers: a class's frames piped to another worker are written three at a
+    time, a frame waiting at most this many milliseconds (the other worker wakes once per
+    write, not once per frame: docs/media-workers.md "Pipes"); that worker's learners receive
+    them ~12 ms later on average. 0: each frame at once."""
 
     @property
     def open_files_needed(self) -> int:

@@ -10,6 +10,11 @@ Frames are paced as a class sends them (camera at ``--fps`` with ``--packets`` R
 subscribes on either side: what is left is the pipe. The owner's figure is its CPU with the
 pipe minus the same pacing without it (a window of the same length, same process). Prints one
 JSON line.
+
+``--batch-ms W`` gathers the owner's frames W ms before each write (the
+``media_pipe_batch_ms`` setting): fewer wake-ups of the sibling, each frame up to W ms later.
+``delay_ms_p50``/``delay_ms_p99``/``delay_ms_max``: from a frame's due time on the owner to its
+arrival at the sibling's source (one monotonic clock for both processes).
 """
 
 from __future__ import annotations
@@ -52,6 +57,11 @@ def cpu_s() -> float:
 
 async def sibling(path: str) -> None:
     room = _Room({slot: PipedSource(slot, kind) for slot, kind in SLOTS})
+    arrivals: list[tuple[str, int, float]] = []
+    for source in room.sources.values():
+        source.outlets.append(
+            lambda source, frame: arrivals.append((source.slot, frame.pts, time.monotonic()))
+        )
     hub = PipeHub(lambda cohort: room if cohort == COHORT else None)  # type: ignore[arg-type,return-value]
     hub.piped[COHORT] = None
     await hub.listen(path)
@@ -63,7 +73,13 @@ async def sibling(path: str) -> None:
     while await reader.readline():
         frames = sum(s.stats.frames_in for s in room.sources.values())
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        print(json.dumps({"cpu_s": cpu_s(), "frames": frames, "sys_s": usage.ru_stime}), flush=True)
+        print(
+            json.dumps(
+                {"cpu_s": cpu_s(), "frames": frames, "sys_s": usage.ru_stime, "arrivals": arrivals}
+            ),
+            flush=True,
+        )
+        arrivals = []
     await hub.close()
 
 
@@ -83,10 +99,14 @@ def frames(fps: float, packets: int, seconds: float) -> list[tuple[float, str, F
     return sorted(out, key=lambda e: e[0])
 
 
-async def paced(sources: dict[str, Source], plan: list[tuple[float, str, Frame]]) -> float:
-    """Deliver the plan in real time; the CPU seconds this process used meanwhile."""
+async def paced(
+    sources: dict[str, Source], plan: list[tuple[float, str, Frame]], due: dict[Any, float]
+) -> float:
+    """Deliver the plan in real time; the CPU seconds this process used meanwhile. ``due``
+    gets each frame's due time by (slot, pts)."""
     c0 = cpu_s()
     t0 = time.monotonic()
+    due.update({(slot, frame.pts): t0 + at for at, slot, frame in plan})
     for at, slot, frame in plan:
         delay = t0 + at - time.monotonic()
         if delay > 0:
@@ -100,6 +120,9 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--packets", type=int, default=5, help="RTP payloads per camera frame")
+    parser.add_argument(
+        "--batch-ms", type=float, default=0.0, help="the owner's batch window (0: each frame)"
+    )
     parser.add_argument("--sibling", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sibling:
@@ -122,12 +145,13 @@ async def main() -> None:
     room = _Room(sources)
     plan = frames(args.fps, args.packets, args.seconds)
     load = [os.getloadavg()[0]]
-    without = await paced(sources, plan)  # the pacing alone (no pipe yet)
-    hub = PipeHub(lambda cohort: None)
+    due: dict[Any, float] = {}
+    without = await paced(sources, plan, due)  # the pacing alone (no pipe yet)
+    hub = PipeHub(lambda cohort: None, args.batch_ms / 1000)
     await hub.feed(room, 1, path, 1)  # type: ignore[arg-type]
     await asyncio.sleep(0.5)
     before = await mark()
-    owner = await paced(sources, plan)
+    owner = await paced(sources, plan, due)
     await asyncio.sleep(0.5)
     after = await mark()
     load.append(os.getloadavg()[0])
@@ -135,6 +159,7 @@ async def main() -> None:
     child.stdin.close()
     await child.wait()
     received = after["frames"] - before["frames"]
+    delays = sorted((at - due[slot, pts]) * 1000 for slot, pts, at in after["arrivals"])
     print(
         json.dumps(
             {
@@ -150,6 +175,10 @@ async def main() -> None:
                 "sibling_cpu_s": round(after["cpu_s"] - before["cpu_s"], 4),
                 "sibling_sys_s": round(after["sys_s"] - before["sys_s"], 4),
                 "seconds": args.seconds,
+                "batch_ms": args.batch_ms,
+                "delay_ms_p50": round(delays[len(delays) // 2], 2),
+                "delay_ms_p99": round(delays[int(len(delays) * 0.99)], 2),
+                "delay_ms_max": round(delays[-1], 2),
                 "loadavg": load,
             }
         ),

@@ -1311,6 +1311,11 @@ async def main() -> None:
                         mine["ladder"]["below_full_at_end"],
                         theirs["ladder"]["below_full_at_end"],
                     ],
+                    # the N-worker serving's chat probe: idle, under media
+                    "chat_p99_ms": [
+                        r(mine["chat_p99_ms_idle"], 1),
+                        r(mine["chat_p99_ms_under_media"], 1),
+                    ],
                 }
 
             mine, theirs = relay_per_learner(served), relay_per_learner(other)
@@ -1351,6 +1356,13 @@ async def main() -> None:
                 )
                 out["pipe_overhead_per_packet"] = r(median([p["per_packet"] for p in pairs]), 3)
                 out["both_delivered"] = all(p["both_delivered"] for p in pairs)
+                if args.chat_probe:  # the N-worker servings' chat, each run and the median
+                    chat = [p["chat_p99_ms"] for p in pairs]
+                    out["chat_p99_ms_idle_median"] = r(median([c[0] for c in chat]), 1)
+                    out["chat_p99_ms_under_media_median"] = r(median([c[1] for c in chat]), 1)
+                    out["chat_under_media_vs_idle_median"] = r(
+                        median([c[1] / max(c[0], 1e-9) for c in chat]), 2
+                    )
         if args.profile:
             out["compare_profile_shares"] = profile_breakdown(f"{args.profile}.compare")
     if not args.no_in_process:

@@ -73,6 +73,16 @@ class Channel(Generic[In]):
         self._writer.write(HEADER.pack(len(payload)) + payload)
         return True
 
+    def buffered(self) -> int:
+        """Bytes written but not yet taken by the peer's socket."""
+        return self._writer.transport.get_write_buffer_size()
+
+    def write_raw(self, data: bytes) -> None:
+        """Queue bytes already framed (several messages, each with its header)."""
+        if self._writer.is_closing():
+            raise ChannelClosed("the channel is closed")
+        self._writer.write(data)
+
     async def send(self, message: Any) -> None:
         """Write one message and wait until the stream's buffer has room again."""
         self.write(message)

@@ -56,6 +56,10 @@ logger = logging.getLogger(__name__)
 #: bytes queued towards one sibling before frames are dropped (~10 s of a 1.5 Mbit/s class)
 PIPE_BUFFER_MAX = 2 * 1024 * 1024
 
+#: frames gathered before one write to a sibling, when batching (``media_pipe_batch_ms`` > 0):
+#: with a camera at 30 frames/s and Opus every 20 ms, a write every ~37 ms instead of ~12
+PIPE_BATCH_FRAMES = 3
+
 Slot = Literal["audio", "camera", "screen"]
 
 
@@ -191,21 +195,76 @@ def _frame_message(cohort: int, source: Source, frame: Frame, seq: int) -> PipeF
 
 
 class _Link:
-    """The owner's connection to one sibling worker (one per sibling process)."""
+    """The owner's connection to one sibling worker (one per sibling process).
 
-    def __init__(self, index: int, generation: int, channel: Channel[ToOwner]) -> None:
+    With batching (``batch_s`` > 0) frames are gathered and written together once
+    ``batch_frames`` of them wait, or when the oldest has waited ``batch_s`` (a timer that a
+    flowing class never reaches: frames come every 20-33 ms): the sibling then wakes once per
+    write instead of once per frame (waking a second process is the pipe's main cost,
+    docs/media-workers.md "Pipes"), and the owner writes during a wake-up it has anyway. The
+    frames' order and framing are unchanged. ``batch_s`` 0 writes each frame at once.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        generation: int,
+        channel: Channel[ToOwner],
+        batch_s: float = 0.0,
+        batch_frames: int = PIPE_BATCH_FRAMES,
+    ) -> None:
         self.index = index
         self.generation = generation
         self.channel = channel
+        self.batch_s = batch_s
+        self.batch_frames = batch_frames
         self.dropped = 0
         self.reader: asyncio.Task[None] | None = None
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._flush: asyncio.TimerHandle | None = None
 
     def write(self, payload: bytes) -> None:
-        try:
-            if not self.channel.write_encoded(payload, PIPE_BUFFER_MAX):
-                self.dropped += 1
-        except ChannelError:
-            pass  # closing: the reader notices and drops this link
+        if not self.batch_s:
+            try:
+                if not self.channel.write_encoded(payload, PIPE_BUFFER_MAX):
+                    self.dropped += 1
+            except ChannelError:
+                pass  # closing: the reader notices and drops this link
+            return
+        if len(payload) > MAX_FRAME or self.channel.buffered() + self._pending_bytes > (
+            PIPE_BUFFER_MAX
+        ):
+            self.dropped += 1
+            return
+        self._pending.append(HEADER.pack(len(payload)))
+        self._pending.append(payload)
+        self._pending_bytes += HEADER.size + len(payload)
+        if len(self._pending) >= 2 * self.batch_frames:
+            self.flush()
+        elif self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(self.batch_s, self.flush)
+
+    def flush(self) -> None:
+        """Write what was gathered (in one write: one wake-up of the sibling)."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        with contextlib.suppress(ChannelError):  # closing: the reader drops this link
+            self.channel.write_raw(data)
+
+    def cancel(self) -> None:
+        """The link closes: what was gathered is not sent."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self._pending.clear()
+        self._pending_bytes = 0
 
 
 class _Feed:
@@ -229,6 +288,7 @@ class _Feed:
     def add(self, link: _Link) -> None:
         """Start feeding ``link``: hello, the held frames, then every frame (same tick)."""
         cohort = self.room.cohort_id
+        link.flush()  # what was gathered for another room goes first, in order
         link.channel.write(PipeHello(cohort=cohort))
         for source in self.room.sources.values():
             for held in source.gop:
@@ -308,8 +368,12 @@ class _SiblingEnd(asyncio.Protocol):
 class PipeHub:
     """A worker's pipes: its listening socket (as a sibling) and its links (as an owner)."""
 
-    def __init__(self, server_rooms: Callable[[int], MediaRoom | None]) -> None:
+    def __init__(
+        self, server_rooms: Callable[[int], MediaRoom | None], batch_s: float = 0.0
+    ) -> None:
         self._get_room = server_rooms
+        #: frames gathered this long before one write to a sibling (:class:`_Link`)
+        self.batch_s = batch_s
         self._listener: asyncio.Server | None = None
         self._path = ""
         self._links: dict[int, _Link] = {}
@@ -397,7 +461,9 @@ class PipeHub:
             link = None
         if link is None:
             reader, writer = await asyncio.open_unix_connection(path, limit=MAX_FRAME + 64)
-            link = self._links[index] = _Link(index, generation, Channel(reader, writer, ToOwner))
+            link = self._links[index] = _Link(
+                index, generation, Channel(reader, writer, ToOwner), self.batch_s
+            )
             link.reader = asyncio.ensure_future(self._read_link(link))
         feed = self._feeds.get(room.cohort_id)
         if feed is None or feed.room is not room:
@@ -424,9 +490,11 @@ class PipeHub:
             for feed in self._feeds.values():
                 if feed.links.get(link.index) is link:
                     del feed.links[link.index]
+            link.cancel()
             await link.channel.close()
 
     async def _drop_link(self, link: _Link) -> None:
+        link.cancel()
         await link.channel.close()
         if link.reader is not None:
             await asyncio.gather(link.reader, return_exceptions=True)

@@ -190,7 +190,7 @@ class Worker:
                 self._send(Failed(id=first.id, code="bad_settings", message=str(exc)))
                 return
             server = self.server
-            self.pipes = PipeHub(server.get_room)
+            self.pipes = PipeHub(server.get_room, server.settings.media_pipe_batch_ms / 1000)
             if first.pipe_path:
                 try:
                     await self.pipes.listen(first.pipe_path)

@@ -142,6 +142,80 @@ async def test_the_owner_sends_hello_then_held_frames_then_every_frame_numbered(
         await asyncio.sleep(0)
 
 
+def _messages(data: bytes) -> list[ToSibling]:
+    """The framed messages of ``data`` (whole frames only, as the sibling reads them)."""
+    decoder = msgspec.msgpack.Decoder(ToSibling)
+    out: list[ToSibling] = []
+    at = 0
+    while at < len(data):
+        (length,) = HEADER.unpack_from(data, at)
+        out.append(decoder.decode(data[at + HEADER.size : at + HEADER.size + length]))
+        at += HEADER.size + length
+    assert at == len(data)
+    return out
+
+
+def _available(sock: socket.socket) -> bytes:
+    data = b""
+    while True:
+        try:
+            data += sock.recv(1 << 20)
+        except BlockingIOError:
+            return data
+
+
+async def test_batching_writes_a_few_frames_at_once_and_never_holds_one_long() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    theirs.setblocking(False)
+    owner: Channel[ToSibling] = await open_channel(ours, ToSibling)
+    room, other = _Room(), _Room()
+    other.cohort_id = 8
+    camera, audio = room.sources["camera"], room.sources["audio"]
+    camera.deliver(Frame(None, True, 3, 90, (b"\x10\x00k",)))  # held: sent when the pipe opens
+    feed, feed8 = _Feed(room), _Feed(other)  # type: ignore[arg-type]
+    link = _Link(1, 1234, owner, batch_s=0.08, batch_frames=3)  # type: ignore[arg-type]
+    try:
+        feed.add(link)
+        camera.deliver(Frame(None, False, 3, 3090, (b"\x10\x01d",)))
+        await asyncio.sleep(0.02)
+        # two frames gathered: only the hello went (at once: it orders what follows)
+        assert _messages(_available(theirs)) == [PipeHello(cohort=7)]
+        audio.deliver(Frame(None, True, 2, 960, (b"op",)))  # the third: all three, one write
+        got = _messages(theirs.recv(1 << 20))
+        assert [(m.slot, m.seq, m.pts) for m in got] == [  # type: ignore[union-attr]
+            ("camera", 0, 90),
+            ("camera", 1, 3090),
+            ("audio", 1, 960),
+        ]
+        # a frame alone waits at most batch_s (then the timer writes it)
+        audio.deliver(Frame(None, True, 2, 1920, (b"op",)))
+        await asyncio.sleep(0.02)
+        assert _available(theirs) == b""
+        await asyncio.sleep(0.12)
+        assert [m.pts for m in _messages(_available(theirs))] == [1920]  # type: ignore[union-attr]
+        # a room added meanwhile: its hello comes after the frames already gathered
+        camera.deliver(Frame(None, False, 3, 6090, (b"\x10\x01d",)))
+        feed8.add(link)
+        await asyncio.sleep(0.02)
+        got = _messages(_available(theirs))
+        assert [(m.cohort, type(m).__name__) for m in got] == [(7, "PipeFrame"), (8, "PipeHello")]
+        # a sibling that stops reading: frames beyond the buffer are dropped, not gathered
+        big = Frame(None, False, 60_000, 0, (bytes(60_000),))
+        for _ in range(100):
+            camera.deliver(big)
+        assert link.dropped > 0
+        assert owner.buffered() + link._pending_bytes <= 3 * 1024 * 1024
+        camera.deliver(big)
+        link.cancel()  # the link closes: what was gathered is not written
+        assert link._flush is None and link._pending == []
+    finally:
+        feed.close()
+        feed8.close()
+        theirs.close()  # first: the owner's unread buffer then fails instead of waiting
+        await owner.close()
+        await asyncio.sleep(0)
+
+
 class _PipedRoom:
     """What a sibling's hub reads of a room: its sources (piped ones)."""
 
