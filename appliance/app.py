@@ -204,7 +204,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
             settings.login_attempts_per_address,
             settings.login_attempts_per_account,
             settings.login_window_s,
-            on_redis_error or (lambda _operation: None),
+            on_redis_error,
         )
     channels, live = live_plugin(settings)
     engagement = EngagementLive(live)  # counts hands, reactions, low bandwidth per learner
@@ -274,7 +274,7 @@ def create_app(settings: Settings, *, migrate_on_start: bool = False) -> Litesta
         # Sockets follow access changes (accounts.events) and cohorts moving to another host.
         listeners=[*access_listeners(live), claim_listener(live)],
         event_emitter_backend=event_emitter_for(  # ...of every host
-            settings.redis_url, on_redis_error or (lambda _operation: None)
+            settings.redis_url, on_redis_error
         ),
         on_app_init=[auth.on_app_init, request_metrics(metrics)],
         csrf_config=CSRFConfig(

@@ -84,10 +84,6 @@ after this, so the request gets the 503 (appliance/app.py) instead of waiting fo
 _UNANSWERED = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
-def _ignore(_operation: RedisOperation) -> None:
-    pass
-
-
 def redis_client(url: str) -> Redis:
     """A client for request-time calls (sessions, sign-in limits): bounded by
     :data:`REDIS_CALL_TIMEOUT_S`."""
@@ -147,7 +143,7 @@ class RedisLoginWindows:
         per_address: int,
         per_account: int,
         window_s: int,
-        on_error: OnError = _ignore,
+        on_error: OnError | None = None,
     ) -> None:
         self._redis = redis
         self._on_error = on_error
@@ -190,7 +186,7 @@ class RedisLoginWindows:
 class _Relay:
     """Publishes this host's access changes and replays the other hosts' ones."""
 
-    def __init__(self, url: str, on_error: OnError = _ignore) -> None:
+    def __init__(self, url: str, on_error: OnError | None = None) -> None:
         self.origin = uuid.uuid4().hex
         self._on_error = on_error
         self._redis = Redis.from_url(url)
@@ -208,13 +204,17 @@ class _Relay:
             asyncio.create_task(self._receive(replay), name="estrade-hosts-receive"),
         ]
 
+    def _failed(self, operation: RedisOperation) -> None:
+        if self._on_error is not None:
+            self._on_error(operation)
+
     async def _send(self) -> None:
         while True:
             data = await self._outbox.get()
             try:
                 await self._backend.publish(data, [ACCESS_CHANNEL])
             except Exception:  # Redis away: the other hosts judge those sockets at reconnect
-                self._on_error("publish")
+                self._failed("publish")
                 log.warning("could not publish an access change to the other hosts", exc_info=True)
 
     async def _receive(self, replay: Any) -> None:
@@ -229,11 +229,11 @@ class _Relay:
                     if shared.origin != self.origin and shared.event in SHARED_EVENTS:
                         replay(shared.event, **shared.kwargs)
             except _UNANSWERED as exc:
-                self._on_error("subscribe")
+                self._failed("subscribe")
                 log.warning("lost the access channel (%s); subscribing again in 1 s", exc)
                 await asyncio.sleep(1)
             except Exception:
-                self._on_error("subscribe")
+                self._failed("subscribe")
                 log.warning("lost the access channel; subscribing again in 1 s", exc_info=True)
                 await asyncio.sleep(1)
 
@@ -264,7 +264,9 @@ def claim_listener(registry: RoomRegistry) -> EventListener:
     return cohort_claimed
 
 
-def event_emitter_for(redis_url: str, on_error: OnError = _ignore) -> type[BaseEventEmitterBackend]:
+def event_emitter_for(
+    redis_url: str, on_error: OnError | None = None
+) -> type[BaseEventEmitterBackend]:
     """The event emitter class to give ``Litestar(event_emitter_backend=...)``: Litestar's own
     alone for one host; with ``redis_url``, one that also shares access changes (a class per
     app, so two apps in one process keep their own relay). ``on_error``: counts the failed

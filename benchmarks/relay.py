@@ -40,6 +40,10 @@ trainer's three tracks), ``recording_vs_one_learner`` (against forwarding them t
 goal <= 1.0), ``recording_bytes_per_hour``, ``recording_finalize_cpu_s_per_hour`` (the remux
 into final files at the end).
 
+``RELAY_SERVER_CPUS=0`` (an experiment) runs the server and its workers on CPU 0 and this
+client on the others: with every worker on one core, nothing of the server runs at once, which
+tells the cost of running at once (caches, the host's clock) from the cost of piping.
+
 Prints one JSON line. Everything stays on 127.0.0.1. The machine is shared: read the load
 average beside the figures and prefer the same-run ratios.
 """
@@ -366,6 +370,15 @@ class Sock:
         self.reader.cancel()
 
 
+def _cpus(spec: str) -> set[int]:
+    """CPUs named like taskset's list: "0", "0,1", "2-3"."""
+    out: set[int] = set()
+    for part in spec.split(","):
+        low, _, high = part.partition("-")
+        out.update(range(int(low), int(high or low) + 1))
+    return out
+
+
 @contextlib.asynccontextmanager
 async def served_class(
     learners: int,
@@ -409,8 +422,13 @@ async def served_class(
     if worker_learners:  # the class spreads over the workers past this many on one
         env["ESTRADE_MEDIA_WORKER_LEARNERS"] = str(worker_learners)
     log = (tmp / "serve.log").open("wb")
+    command = [sys.executable, "-m", "appliance", "serve"]
+    if os.environ.get("RELAY_SERVER_CPUS"):  # an experiment: the server (and its workers) on
+        # these CPUs, this client on the others (does running at once cost CPU?)
+        command = ["taskset", "-c", os.environ["RELAY_SERVER_CPUS"], *command]
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)) - _cpus(env["RELAY_SERVER_CPUS"]))
     server = subprocess.Popen(  # noqa: ASYNC220 (started once, before timing)
-        [sys.executable, "-m", "appliance", "serve"], env=env, cwd=ROOT, stdout=log, stderr=log
+        command, env=env, cwd=ROOT, stdout=log, stderr=log
     )
     socks: list[Sock] = []
     try:
@@ -1128,19 +1146,25 @@ async def main() -> None:
     share = args.worker_learners
     if not share and args.media_workers > 1:
         share = -(-args.learners // args.media_workers)
-    served = await run_served(
-        args.learners,
-        args.seconds,
-        args.send_path,
-        args.warmup,
-        args.profile,
-        args.join_burst,
-        args.light,
-        args.media_workers,
-        args.chat_probe,
-        share,
-        hold_full,
-    )
+
+    def serving(workers: int, profile: str | None = None) -> Any:
+        """One serving with ``workers`` media workers (the class spread over them past
+        ``share`` learners each when they are the --media-workers ones)."""
+        return run_served(
+            args.learners,
+            args.seconds,
+            args.send_path,
+            args.warmup,
+            burst=args.join_burst,
+            light=args.light,
+            media_workers=workers,
+            probe=args.chat_probe,
+            profile=profile,
+            worker_learners=share if workers == args.media_workers else 0,
+            hold_full=hold_full,
+        )
+
+    served = await serving(args.media_workers, args.profile)
     # The capacity model's measured cost: the whole served tree (web + workers) per learner.
     cpu_per_learner = max(served["server_cpu_busy"] - served["server_cpu_idle"], 1e-9)
     cpu_per_learner /= args.learners
@@ -1231,23 +1255,7 @@ async def main() -> None:
         workers = served["workers_cpu_busy"]
         out["busiest_worker_share"] = r(max(workers) / max(sum(workers), 1e-9), 3)
     if args.compare_media_workers is not None:
-
-        def compare_serving(workers: int, profile: str | None = None) -> Any:
-            return run_served(
-                args.learners,
-                args.seconds,
-                args.send_path,
-                args.warmup,
-                burst=args.join_burst,
-                light=args.light,
-                media_workers=workers,
-                probe=args.chat_probe,
-                profile=profile,
-                worker_learners=share if workers == args.media_workers else 0,
-                hold_full=hold_full,
-            )
-
-        other = await compare_serving(
+        other = await serving(
             args.compare_media_workers, args.profile and f"{args.profile}.compare"
         )
         out.update(
@@ -1341,11 +1349,11 @@ async def main() -> None:
                 pairs = [pair(served, other)]
                 for k in range(1, args.repeat):
                     if k % 2:
-                        theirs_run = await compare_serving(args.compare_media_workers)
-                        mine_run = await compare_serving(args.media_workers)
+                        theirs_run = await serving(args.compare_media_workers)
+                        mine_run = await serving(args.media_workers)
                     else:
-                        mine_run = await compare_serving(args.media_workers)
-                        theirs_run = await compare_serving(args.compare_media_workers)
+                        mine_run = await serving(args.media_workers)
+                        theirs_run = await serving(args.compare_media_workers)
                     pairs.append(pair(mine_run, theirs_run))
                 out["pipe_overhead_pairs"] = pairs
                 out["pipe_overhead_first"] = out["pipe_overhead"]
