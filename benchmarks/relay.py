@@ -1075,8 +1075,8 @@ async def main() -> None:
         type=int,
         default=0,
         metavar="N",
-        help="ESTRADE_MEDIA_WORKER_LEARNERS for the --media-workers serving (0: learners / "
-        "workers, rounded up: one class spread evenly)",
+        help="ESTRADE_MEDIA_WORKER_LEARNERS for the --media-workers serving (0: the class "
+        "spread evenly by work: (learners - TRAINER_LEARNERS) / workers, rounded up)",
     )
     parser.add_argument(
         "--chat-probe",
@@ -1143,17 +1143,22 @@ async def main() -> None:
     load_before = loadavg()
     # Comparing servings: the learners stay at full quality in both (see --ladder).
     hold_full = args.compare_media_workers is not None and not args.ladder
+    from appliance.media.remote import TRAINER_LEARNERS
+
     share = args.worker_learners
     if not share and args.media_workers > 1:
-        share = -(-args.learners // args.media_workers)
+        # Spread by work: the owner's part of the class, counting the trainer it receives as
+        # TRAINER_LEARNERS learners (the placement then gives the siblings the rest).
+        share = max(1, -(-(args.learners - TRAINER_LEARNERS) // args.media_workers))
 
-    def serving(workers: int, profile: str | None = None) -> Any:
+    def serving(workers: int, profile: str | None = None, send_path: str | None = None) -> Any:
         """One serving with ``workers`` media workers (the class spread over them past
-        ``share`` learners each when they are the --media-workers ones)."""
+        ``share`` learners each when they are the --media-workers ones) and ``send_path``
+        (default: --send-path)."""
         return run_served(
             args.learners,
             args.seconds,
-            args.send_path,
+            send_path or args.send_path,
             args.warmup,
             burst=args.join_burst,
             light=args.light,
@@ -1221,14 +1226,8 @@ async def main() -> None:
         scale = served["server_cpu_busy"] / args.learners / served["packets_per_learner_s"] * 1e6
         out["profile_us_per_packet_per_learner"] = {k: r(v * scale, 2) for k, v in shares.items()}
     if args.compare_send_path:
-        other = await run_served(
-            args.learners,
-            args.seconds,
-            args.compare_send_path,
-            args.warmup,
-            burst=args.join_burst,
-            light=args.light,
-        )
+        # the same serving but for the send path (the same workers: one thing changes)
+        other = await serving(args.media_workers, send_path=args.compare_send_path)
         out.update(
             {
                 "compare_send_path": args.compare_send_path,

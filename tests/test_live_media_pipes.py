@@ -102,7 +102,7 @@ def spread(room: RemoteRoom) -> dict[int, int]:
 async def test_a_class_spread_over_two_workers(live: LiveServer, world: World) -> None:
     media = live.app.state.media.server
     assert isinstance(media, RemoteMediaServer)
-    tsock, trainer, socks = await start_class(live, world, 4)
+    tsock, trainer, socks = await start_class(live, world, 5)
     plis = record_plis(trainer)
     peers: dict[int, Learner] = {}
     try:
@@ -132,6 +132,12 @@ async def test_a_class_spread_over_two_workers(live: LiveServer, world: World) -
         await subscribe(sock, late)
         assert spread(room) == {owner: 2, 1 - owner: 2}
         assert room.worker_of(uid).index == 1 - owner
+        # Two each, but the owner also receives the trainer (TRAINER_LEARNERS learners' worth
+        # of work): the next one goes to the sibling too.
+        uid5, sock5 = socks[4]
+        peers[uid5] = Learner()
+        await subscribe(sock5, peers[uid5])
+        assert spread(room) == {owner: 2, 1 - owner: 3}
         await wait_for(lambda: late.frames["video"] >= 30 and late.frames["audio"] >= 30, 20)
         for peer in peers.values():
             assert peer.assembled_keyframes[0], "every learner starts on a keyframe"
@@ -153,7 +159,7 @@ async def test_a_class_spread_over_two_workers(live: LiveServer, world: World) -
         assert all(gap >= PLI_WINDOW_S * 0.9 for gap in gaps), gaps
         stats = await media.fetch_stats()
         by_room = stats.by_room[world.cohort.id]
-        assert by_room.learners == 4 and by_room.plis_in >= 6 * 4
+        assert by_room.learners == 5 and by_room.plis_in >= 6 * 5
 
         # Every frame the trainer sent reaches every learner on either worker.
         await asyncio.sleep(2.0)

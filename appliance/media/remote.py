@@ -89,6 +89,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Once a class spreads, its owner counts as serving this many more learners than it does:
+#: receiving the trainer (SRTP, frame assembly, NACKs, RTX) costs about what sending to eight
+#: learners does (benchmarks/relay.py, camera + Opus: the owner's idle CPU ~0.033 core over
+#: ~0.004 per learner), so new learners go to the siblings until the *work* is even.
+TRAINER_LEARNERS = 8
+
 Reply = Ok | Offered | StatsReply
 
 
@@ -629,14 +635,16 @@ class RemoteMediaServer:
 
     def place(self, room: RemoteRoom, learner_id: int) -> WorkerClient:
         """The worker for a learner of ``room`` (new, or subscribing again: not counted): its
-        owner until it serves ``media_worker_learners`` of them, then the live worker serving
-        the fewest of the room's learners (then the fewest learners, then the lowest index)."""
+        owner until it serves ``media_worker_learners`` of them, then the live worker with the
+        least of the room's work — its learners, the owner's plus :data:`TRAINER_LEARNERS` for
+        the trainer it receives (then the fewest learners, then the lowest index)."""
         owner = room.worker
         alive = [w for w in self.workers if not _gone(w)]
         here = collections.Counter(w.index for lid, w in room.placed.items() if lid != learner_id)
         share = self.settings.media_worker_learners
         if not self._pipe_dir or here[owner.index] < share or owner not in alive:
             return owner
+        here[owner.index] += TRAINER_LEARNERS
         return min(alive, key=lambda w: (here[w.index], self._learners_on(w), w.index))
 
     async def pipe(self, room: RemoteRoom, target: WorkerClient) -> None:
