@@ -61,18 +61,6 @@ class Channel(Generic[In]):
             raise ChannelError(f"message of {len(payload)} bytes exceeds {MAX_FRAME}")
         self._writer.write(HEADER.pack(len(payload)) + payload)
 
-    def write_encoded(self, payload: bytes, limit: int) -> bool:
-        """Queue one message already encoded (msgpack), unless more than ``limit`` bytes are
-        waiting to be written (a peer that stopped reading): then False, nothing queued."""
-        if self._writer.is_closing():
-            raise ChannelClosed("the channel is closed")
-        if self._writer.transport.get_write_buffer_size() > limit:
-            return False
-        if len(payload) > MAX_FRAME:
-            raise ChannelError(f"message of {len(payload)} bytes exceeds {MAX_FRAME}")
-        self._writer.write(HEADER.pack(len(payload)) + payload)
-        return True
-
     def buffered(self) -> int:
         """Bytes written but not yet taken by the peer's socket."""
         return self._writer.transport.get_write_buffer_size()

@@ -202,7 +202,8 @@ class _Link:
     flowing class never reaches: frames come every 20-33 ms): the sibling then wakes once per
     write instead of once per frame (waking a second process is the pipe's main cost,
     docs/media-workers.md "Pipes"), and the owner writes during a wake-up it has anyway. The
-    frames' order and framing are unchanged. ``batch_s`` 0 writes each frame at once.
+    frames' order and framing are unchanged. ``batch_s`` 0 writes each frame at once (the same
+    path: a batch of one).
     """
 
     def __init__(
@@ -222,16 +223,12 @@ class _Link:
         self.reader: asyncio.Task[None] | None = None
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        self._frames = 0  # frames in _pending (a header and a payload each)
         self._flush: asyncio.TimerHandle | None = None
 
     def write(self, payload: bytes) -> None:
-        if not self.batch_s:
-            try:
-                if not self.channel.write_encoded(payload, PIPE_BUFFER_MAX):
-                    self.dropped += 1
-            except ChannelError:
-                pass  # closing: the reader notices and drops this link
-            return
+        """Gather one encoded frame, or drop it (counted): over :data:`MAX_FRAME`, or the
+        sibling has stopped reading (:data:`PIPE_BUFFER_MAX` bytes already waiting)."""
         if len(payload) > MAX_FRAME or self.channel.buffered() + self._pending_bytes > (
             PIPE_BUFFER_MAX
         ):
@@ -240,31 +237,33 @@ class _Link:
         self._pending.append(HEADER.pack(len(payload)))
         self._pending.append(payload)
         self._pending_bytes += HEADER.size + len(payload)
-        if len(self._pending) >= 2 * self.batch_frames:
+        self._frames += 1
+        if not self.batch_s or self._frames >= self.batch_frames:
             self.flush()
         elif self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(self.batch_s, self.flush)
 
     def flush(self) -> None:
         """Write what was gathered (in one write: one wake-up of the sibling)."""
-        if self._flush is not None:
-            self._flush.cancel()
-            self._flush = None
-        if not self._pending:
-            return
-        data = b"".join(self._pending)
-        self._pending.clear()
-        self._pending_bytes = 0
-        with contextlib.suppress(ChannelError):  # closing: the reader drops this link
-            self.channel.write_raw(data)
+        data = self._take()
+        if data:
+            with contextlib.suppress(ChannelError):  # closing: the reader drops this link
+                self.channel.write_raw(data)
 
     def cancel(self) -> None:
         """The link closes: what was gathered is not sent."""
+        self._take()
+
+    def _take(self) -> bytes:
+        """What was gathered, framed; the link is left empty and its timer stopped."""
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
+        data = b"".join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
+        self._frames = 0
+        return data
 
 
 class _Feed:
@@ -372,7 +371,8 @@ class PipeHub:
         self, server_rooms: Callable[[int], MediaRoom | None], batch_s: float = 0.0
     ) -> None:
         self._get_room = server_rooms
-        #: frames gathered this long before one write to a sibling (:class:`_Link`)
+        #: the longest a frame piped to a sibling waits to be written with others (0: none
+        #: waits; :class:`_Link`)
         self.batch_s = batch_s
         self._listener: asyncio.Server | None = None
         self._path = ""

@@ -216,6 +216,34 @@ async def test_batching_writes_a_few_frames_at_once_and_never_holds_one_long() -
         await asyncio.sleep(0)
 
 
+async def test_without_batching_each_frame_goes_at_once_and_an_oversized_one_is_counted() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    theirs.setblocking(False)
+    owner: Channel[ToSibling] = await open_channel(ours, ToSibling)
+    room = _Room()
+    camera = room.sources["camera"]
+    feed = _Feed(room)  # type: ignore[arg-type]
+    link = _Link(1, 1234, owner, batch_s=0.0)  # type: ignore[arg-type]
+    try:
+        feed.add(link)
+        camera.deliver(Frame(None, True, 3, 90, (b"\x10\x00k",)))
+        await asyncio.sleep(0.01)
+        got = _messages(_available(theirs))
+        assert [type(m).__name__ for m in got] == ["PipeHello", "PipeFrame"]
+        assert link._flush is None and link._pending == []  # nothing waits, no timer
+        huge = Frame(None, False, MAX_FRAME + 1, 3090, (bytes(MAX_FRAME + 1),))
+        camera.deliver(huge)
+        camera.deliver(Frame(None, False, 3, 6090, (b"\x10\x01d",)))
+        await asyncio.sleep(0.01)
+        assert [m.pts for m in _messages(_available(theirs))] == [6090]  # type: ignore[union-attr]
+        assert link.dropped == 1
+    finally:
+        feed.close()
+        theirs.close()
+        await owner.close()
+        await asyncio.sleep(0)
+
+
 class _PipedRoom:
     """What a sibling's hub reads of a room: its sources (piped ones)."""
 
