@@ -343,7 +343,10 @@ class _SiblingEnd(asyncio.Protocol):
                     return self._refuse(f"bad frame: {exc}")
                 at = stop
                 self._hub._received(self, message)
-        self._rest = bytearray(data[at:]) if at < end else bytearray()
+        if data is self._rest:
+            del self._rest[:at]  # the start of a frame that is still coming stays where it is
+        else:
+            self._rest = bytearray(data[at:]) if at < end else bytearray()
 
     def _refuse(self, why: str) -> None:
         logger.error("media pipe: bad frame from the owner (%s); closing the pipe", why)

@@ -5,6 +5,7 @@ is in tests/test_live_media_pipes.py."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import socket
@@ -272,14 +273,14 @@ async def test_the_sibling_reads_frames_however_the_bytes_arrive_and_closes_on_a
         reader, writer = await asyncio.open_unix_connection(path)
         owner: Channel[ToOwner] = Channel(reader, writer, ToOwner)
         frames = [msgspec.structs.replace(frame(n, keyframe=n == 1), cohort=7) for n in range(1, 7)]
-        # hello and three frames in one write, then a frame cut in three writes, then two
-        # frames with the second one's header split across writes
+        # hello and three frames in one write; then three frames cut anyhow: a header split,
+        # a frame's middle, and twice the end of a frame with the next one's first two bytes
         writer.write(b"".join(_framed(m) for m in [PipeHello(cohort=7), *frames[:3]]))
-        cut = _framed(frames[3])
-        tail = _framed(frames[4]) + _framed(frames[5])
-        for piece in (cut[:2], cut[2:9], cut[9:], tail[:-len(_framed(frames[5])) + 2],
-                      tail[-len(_framed(frames[5])) + 2 :]):  # fmt: skip
-            writer.write(piece)
+        stream = b"".join(_framed(f) for f in frames[3:])
+        n3, n4 = len(_framed(frames[3])), len(_framed(frames[4]))
+        cuts = [0, 2, 9, n3 + 2, n3 + n4 + 2, len(stream)]
+        for a, b in itertools.pairwise(cuts):
+            writer.write(stream[a:b])
             await writer.drain()
             await asyncio.sleep(0.01)
         for _ in range(100):
