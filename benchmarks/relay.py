@@ -44,6 +44,15 @@ into final files at the end).
 client on the others: with every worker on one core, nothing of the server runs at once, which
 tells the cost of running at once (caches, the host's clock) from the cost of piping.
 
+``--client-nice 10`` (root only) runs this client at niceness 10 and the server, its workers
+and the chat probe at 0. The 30 learners stand in for 30 browsers on 30 other machines; here
+they take about half a core of the same two, and their bursts reach the chat probe's tail
+under media (p50 unchanged). With the client niced the server and its workers still compete
+with each other and with the probe as they would on a server (docs/media-workers.md "Chat's
+tail": it takes part of the tail away, not all). With ``--repeat``,
+``chat_p99_ms_*_pooled`` is the p99 of every N-worker window's messages together (~300 per
+30 s window): one window's p99 is its two or three latest messages.
+
 Prints one JSON line. Everything stays on 127.0.0.1. The machine is shared: read the load
 average beside the figures and prefer the same-run ratios.
 """
@@ -268,6 +277,15 @@ def tree_cpu_s(pid: int) -> dict[int, float]:
     return cpu
 
 
+#: ``--client-nice N``: this client's niceness (the server and the chat probe start at 0)
+CLIENT_NICE = 0
+
+
+def _unniced() -> list[str]:
+    """The prefix that starts a child back at niceness 0 when this client runs niced."""
+    return ["nice", "-n", str(-CLIENT_NICE)] if CLIENT_NICE else []
+
+
 def cpu_rates(before: dict[int, float], after: dict[int, float], wall: float) -> dict[int, float]:
     """Cores used by each process over ``wall`` seconds (processes present at both reads)."""
     return {pid: (after[pid] - before[pid]) / wall for pid in before.keys() & after.keys()}
@@ -283,7 +301,8 @@ class ProbeProcess:
     @classmethod
     async def start(cls, args: tuple[str, str, str]) -> ProbeProcess:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(Path(__file__).parent / "helpers" / "chat_probe.py"), *args,
+            *_unniced(), sys.executable, str(Path(__file__).parent / "helpers" / "chat_probe.py"),
+            *args,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         )  # fmt: skip
         assert proc.stdout is not None
@@ -427,6 +446,7 @@ async def served_class(
         # these CPUs, this client on the others (does running at once cost CPU?)
         command = ["taskset", "-c", os.environ["RELAY_SERVER_CPUS"], *command]
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)) - _cpus(env["RELAY_SERVER_CPUS"]))
+    command = [*_unniced(), *command]
     server = subprocess.Popen(  # noqa: ASYNC220 (started once, before timing)
         command, env=env, cwd=ROOT, stdout=log, stderr=log
     )
@@ -666,6 +686,9 @@ async def run_served(
                 "chat_p99_ms_idle": pct(chat_idle, 0.99),
                 "chat_p50_ms_under_media": pct(chat_busy, 0.5),
                 "chat_p99_ms_under_media": pct(chat_busy, 0.99),
+                # the samples themselves (not printed): --repeat pools them over the servings
+                "chat_ms_idle": chat_idle,
+                "chat_ms_under_media": chat_busy,
                 "packets_per_learner_s": pps_mean,
                 "packets_per_learner_s_min": min(pps),
                 "loadavg": load,
@@ -1093,6 +1116,15 @@ async def main() -> None:
         "pipe_overhead is then the median of the pairs' ratios (pipe_overhead_pairs: each)",
     )
     parser.add_argument(
+        "--client-nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run this client (the learners: browsers on other machines in a real class) at "
+        "niceness N, the server, its workers and the chat probe at 0 (root only): on a "
+        "machine this small the client's CPU on the same cores otherwise sets the chat's tail",
+    )
+    parser.add_argument(
         "--ladder",
         action="store_true",
         help="with --compare-media-workers: leave the relay's ladder on (by default its loss "
@@ -1119,6 +1151,12 @@ async def main() -> None:
     )
     parser.add_argument("--recording-only", action="store_true", help="only the recording figures")
     args = parser.parse_args()
+    if args.client_nice:
+        if os.geteuid() != 0:
+            parser.error("--client-nice needs root: the server and the probe start back at 0")
+        global CLIENT_NICE
+        CLIENT_NICE = args.client_nice
+        os.nice(CLIENT_NICE)
     if args.serve:
         await serve(args.serve, args.send_path)
         return
@@ -1346,6 +1384,7 @@ async def main() -> None:
                 # own; pipe_overhead is then their median (the first pair's figures stay in
                 # the keys above, pipe_overhead_first).
                 pairs = [pair(served, other)]
+                mine_runs = [served]
                 for k in range(1, args.repeat):
                     if k % 2:
                         theirs_run = await serving(args.compare_media_workers)
@@ -1354,6 +1393,7 @@ async def main() -> None:
                         mine_run = await serving(args.media_workers)
                         theirs_run = await serving(args.compare_media_workers)
                     pairs.append(pair(mine_run, theirs_run))
+                    mine_runs.append(mine_run)
                 out["pipe_overhead_pairs"] = pairs
                 out["pipe_overhead_first"] = out["pipe_overhead"]
                 out["pipe_overhead"] = r(median([p["pipe_overhead"] for p in pairs]), 3)
@@ -1369,6 +1409,16 @@ async def main() -> None:
                     out["chat_p99_ms_under_media_median"] = r(median([c[1] for c in chat]), 1)
                     out["chat_under_media_vs_idle_median"] = r(
                         median([c[1] / max(c[0], 1e-9) for c in chat]), 2
+                    )
+                    # One window's p99 is its one or two latest messages out of ~10 a second:
+                    # the N-worker servings' windows pooled give the p99 of several hundred.
+                    idle = [ms for run in mine_runs for ms in run["chat_ms_idle"]]
+                    busy = [ms for run in mine_runs for ms in run["chat_ms_under_media"]]
+                    out["chat_messages_pooled"] = [len(idle), len(busy)]
+                    out["chat_p99_ms_idle_pooled"] = r(pct(idle, 0.99), 1)
+                    out["chat_p99_ms_under_media_pooled"] = r(pct(busy, 0.99), 1)
+                    out["chat_under_media_vs_idle_pooled"] = r(
+                        pct(busy, 0.99) / max(pct(idle, 0.99), 1e-9), 2
                     )
         if args.profile:
             out["compare_profile_shares"] = profile_breakdown(f"{args.profile}.compare")
@@ -1404,6 +1454,7 @@ async def main() -> None:
             "loadavg_during": served["loadavg"],
             "loadavg_after": loadavg(),
             "cpus": os.cpu_count(),
+            "client_nice": CLIENT_NICE,
         }
     )
     print(json.dumps(out), flush=True)
