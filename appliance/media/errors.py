@@ -17,6 +17,7 @@ __all__ = [
     "RecordingEnded",
     "RecordingReason",
     "TracksChanged",
+    "too_many_rooms",
 ]
 
 
@@ -32,6 +33,13 @@ class MediaError(DomainError):
     @property
     def message(self) -> str:
         return self.detail
+
+
+def too_many_rooms(max_rooms: int) -> MediaError:
+    """A new room refused: the server (every worker together) relays ``max_rooms`` already."""
+    return MediaError(
+        "too_many_rooms", f"this server already relays {max_rooms} classes; try again later"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,7 +223,6 @@ class _Link:
         self.reader: asyncio.Task[None] | None = None
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        self._frames = 0  # frames in _pending (a header and a payload each)
         self._flush: asyncio.TimerHandle | None = None
 
     def write(self, payload: bytes) -> None:
@@ -237,8 +236,7 @@ class _Link:
         self._pending.append(HEADER.pack(len(payload)))
         self._pending.append(payload)
         self._pending_bytes += HEADER.size + len(payload)
-        self._frames += 1
-        if not self.batch_s or self._frames >= self.batch_frames:
+        if not self.batch_s or len(self._pending) >= 2 * self.batch_frames:  # header + payload
             self.flush()
         elif self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(self.batch_s, self.flush)
@@ -262,7 +260,6 @@ class _Link:
         data = b"".join(self._pending)
         self._pending.clear()
         self._pending_bytes = 0
-        self._frames = 0
         return data
 
 

@@ -39,6 +39,7 @@ from .errors import (
     QualityChanged,
     RecordingEnded,
     TracksChanged,
+    too_many_rooms,
 )
 from .ladder import LEVELS
 from .network import browser_ice_servers
@@ -615,10 +616,7 @@ class RemoteMediaServer:
         if room is not None:
             return room
         if len(self._rooms) >= self.max_rooms:
-            raise MediaError(
-                "too_many_rooms",
-                f"this server already relays {self.max_rooms} classes; try again later",
-            )
+            raise too_many_rooms(self.max_rooms)
         alive = [w for w in self.workers if not _gone(w)]
         if not alive:
             raise _unavailable()

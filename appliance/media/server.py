@@ -13,7 +13,7 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from ..settings import Settings
-from .errors import MediaError, MediaEvent, RecordingEnded, RecordingReason
+from .errors import MediaError, MediaEvent, RecordingEnded, RecordingReason, too_many_rooms
 from .hooks import check_private_hooks
 from .ladder import LadderPolicy
 from .network import IceScope, browser_ice_servers, install_aioice_patch, rtc_configuration
@@ -87,10 +87,7 @@ class MediaServer:
         if room is not None:
             return room
         if len(self._rooms) >= self.max_rooms:
-            raise MediaError(
-                "too_many_rooms",
-                f"this server already relays {self.max_rooms} classes; try again later",
-            )
+            raise too_many_rooms(self.max_rooms)
         room = self._rooms[cohort_id] = MediaRoom(self, cohort_id)
         if self._monitor is None:
             self._monitor = asyncio.ensure_future(self._watch_links())

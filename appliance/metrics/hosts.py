@@ -19,8 +19,8 @@ from typing import Any, Literal, get_args
 import msgspec
 import redis.exceptions
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from redis.asyncio import Redis
 
+from appliance.hosts import redis_client
 from appliance.metrics.operator import HostOut, OverviewOut
 
 __all__ = [
@@ -89,7 +89,7 @@ class HostsView:
     ) -> None:
         self.name = name
         self._overview = overview
-        self._redis = Redis.from_url(url)
+        self._redis = redis_client(url)  # the operator's request waits no longer than a session's
         self._metrics = metrics
 
     async def beat(self) -> None:
